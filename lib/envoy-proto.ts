@@ -1,0 +1,58 @@
+// Loads Envoy's API protos from the copy @grpc/grpc-js-xds ships. Loading the whole tree takes
+// ~0.2 s, so each option set is loaded once per process and shared.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+const require = createRequire(import.meta.url);
+const XDS_PKG_DIR = dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
+
+/** Include dirs that resolve every Envoy/xDS/googleapis import. */
+export const ENVOY_PROTO_INCLUDE_DIRS = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) =>
+  join(XDS_PKG_DIR, 'deps', d),
+);
+
+/**
+ * Loader options shared by the data-path services. camelCase field names match protojson, which is
+ * what OPA-Envoy's input document uses; 64-bit integers become numbers (sizes, timestamps) and bytes
+ * stay Buffers (the input builder base64-encodes rawBody itself). Default values are left out, as
+ * protojson leaves them out, and oneof virtual fields are not added, so they never leak into input.
+ */
+export const DATA_PATH_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: false,
+  oneofs: false,
+  includeDirs: ENVOY_PROTO_INCLUDE_DIRS,
+};
+
+const cache = new Map<string, grpc.GrpcObject>();
+
+/** Loads the given .proto files (paths relative to the include dirs) into a grpc object, cached. */
+export function loadEnvoyProtos(
+  files: string[],
+  options: protoLoader.Options = DATA_PATH_LOADER_OPTIONS,
+): grpc.GrpcObject {
+  const key = JSON.stringify({ files, options: { ...options, longs: String(options.longs) } });
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const definition = protoLoader.loadSync(files, options);
+  const loaded = grpc.loadPackageDefinition(definition);
+  cache.set(key, loaded);
+  return loaded;
+}
+
+/** Walks a dotted package path (e.g. 'envoy.service.auth.v3') in a loaded grpc object. */
+export function lookup<T = unknown>(root: grpc.GrpcObject, path: string): T {
+  let node: unknown = root;
+  for (const part of path.split('.')) {
+    node = (node as Record<string, unknown> | undefined)?.[part];
+    if (node === undefined) throw new Error(`proto symbol ${path} not found (missing at ${part})`);
+  }
+  return node as T;
+}
+
+export const EXT_AUTHZ_PROTO = 'envoy/service/auth/v3/external_auth.proto';
+export const HEALTH_PROTO_NOTE = 'grpc.health.v1 is implemented by hand (see authz-server/health.ts)';

