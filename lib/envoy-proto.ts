@@ -56,3 +56,47 @@ export function lookup<T = unknown>(root: grpc.GrpcObject, path: string): T {
 
 export const EXT_AUTHZ_PROTO = 'envoy/service/auth/v3/external_auth.proto';
 export const HEALTH_PROTO_NOTE = 'grpc.health.v1 is implemented by hand (see authz-server/health.ts)';
+
+// --- protobufjs Root with proto field names (snake_case), for encoding resources written as
+// Envoy's JSON/YAML (xDS resources, bootstrap fragments) ---
+import { existsSync } from 'node:fs';
+import protobuf from 'protobufjs';
+
+let envoyRoot: protobuf.Root | null = null;
+
+/** Well-known and Envoy files every xDS resource needs, resolved against the include dirs. */
+export const XDS_RESOURCE_PROTOS = [
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/config/endpoint/v3/endpoint.proto',
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/config/route/v3/route.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto',
+  'envoy/extensions/access_loggers/grpc/v3/als.proto',
+  'envoy/extensions/access_loggers/stream/v3/stream.proto',
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/config/bootstrap/v3/bootstrap.proto',
+];
+
+/** A protobufjs Root over Envoy's protos with keepCase (snake_case) names, loaded once. */
+export function loadEnvoyRoot(): protobuf.Root {
+  if (envoyRoot) return envoyRoot;
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => {
+    for (const dir of ENVOY_PROTO_INCLUDE_DIRS) {
+      const candidate = join(dir, target);
+      if (existsSync(candidate)) return candidate;
+    }
+    return target;
+  };
+  root.loadSync(
+    XDS_RESOURCE_PROTOS.filter((f) => ENVOY_PROTO_INCLUDE_DIRS.some((d) => existsSync(join(d, f)))),
+    { keepCase: true },
+  );
+  root.resolveAll();
+  envoyRoot = root;
+  return root;
+}

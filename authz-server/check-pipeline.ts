@@ -1,0 +1,266 @@
+// One Check, as a pipeline of named steps: resolveRoute → authenticate → buildInput → evaluate →
+// mapResult → record → respond. Each step is a small function; the pipeline never throws — any
+// failure becomes a deny with its own reason code (fail closed), distinct from a policy deny.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { AuthzErrorCode } from './errors.ts';
+import { describeThrown } from './errors.ts';
+import type { IdentityVerifier } from './identity/verifier.ts';
+import { buildInput } from './input/build-input.ts';
+import type { PolicyStore } from './policy/policy-store.ts';
+import { type CheckResponseMessage, mapPolicyResult, serverDeny, type Verdict } from './result-mapper.ts';
+
+/** The fields of a decision worth keeping; the audit trail and the decision log share them. */
+export interface DecisionEvent {
+  decisionId: string;
+  requestId: string;
+  time: Date;
+  routeId: string | null;
+  target: string | null;
+  method: string;
+  host: string;
+  /** Path without the query string: queries may carry secrets. */
+  path: string;
+  subject: string | null;
+  issuer: string | null;
+  actor: unknown;
+  verdict: Verdict;
+  policyRevision: string;
+  latencyUs: number;
+  /** The policy input, for replay; the caller masks secrets before storing it. */
+  input: unknown;
+  result: unknown;
+}
+
+/** Durable recording hook: ALLOW is only returned once this resolves. */
+export interface DecisionRecorder {
+  record(event: DecisionEvent): Promise<void>;
+}
+
+export interface CheckMetrics {
+  total: number;
+  allowed: number;
+  denied: number;
+  /** Denies the server made itself, by reason code (policy errors are not policy denies). */
+  errors: Partial<Record<AuthzErrorCode, number>>;
+}
+
+export interface CheckDeps {
+  policy: PolicyStore;
+  identity: IdentityVerifier | null;
+  logger: Logger;
+  recorder?: DecisionRecorder;
+  metrics: CheckMetrics;
+  requireCompleteBody?: boolean;
+  maxBodyBytes?: number;
+}
+
+interface HttpAttrs {
+  id?: string;
+  method?: string;
+  path?: string;
+  host?: string;
+  headers?: Record<string, string>;
+}
+
+interface CheckState {
+  decisionId: string;
+  started: bigint;
+  http: HttpAttrs;
+  headers: Record<string, string>;
+  routeId: string | null;
+  target: string | null;
+}
+
+const STATUS_FOR_CODE: Partial<Record<AuthzErrorCode, number>> = {
+  ERR_PATH_NONCANONICAL: 400,
+  ERR_REQUEST_MALFORMED: 400,
+  ERR_BODY_UNPARSABLE: 400,
+  ERR_BODY_TRUNCATED: 413,
+  ERR_AUDIT_UNAVAILABLE: 503,
+  ERR_POLICY_MISSING: 503,
+};
+
+function resolveRoute(req: unknown): CheckState {
+  const attrs = (req as { attributes?: Record<string, any> } | null)?.attributes ?? {};
+  const http: HttpAttrs = attrs['request']?.['http'] ?? {};
+  const ext: Record<string, string> = attrs['contextExtensions'] ?? {};
+  return {
+    decisionId: randomUUID(),
+    started: process.hrtime.bigint(),
+    http,
+    headers: http.headers ?? {},
+    routeId: ext['route_id'] ?? null,
+    target: ext['target'] ?? null,
+  };
+}
+
+function pathOnly(raw: string | undefined): string {
+  if (!raw) return '';
+  const q = raw.indexOf('?');
+  return q === -1 ? raw : raw.slice(0, q);
+}
+
+export class CheckPipeline {
+  constructor(private readonly deps: CheckDeps) {}
+
+  async check(req: unknown): Promise<CheckResponseMessage> {
+    let state: CheckState | null = null;
+    try {
+      state = resolveRoute(req);
+      return await this.run(req, state);
+    } catch (err) {
+      // Last line of defence: a bug must deny, never allow or crash the server.
+      const decisionId = state?.decisionId ?? randomUUID();
+      this.deps.logger.error({ decision_id: decisionId, err: describeThrown(err) }, 'check failed unexpectedly');
+      this.count('ERR_INTERNAL');
+      return serverDeny('ERR_INTERNAL', 'internal error in the authorization server', 500, {
+        decisionId,
+        policyRevision: this.deps.policy.current()?.revision ?? 'none',
+      }).response;
+    }
+  }
+
+  private async run(req: unknown, state: CheckState): Promise<CheckResponseMessage> {
+    const snapshot = this.deps.policy.current();
+    const policyRevision = snapshot?.revision ?? 'none';
+    const ctx = { decisionId: state.decisionId, policyRevision };
+
+    // authenticate
+    let identity = null;
+    let identityError: { code: string; reason: string } | null = null;
+    if (this.deps.identity) {
+      const res = await this.deps.identity.verify(state.headers);
+      if (res.ok) identity = res.identity;
+      else identityError = { code: res.code, reason: res.reason };
+    } else {
+      identityError = { code: 'ERR_TOKEN_MISSING', reason: 'no identity issuer is configured' };
+    }
+
+    // buildInput
+    const built = buildInput(req, { identity, identityError }, {
+      requireCompleteBody: this.deps.requireCompleteBody ?? true,
+      ...(this.deps.maxBodyBytes ? { maxBodyBytes: this.deps.maxBodyBytes } : {}),
+    });
+    if (!built.ok) {
+      return this.finish(state, serverDeny(built.code, built.reason, STATUS_FOR_CODE[built.code] ?? 400, ctx), {
+        identity,
+        input: null,
+        result: null,
+        policyRevision,
+      });
+    }
+
+    // evaluate
+    if (!snapshot) {
+      return this.finish(state, serverDeny('ERR_POLICY_MISSING', 'no policy is loaded', 503, ctx), {
+        identity,
+        input: built.input,
+        result: null,
+        policyRevision,
+      });
+    }
+    const outcome = snapshot.engine.evaluate(built.input);
+    if (!outcome.ok) {
+      this.deps.logger.warn({ decision_id: state.decisionId, code: outcome.code, detail: outcome.detail }, 'policy failed');
+      const reason = outcome.code === 'ERR_POLICY_UNDEFINED' ? 'policy decision is undefined' : 'policy evaluation failed';
+      return this.finish(state, serverDeny(outcome.code, reason, 403, ctx, 'error'), {
+        identity,
+        input: built.input,
+        result: null,
+        policyRevision,
+      });
+    }
+
+    // mapResult
+    const mapped = mapPolicyResult(outcome.result, { ...ctx, requestHeaderNames: Object.keys(state.headers) });
+    if (!mapped.ok) {
+      this.deps.logger.warn({ decision_id: state.decisionId, code: mapped.code, detail: mapped.detail }, 'bad policy result');
+      return this.finish(state, serverDeny(mapped.code, 'policy result is invalid', 403, ctx, 'error'), {
+        identity,
+        input: built.input,
+        result: outcome.result,
+        policyRevision,
+      });
+    }
+    return this.finish(state, mapped, { identity, input: built.input, result: outcome.result, policyRevision });
+  }
+
+  /** record → respond. An allow that cannot be recorded durably becomes a deny. */
+  private async finish(
+    state: CheckState,
+    decided: { response: CheckResponseMessage; verdict: Verdict },
+    extra: { identity: { subject: string; issuer: string; actor: unknown } | null; input: unknown; result: unknown; policyRevision: string },
+  ): Promise<CheckResponseMessage> {
+    const { verdict } = decided;
+    const event: DecisionEvent = {
+      decisionId: state.decisionId,
+      requestId: state.http.id ?? '',
+      time: new Date(),
+      routeId: state.routeId,
+      target: state.target,
+      method: state.http.method ?? '',
+      host: state.http.host ?? '',
+      path: pathOnly(state.http.path),
+      subject: extra.identity?.subject ?? null,
+      issuer: extra.identity?.issuer ?? null,
+      actor: extra.identity?.actor ?? null,
+      verdict,
+      policyRevision: extra.policyRevision,
+      latencyUs: Number(process.hrtime.bigint() - state.started) / 1000,
+      input: extra.input,
+      result: extra.result,
+    };
+    let response = decided.response;
+    if (this.deps.recorder) {
+      try {
+        await this.deps.recorder.record(event);
+      } catch (err) {
+        this.deps.logger.error({ decision_id: state.decisionId, err: describeThrown(err) }, 'decision not recorded');
+        if (verdict.decision === 'allow') {
+          const denied = serverDeny('ERR_AUDIT_UNAVAILABLE', 'decision could not be recorded', 503, {
+            decisionId: state.decisionId,
+            policyRevision: extra.policyRevision,
+          });
+          event.verdict = denied.verdict;
+          response = denied.response;
+        }
+      }
+    }
+    this.logDecision(event);
+    return response;
+  }
+
+  private count(code: AuthzErrorCode | null, allowed = false): void {
+    const m = this.deps.metrics;
+    m.total++;
+    if (allowed) m.allowed++;
+    else m.denied++;
+    if (code) m.errors[code] = (m.errors[code] ?? 0) + 1;
+  }
+
+  private logDecision(event: DecisionEvent): void {
+    const { verdict } = event;
+    const isServerCode = verdict.reasonCode.startsWith('ERR_');
+    this.count(isServerCode ? (verdict.reasonCode as AuthzErrorCode) : null, verdict.decision === 'allow');
+    this.deps.logger.info(
+      {
+        decision_id: event.decisionId,
+        request_id: event.requestId,
+        route_id: event.routeId,
+        target: event.target,
+        method: event.method,
+        host: event.host,
+        path: event.path,
+        sub: event.subject,
+        decision: verdict.decision,
+        status: verdict.httpStatus,
+        reason: verdict.reason,
+        reason_code: verdict.reasonCode,
+        policy_revision: event.policyRevision,
+        latency_us: Math.round(event.latencyUs),
+      },
+      'decision',
+    );
+  }
+}

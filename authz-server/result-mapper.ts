@@ -1,0 +1,298 @@
+// Maps a policy result (OPA-Envoy semantics: a boolean, or an object with `allowed` and optional
+// header/status/body fields) to the ext_authz v3 CheckResponse, and builds the responses the server
+// produces on its own (errors, identity failures). Everything here is pure.
+import type { AuthzErrorCode } from './errors.ts';
+
+export const DECISION_ID_HEADER = 'x-chaperone-decision-id';
+
+/** Headers a client must never be able to assert itself; stripped from every allowed request. */
+export const CLIENT_IDENTITY_HEADERS = [
+  'x-forwarded-user',
+  'x-forwarded-email',
+  'x-forwarded-groups',
+  'x-forwarded-preferred-username',
+  'x-auth-request-user',
+  'x-auth-request-email',
+  'x-auth-request-groups',
+];
+const CHAPERONE_HEADER_PREFIX = 'x-chaperone-';
+
+// google.rpc.Code values used in CheckResponse.status.
+const RPC_OK = 0;
+const RPC_PERMISSION_DENIED = 7;
+const RPC_UNAUTHENTICATED = 16;
+
+interface HeaderValueOption {
+  header: { key: string; value: string };
+  appendAction: 'APPEND_IF_EXISTS_OR_ADD' | 'OVERWRITE_IF_EXISTS_OR_ADD';
+}
+
+export interface CheckResponseMessage {
+  status: { code: number; message?: string };
+  okResponse?: {
+    headers: HeaderValueOption[];
+    headersToRemove: string[];
+    responseHeadersToAdd: HeaderValueOption[];
+    queryParametersToSet: { key: string; value: string }[];
+    queryParametersToRemove: string[];
+  };
+  deniedResponse?: { status: { code: number }; headers: HeaderValueOption[]; body: string };
+  dynamicMetadata?: StructMessage;
+}
+
+/** What the pipeline decided, in the shape the audit record and decision log use. */
+export interface Verdict {
+  decision: 'allow' | 'deny' | 'approval_required' | 'error';
+  httpStatus: number;
+  reason: string;
+  reasonCode: string;
+}
+
+export type MapOutcome =
+  | { ok: true; response: CheckResponseMessage; verdict: Verdict }
+  | { ok: false; code: AuthzErrorCode; detail: string };
+
+export interface MapContext {
+  decisionId: string;
+  policyRevision: string;
+  /** Lower-case header names the client sent (to strip identity headers it must not assert). */
+  requestHeaderNames: Iterable<string>;
+}
+
+// --- google.protobuf.Struct encoding (proto-loader does not map JSON to Struct by itself) ---
+export interface StructMessage {
+  fields: Record<string, ValueMessage>;
+}
+type ValueMessage =
+  | { nullValue: 'NULL_VALUE' }
+  | { numberValue: number }
+  | { stringValue: string }
+  | { boolValue: boolean }
+  | { structValue: StructMessage }
+  | { listValue: { values: ValueMessage[] } };
+
+function toValue(v: unknown, depth: number): ValueMessage {
+  if (depth > 32) return { stringValue: '[depth limit]' };
+  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
+  switch (typeof v) {
+    case 'number':
+      return { numberValue: v };
+    case 'string':
+      return { stringValue: v };
+    case 'boolean':
+      return { boolValue: v };
+    case 'object':
+      if (Array.isArray(v)) return { listValue: { values: v.map((x) => toValue(x, depth + 1)) } };
+      return { structValue: toStruct(v as Record<string, unknown>, depth + 1) };
+    default:
+      return { stringValue: String(v) };
+  }
+}
+
+export function toStruct(obj: Record<string, unknown>, depth = 0): StructMessage {
+  const fields: Record<string, ValueMessage> = {};
+  for (const [k, v] of Object.entries(obj)) fields[k] = toValue(v, depth);
+  return { fields };
+}
+
+// --- result parsing ---
+interface PolicyResultObject {
+  allowed: boolean;
+  headers?: Record<string, unknown>;
+  request_headers_to_remove?: unknown;
+  response_headers_to_add?: Record<string, unknown>;
+  query_parameters_to_set?: Record<string, unknown>;
+  query_parameters_to_remove?: unknown;
+  http_status?: unknown;
+  body?: unknown;
+  dynamic_metadata?: unknown;
+  reason?: unknown;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Header maps: OPA-Envoy accepts a string or an array of strings per header. */
+function headerOptions(
+  field: string,
+  map: unknown,
+  append: boolean,
+): { ok: true; options: HeaderValueOption[] } | { ok: false; detail: string } {
+  if (map === undefined) return { ok: true, options: [] };
+  if (!isPlainObject(map)) return { ok: false, detail: `"${field}" must be an object of header name → value(s)` };
+  const options: HeaderValueOption[] = [];
+  for (const [key, raw] of Object.entries(map)) {
+    const values = Array.isArray(raw) ? raw : [raw];
+    for (const [i, value] of values.entries()) {
+      if (typeof value !== 'string') {
+        return { ok: false, detail: `"${field}.${key}" must be a string or an array of strings` };
+      }
+      // Several values for one header: the first replaces what the client sent, the rest append.
+      const appendAction = append || i > 0 ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD';
+      options.push({ header: { key: key.toLowerCase(), value }, appendAction });
+    }
+  }
+  return { ok: true, options };
+}
+
+function stringList(field: string, v: unknown): { ok: true; list: string[] } | { ok: false; detail: string } {
+  if (v === undefined) return { ok: true, list: [] };
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
+    return { ok: false, detail: `"${field}" must be an array of strings` };
+  }
+  return { ok: true, list: (v as string[]).map((s) => s.toLowerCase()) };
+}
+
+function parseStatus(v: unknown, fallback: number): number | null {
+  if (v === undefined) return fallback;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 200 && v <= 599) return v;
+  return null;
+}
+
+function decisionHeader(decisionId: string): HeaderValueOption {
+  return { header: { key: DECISION_ID_HEADER, value: decisionId }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' };
+}
+
+function metadata(ctx: MapContext, extra: unknown, verdict: Verdict): StructMessage {
+  const base: Record<string, unknown> = isPlainObject(extra) ? { ...extra } : {};
+  base['decision_id'] = ctx.decisionId;
+  base['policy_revision'] = ctx.policyRevision;
+  base['decision'] = verdict.decision;
+  base['reason_code'] = verdict.reasonCode;
+  return toStruct(base);
+}
+
+/** Maps a policy result to a CheckResponse; an ill-formed result is an error (→ deny upstream). */
+export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
+  let obj: PolicyResultObject;
+  if (typeof result === 'boolean') obj = { allowed: result };
+  else if (isPlainObject(result) && typeof result['allowed'] === 'boolean') obj = result as unknown as PolicyResultObject;
+  else {
+    return {
+      ok: false,
+      code: 'ERR_POLICY_RESULT_INVALID',
+      detail: 'policy result must be a boolean or an object with a boolean "allowed"',
+    };
+  }
+  const reason = typeof obj.reason === 'string' ? obj.reason : obj.allowed ? 'allowed by policy' : 'denied by policy';
+
+  if (obj.allowed) {
+    const headers = headerOptions('headers', obj.headers, false);
+    if (!headers.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: headers.detail };
+    const respHeaders = headerOptions('response_headers_to_add', obj.response_headers_to_add, true);
+    if (!respHeaders.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: respHeaders.detail };
+    const remove = stringList('request_headers_to_remove', obj.request_headers_to_remove);
+    if (!remove.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: remove.detail };
+    const qRemove = stringList('query_parameters_to_remove', obj.query_parameters_to_remove);
+    if (!qRemove.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: qRemove.detail };
+    const qSet: { key: string; value: string }[] = [];
+    if (obj.query_parameters_to_set !== undefined) {
+      if (!isPlainObject(obj.query_parameters_to_set)) {
+        return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: '"query_parameters_to_set" must be an object' };
+      }
+      for (const [key, value] of Object.entries(obj.query_parameters_to_set)) {
+        for (const v of Array.isArray(value) ? value : [value]) {
+          if (typeof v !== 'string') {
+            return {
+              ok: false,
+              code: 'ERR_POLICY_RESULT_INVALID',
+              detail: `"query_parameters_to_set.${key}" must be a string`,
+            };
+          }
+          qSet.push({ key, value: v });
+        }
+      }
+    }
+    // Identity headers the client sent are removed unless the policy itself sets them (then the
+    // policy's value overwrites the client's).
+    const setByPolicy = new Set(headers.options.map((h) => h.header.key));
+    const toRemove = new Set(remove.list);
+    for (const name of ctx.requestHeaderNames) {
+      if (setByPolicy.has(name)) continue;
+      if (name.startsWith(CHAPERONE_HEADER_PREFIX) || CLIENT_IDENTITY_HEADERS.includes(name)) toRemove.add(name);
+    }
+    const verdict: Verdict = { decision: 'allow', httpStatus: 200, reason, reasonCode: 'ALLOWED' };
+    return {
+      ok: true,
+      verdict,
+      response: {
+        status: { code: RPC_OK },
+        okResponse: {
+          headers: [...headers.options, decisionHeader(ctx.decisionId)],
+          headersToRemove: [...toRemove],
+          responseHeadersToAdd: [...respHeaders.options, decisionHeader(ctx.decisionId)],
+          queryParametersToSet: qSet,
+          queryParametersToRemove: qRemove.list,
+        },
+        dynamicMetadata: metadata(ctx, obj.dynamic_metadata, verdict),
+      },
+    };
+  }
+
+  const status = parseStatus(obj.http_status, 403);
+  if (status === null) {
+    return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: '"http_status" must be an integer from 200 to 599' };
+  }
+  const headers = headerOptions('headers', obj.headers, false);
+  if (!headers.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: headers.detail };
+  let body = '';
+  if (typeof obj.body === 'string') body = obj.body;
+  else if (obj.body !== undefined) {
+    // Our extension: an object body is sent as JSON.
+    body = JSON.stringify(obj.body);
+    if (!headers.options.some((h) => h.header.key === 'content-type')) {
+      headers.options.push({
+        header: { key: 'content-type', value: 'application/json' },
+        appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD',
+      });
+    }
+  }
+  const verdict: Verdict = {
+    decision: 'deny',
+    httpStatus: status,
+    reason,
+    reasonCode: status === 401 ? 'DENIED_UNAUTHENTICATED' : 'DENIED_BY_POLICY',
+  };
+  return {
+    ok: true,
+    verdict,
+    response: {
+      status: { code: status === 401 ? RPC_UNAUTHENTICATED : RPC_PERMISSION_DENIED },
+      deniedResponse: { status: { code: status }, headers: [...headers.options, decisionHeader(ctx.decisionId)], body },
+      dynamicMetadata: metadata(ctx, obj.dynamic_metadata, verdict),
+    },
+  };
+}
+
+/** A deny the server makes on its own (bad path, policy error, …): JSON body with the code. */
+export function serverDeny(
+  code: AuthzErrorCode,
+  publicReason: string,
+  httpStatus: number,
+  ctx: Pick<MapContext, 'decisionId' | 'policyRevision'>,
+  decision: Verdict['decision'] = 'deny',
+): { response: CheckResponseMessage; verdict: Verdict } {
+  const verdict: Verdict = { decision, httpStatus, reason: publicReason, reasonCode: code };
+  const body = JSON.stringify({ error: code, reason: publicReason, decision_id: ctx.decisionId });
+  return {
+    verdict,
+    response: {
+      status: { code: httpStatus === 401 ? RPC_UNAUTHENTICATED : RPC_PERMISSION_DENIED },
+      deniedResponse: {
+        status: { code: httpStatus },
+        headers: [
+          { header: { key: 'content-type', value: 'application/json' }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+          decisionHeader(ctx.decisionId),
+        ],
+        body,
+      },
+      dynamicMetadata: toStruct({
+        decision_id: ctx.decisionId,
+        policy_revision: ctx.policyRevision,
+        decision,
+        reason_code: code,
+      }),
+    },
+  };
+}

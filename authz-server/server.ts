@@ -1,0 +1,123 @@
+// The ext_authz gRPC server: envoy.service.auth.v3.Authorization/Check plus grpc.health.v1.
+// Start-up loads the Envoy protos once, loads the policy (failing loudly if the first load fails)
+// and then serves; policy reloads swap in the background without failing a request.
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import pino, { type Logger } from 'pino';
+import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
+import { type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
+import { AUTHZ_DEFAULTS } from './defaults.ts';
+import { ChaperoneError } from './errors.ts';
+import { type IdentityOptions, IdentityVerifier } from './identity/verifier.ts';
+import { type PolicySource, PolicyStore } from './policy/policy-store.ts';
+
+export interface AuthzServerOptions {
+  /** host:port; port 0 picks a free one. Default 127.0.0.1:9191. */
+  address?: string;
+  policy: { bundle?: string; dir?: string; entrypoint?: string; capabilities?: string; watch?: boolean };
+  identity?: IdentityOptions;
+  logger?: Logger;
+  recorder?: DecisionRecorder;
+  maxBodyBytes?: number;
+}
+
+export interface AuthzServer {
+  address: string;
+  port: number;
+  policy: PolicyStore;
+  metrics: CheckMetrics;
+  close(): Promise<void>;
+}
+
+const HEALTH_SERVICE = 'envoy.service.auth.v3.Authorization';
+
+function policySource(p: AuthzServerOptions['policy']): PolicySource {
+  const entrypoint = p.entrypoint ?? AUTHZ_DEFAULTS.entrypoint;
+  if (p.bundle) return { kind: 'bundle', path: p.bundle, entrypoint };
+  return {
+    kind: 'dir',
+    path: p.dir ?? AUTHZ_DEFAULTS.policyDir,
+    entrypoint,
+    ...(p.capabilities ? { capabilities: p.capabilities } : {}),
+  };
+}
+
+export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzServer> {
+  const logger = opts.logger ?? pino({ name: 'chaperone-authz' });
+  const root = loadEnvoyProtos([EXT_AUTHZ_PROTO]);
+  const authorization = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.auth.v3.Authorization');
+
+  const policy = new PolicyStore(policySource(opts.policy), {
+    onLoaded: (s) => logger.info({ policy_revision: s.revision }, 'policy loaded'),
+    onError: (e) => logger.error({ errors: e.errors }, e.message),
+  });
+  if (!(await policy.reload())) {
+    const err = policy.lastError();
+    throw new ChaperoneError('ERR_POLICY_MISSING', err?.message ?? 'policy could not be loaded');
+  }
+  if (opts.policy.watch) policy.watch();
+
+  const identity = opts.identity && opts.identity.issuers.length > 0 ? new IdentityVerifier(opts.identity) : null;
+  if (identity) {
+    // Prefetch discovery and keys so the first request does not pay for them; failure is not fatal
+    // (the verifier retries later), but it is worth a warning.
+    await identity.warmUp().catch((err: unknown) => logger.warn({ err: String(err) }, 'identity warm-up failed'));
+  } else {
+    logger.warn('no identity issuer configured: every request reaches the policy unauthenticated');
+  }
+
+  const metrics: CheckMetrics = { total: 0, allowed: 0, denied: 0, errors: {} };
+  const pipeline = new CheckPipeline({
+    policy,
+    identity,
+    logger,
+    metrics,
+    ...(opts.recorder ? { recorder: opts.recorder } : {}),
+    ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
+  });
+
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(authorization.service, {
+    Check: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      pipeline.check(call.request).then(
+        (response) => callback(null, response),
+        // CheckPipeline.check never rejects; this is belt and braces.
+        (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }),
+      );
+    },
+  });
+  const health = new HealthImplementation({ '': 'SERVING', [HEALTH_SERVICE]: 'SERVING' });
+  health.addToServer(server);
+
+  const address = opts.address ?? AUTHZ_DEFAULTS.address;
+  const port = await new Promise<number>((resolvePort, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
+      if (err) {
+        reject(
+          new ChaperoneError('ERR_INTERNAL', `cannot listen on ${address}: ${err.message}`, { cause: err }),
+        );
+      } else resolvePort(boundPort);
+    });
+  });
+  const host = address.slice(0, address.lastIndexOf(':'));
+  logger.info({ address: `${host}:${port}` }, 'authz server listening');
+
+  return {
+    address: `${host}:${port}`,
+    port,
+    policy,
+    metrics,
+    close: () =>
+      new Promise<void>((resolveClose) => {
+        policy.close();
+        health.setStatus('', 'NOT_SERVING');
+        health.setStatus(HEALTH_SERVICE, 'NOT_SERVING');
+        server.tryShutdown(() => resolveClose());
+        // In-flight Checks are short; do not let a stuck stream hold shutdown forever.
+        setTimeout(() => server.forceShutdown(), 2000).unref();
+      }),
+  };
+}

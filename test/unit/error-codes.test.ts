@@ -1,0 +1,19 @@
+// Every error code the authz server can produce is documented in docs/errors.md.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+const source = readFileSync(new URL('../../authz-server/errors.ts', import.meta.url), 'utf8');
+const docs = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
+const union = source.slice(source.indexOf('export type AuthzErrorCode'), source.indexOf(';', source.indexOf('export type AuthzErrorCode')));
+const codes = [...union.matchAll(/'(ERR_[A-Z_]+)'/g)].map((m) => m[1]!);
+
+describe('docs/errors.md', () => {
+  it('finds the error codes', () => {
+    expect(codes.length).toBeGreaterThan(15);
+  });
+  for (const code of codes) {
+    it(`documents ${code}`, () => {
+      expect(docs).toContain(`\`${code}\``);
+    });
+  }
+});
