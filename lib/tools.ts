@@ -37,13 +37,15 @@ const SPECS: Record<ToolName, ToolSpec> = {
     envVar: 'CHAPERONE_GHZ',
     inToolsDir: ['bin/ghz'],
     onPath: 'ghz',
-    installHint: 'npm run tools -- --bench   (go install github.com/bojand/ghz/cmd/ghz into .tools/bin)',
+    installHint:
+      'npm run tools -- --bench   (go install github.com/bojand/ghz/cmd/ghz@v0.93.0 into .tools/bin)',
   },
   'opa-envoy-plugin': {
     envVar: 'CHAPERONE_OPA_ENVOY',
     inToolsDir: ['bin/opa-envoy-plugin', 'bin/opa_envoy_linux_amd64'],
     onPath: 'opa-envoy-plugin',
-    installHint: 'npm run tools -- --bench   (builds github.com/open-policy-agent/opa-envoy-plugin into .tools/bin)',
+    installHint:
+      'npm run tools -- --bench   (builds github.com/open-policy-agent/opa-envoy-plugin into .tools/bin)',
   },
   regal: {
     envVar: 'CHAPERONE_REGAL',

