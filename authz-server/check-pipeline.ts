@@ -3,6 +3,7 @@
 // failure becomes a deny with its own reason code (fail closed), distinct from a policy deny.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { CredentialStore } from './credentials/credential-store.ts';
 import type { AuthzErrorCode } from './errors.ts';
 import { describeThrown } from './errors.ts';
 import type { IdentityVerifier } from './identity/verifier.ts';
@@ -53,6 +54,10 @@ export interface CheckDeps {
   metrics: CheckMetrics;
   requireCompleteBody?: boolean;
   maxBodyBytes?: number;
+  /** Upstream credentials injected into allowed requests, per target. */
+  credentials?: CredentialStore;
+  /** The header the caller's token travels in; removed from allowed requests. Default authorization. */
+  tokenHeader?: string;
 }
 
 interface HttpAttrs {
@@ -112,7 +117,10 @@ export class CheckPipeline {
     } catch (err) {
       // Last line of defence: a bug must deny, never allow or crash the server.
       const decisionId = state?.decisionId ?? randomUUID();
-      this.deps.logger.error({ decision_id: decisionId, err: describeThrown(err) }, 'check failed unexpectedly');
+      this.deps.logger.error(
+        { decision_id: decisionId, err: describeThrown(err) },
+        'check failed unexpectedly',
+      );
       this.count('ERR_INTERNAL');
       return serverDeny('ERR_INTERNAL', 'internal error in the authorization server', 500, {
         decisionId,
@@ -138,17 +146,25 @@ export class CheckPipeline {
     }
 
     // buildInput
-    const built = buildInput(req, { identity, identityError }, {
-      requireCompleteBody: this.deps.requireCompleteBody ?? true,
-      ...(this.deps.maxBodyBytes ? { maxBodyBytes: this.deps.maxBodyBytes } : {}),
-    });
+    const built = buildInput(
+      req,
+      { identity, identityError },
+      {
+        requireCompleteBody: this.deps.requireCompleteBody ?? true,
+        ...(this.deps.maxBodyBytes ? { maxBodyBytes: this.deps.maxBodyBytes } : {}),
+      },
+    );
     if (!built.ok) {
-      return this.finish(state, serverDeny(built.code, built.reason, STATUS_FOR_CODE[built.code] ?? 400, ctx), {
-        identity,
-        input: null,
-        result: null,
-        policyRevision,
-      });
+      return this.finish(
+        state,
+        serverDeny(built.code, built.reason, STATUS_FOR_CODE[built.code] ?? 400, ctx),
+        {
+          identity,
+          input: null,
+          result: null,
+          policyRevision,
+        },
+      );
     }
 
     // evaluate
@@ -162,8 +178,12 @@ export class CheckPipeline {
     }
     const outcome = snapshot.engine.evaluate(built.input);
     if (!outcome.ok) {
-      this.deps.logger.warn({ decision_id: state.decisionId, code: outcome.code, detail: outcome.detail }, 'policy failed');
-      const reason = outcome.code === 'ERR_POLICY_UNDEFINED' ? 'policy decision is undefined' : 'policy evaluation failed';
+      this.deps.logger.warn(
+        { decision_id: state.decisionId, code: outcome.code, detail: outcome.detail },
+        'policy failed',
+      );
+      const reason =
+        outcome.code === 'ERR_POLICY_UNDEFINED' ? 'policy decision is undefined' : 'policy evaluation failed';
       return this.finish(state, serverDeny(outcome.code, reason, 403, ctx, 'error'), {
         identity,
         input: built.input,
@@ -173,9 +193,15 @@ export class CheckPipeline {
     }
 
     // mapResult
-    const mapped = mapPolicyResult(outcome.result, { ...ctx, requestHeaderNames: Object.keys(state.headers) });
+    const mapped = mapPolicyResult(outcome.result, {
+      ...ctx,
+      requestHeaderNames: Object.keys(state.headers),
+    });
     if (!mapped.ok) {
-      this.deps.logger.warn({ decision_id: state.decisionId, code: mapped.code, detail: mapped.detail }, 'bad policy result');
+      this.deps.logger.warn(
+        { decision_id: state.decisionId, code: mapped.code, detail: mapped.detail },
+        'bad policy result',
+      );
       return this.finish(state, serverDeny(mapped.code, 'policy result is invalid', 403, ctx, 'error'), {
         identity,
         input: built.input,
@@ -183,14 +209,68 @@ export class CheckPipeline {
         policyRevision,
       });
     }
-    return this.finish(state, mapped, { identity, input: built.input, result: outcome.result, policyRevision });
+    if (mapped.verdict.decision === 'allow') {
+      const injected = this.injectCredentials(state, mapped.response);
+      if (injected) {
+        this.deps.logger.error(
+          { decision_id: state.decisionId, target: state.target, detail: injected },
+          'credential unavailable',
+        );
+        return this.finish(
+          state,
+          serverDeny('ERR_CREDENTIAL_UNAVAILABLE', 'upstream credential is unavailable', 503, ctx, 'error'),
+          { identity, input: built.input, result: outcome.result, policyRevision },
+        );
+      }
+    }
+    return this.finish(state, mapped, {
+      identity,
+      input: built.input,
+      result: outcome.result,
+      policyRevision,
+    });
+  }
+
+  /**
+   * Sets the target's upstream credentials and removes the caller's own token, so the upstream sees
+   * the edge's secret and never the agent's token. Returns a problem description, or null when done.
+   */
+  private injectCredentials(state: CheckState, response: CheckResponseMessage): string | null {
+    const ok = response.okResponse;
+    if (!ok) return null;
+    const set = new Set(ok.headers.map((h) => h.header.key));
+    const creds = this.deps.credentials;
+    if (creds?.hasTarget(state.target)) {
+      const injected = creds.headersFor(state.target);
+      if (!injected.ok) return injected.reason;
+      for (const h of injected.headers) {
+        // The edge's credential wins over anything the policy or the client put in that header.
+        ok.headers = ok.headers.filter((o) => o.header.key !== h.key);
+        ok.headers.push({ header: h, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' });
+        set.add(h.key);
+      }
+    }
+    const tokenHeader = (this.deps.tokenHeader ?? 'authorization').toLowerCase();
+    // Only a token meant for Chaperone (an issuer is configured) is stripped; without identity
+    // verification the header may be the upstream's own credential, as under OPA-Envoy.
+    const callerToken = this.deps.identity !== null && state.headers[tokenHeader] !== undefined;
+    if (callerToken && !set.has(tokenHeader) && !ok.headersToRemove.includes(tokenHeader)) {
+      ok.headersToRemove.push(tokenHeader);
+    }
+    ok.headersToRemove = ok.headersToRemove.filter((name) => !set.has(name));
+    return null;
   }
 
   /** record → respond. An allow that cannot be recorded durably becomes a deny. */
   private async finish(
     state: CheckState,
     decided: { response: CheckResponseMessage; verdict: Verdict },
-    extra: { identity: { subject: string; issuer: string; actor: unknown } | null; input: unknown; result: unknown; policyRevision: string },
+    extra: {
+      identity: { subject: string; issuer: string; actor: unknown } | null;
+      input: unknown;
+      result: unknown;
+      policyRevision: string;
+    },
   ): Promise<CheckResponseMessage> {
     const { verdict } = decided;
     const event: DecisionEvent = {
@@ -216,7 +296,10 @@ export class CheckPipeline {
       try {
         await this.deps.recorder.record(event);
       } catch (err) {
-        this.deps.logger.error({ decision_id: state.decisionId, err: describeThrown(err) }, 'decision not recorded');
+        this.deps.logger.error(
+          { decision_id: state.decisionId, err: describeThrown(err) },
+          'decision not recorded',
+        );
         if (verdict.decision === 'allow') {
           const denied = serverDeny('ERR_AUDIT_UNAVAILABLE', 'decision could not be recorded', 503, {
             decisionId: state.decisionId,

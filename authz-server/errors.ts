@@ -23,6 +23,9 @@ export type AuthzErrorCode =
   | 'ERR_POLICY_RESULT_INVALID'
   | 'ERR_BUNDLE_INVALID'
   | 'ERR_AUDIT_UNAVAILABLE'
+  | 'ERR_CREDENTIAL_UNAVAILABLE'
+  | 'ERR_PROTOCOL_INVALID'
+  | 'ERR_PROTOCOL_AMBIGUOUS'
   | 'ERR_INTERNAL';
 
 export class ChaperoneError extends Error {

@@ -6,6 +6,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import pino, { type Logger } from 'pino';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
 import { type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
+import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
 import { AUTHZ_DEFAULTS } from './defaults.ts';
 import { ChaperoneError } from './errors.ts';
 import { type IdentityOptions, IdentityVerifier } from './identity/verifier.ts';
@@ -19,6 +20,8 @@ export interface AuthzServerOptions {
   logger?: Logger;
   recorder?: DecisionRecorder;
   maxBodyBytes?: number;
+  /** Upstream credentials per target name (`env:`/`file:` references, resolved here, never logged). */
+  credentials?: Record<string, CredentialSpec[]>;
 }
 
 export interface AuthzServer {
@@ -26,6 +29,7 @@ export interface AuthzServer {
   port: number;
   policy: PolicyStore;
   metrics: CheckMetrics;
+  credentials: CredentialStore;
   close(): Promise<void>;
 }
 
@@ -44,6 +48,14 @@ function policySource(p: AuthzServerOptions['policy']): PolicySource {
 
 export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzServer> {
   const logger = opts.logger ?? pino({ name: 'chaperone-authz' });
+  // Validated first: an inline secret in the config must fail before anything starts.
+  const credentials = new CredentialStore(opts.credentials ?? {}, {
+    onChange: (c) =>
+      logger.info(
+        { target: c.target, header: c.header, ref: c.ref, ready: c.ready, problem: c.problem },
+        'credential changed',
+      ),
+  });
   const root = loadEnvoyProtos([EXT_AUTHZ_PROTO]);
   const authorization = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.auth.v3.Authorization');
 
@@ -57,14 +69,26 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
   }
   if (opts.policy.watch) policy.watch();
 
-  const identity = opts.identity && opts.identity.issuers.length > 0 ? new IdentityVerifier(opts.identity) : null;
+  const identity =
+    opts.identity && opts.identity.issuers.length > 0 ? new IdentityVerifier(opts.identity) : null;
   if (identity) {
     // Prefetch discovery and keys so the first request does not pay for them; failure is not fatal
     // (the verifier retries later), but it is worth a warning.
-    await identity.warmUp().catch((err: unknown) => logger.warn({ err: String(err) }, 'identity warm-up failed'));
+    await identity
+      .warmUp()
+      .catch((err: unknown) => logger.warn({ err: String(err) }, 'identity warm-up failed'));
   } else {
     logger.warn('no identity issuer configured: every request reaches the policy unauthenticated');
   }
+
+  for (const c of await credentials.load()) {
+    if (!c.ready)
+      logger.warn(
+        { target: c.target, header: c.header, ref: c.ref, problem: c.problem },
+        'credential unavailable: its target denies until it resolves',
+      );
+  }
+  credentials.watch();
 
   const metrics: CheckMetrics = { total: 0, allowed: 0, denied: 0, errors: {} };
   const pipeline = new CheckPipeline({
@@ -72,6 +96,8 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     identity,
     logger,
     metrics,
+    credentials,
+    ...(opts.identity?.tokenHeader ? { tokenHeader: opts.identity.tokenHeader } : {}),
     ...(opts.recorder ? { recorder: opts.recorder } : {}),
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
   });
@@ -110,9 +136,11 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     port,
     policy,
     metrics,
+    credentials,
     close: () =>
       new Promise<void>((resolveClose) => {
         policy.close();
+        credentials.close();
         health.setStatus('', 'NOT_SERVING');
         health.setStatus(HEALTH_SERVICE, 'NOT_SERVING');
         server.tryShutdown(() => resolveClose());

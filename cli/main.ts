@@ -9,6 +9,8 @@ const registrations = [
   import('./commands/policy.ts').then((m) => m.registerPolicyCommands(program)),
   import('./commands/authz.ts').then((m) => m.registerAuthzCommands(program)),
   import('./commands/up.ts').then((m) => m.registerUpCommand(program)),
+  import('./commands/dev.ts').then((m) => m.registerDevCommands(program)),
+  import('./commands/envoy.ts').then((m) => m.registerEnvoyCommands(program)),
 ];
 
 for (const r of await Promise.allSettled(registrations)) {

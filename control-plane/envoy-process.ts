@@ -1,20 +1,25 @@
 // Runs a real Envoy as a child process: writes its bootstrap, starts it with a private base id (so
-// several can run on one machine without sharing hot-restart memory), waits for the admin endpoint
-// to report ready, and stops it with SIGTERM, then SIGKILL if it lingers.
+// several can run on one machine without sharing hot-restart memory), waits until the admin endpoint
+// reports ready (and, when asked, until its listeners accept connections), and stops it with SIGTERM,
+// then SIGKILL if it lingers. `chaperone up` and the e2e suites share this one implementation.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { locateTool } from '../lib/tools.ts';
 
 export interface EnvoyProcessOptions {
   /** Bootstrap as an object (written as JSON) or text (YAML/JSON). */
   bootstrap: Record<string, unknown> | string;
+  /** Where the bootstrap is written; use a `.yaml` name for YAML text, `.json` for objects. */
   bootstrapPath: string;
   adminUrl: string;
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   readyTimeoutMs?: number;
-  /** Receives Envoy's own log lines. */
+  /** Listener ports on 127.0.0.1 that must accept TCP connections before start resolves. */
+  listenPorts?: number[];
+  /** Receives Envoy's own log lines (and access-log lines it prints to stdout). */
   onLog?: (line: string) => void;
 }
 
@@ -29,19 +34,55 @@ export interface EnvoyProcess {
 
 export class EnvoyStartError extends Error {
   readonly code = 'ERR_ENVOY_START';
-  constructor(message: string, readonly log: string) {
-    super(message);
+  constructor(
+    message: string,
+    readonly log: string,
+  ) {
+    super(`${message}\n--- envoy output (last lines) ---\n${log.slice(-4096)}`);
     this.name = 'EnvoyStartError';
+  }
+}
+
+const KEPT_LINES = 400;
+
+function tcpAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function adminReady(adminUrl: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${adminUrl}/ready`);
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false; // not listening yet
   }
 }
 
 export async function startEnvoy(o: EnvoyProcessOptions): Promise<EnvoyProcess> {
   await mkdir(dirname(o.bootstrapPath), { recursive: true });
-  await writeFile(o.bootstrapPath, typeof o.bootstrap === 'string' ? o.bootstrap : JSON.stringify(o.bootstrap, null, 2));
-  const bin = locateTool('envoy');
+  await writeFile(
+    o.bootstrapPath,
+    typeof o.bootstrap === 'string' ? o.bootstrap : JSON.stringify(o.bootstrap, null, 2),
+  );
   const child: ChildProcess = spawn(
-    bin,
-    ['-c', o.bootstrapPath, '--disable-hot-restart', '--base-id', String(randomInt(1000, 1_000_000)), '-l', o.logLevel ?? 'warn'],
+    locateTool('envoy'),
+    [
+      '-c',
+      o.bootstrapPath,
+      '--disable-hot-restart',
+      '--base-id',
+      String(randomInt(1000, 2 ** 30)),
+      '-l',
+      o.logLevel ?? 'warn',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const lines: string[] = [];
@@ -49,45 +90,53 @@ export async function startEnvoy(o: EnvoyProcessOptions): Promise<EnvoyProcess> 
     for (const line of buf.toString('utf8').split('\n')) {
       if (!line) continue;
       lines.push(line);
-      if (lines.length > 200) lines.shift();
+      if (lines.length > KEPT_LINES) lines.shift();
       o.onLog?.(line);
     }
   };
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let spawnError: Error | null = null;
   let hasExited = false;
-  void exited.then(() => {
-    hasExited = true;
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => {
+      hasExited = true;
+      resolve(code);
+    });
+    child.once('error', (err) => {
+      spawnError = err;
+      hasExited = true;
+      resolve(null);
+    });
   });
+  const stop = async () => {
+    if (hasExited) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
 
-  const deadline = Date.now() + (o.readyTimeoutMs ?? 20_000);
+  const timeoutMs = o.readyTimeoutMs ?? 20_000;
+  const deadline = Date.now() + timeoutMs;
   while (true) {
-    if (hasExited) throw new EnvoyStartError(`envoy exited during start-up`, lines.join('\n'));
-    try {
-      const res = await fetch(`${o.adminUrl}/ready`);
-      if (res.ok) break;
-    } catch {
-      // not listening yet
+    if (hasExited) {
+      const why = spawnError
+        ? `envoy could not be started: ${String(spawnError)}`
+        : 'envoy exited during start-up';
+      throw new EnvoyStartError(why, lines.join('\n'));
+    }
+    if (await adminReady(o.adminUrl)) {
+      let listening = true;
+      for (const port of o.listenPorts ?? []) if (!(await tcpAccepts(port))) listening = false;
+      if (listening) break;
     }
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new EnvoyStartError(`envoy was not ready within ${o.readyTimeoutMs ?? 20_000} ms`, lines.join('\n'));
+      await stop();
+      throw new EnvoyStartError(`envoy was not ready within ${timeoutMs} ms`, lines.join('\n'));
     }
     await new Promise((r) => setTimeout(r, 50));
   }
 
-  return {
-    pid: child.pid ?? 0,
-    adminUrl: o.adminUrl,
-    exited,
-    recentLog: () => lines.join('\n'),
-    stop: async () => {
-      if (hasExited) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+  return { pid: child.pid ?? 0, adminUrl: o.adminUrl, exited, recentLog: () => lines.join('\n'), stop };
 }

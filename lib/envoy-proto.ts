@@ -96,7 +96,28 @@ export function loadEnvoyRoot(): protobuf.Root {
     XDS_RESOURCE_PROTOS.filter((f) => ENVOY_PROTO_INCLUDE_DIRS.some((d) => existsSync(join(d, f)))),
     { keepCase: true },
   );
+  addNewerEnvoyFields(root);
   root.resolveAll();
   envoyRoot = root;
   return root;
+}
+
+/**
+ * Fields Envoy 1.40 has that the API snapshot bundled in @grpc/grpc-js-xds predates. Each is added
+ * exactly as Envoy's own proto declares it (name, number, type), so what we encode is what Envoy decodes;
+ * test/component/xds-header-mutation.test.ts checks the round trip against a running Envoy's config dump.
+ */
+function addNewerEnvoyFields(root: protobuf.Root): void {
+  // envoy/config/common/mutation_rules/v3/mutation_rules.proto: HeaderMutation.remove_on_match = 3.
+  const mutation = root.lookupType('envoy.config.common.mutation_rules.v3.HeaderMutation');
+  if (!mutation.fields['remove_on_match']) {
+    mutation.add(
+      new protobuf.Type('RemoveOnMatch').add(
+        new protobuf.Field('key_matcher', 1, '.envoy.type.matcher.v3.StringMatcher'),
+      ),
+    );
+    const field = new protobuf.Field('remove_on_match', 3, 'RemoveOnMatch');
+    mutation.add(field);
+    mutation.oneofs['action']?.add(field);
+  }
 }

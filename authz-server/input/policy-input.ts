@@ -1,0 +1,86 @@
+// The policy input document: what `input` is inside Rego. OPA-Envoy's document (attributes as
+// protojson, version, parsed_path, parsed_query, parsed_body, truncated_body) plus Chaperone's
+// verified identity and route. schemas/input.schema.json describes the same shape for
+// `opa check --strict --schema` and for validation in tests; keep the two in step.
+import type { AuthzErrorCode } from '../errors.ts';
+import type { FormValues } from './query.ts';
+
+/**
+ * The verified caller as the policy sees it: the `Identity` of the identity contract in
+ * docs/architecture.md (authz-server/identity/verifier.ts), written out here so the input builder
+ * depends on the document's shape, not on the verifier module.
+ */
+export interface InputIdentity {
+  issuer: string;
+  subject: string;
+  audience: string[];
+  email: string | null;
+  name: string | null;
+  groups: string[];
+  /** RFC 8693 `act` claim: the agent acting for the subject. */
+  actor: { sub: string; agent?: string; run_id?: string } | null;
+  token_id: string | null;
+  /** Epoch seconds. */
+  expires_at: number;
+  claims: Record<string, unknown>;
+}
+
+/** Why there is no identity: the verifier's code and its client-safe reason. */
+export interface IdentityErrorInfo {
+  code: string;
+  reason: string;
+}
+
+/** Which route Envoy matched, from the route's context_extensions. */
+export interface RouteRef {
+  id: string | null;
+  target: string | null;
+  /** Checksum of the config revision Envoy runs, to detect skew with the authz server. */
+  checksum: string | null;
+}
+
+export interface InputVersion {
+  ext_authz: 'v3';
+  encoding: 'protojson';
+}
+
+export interface PolicyInput {
+  /** CheckRequest.attributes as protojson (rawBody base64, request.time RFC 3339). */
+  attributes: Record<string, unknown>;
+  parsed_path: string[];
+  parsed_query: FormValues;
+  /** JSON or form body; absent when there is none, it is truncated, or its type is not parsed. */
+  parsed_body?: unknown;
+  truncated_body: boolean;
+  version: InputVersion;
+  identity: InputIdentity | null;
+  identity_error: IdentityErrorInfo | null;
+  route: RouteRef | null;
+  /** Protocol-aware view (MCP, LLM APIs, …) when the route declares `protocol`; see ProtocolHook. */
+  protocol?: unknown;
+}
+
+/** What a protocol decoder sees; everything is already validated and parsed. */
+export interface ProtocolContext {
+  /** context_extensions.protocol of the route, e.g. "mcp". */
+  name: string;
+  method: string;
+  /** Request header by lower-case name. */
+  header(name: string): string | undefined;
+  parsedPath: readonly string[];
+  parsedQuery: Readonly<FormValues>;
+  /** undefined when there is no parsed body (absent, truncated or of a type not parsed). */
+  parsedBody: unknown;
+  truncatedBody: boolean;
+  route: RouteRef | null;
+}
+
+export type ProtocolOutcome =
+  | { ok: true; value: unknown }
+  | { ok: false; code: AuthzErrorCode; reason: string };
+
+/**
+ * Computes `input.protocol` for a route that declares a protocol. Extension point: the protocol
+ * decoders arrive later. Must not throw for bad client input; return a typed error instead.
+ */
+export type ProtocolHook = (ctx: ProtocolContext) => ProtocolOutcome;

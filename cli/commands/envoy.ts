@@ -1,0 +1,48 @@
+// `chaperone envoy bootstrap --node-id X`: the bootstrap an Envoy needs to take its listeners, routes
+// and clusters from Chaperone's ADS server and send access logs to its ALS (both on one gRPC port).
+import type { Command } from 'commander';
+import yaml from 'js-yaml';
+import { envoyBootstrap } from '../../control-plane/bootstrap.ts';
+import { CONFIG_DEFAULTS } from '../../control-plane/config/defaults.ts';
+
+export function registerEnvoyCommands(program: Command): void {
+  const envoy = program.command('envoy').description('Envoy helpers');
+  envoy
+    .command('bootstrap')
+    .description('print an Envoy bootstrap pointing at the ADS server and the access-log service')
+    .requiredOption('--node-id <id>', "this Envoy's node id (snapshots can be per node)")
+    .option('--xds <host:port>', 'the control plane (ADS + ALS)', CONFIG_DEFAULTS.xdsAddress)
+    .option(
+      '--admin-port <port>',
+      'Envoy admin port (bound on 127.0.0.1)',
+      String(CONFIG_DEFAULTS.envoyAdminPort),
+    )
+    .option('--cluster <name>', 'node cluster (fleet grouping)', 'chaperone-egress')
+    .option('--format <fmt>', 'yaml or json', 'yaml')
+    .action((o: { nodeId: string; xds: string; adminPort: string; cluster: string; format: string }) => {
+      const adminPort = Number(o.adminPort);
+      if (!Number.isInteger(adminPort) || adminPort < 1 || adminPort > 65535) {
+        process.stderr.write(`chaperone envoy bootstrap: --admin-port must be 1-65535\n`);
+        process.exit(2);
+      }
+      let bootstrap: Record<string, unknown>;
+      try {
+        bootstrap = envoyBootstrap({
+          nodeId: o.nodeId,
+          nodeCluster: o.cluster,
+          xdsAddress: o.xds,
+          adminPort,
+        });
+      } catch (err) {
+        process.stderr.write(
+          `chaperone envoy bootstrap: ${err instanceof Error ? err.message : String(err)}\n`,
+        );
+        process.exit(2);
+      }
+      process.stdout.write(
+        o.format === 'json'
+          ? `${JSON.stringify(bootstrap, null, 2)}\n`
+          : yaml.dump(bootstrap, { lineWidth: 120 }),
+      );
+    });
+}

@@ -1,0 +1,245 @@
+// Loads chaperone.yaml: YAML (with line tracking) → JSON Schema check → normalised Config with
+// defaults. Every problem is collected into one ConfigError naming file, line and field path.
+// Secrets: credential values are `env:`/`file:` references and stay references here; resolving them
+// is the authz server's job, so no secret value ever enters the Config, the IR or the Envoy config.
+
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { CONFIG_DEFAULTS } from './defaults.ts';
+import { ConfigError, type ConfigIssue } from './errors.ts';
+import { schemaIssues } from './schema.ts';
+import type {
+  AuditStoreConfig,
+  Config,
+  CredentialRefConfig,
+  IdentityConfig,
+  IssuerConfig,
+  ListenerConfig,
+  PolicySource,
+  TargetConfig,
+  TargetProtocol,
+} from './types.ts';
+import { parseYamlSource, YamlSyntaxError } from './yaml-source.ts';
+
+/** A config is a few KiB; a much larger file is a mistake (or an attack on the parser). */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+const lineTables = new WeakMap<Config, (path: string) => number | undefined>();
+
+/** Line of a field path in the file a Config was parsed from (undefined for hand-built configs). */
+export function configLineOf(config: Config, path: string): number | undefined {
+  return lineTables.get(config)?.(path);
+}
+
+/** A ConfigIssue for `path`, with its line when the config came from a file. */
+export function configIssue(config: Config, path: string, message: string): ConfigIssue {
+  const line = configLineOf(config, path);
+  return line === undefined ? { path, message } : { path, line, message };
+}
+
+export function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
+  return [...issues].sort(
+    (a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
+  );
+}
+
+type Raw = Record<string, any>;
+
+/** Parses and validates configuration text. `file` names the source in errors and anchors relative paths. */
+export function parseConfig(text: string, file: string | null = null): Config {
+  if (Buffer.byteLength(text, 'utf8') > MAX_CONFIG_BYTES) {
+    throw new ConfigError(file, [{ path: '', message: `file is larger than ${MAX_CONFIG_BYTES} bytes` }]);
+  }
+  let source: ReturnType<typeof parseYamlSource>;
+  try {
+    source = parseYamlSource(text);
+  } catch (err) {
+    if (err instanceof YamlSyntaxError) {
+      const issue: ConfigIssue = { path: '', message: `YAML: ${err.reason}` };
+      if (err.line !== undefined) issue.line = err.line;
+      if (err.column !== undefined) issue.column = err.column;
+      throw new ConfigError(file, [issue]);
+    }
+    throw err;
+  }
+  // An empty file is an all-defaults config.
+  const data = source.data === undefined || source.data === null ? {} : source.data;
+  const issues = schemaIssues(data, source.lineOf);
+  if (issues.length > 0) throw new ConfigError(file, sortIssues(issues));
+
+  const raw = data as Raw;
+  const baseDir = file ? dirname(resolve(file)) : process.cwd();
+  const localPath = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const semantic: { path: string; message: string }[] = [];
+
+  const listeners: ListenerConfig[] = (raw['listeners'] ?? [{}]).map((l: Raw, i: number) => {
+    const address = l['address'] ?? CONFIG_DEFAULTS.listener.address;
+    if (isIP(address) === 0)
+      semantic.push({ path: `listeners[${i}].address`, message: 'must be an IP address' });
+    return {
+      name: l['name'] ?? CONFIG_DEFAULTS.listener.name,
+      address,
+      port: l['port'] ?? CONFIG_DEFAULTS.listener.port,
+    };
+  });
+  reportDuplicates(
+    listeners.map((l) => l.name),
+    'listeners',
+    'name',
+    semantic,
+  );
+
+  const targets: TargetConfig[] = (raw['targets'] ?? []).map((t: Raw, i: number) => {
+    const tls = t['tls'] as Raw | undefined;
+    if (tls?.['insecure_skip_verify'] === true) {
+      semantic.push({
+        path: `targets[${i}].tls.insecure_skip_verify`,
+        message:
+          'is not supported: upstream certificates are always verified (give tls.ca_file for a private CA)',
+      });
+    }
+    return {
+      name: t['name'],
+      upstream: t['upstream'],
+      tls: tls ? { sni: tls['sni'] ?? null, caFile: tls['ca_file'] ?? null } : null,
+      match: { hosts: t['match']?.['hosts'] ?? [], pathPrefix: t['match']?.['path_prefix'] ?? null },
+      prefixRewrite: t['prefix_rewrite'] ?? null,
+      timeout: t['timeout'] === undefined ? null : envoyDuration(t['timeout']),
+      protocol: (t['protocol'] ?? CONFIG_DEFAULTS.protocol) as TargetProtocol,
+      credentials: (t['credentials'] ?? []).map(
+        (c: Raw): CredentialRefConfig => ({
+          header: c['header'],
+          value: c['value'].startsWith('file:') ? `file:${localPath(c['value'].slice(5))}` : c['value'],
+          format: c['format'] ?? CONFIG_DEFAULTS.credentialFormat,
+        }),
+      ),
+    };
+  });
+  reportDuplicates(
+    targets.map((t) => t.name),
+    'targets',
+    'name',
+    semantic,
+  );
+  for (const [i, t] of targets.entries()) {
+    reportDuplicates(
+      t.credentials.map((c) => c.header),
+      `targets[${i}].credentials`,
+      'header',
+      semantic,
+    );
+  }
+
+  const identityRaw = raw['identity'] as Raw | undefined;
+  const identity: IdentityConfig | null = identityRaw
+    ? {
+        issuers: identityRaw['issuers'].map((is: Raw): IssuerConfig => {
+          const out: IssuerConfig = { issuer: is['issuer'], audiences: [...is['audiences']] };
+          if (is['jwks_uri'] !== undefined) out.jwksUri = is['jwks_uri'];
+          if (is['groups_claim'] !== undefined) out.groupsClaim = is['groups_claim'];
+          if (is['algorithms'] !== undefined) out.algorithms = [...is['algorithms']];
+          return out;
+        }),
+        tokenHeader: identityRaw['token_header'] ?? CONFIG_DEFAULTS.tokenHeader,
+        clockToleranceSec: identityRaw['clock_tolerance'] ?? CONFIG_DEFAULTS.clockToleranceSec,
+      }
+    : null;
+  if (identity)
+    reportDuplicates(
+      identity.issuers.map((i) => i.issuer),
+      'identity.issuers',
+      'issuer',
+      semantic,
+    );
+
+  const policyRaw = (raw['policy'] ?? {}) as Raw;
+  const policySource: PolicySource =
+    policyRaw['bundle'] !== undefined
+      ? { kind: 'bundle', path: localPath(policyRaw['bundle']) }
+      : { kind: 'dir', path: localPath(policyRaw['dir'] ?? CONFIG_DEFAULTS.policyDir) };
+
+  const auditRaw = (raw['audit'] ?? {}) as Raw;
+  const storeText: string = auditRaw['store'] ?? CONFIG_DEFAULTS.auditStore;
+  const store: AuditStoreConfig =
+    storeText === 'embedded' ? { kind: 'embedded' } : { kind: 'postgres', connection: storeText };
+
+  const authzRaw = (raw['authz'] ?? {}) as Raw;
+  const cpRaw = (raw['control_plane'] ?? {}) as Raw;
+  const envoyRaw = (raw['envoy'] ?? {}) as Raw;
+
+  if (semantic.length > 0) {
+    throw new ConfigError(
+      file,
+      sortIssues(semantic.map((s) => ({ ...s, ...lineField(source.lineOf(s.path)) }))),
+    );
+  }
+
+  const config: Config = {
+    file,
+    listeners,
+    identity,
+    targets,
+    policy: { source: policySource, entrypoint: policyRaw['entrypoint'] ?? CONFIG_DEFAULTS.entrypoint },
+    audit: { store, spoolDir: localPath(auditRaw['spool_dir'] ?? CONFIG_DEFAULTS.spoolDir) },
+    authz: {
+      addresses:
+        authzRaw['addresses'] ??
+        (authzRaw['address'] ? [authzRaw['address']] : [CONFIG_DEFAULTS.authzAddress]),
+    },
+    controlPlane: {
+      xdsAddress: cpRaw['xds_address'] ?? CONFIG_DEFAULTS.xdsAddress,
+      httpAddress: cpRaw['http_address'] ?? CONFIG_DEFAULTS.httpAddress,
+    },
+    envoy: {
+      adminPort: envoyRaw['admin_port'] ?? CONFIG_DEFAULTS.envoyAdminPort,
+      caFile: envoyRaw['ca_file'] ?? CONFIG_DEFAULTS.envoyCaFile,
+    },
+  };
+  lineTables.set(config, source.lineOf);
+  return config;
+}
+
+/** Reads and parses a config file; a missing/unreadable file is a ConfigError too. */
+export async function loadConfig(path: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new ConfigError(path, [{ path: '', message: `cannot read the file (${code})` }], { cause: err });
+  }
+  return parseConfig(text, path);
+}
+
+const lineField = (line: number | undefined) => (line === undefined ? {} : { line });
+
+function reportDuplicates(
+  values: string[],
+  listPath: string,
+  key: string,
+  out: { path: string; message: string }[],
+) {
+  const first = new Map<string, number>();
+  values.forEach((v, i) => {
+    const j = first.get(v);
+    if (j === undefined) first.set(v, i);
+    else
+      out.push({
+        path: `${listPath}[${i}].${key}`,
+        message: `duplicate ${key} (also ${listPath}[${j}].${key})`,
+      });
+  });
+}
+
+/** "500ms" | "1.5s" | "2m" (schema-checked) → Envoy's proto3-JSON duration "0.5s" / "1.5s" / "120s". */
+export function envoyDuration(text: string): string {
+  const m = /^(\d+)(?:\.(\d+))?(ms|s|m)$/.exec(text)!;
+  const unitNs = m[3] === 'ms' ? 1_000_000n : m[3] === 's' ? 1_000_000_000n : 60_000_000_000n;
+  const frac = m[2] ?? '';
+  // Integer nanoseconds: exact for the at most 3 decimals the schema allows.
+  const ns = BigInt(m[1]!) * unitNs + (BigInt(frac || '0') * unitNs) / 10n ** BigInt(frac.length);
+  const seconds = ns / 1_000_000_000n;
+  const nanos = ns % 1_000_000_000n;
+  return nanos === 0n ? `${seconds}s` : `${seconds}.${nanos.toString().padStart(9, '0').replace(/0+$/, '')}s`;
+}

@@ -1,0 +1,227 @@
+// `chaperone up`: the whole gateway in one process tree — audit pipeline, authz server, control plane
+// (ADS + access-log service), the HTTP API and a real Envoy — started in dependency order, each with
+// a status line, and stopped in reverse order (the audit spool flushed last).
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { DecisionRecorder } from '../../authz-server/check-pipeline.ts';
+import type { CredentialSpec } from '../../authz-server/credentials/credential-store.ts';
+import type { IdentityOptions } from '../../authz-server/identity/verifier.ts';
+import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
+import { assertPortsFree, type PlannedBind, splitHostPort } from '../../lib/ports.ts';
+import { type AccessLogSink, addAccessLogService } from '../als/access-log-service.ts';
+import { type ApiHandler, type HttpApi, startHttpApi } from '../api/http-api.ts';
+import { envoyBootstrap } from '../bootstrap.ts';
+import type { Config } from '../config/types.ts';
+import { type EnvoyProcess, startEnvoy } from '../envoy-process.ts';
+import { AdsServer } from '../xds/ads-server.ts';
+import { XdsPublisher } from './xds-publisher.ts';
+
+/** The audit pipeline as the gateway uses it (control-plane/audit provides it). */
+export interface AuditRuntime {
+  recorder: DecisionRecorder;
+  accessLogs: AccessLogSink;
+  status(): Record<string, unknown>;
+  /** Flushes the spool into the store as far as possible, then closes. */
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  config: Config;
+  /** Watched for changes when set. */
+  configPath: string | null;
+  stateDir: string;
+  logger: Logger;
+  nodeId?: string;
+  /** Opens the audit pipeline once ports are known to be free. */
+  openAudit: () => Promise<AuditRuntime>;
+  /** Extra HTTP API routes (dev tokens, approvals…). */
+  apiRoutes?: Record<string, ApiHandler>;
+  /** Extra binds to check up front (dev IdP, demo upstream). */
+  extraBinds?: PlannedBind[];
+  onStatus?: (component: string, detail: string) => void;
+}
+
+export interface Gateway {
+  authz: AuthzServer;
+  ads: AdsServer;
+  api: HttpApi;
+  envoy: EnvoyProcess;
+  audit: AuditRuntime;
+  publisher: XdsPublisher;
+  status(): Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+export function identityOptions(config: Config): IdentityOptions | undefined {
+  if (!config.identity) return undefined;
+  return {
+    issuers: config.identity.issuers,
+    tokenHeader: config.identity.tokenHeader,
+    clockToleranceSec: config.identity.clockToleranceSec,
+  };
+}
+
+export function credentialSpecs(config: Config): Record<string, CredentialSpec[]> {
+  const out: Record<string, CredentialSpec[]> = {};
+  for (const t of config.targets) {
+    if (t.credentials.length > 0)
+      out[t.name] = t.credentials.map((c) => ({ header: c.header, value: c.value, format: c.format }));
+  }
+  return out;
+}
+
+export function plannedBinds(config: Config): PlannedBind[] {
+  const authz = splitHostPort(config.authz.addresses[0] ?? '127.0.0.1:9191');
+  const xds = splitHostPort(config.controlPlane.xdsAddress);
+  const api = splitHostPort(config.controlPlane.httpAddress);
+  return [
+    ...config.listeners.map((l) => ({
+      component: `envoy listener ${l.name}`,
+      host: l.address,
+      port: l.port,
+      override: `listeners[].port in the config`,
+    })),
+    {
+      component: 'envoy admin',
+      host: '127.0.0.1',
+      port: config.envoy.adminPort,
+      override: 'envoy.admin_port',
+    },
+    { component: 'authz server', ...authz, override: 'authz.address' },
+    { component: 'control plane (ADS + ALS)', ...xds, override: 'control_plane.xds_address' },
+    { component: 'HTTP API', ...api, override: 'control_plane.http_address' },
+  ];
+}
+
+async function listenGrpc(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(err) : resolve(port),
+    ),
+  );
+}
+
+export async function startGateway(o: GatewayOptions): Promise<Gateway> {
+  const { config, logger } = o;
+  const say = o.onStatus ?? (() => undefined);
+  await assertPortsFree([...plannedBinds(config), ...(o.extraBinds ?? [])]);
+
+  const stack: { name: string; stop: () => Promise<void> | void }[] = [];
+  const stopAll = async () => {
+    for (const s of stack.reverse()) {
+      try {
+        await s.stop();
+      } catch (err) {
+        logger.error(
+          { component: s.name, err: err instanceof Error ? err.message : String(err) },
+          'stop failed',
+        );
+      }
+    }
+    stack.length = 0;
+  };
+
+  try {
+    const audit = await o.openAudit();
+    stack.push({ name: 'audit', stop: () => audit.close() });
+    say('audit', JSON.stringify(audit.status()));
+
+    const policy = config.policy.source;
+    const identity = identityOptions(config);
+    const authz = await startAuthzServer({
+      address: config.authz.addresses[0] ?? '127.0.0.1:9191',
+      policy: {
+        ...(policy.kind === 'bundle' ? { bundle: policy.path } : { dir: policy.path }),
+        entrypoint: config.policy.entrypoint,
+        watch: true,
+      },
+      ...(identity ? { identity } : {}),
+      logger: logger.child({ component: 'authz' }),
+      recorder: audit.recorder,
+      credentials: credentialSpecs(config),
+    });
+    stack.push({ name: 'authz', stop: () => authz.close() });
+    say('authz server', `${authz.address}  policy ${authz.policy.current()?.revision ?? 'none'}`);
+
+    const ads = new AdsServer(logger.child({ component: 'xds' }));
+    const grpcServer = new grpc.Server();
+    ads.addToServer(grpcServer);
+    addAccessLogService(grpcServer, audit.accessLogs, logger.child({ component: 'als' }));
+    await listenGrpc(grpcServer, config.controlPlane.xdsAddress);
+    stack.push({
+      name: 'control plane',
+      stop: () =>
+        new Promise<void>((resolve) => {
+          grpcServer.tryShutdown(() => resolve());
+          setTimeout(() => grpcServer.forceShutdown(), 2000).unref();
+        }),
+    });
+    const publisher = new XdsPublisher(ads, logger.child({ component: 'config' }));
+    const first = publisher.publish(config);
+    if (!first.ok)
+      throw new Error(`config cannot be translated to Envoy resources:\n  ${first.errors.join('\n  ')}`);
+    if (o.configPath) publisher.watchFile(o.configPath);
+    stack.push({ name: 'config watch', stop: () => publisher.close() });
+    say(
+      'control plane',
+      `${config.controlPlane.xdsAddress}  ADS + access logs, config ${first.version?.slice(0, 12)}`,
+    );
+
+    const nodeId = o.nodeId ?? 'chaperone-local';
+    const adminUrl = `http://127.0.0.1:${config.envoy.adminPort}`;
+    const envoy = await startEnvoy({
+      bootstrap: envoyBootstrap({
+        nodeId,
+        xdsAddress: config.controlPlane.xdsAddress,
+        adminPort: config.envoy.adminPort,
+      }),
+      bootstrapPath: join(o.stateDir, 'envoy', `${nodeId}.bootstrap.json`),
+      adminUrl,
+      listenPorts: config.listeners.map((l) => l.port),
+      onLog: (line) => logger.debug({ component: 'envoy' }, line),
+    });
+    stack.push({ name: 'envoy', stop: () => envoy.stop() });
+    say('envoy', `${config.listeners.map((l) => `${l.address}:${l.port}`).join(', ')}  admin ${adminUrl}`);
+
+    const status = () => ({
+      authz: {
+        address: authz.address,
+        policy_revision: authz.policy.current()?.revision ?? null,
+        policy_error: authz.policy.lastError()?.message ?? null,
+        metrics: authz.metrics,
+        credentials: authz.credentials.status(),
+      },
+      xds: { ...ads.status(), config: publisher.status() },
+      envoy: { admin: adminUrl, pid: envoy.pid },
+      audit: audit.status(),
+    });
+    const api = await startHttpApi({
+      ...splitHostPort(config.controlPlane.httpAddress),
+      logger: logger.child({ component: 'api' }),
+      routes: {
+        'GET /healthz': () => ({ status: 200, body: { status: 'ok' } }),
+        'GET /readyz': async () => {
+          const envoyReady = await fetch(`${adminUrl}/ready`).then(
+            (r) => r.ok,
+            () => false,
+          );
+          const ready = envoyReady && authz.policy.current() !== null && ads.currentCount() > 0;
+          return {
+            status: ready ? 200 : 503,
+            body: { ready, envoy: envoyReady, xds_current: ads.currentCount() },
+          };
+        },
+        'GET /status': () => ({ status: 200, body: status() }),
+        ...o.apiRoutes,
+      },
+    });
+    stack.push({ name: 'api', stop: () => api.close() });
+    say('http api', `${api.url}  /healthz /readyz /status`);
+
+    return { authz, ads, api, envoy, audit, publisher, status, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

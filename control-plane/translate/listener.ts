@@ -1,0 +1,134 @@
+// IrListener → envoy.config.listener.v3.Listener: one HTTP connection manager with the same
+// hardening as envoy/bootstrap-static.yaml (see envoy/README.md for each setting's reason), routes
+// over RDS, and the request-outcome record streamed to Chaperone's gRPC access-log service.
+import { CLIENT_IDENTITY_HEADERS, DECISION_ID_HEADER } from '../../authz-server/result-mapper.ts';
+import type { Ir, IrListener } from '../ir/types.ts';
+import {
+  ADS_CONFIG_SOURCE,
+  EXT_AUTHZ_FILTER,
+  EXT_AUTHZ_TYPE,
+  GRPC_ACCESS_LOG,
+  GRPC_ACCESS_LOG_TYPE,
+  HCM_FILTER,
+  HCM_TYPE,
+  HEADER_MUTATION_FILTER,
+  HEADER_MUTATION_TYPE,
+  ROUTER_FILTER,
+  ROUTER_TYPE,
+} from './envoy-names.ts';
+
+/** ext_authz settings that are policy of the product, not of a config file. */
+export const EXT_AUTHZ_SETTINGS = {
+  /** Envoy's default is 200 ms; policy + cached JWKS are far below, a cold JWKS fetch is not. */
+  timeout: '0.5s',
+  /** Body rules see up to 8 KiB; larger bodies arrive marked partial and the authz server refuses them. */
+  maxRequestBytes: 8192,
+} as const;
+
+/**
+ * x-chaperone-* headers Chaperone itself sets. envoy/bootstrap-static.yaml removes the whole prefix
+ * (`remove_on_match`), but the Envoy API protos this project validates and encodes with (from
+ * @grpc/grpc-js-xds) predate that field: it could be neither validated nor encoded for xDS. So the
+ * listener removes these names exactly, and the authz server removes every other client-sent
+ * x-chaperone-* header on ALLOW (result-mapper), which covers the prefix.
+ */
+export const CHAPERONE_HEADERS = [
+  DECISION_ID_HEADER,
+  'x-chaperone-agent',
+  'x-chaperone-email',
+  'x-chaperone-groups',
+  'x-chaperone-role',
+  'x-chaperone-run-id',
+  'x-chaperone-subject',
+  'x-chaperone-user',
+] as const;
+
+function headerMutationFilter(): Record<string, unknown> {
+  return {
+    name: HEADER_MUTATION_FILTER,
+    typed_config: {
+      '@type': HEADER_MUTATION_TYPE,
+      mutations: {
+        // Runs before ext_authz, so only what the client sent is removed: x-chaperone-* is ours to
+        // set, and the identity headers other proxies trust must not reach an upstream from a client.
+        request_mutations: [...CHAPERONE_HEADERS, ...CLIENT_IDENTITY_HEADERS].map((h) => ({ remove: h })),
+      },
+    },
+  };
+}
+
+function extAuthzFilter(ir: Ir): Record<string, unknown> {
+  return {
+    name: EXT_AUTHZ_FILTER,
+    typed_config: {
+      '@type': EXT_AUTHZ_TYPE,
+      transport_api_version: 'V3',
+      grpc_service: { envoy_grpc: { cluster_name: ir.authzCluster }, timeout: EXT_AUTHZ_SETTINGS.timeout },
+      // Fail closed, with 503 so "authz is down" is not mistaken for "policy said no".
+      failure_mode_allow: false,
+      status_on_error: { code: 'ServiceUnavailable' },
+      with_request_body: {
+        max_request_bytes: EXT_AUTHZ_SETTINGS.maxRequestBytes,
+        allow_partial_message: true,
+        pack_as_bytes: true,
+      },
+    },
+  };
+}
+
+function accessLog(ir: Ir, listener: IrListener): Record<string, unknown> {
+  return {
+    name: GRPC_ACCESS_LOG,
+    typed_config: {
+      '@type': GRPC_ACCESS_LOG_TYPE,
+      common_config: {
+        log_name: listener.accessLogName,
+        transport_api_version: 'V3',
+        grpc_service: { envoy_grpc: { cluster_name: ir.accessLogCluster } },
+      },
+      // The decision id also travels in the ext_authz dynamic metadata; the header is the fallback
+      // join key when a decision was produced without metadata (e.g. a deny body).
+      additional_response_headers_to_log: [DECISION_ID_HEADER],
+    },
+  };
+}
+
+export function listenerResource(ir: Ir, listener: IrListener): Record<string, unknown> {
+  return {
+    name: listener.name,
+    address: { socket_address: { address: listener.address, port_value: listener.port } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: HCM_FILTER,
+            typed_config: {
+              '@type': HCM_TYPE,
+              stat_prefix: listener.name,
+              rds: { route_config_name: listener.routeConfigName, config_source: ADS_CONFIG_SOURCE },
+              // The policy must judge the path the upstream receives: resolve dot segments and
+              // merge slashes first; refuse encoded slashes, which upstreams read differently.
+              normalize_path: true,
+              merge_slashes: true,
+              path_with_escaped_slashes_action: 'REJECT_REQUEST',
+              // `x_chaperone_user` could become `x-chaperone-user` at a CGI-style upstream.
+              common_http_protocol_options: { headers_with_underscores_action: 'REJECT_REQUEST' },
+              // Envoy is the edge: client x-forwarded-for / x-envoy-* are not trusted.
+              use_remote_address: true,
+              // x-request-id joins decisions and access-log entries.
+              generate_request_id: true,
+              // Virtual hosts list bare host names; the listener port must not defeat the match.
+              strip_any_host_port: true,
+              access_log: [accessLog(ir, listener)],
+              http_filters: [
+                headerMutationFilter(),
+                extAuthzFilter(ir),
+                { name: ROUTER_FILTER, typed_config: { '@type': ROUTER_TYPE } },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  };
+}

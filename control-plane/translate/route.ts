@@ -1,0 +1,53 @@
+// IrListener → envoy.config.route.v3.RouteConfiguration (served over RDS under the listener's
+// routeConfigName). Every route tells the authz server, through ext_authz context_extensions,
+// which route and which config revision (checksum) Envoy is running.
+import type { IrListener, IrRoute } from '../ir/types.ts';
+import { EXT_AUTHZ_FILTER, EXT_AUTHZ_PER_ROUTE_TYPE } from './envoy-names.ts';
+
+function routeMatch(route: IrRoute): Record<string, unknown> {
+  // path_separated_prefix keeps `/demo` from matching `/demox`.
+  return route.match.segmentBoundary
+    ? { path_separated_prefix: route.match.pathPrefix }
+    : { prefix: route.match.pathPrefix };
+}
+
+function routeAction(route: IrRoute): Record<string, unknown> {
+  const action: Record<string, unknown> = { cluster: route.cluster };
+  if (route.prefixRewrite !== null) action['prefix_rewrite'] = route.prefixRewrite;
+  // Upstreams route on Host; the agent addressed the gateway.
+  action['host_rewrite_literal'] = route.hostRewrite;
+  if (route.timeout !== null) action['timeout'] = route.timeout;
+  return action;
+}
+
+function envoyRoute(route: IrRoute): Record<string, unknown> {
+  return {
+    name: route.routeId,
+    match: routeMatch(route),
+    route: routeAction(route),
+    typed_per_filter_config: {
+      [EXT_AUTHZ_FILTER]: {
+        '@type': EXT_AUTHZ_PER_ROUTE_TYPE,
+        check_settings: {
+          context_extensions: {
+            route_id: route.routeId,
+            target: route.target,
+            checksum: route.checksum,
+            protocol: route.protocol,
+          },
+        },
+      },
+    },
+  };
+}
+
+export function routeConfigurationResource(listener: IrListener): Record<string, unknown> {
+  return {
+    name: listener.routeConfigName,
+    virtual_hosts: listener.virtualHosts.map((vh) => ({
+      name: vh.name,
+      domains: vh.domains,
+      routes: vh.routes.map(envoyRoute),
+    })),
+  };
+}

@@ -1,0 +1,46 @@
+// Checks, before anything starts, that every address `chaperone up` will bind is free, so a taken
+// port fails with the component's name and the flag that moves it instead of a half-started gateway.
+import { createServer } from 'node:net';
+
+export interface PlannedBind {
+  component: string;
+  host: string;
+  port: number;
+  /** The flag or config key that changes it, for the error message. */
+  override: string;
+}
+
+export class PortInUseError extends Error {
+  readonly code = 'ERR_PORT_IN_USE';
+  constructor(readonly bind: PlannedBind) {
+    super(
+      `${bind.component}: ${bind.host}:${bind.port} is already in use (another chaperone or program?); ` +
+        `stop it or choose another address with ${bind.override}`,
+    );
+    this.name = 'PortInUseError';
+  }
+}
+
+function probe(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+export async function assertPortsFree(binds: PlannedBind[]): Promise<void> {
+  for (const b of binds) {
+    if (b.port === 0) continue;
+    if (!(await probe(b.host, b.port))) throw new PortInUseError(b);
+  }
+}
+
+/** Splits `host:port` (IPv6 in brackets) into its parts; port must be 0–65535. */
+export function splitHostPort(address: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[2]) : Number.NaN;
+  const host = m?.[1];
+  if (!host || port > 65535) throw new Error(`invalid address "${address}": expected host:port`);
+  return { host, port };
+}

@@ -1,0 +1,264 @@
+// Golden files of config → IR → Envoy resources (control-plane/translate/testdata), plus the
+// properties every output must have whatever the case: determinism, the hardening of every HTTP
+// connection manager, route ↔ authz context, no credential material, and strict validation.
+// `UPDATE_GOLDEN=1 npx vitest run test/unit/translate-golden.test.ts` (or `tsx scripts/update-golden.ts`)
+// rewrites the expected files.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, parseConfig } from '../../control-plane/config/load-config.ts';
+import { buildIr } from '../../control-plane/ir/build-ir.ts';
+import type { Ir } from '../../control-plane/ir/types.ts';
+import { TranslateError } from '../../control-plane/translate/errors.ts';
+import {
+  GOLDEN_DIR,
+  goldenCases,
+  goldenPaths,
+  renderGoldenCase,
+  updateGolden,
+} from '../../control-plane/translate/golden.ts';
+import { translate } from '../../control-plane/translate/translate.ts';
+import { validateResources } from '../../control-plane/translate/validate.ts';
+import type { EnvoyResourcesJson } from '../../control-plane/xds/snapshot.ts';
+
+const cases = goldenCases();
+
+beforeAll(() => {
+  if (process.env['UPDATE_GOLDEN'] === '1') updateGolden();
+});
+
+describe('golden files', () => {
+  it('has the cases the translator promises', () => {
+    expect(cases).toEqual(
+      expect.arrayContaining([
+        'minimal',
+        'https-sni',
+        'prefix-rewrite',
+        'two-listeners',
+        'credentials',
+        'protocol-mcp',
+        'error-duplicate-match',
+        'error-schema',
+        'error-upstream',
+      ]),
+    );
+  });
+
+  for (const name of cases) {
+    it(name, () => {
+      const result = renderGoldenCase(name);
+      const paths = goldenPaths(name);
+      const expectedFile = result.kind === 'out' ? paths.out : paths.error;
+      expect(existsSync(expectedFile), `${expectedFile} is missing: run tsx scripts/update-golden.ts`).toBe(
+        true,
+      );
+      expect(result.text).toBe(readFileSync(expectedFile, 'utf8'));
+      expect(
+        existsSync(result.kind === 'out' ? paths.error : paths.out),
+        'stale expected file of the other kind',
+      ).toBe(false);
+    });
+  }
+
+  it('has no orphaned expected files', () => {
+    const orphans = readdirSync(GOLDEN_DIR).filter((f) => {
+      const stem = f.replace(/\.(out\.yaml|error\.txt)$/, '');
+      return stem !== f && !cases.includes(stem);
+    });
+    expect(orphans).toEqual([]);
+  });
+});
+
+const outputs: [string, EnvoyResourcesJson][] = cases.flatMap((name) => {
+  const r = renderGoldenCase(name);
+  return r.kind === 'out' ? [[name, r.resources] as [string, EnvoyResourcesJson]] : [];
+});
+
+function hcmOf(listener: Record<string, any>): Record<string, any> {
+  const filters = listener['filter_chains'][0]['filters'];
+  expect(filters).toHaveLength(1);
+  expect(filters[0].name).toBe('envoy.filters.network.http_connection_manager');
+  return filters[0].typed_config;
+}
+
+describe.each(outputs)('every output: %s', (_name, resources) => {
+  it('validates strictly against Envoy protos, references included', () => {
+    expect(validateResources(resources)).toEqual([]);
+  });
+
+  it('hardens every HTTP connection manager and fails closed', () => {
+    for (const listener of resources.listeners) {
+      const hcm = hcmOf(listener);
+      expect(hcm).toMatchObject({
+        normalize_path: true,
+        merge_slashes: true,
+        path_with_escaped_slashes_action: 'REJECT_REQUEST',
+        common_http_protocol_options: { headers_with_underscores_action: 'REJECT_REQUEST' },
+        use_remote_address: true,
+        generate_request_id: true,
+        rds: { route_config_name: listener['name'], config_source: { ads: {}, resource_api_version: 'V3' } },
+      });
+      expect(hcm['http_filters'].map((f: { name: string }) => f.name)).toEqual([
+        'envoy.filters.http.header_mutation',
+        'envoy.filters.http.ext_authz',
+        'envoy.filters.http.router',
+      ]);
+      const removed = hcm['http_filters'][0].typed_config.mutations.request_mutations.map(
+        (m: { remove: string }) => m.remove,
+      );
+      expect(removed).toEqual(
+        expect.arrayContaining(['x-chaperone-user', 'x-chaperone-decision-id', 'x-forwarded-user']),
+      );
+      expect(hcm['http_filters'][1].typed_config).toEqual({
+        '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
+        transport_api_version: 'V3',
+        grpc_service: { envoy_grpc: { cluster_name: 'chaperone_authz' }, timeout: '0.5s' },
+        failure_mode_allow: false,
+        status_on_error: { code: 'ServiceUnavailable' },
+        with_request_body: { max_request_bytes: 8192, allow_partial_message: true, pack_as_bytes: true },
+      });
+      expect(hcm['access_log']).toEqual([
+        expect.objectContaining({
+          name: 'envoy.access_loggers.http_grpc',
+          typed_config: expect.objectContaining({
+            common_config: {
+              log_name: `chaperone.${listener['name']}`,
+              transport_api_version: 'V3',
+              grpc_service: { envoy_grpc: { cluster_name: 'chaperone_xds' } },
+            },
+          }),
+        }),
+      ]);
+    }
+    expect(resources.clusters.find((c) => c['name'] === 'chaperone_authz')).toMatchObject({
+      typed_extension_protocol_options: {
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+          explicit_http_config: { http2_protocol_options: {} },
+        },
+      },
+    });
+  });
+
+  it('sends route_id, target, checksum and protocol from every route to the authz server', () => {
+    for (const rc of resources.routes) {
+      for (const vh of rc['virtual_hosts'] as any[]) {
+        for (const route of vh.routes) {
+          const ext =
+            route.typed_per_filter_config['envoy.filters.http.ext_authz'].check_settings.context_extensions;
+          expect(Object.keys(ext).sort()).toEqual(['checksum', 'protocol', 'route_id', 'target']);
+          expect(ext.route_id).toBe(route.name);
+          expect(ext.route_id).toBe(`${ext.target}/0`);
+          expect(ext.checksum).toMatch(/^[0-9a-f]{16}$/);
+          expect(route.route.cluster).toBe(`target/${ext.target}`);
+        }
+      }
+    }
+  });
+
+  it('is sorted by name and verifies TLS wherever it is used', () => {
+    for (const list of [resources.listeners, resources.routes, resources.clusters]) {
+      const names = list.map((r) => String(r['name']));
+      expect(names).toEqual([...names].sort());
+    }
+    for (const cluster of resources.clusters) {
+      const ts = cluster['transport_socket'] as any;
+      if (!ts) continue;
+      const validation = ts.typed_config.common_tls_context.validation_context;
+      expect(validation.trusted_ca.filename).toMatch(/^\//);
+      expect(validation.match_typed_subject_alt_names).toHaveLength(1);
+    }
+  });
+});
+
+describe('translate', () => {
+  it('is deterministic and independent of target order', () => {
+    const text = readFileSync(goldenPaths('prefix-rewrite').input, 'utf8');
+    const config = parseConfig(text);
+    const once = translate(buildIr(config));
+    expect(translate(buildIr(config))).toEqual(once);
+    const shuffled = parseConfig(text);
+    shuffled.targets.reverse();
+    expect(JSON.stringify(translate(buildIr(shuffled)))).toBe(JSON.stringify(once));
+  });
+
+  it('puts no credential material in Envoy resources', () => {
+    process.env['OPENAI_API_KEY'] = 'sk-resolved-S3CRET';
+    try {
+      const r = renderGoldenCase('credentials');
+      expect(r.kind).toBe('out');
+      for (const needle of ['S3CRET', 'OPENAI_API_KEY', 'env:', 'file:', '/run/secrets', 'Bearer']) {
+        expect(r.text).not.toContain(needle);
+      }
+    } finally {
+      delete process.env['OPENAI_API_KEY'];
+    }
+  });
+
+  it('translates the documented example', async () => {
+    const resources = translate(buildIr(await loadConfig(resolve('examples/chaperone.yaml'))));
+    expect(resources.clusters.map((c) => c['name'])).toEqual([
+      'chaperone_authz',
+      'target/demo',
+      'target/openai',
+      'target/tools',
+    ]);
+    expect(resources.endpoints.map((e) => e['cluster_name'])).toEqual(['target/demo']);
+  });
+
+  const base = (): Ir => buildIr(parseConfig('targets: [{name: a, upstream: "http://127.0.0.1:1"}]'));
+  const unsupported: [string, (ir: Ir) => void, string][] = [
+    [
+      'an unknown protocol',
+      (ir) => {
+        (ir.listeners[0]!.virtualHosts[0]!.routes[0] as { protocol: string }).protocol = 'grpc';
+      },
+      'RouteConfiguration[egress] egress/*/a/0: unsupported protocol "grpc"',
+    ],
+    [
+      'a route to a missing cluster',
+      (ir) => {
+        ir.listeners[0]!.virtualHosts[0]!.routes[0]!.cluster = 'target/nope';
+      },
+      'RouteConfiguration[egress] egress/*/a/0: cluster "target/nope" is not defined',
+    ],
+    [
+      'an unknown discovery type',
+      (ir) => {
+        (ir.clusters.find((c) => c.name === 'target/a') as { discovery: string }).discovery = 'magic';
+      },
+      'Cluster[target/a] type: unsupported discovery "magic"',
+    ],
+    [
+      'a DNS name in an EDS cluster',
+      (ir) => {
+        ir.clusters.find((c) => c.name === 'target/a')!.endpoints = [{ host: 'api.example.com', port: 80 }];
+      },
+      'Cluster[target/a] endpoints: EDS endpoints must be IP addresses',
+    ],
+    [
+      'a malformed duration',
+      (ir) => {
+        ir.listeners[0]!.virtualHosts[0]!.routes[0]!.timeout = '30 seconds';
+      },
+      // The route configuration cannot be encoded, so the listener's RDS reference dangles too.
+      ' (2 problems):\n' +
+        '  RouteConfiguration[egress] virtual_hosts[0].routes[0].route.timeout: expected a duration like "1.5s"\n' +
+        '  Listener[egress] filter_chains[0].filters[0].typed_config.rds: route configuration "egress" does not exist',
+    ],
+  ];
+  const messageOf = (tail: string) =>
+    `cannot translate to Envoy resources${tail.startsWith(' (') ? tail : `: ${tail}`}`;
+  it.each(unsupported)('rejects %s instead of dropping it', (_name, mutate, message) => {
+    const ir = base();
+    mutate(ir);
+    let error: unknown;
+    try {
+      translate(ir);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(TranslateError);
+    expect((error as TranslateError).code).toBe('ERR_TRANSLATE_INVALID');
+    expect((error as TranslateError).message).toBe(messageOf(message));
+  });
+});
