@@ -272,7 +272,7 @@ describe('health', () => {
   it('reports SERVING over grpc.health.v1', async () => {
     const { loadSync } = await import('@grpc/proto-loader');
     const { protoPath } = await import('grpc-health-check');
-    const def = grpc.loadPackageDefinition(loadSync(protoPath)) as any;
+    const def = grpc.loadPackageDefinition(loadSync(protoPath, { enums: String })) as any;
     const health = new def.grpc.health.v1.Health(server.address, grpc.credentials.createInsecure());
     const res = await new Promise<{ status: string }>((resolve, reject) =>
       health.Check({ service: 'envoy.service.auth.v3.Authorization' }, (e: Error | null, r: { status: string }) =>

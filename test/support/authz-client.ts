@@ -95,6 +95,12 @@ export function deniedStatus(res: CheckResponse): number {
     Forbidden: 403,
     NotFound: 404,
     PayloadTooLarge: 413,
+    TooManyRequests: 429,
+    Conflict: 409,
+    MethodNotAllowed: 405,
+    NotImplemented: 501,
+    BadGateway: 502,
+    GatewayTimeout: 504,
     InternalServerError: 500,
     ServiceUnavailable: 503,
   };

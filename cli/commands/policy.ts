@@ -1,0 +1,205 @@
+// `chaperone policy build|test|check`: the OPA CLI behind readable output and CI exit codes
+// (0 ok, 1 a check or test failed, 2 usage error or a tool missing).
+
+import { existsSync, statSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { AUTHZ_DEFAULTS } from '../../authz-server/defaults.ts';
+import { readBundle } from '../../authz-server/policy/bundle-reader.ts';
+import { PROJECT_ROOT, ToolNotFoundError } from '../../lib/tools.ts';
+import { junitXml } from '../policy/junit.ts';
+import {
+  buildWasmBundle,
+  formatIssue,
+  runOpaCheck,
+  runOpaFmtCheck,
+  runOpaTest,
+} from '../policy/opa-runner.ts';
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const err = (s: string) => process.stderr.write(`${s}\n`);
+
+/** Runs an action; a missing tool is exit 2 with its install hint, anything else exit 1. */
+function guarded(fn: (...args: any[]) => Promise<number>) {
+  return async (...args: unknown[]) => {
+    let code: number;
+    try {
+      code = await fn(...args);
+    } catch (e) {
+      if (e instanceof ToolNotFoundError) {
+        err(e.message);
+        code = 2;
+      } else {
+        err(`error: ${e instanceof Error ? e.message : String(e)}`);
+        code = 1;
+      }
+    }
+    process.exitCode = code;
+  };
+}
+
+function requireDir(dir: string): boolean {
+  if (existsSync(dir) && statSync(dir).isDirectory()) return true;
+  err(`error: policy directory ${dir} does not exist`);
+  return false;
+}
+
+export function registerPolicyCommands(program: Command): void {
+  const policy = program.command('policy').description('build, test and check Rego policies');
+
+  policy
+    .command('build')
+    .description(
+      "compile a Rego directory to a WASM bundle (opa build -t wasm with Chaperone's capabilities)",
+    )
+    .option('-d, --dir <dir>', 'policy directory', AUTHZ_DEFAULTS.policyDir)
+    .option(
+      '-e, --entrypoint <path>',
+      'decision path (repeatable)',
+      (v: string, p: string[]) => [...p, v],
+      [] as string[],
+    )
+    .option('-o, --out <file>', 'bundle file', 'bundle.tar.gz')
+    .option('--capabilities <file>', 'capabilities file', join(PROJECT_ROOT, 'policies', 'capabilities.json'))
+    .action(
+      guarded(async (o: { dir: string; entrypoint: string[]; out: string; capabilities: string }) => {
+        if (!requireDir(o.dir)) return 2;
+        const entrypoints = o.entrypoint.length > 0 ? o.entrypoint : [AUTHZ_DEFAULTS.entrypoint];
+        const started = Date.now();
+        const res = await buildWasmBundle({
+          dir: o.dir,
+          entrypoints,
+          out: o.out,
+          capabilities: o.capabilities,
+        });
+        if (!res.ok) {
+          for (const e of res.errors) err(formatIssue(e));
+          err(`policy build failed (${res.errors.length} error${res.errors.length === 1 ? '' : 's'})`);
+          return 1;
+        }
+        const bytes = await readFile(res.bundlePath);
+        const bundle = readBundle(bytes, res.bundlePath);
+        out(
+          `built ${o.out}: revision ${bundle.revision}, ${(bytes.length / 1024).toFixed(1)} KiB, entrypoints ${entrypoints.join(', ')} (${Date.now() - started} ms)`,
+        );
+        return 0;
+      }),
+    );
+
+  policy
+    .command('test')
+    .description('run the Rego unit tests (opa test) with coverage')
+    .option('-d, --dir <dir>', 'policy directory', AUTHZ_DEFAULTS.policyDir)
+    .option('--coverage-threshold <pct>', 'fail below this line coverage (0 disables)', '90')
+    .option('--run <regex>', 'only tests whose name matches')
+    .option('--format <fmt>', 'text or json', 'text')
+    .option('--junit <file>', 'also write a JUnit XML report')
+    .option('-v, --verbose', 'print passing tests too', false)
+    .action(
+      guarded(
+        async (o: {
+          dir: string;
+          coverageThreshold: string;
+          run?: string;
+          format: string;
+          junit?: string;
+          verbose: boolean;
+        }) => {
+          if (!requireDir(o.dir)) return 2;
+          const threshold = Number(o.coverageThreshold);
+          if (!Number.isFinite(threshold) || threshold < 0 || threshold > 100) {
+            err('error: --coverage-threshold must be a number from 0 to 100');
+            return 2;
+          }
+          if (o.format === 'text')
+            err(
+              `chaperone policy test: ${o.dir} (opa test${threshold > 0 ? `, coverage ≥ ${threshold}%` : ''})`,
+            );
+          const report = await runOpaTest({
+            dir: o.dir,
+            coverage: threshold > 0,
+            ...(o.run ? { run: o.run } : {}),
+          });
+          const failed = report.cases.filter((c) => c.outcome === 'fail' || c.outcome === 'error');
+          const belowThreshold = report.coverage !== null && report.coverage < threshold;
+          if (o.junit) {
+            await writeFile(
+              o.junit,
+              junitXml(
+                'chaperone policy test',
+                report.cases.map((c) => ({
+                  suite: c.pkg,
+                  name: c.name,
+                  file: `${c.file}:${c.line}`,
+                  timeMs: c.durationMs,
+                  ...(c.outcome === 'fail' || c.outcome === 'error'
+                    ? { failure: c.error ?? `${c.name} failed${c.output ? `\n${c.output}` : ''}` }
+                    : {}),
+                  ...(c.outcome === 'skip' ? { skipped: true } : {}),
+                })),
+              ),
+            );
+          }
+          if (o.format === 'json') {
+            out(JSON.stringify({ ...report, threshold, ok: report.ok && !belowThreshold }, null, 2));
+          } else {
+            for (const e of report.errors) err(formatIssue(e));
+            for (const c of report.cases) {
+              if (c.outcome === 'pass' && !o.verbose) continue;
+              const mark = c.outcome === 'pass' ? '✓' : c.outcome === 'skip' ? '-' : '✗';
+              const where = c.outcome === 'pass' ? '' : `  ${c.file}:${c.line}`;
+              out(`  ${mark} ${c.pkg}.${c.name}${where}${c.error ? `\n      ${c.error}` : ''}`);
+            }
+            if (report.coverage !== null) {
+              out(
+                `coverage ${report.coverage.toFixed(1)}%${threshold > 0 ? ` (threshold ${threshold}%)` : ''}`,
+              );
+              if (belowThreshold) {
+                for (const u of report.uncovered.slice(0, 10)) {
+                  out(
+                    `  ${u.file}: ${u.coverage.toFixed(1)}%, not covered: lines ${u.lines.slice(0, 12).join(', ')}${u.lines.length > 12 ? ', …' : ''}`,
+                  );
+                }
+              }
+            }
+            const passed = report.cases.filter((c) => c.outcome === 'pass').length;
+            out(
+              `${passed} passed, ${failed.length} failed${report.cases.length === 0 ? ' (no tests found)' : ''}`,
+            );
+          }
+          return report.ok && !belowThreshold && report.cases.length > 0 ? 0 : 1;
+        },
+      ),
+    );
+
+  policy
+    .command('check')
+    .description("opa fmt check + opa check --strict with Chaperone's capabilities and the input schema")
+    .option('-d, --dir <dir>', 'policy directory', AUTHZ_DEFAULTS.policyDir)
+    .option('--schema <file>', 'input JSON Schema', join(PROJECT_ROOT, 'schemas', 'input.schema.json'))
+    .action(
+      guarded(async (o: { dir: string; schema: string }) => {
+        if (!requireDir(o.dir)) return 2;
+        let failed = false;
+        const fmt = await runOpaFmtCheck(o.dir);
+        if (!fmt.ok) {
+          failed = true;
+          for (const f of fmt.files)
+            out(`  ✗ fmt: ${join(o.dir, f)} is not formatted (run: opa fmt -w ${join(o.dir, f)})`);
+          for (const e of fmt.errors) out(`  ✗ fmt: ${formatIssue(e)}`);
+        } else out('  ✓ opa fmt');
+        const check = await runOpaCheck({
+          dir: o.dir,
+          strict: true,
+          ...(existsSync(o.schema) ? { schemaDir: resolve(o.schema) } : {}),
+        });
+        if (!check.ok) {
+          failed = true;
+          for (const e of check.errors) out(`  ✗ ${formatIssue(e)}`);
+        } else out(`  ✓ opa check --strict (capabilities, input schema)`);
+        out(failed ? 'policy check failed' : 'policy check passed');
+        return failed ? 1 : 0;
+      }),
+    );
+}

@@ -1,0 +1,136 @@
+// `chaperone up --dev` as a user runs it (the real CLI in a child process): the control plane feeds a
+// real Envoy over ADS, the authz server decides with the shipped policy library and dev tokens, the
+// audit trail records decisions, config edits are pushed (or rejected with file:line while the last
+// good config keeps serving), and SIGTERM stops everything cleanly.
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  devGatewayYaml,
+  type GatewayProcess,
+  gatewayPorts,
+  startGatewayProcess,
+} from '../support/gateway-process.ts';
+import { waitFor } from '../support/wait.ts';
+
+let gw: GatewayProcess;
+const tokens: Record<string, string> = {};
+
+async function devToken(user: string): Promise<string> {
+  const res = await fetch(`${gw.api}/dev/token?user=${user}`);
+  const body = (await res.json()) as { token: string };
+  expect(res.status).toBe(200);
+  return body.token;
+}
+
+function egress(path: string, init: RequestInit & { token?: string } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (init.token) headers.set('authorization', `Bearer ${init.token}`);
+  return fetch(`${gw.egress}${path}`, { ...init, headers });
+}
+
+beforeAll(async () => {
+  gw = await startGatewayProcess();
+  for (const u of ['alice', 'bob']) tokens[u] = await devToken(u);
+}, 120_000);
+
+afterAll(async () => {
+  await gw?.cleanup();
+});
+
+describe('chaperone up --dev', () => {
+  it('prints a status line per component', () => {
+    for (const c of [
+      'dev issuer',
+      'demo upstream',
+      'audit',
+      'authz server',
+      'control plane',
+      'envoy',
+      'http api',
+    ]) {
+      expect(gw.output()).toContain(`✓ ${c}`);
+    }
+  });
+
+  it('lets engineering read the demo API through Envoy, with identity injected and the token removed', async () => {
+    const res = await egress('/demo/items', { token: tokens['alice'] });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { seen: Record<string, unknown> };
+    expect(body.seen['user']).toBe('alice');
+    expect(body.seen['groups']).toBe('engineering');
+    expect(body.seen['authorization_header_present']).toBe(false);
+    expect(res.headers.get('x-chaperone-decision-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('denies contractors (403) and anonymous callers (401 JSON)', async () => {
+    const bob = await egress('/demo/items', { token: tokens['bob'] });
+    expect(bob.status).toBe(403);
+    const anon = await egress('/demo/items');
+    expect(anon.status).toBe(401);
+    expect(anon.headers.get('content-type')).toContain('application/json');
+  });
+
+  it('reports health, readiness and an acknowledged xDS snapshot', async () => {
+    expect((await fetch(`${gw.api}/healthz`)).status).toBe(200);
+    await waitFor(async () => (await fetch(`${gw.api}/readyz`)).status === 200, {
+      what: '/readyz',
+      timeoutMs: 10_000,
+    });
+    const status = (await (await fetch(`${gw.api}/status`)).json()) as {
+      xds: { version: string; streams: { acked: Record<string, string | null> }[] };
+      authz: { metrics: { total: number } };
+    };
+    expect(status.xds.streams).toHaveLength(1);
+    expect(Object.values(status.xds.streams[0]!.acked).every((v) => v === status.xds.version)).toBe(true);
+    expect(status.authz.metrics.total).toBeGreaterThan(0);
+  });
+
+  it('pushes a config edit to Envoy, and keeps serving the last good config when an edit is broken', async () => {
+    const original = await readFile(gw.configPath, 'utf8');
+    // A second route to the same demo upstream under /extra.
+    const extra = `  - name: extra\n    upstream: http://127.0.0.1:${gw.ports.demo}\n    match:\n      path_prefix: /extra\n`;
+    expect((await egress('/extra/x', { token: tokens['alice'] })).status).toBe(404);
+    await writeFile(gw.configPath, devGatewayYaml(gw.ports, extra));
+    // The shipped library has no rules for target "extra": Envoy routes it (so it is no longer a 404)
+    // and the policy denies it.
+    await waitFor(async () => (await egress('/extra/x', { token: tokens['alice'] })).status === 403, {
+      what: 'the new route',
+      timeoutMs: 15_000,
+    });
+
+    await writeFile(gw.configPath, `${original}\nlisteners_typo: true\n`);
+    await waitFor(
+      async () => {
+        const s = (await (await fetch(`${gw.api}/status`)).json()) as {
+          xds: { config: { ok: boolean; errors: string[] } };
+        };
+        return !s.xds.config.ok && s.xds.config.errors.join('\n').includes('chaperone.yaml:');
+      },
+      { what: 'the broken config to be reported', timeoutMs: 15_000 },
+    );
+    expect((await egress('/demo/items', { token: tokens['alice'] })).status).toBe(200);
+    expect((await egress('/extra/x', { token: tokens['alice'] })).status).toBe(403);
+  });
+
+  it('refuses to start when a port is taken, naming the component', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+    const taken = (blocker.address() as { port: number }).port;
+    const other = await startGatewayProcess({
+      wait: false,
+      ports: { ...(await gatewayPorts()), api: taken },
+    });
+    const code = await other.exited;
+    blocker.close();
+    await other.cleanup();
+    expect(code).toBe(2);
+    expect(other.output()).toMatch(/HTTP API: 127\.0\.0\.1:\d+ is already in use/);
+  });
+
+  it('stops cleanly on SIGTERM', async () => {
+    const code = await gw.stop();
+    expect(code).toBe(0);
+    expect(gw.output()).toContain('chaperone: stopped');
+  });
+});

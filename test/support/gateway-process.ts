@@ -1,0 +1,150 @@
+// Runs `chaperone up` as a real child process (the CLI exactly as a user starts it) on free loopback
+// ports, and gives tests its config file, the addresses and its output.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../../lib/tools.ts';
+import { freePort } from './ports.ts';
+import { waitFor } from './wait.ts';
+
+export interface GatewayPorts {
+  listener: number;
+  admin: number;
+  xds: number;
+  authz: number;
+  api: number;
+  idp: number;
+  demo: number;
+}
+
+export interface GatewayProcess {
+  dir: string;
+  configPath: string;
+  ports: GatewayPorts;
+  api: string;
+  egress: string;
+  output(): string;
+  /** Resolves with the exit code once the process has exited. */
+  exited: Promise<number | null>;
+  signal(sig: NodeJS.Signals): void;
+  stop(): Promise<number | null>;
+  cleanup(): Promise<void>;
+}
+
+export async function gatewayPorts(): Promise<GatewayPorts> {
+  const [listener, admin, xds, authz, api, idp, demo] = await Promise.all(
+    Array.from({ length: 7 }, () => freePort()),
+  );
+  return { listener: listener!, admin: admin!, xds: xds!, authz: authz!, api: api!, idp: idp!, demo: demo! };
+}
+
+/** A dev-mode config on the given ports, using the shipped policy library. */
+export function devGatewayYaml(p: GatewayPorts, extraTargets = ''): string {
+  return `listeners:
+  - name: egress
+    address: 127.0.0.1
+    port: ${p.listener}
+identity:
+  issuers:
+    - issuer: http://127.0.0.1:${p.idp}
+      audiences: [chaperone]
+targets:
+  - name: demo
+    upstream: http://127.0.0.1:${p.demo}
+    match:
+      path_prefix: /demo
+${extraTargets}policy:
+  dir: ${join(PROJECT_ROOT, 'policies')}
+  entrypoint: chaperone/authz/decision
+audit:
+  store: embedded
+  spool_dir: spool
+authz:
+  address: 127.0.0.1:${p.authz}
+control_plane:
+  xds_address: 127.0.0.1:${p.xds}
+  http_address: 127.0.0.1:${p.api}
+envoy:
+  admin_port: ${p.admin}
+`;
+}
+
+export async function startGatewayProcess(
+  opts: {
+    ports?: GatewayPorts;
+    yaml?: (p: GatewayPorts) => string;
+    env?: Record<string, string>;
+    wait?: boolean;
+  } = {},
+): Promise<GatewayProcess> {
+  const ports = opts.ports ?? (await gatewayPorts());
+  const dir = await mkdtemp(join(tmpdir(), 'chaperone-up-'));
+  const configPath = join(dir, 'chaperone.yaml');
+  await writeFile(configPath, (opts.yaml ?? devGatewayYaml)(ports));
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      join(PROJECT_ROOT, 'cli/bin/chaperone.js'),
+      'up',
+      '--dev',
+      '--config',
+      configPath,
+      '--dev-idp-port',
+      String(ports.idp),
+      '--demo-port',
+      String(ports.demo),
+      '--log-level',
+      'info',
+    ],
+    { cwd: dir, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    out += b.toString('utf8');
+  });
+  child.stderr?.on('data', (b: Buffer) => {
+    out += b.toString('utf8');
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let done = false;
+  void exited.then(() => {
+    done = true;
+  });
+  const gw: GatewayProcess = {
+    dir,
+    configPath,
+    ports,
+    api: `http://127.0.0.1:${ports.api}`,
+    egress: `http://127.0.0.1:${ports.listener}`,
+    output: () => out,
+    exited,
+    signal: (sig) => {
+      // The wrapper forwards nothing: signal the whole process group's leader and its tsx child.
+      child.kill(sig);
+    },
+    stop: async () => {
+      if (!done) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        const code = await exited;
+        clearTimeout(timer);
+        return code;
+      }
+      return exited;
+    },
+    cleanup: async () => {
+      await gw.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  if (opts.wait !== false) {
+    await waitFor(() => done || out.includes('chaperone is up'), {
+      timeoutMs: 90_000,
+      intervalMs: 100,
+      what: 'chaperone up',
+    });
+    if (done) throw new Error(`chaperone up exited during start-up:\n${out}`);
+  }
+  return gw;
+}
