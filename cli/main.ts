@@ -3,7 +3,10 @@
 import { Command } from 'commander';
 
 const program = new Command();
-program.name('chaperone').description('Identity-aware, policy-as-code gateway for AI-agent egress').version('0.1.0');
+program
+  .name('chaperone')
+  .description('Identity-aware, policy-as-code gateway for AI-agent egress')
+  .version('0.1.0');
 
 const registrations = [
   import('./commands/policy.ts').then((m) => m.registerPolicyCommands(program)),
@@ -11,10 +14,16 @@ const registrations = [
   import('./commands/up.ts').then((m) => m.registerUpCommand(program)),
   import('./commands/dev.ts').then((m) => m.registerDevCommands(program)),
   import('./commands/envoy.ts').then((m) => m.registerEnvoyCommands(program)),
+  import('./commands/audit.ts').then((m) => m.registerAuditCommands(program)),
 ];
 
 for (const r of await Promise.allSettled(registrations)) {
-  // A command group still being written must not break the others.
-  if (r.status === 'rejected' && process.env['CHAPERONE_DEBUG']) console.error(r.reason);
+  // A command module that fails to load is a bug: say so instead of silently missing the command.
+  if (r.status === 'rejected') {
+    process.stderr.write(
+      `chaperone: a command group failed to load: ${r.reason instanceof Error ? r.reason.stack : String(r.reason)}\n`,
+    );
+    process.exitCode = 1;
+  }
 }
 await program.parseAsync(process.argv);

@@ -1,0 +1,155 @@
+// `chaperone audit query|tail|verify`: the audit trail of a running gateway, through its HTTP API
+// (the embedded store belongs to the gateway process; PostgreSQL deployments use the same API).
+import type { Command } from 'commander';
+
+const DEFAULT_API = 'http://127.0.0.1:8181';
+
+interface Row {
+  seq?: number | string;
+  time?: string;
+  subject?: string | null;
+  actor?: { agent?: string; sub?: string } | null;
+  target?: string | null;
+  method?: string;
+  path?: string;
+  decision?: string;
+  http_status?: number;
+  reason?: string;
+  decision_id?: string;
+}
+
+async function api<T>(base: string, path: string): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`);
+  } catch {
+    process.stderr.write(
+      `chaperone audit: no gateway API at ${base} (is \`chaperone up\` running? --api sets the address)\n`,
+    );
+    process.exit(2);
+  }
+  const body = (await res.json().catch(() => ({}))) as T & { error?: string; reason?: string };
+  if (!res.ok) {
+    process.stderr.write(
+      `chaperone audit: ${body.error ?? `HTTP ${res.status}`}${body.reason ? `: ${body.reason}` : ''}\n`,
+    );
+    process.exit(1);
+  }
+  return body;
+}
+
+const COLUMNS: [string, (r: Row) => string][] = [
+  ['TIME', (r) => (r.time ? new Date(r.time).toISOString().replace('T', ' ').slice(0, 19) : '')],
+  ['USER', (r) => r.subject ?? '-'],
+  ['AGENT', (r) => r.actor?.agent ?? '-'],
+  ['TARGET', (r) => r.target ?? '-'],
+  ['REQUEST', (r) => `${r.method ?? ''} ${r.path ?? ''}`],
+  ['DECISION', (r) => `${r.decision ?? ''} ${r.http_status ?? ''}`],
+  ['REASON', (r) => r.reason ?? ''],
+];
+
+export function renderTable(rows: Row[]): string {
+  const cells = rows.map((r) => COLUMNS.map(([, f]) => f(r)));
+  const widths = COLUMNS.map(([h], i) => Math.min(48, Math.max(h.length, ...cells.map((c) => c[i]!.length))));
+  const line = (cols: string[]) =>
+    cols.map((c, i) => (i === cols.length - 1 ? c : c.slice(0, widths[i]).padEnd(widths[i]!))).join('  ');
+  return [line(COLUMNS.map(([h]) => h)), ...cells.map(line)].join('\n');
+}
+
+function queryString(o: Record<string, string | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(o)) if (v !== undefined && v !== '') q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+export function registerAuditCommands(program: Command): void {
+  const audit = program.command('audit').description('the audit trail: decisions and access logs');
+
+  audit
+    .command('query')
+    .description('decisions, newest first, filtered; a table by default, JSONL with --json')
+    .option('--user <sub>', 'the human (token subject)')
+    .option('--agent <name>', 'the agent acting for the user')
+    .option('--target <name>', 'the target')
+    .option('--decision <d>', 'allow, deny, approval_required or error')
+    .option('--since <when>', 'e.g. 24h, 30m, 7d or an ISO time', '24h')
+    .option('--limit <n>', 'rows per page', '50')
+    .option('--all', 'follow every page', false)
+    .option('--json', 'one JSON object per line', false)
+    .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
+    .action(
+      async (o: {
+        user?: string;
+        agent?: string;
+        target?: string;
+        decision?: string;
+        since: string;
+        limit: string;
+        all: boolean;
+        json: boolean;
+        api: string;
+      }) => {
+        let cursor: string | undefined;
+        const all: Row[] = [];
+        do {
+          const page = await api<{ rows: Row[]; nextCursor?: string | null }>(
+            o.api,
+            `/audit/decisions${queryString({ user: o.user, agent: o.agent, target: o.target, decision: o.decision, since: o.since, limit: o.limit, cursor })}`,
+          );
+          if (o.json) for (const r of page.rows) process.stdout.write(`${JSON.stringify(r)}\n`);
+          else all.push(...page.rows);
+          cursor = page.nextCursor ?? undefined;
+        } while (o.all && cursor);
+        if (!o.json) {
+          process.stdout.write(`${renderTable(all)}\n`);
+          if (cursor) process.stderr.write(`(more: --all, or narrow with --user/--target/--since)\n`);
+        }
+      },
+    );
+
+  audit
+    .command('tail')
+    .description('follow new decisions as they are recorded')
+    .option('--json', 'one JSON object per line', false)
+    .option('--interval <ms>', 'poll interval', '500')
+    .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
+    .action(async (o: { json: boolean; interval: string; api: string }) => {
+      let after: string | number = 'latest';
+      let header = !o.json;
+      for (;;) {
+        const page = await api<{ rows: Row[]; lastSeq: number | string | null }>(
+          o.api,
+          `/audit/tail?after=${after}`,
+        );
+        for (const r of page.rows) {
+          if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+          else {
+            const table = renderTable([r]).split('\n');
+            if (header) process.stdout.write(`${table[0]}\n`);
+            header = false;
+            process.stdout.write(`${table[1]}\n`);
+          }
+        }
+        if (page.lastSeq !== null) after = page.lastSeq;
+        await new Promise((r) => setTimeout(r, Number(o.interval)));
+      }
+    });
+
+  audit
+    .command('verify')
+    .description('check the hash chain of the audit trail; names the first bad record')
+    .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
+    .action(async (o: { api: string }) => {
+      const res = await api<{ ok: boolean; count?: number; firstBadSeq?: number; reason?: string }>(
+        o.api,
+        '/audit/verify',
+      );
+      if (res.ok) {
+        process.stdout.write(`audit chain intact: ${res.count ?? 0} records\n`);
+        return;
+      }
+      process.stdout.write(`audit chain BROKEN at record ${res.firstBadSeq}: ${res.reason}\n`);
+      process.exitCode = 1;
+    });
+}
