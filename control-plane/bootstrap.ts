@@ -54,7 +54,13 @@ export function envoyBootstrap(o: BootstrapOptions): Record<string, unknown> {
           },
           load_assignment: {
             cluster_name: XDS_CLUSTER,
-            endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: xds.host, port_value: xds.port } } } }] }],
+            endpoints: [
+              {
+                lb_endpoints: [
+                  { endpoint: { address: { socket_address: { address: xds.host, port_value: xds.port } } } },
+                ],
+              },
+            ],
           },
         },
       ],

@@ -105,7 +105,7 @@ export function loadEnvoyRoot(): protobuf.Root {
 /**
  * Fields Envoy 1.40 has that the API snapshot bundled in @grpc/grpc-js-xds predates. Each is added
  * exactly as Envoy's own proto declares it (name, number, type), so what we encode is what Envoy decodes;
- * test/component/xds-header-mutation.test.ts checks the round trip against a running Envoy's config dump.
+ * test/e2e/gateway-up.test.ts checks the round trip in a running Envoy's config dump.
  */
 function addNewerEnvoyFields(root: protobuf.Root): void {
   // envoy/config/common/mutation_rules/v3/mutation_rules.proto: HeaderMutation.remove_on_match = 3.

@@ -162,7 +162,8 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
   if (body.parsed !== undefined) input.parsed_body = body.parsed;
 
   const protocolName = isObject(ext) ? ext['protocol'] : undefined;
-  if (typeof protocolName === 'string' && protocolName !== '') {
+  // Plain HTTP is the absence of a protocol view, not a protocol to parse.
+  if (typeof protocolName === 'string' && protocolName !== '' && protocolName !== 'http') {
     if (!options.protocol) {
       // The route's policy expects a protocol view; without one it would judge a partial picture.
       return {

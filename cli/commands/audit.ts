@@ -118,7 +118,7 @@ export function registerAuditCommands(program: Command): void {
       let after: string | number = 'latest';
       let header = !o.json;
       for (;;) {
-        const page = await api<{ rows: Row[]; lastSeq: number | string | null }>(
+        const page: { rows: Row[]; lastSeq: number | string | null } = await api(
           o.api,
           `/audit/tail?after=${after}`,
         );

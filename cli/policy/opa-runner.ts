@@ -8,7 +8,7 @@ import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
 
 export const DEFAULT_CAPABILITIES = join(PROJECT_ROOT, 'policies', 'capabilities.json');
 /** Never part of a policy bundle: tests, the capabilities file, and request fixtures. */
-export const BUILD_IGNORES = ['*_test.rego', 'capabilities.json', 'fixtures', '.*'];
+export const BUILD_IGNORES = ['*_test.rego', 'capabilities.json', 'fixtures'];
 
 export interface PolicyIssue {
   file?: string;
@@ -205,7 +205,14 @@ export async function runOpaTest(o: {
   ignore?: string[];
 }): Promise<OpaTestReport> {
   const dir = resolve(o.dir);
-  const base = ['test', '--format', 'json', ...ignoreArgs(['*.yaml', '*.yml', ...(o.ignore ?? [])])];
+  // Tests need the *_test.rego files the build ignores.
+  const ignores = [
+    ...BUILD_IGNORES.filter((p) => p !== '*_test.rego'),
+    '*.yaml',
+    '*.yml',
+    ...(o.ignore ?? []),
+  ];
+  const base = ['test', '--format', 'json', ...ignores.flatMap((p) => ['--ignore', p])];
   if (o.run) base.push('--run', o.run);
   const res = await runOpa([...base, '.'], dir);
   let raw: OpaTestJson[];

@@ -70,9 +70,12 @@ export function toAccessLogEntry(e: any, nodeId: string): AccessLogEntry {
   const req = e.request ?? {};
   const res = e.response ?? {};
   const filterMetadata: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(common.metadata?.filterMetadata ?? {})) filterMetadata[k] = fromStruct(v as any);
+  for (const [k, v] of Object.entries(common.metadata?.filterMetadata ?? {}))
+    filterMetadata[k] = fromStruct(v as any);
   const authz = (filterMetadata['envoy.filters.http.ext_authz'] ?? {}) as Record<string, unknown>;
-  const start = common.startTime ? (common.startTime.seconds ?? 0) * 1000 + (common.startTime.nanos ?? 0) / 1e6 : Date.now();
+  const start = common.startTime
+    ? (common.startTime.seconds ?? 0) * 1000 + (common.startTime.nanos ?? 0) / 1e6
+    : Date.now();
   return {
     requestId: req.requestId ?? '',
     decisionId: typeof authz['decision_id'] === 'string' ? authz['decision_id'] : null,
@@ -99,7 +102,10 @@ export function addAccessLogService(server: grpc.Server, sink: AccessLogSink, lo
   const root = loadEnvoyProtos(['envoy/service/accesslog/v3/als.proto']);
   const svc = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.accesslog.v3.AccessLogService');
   server.addService(svc.service, {
-    StreamAccessLogs: (call: grpc.ServerReadableStream<any, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+    StreamAccessLogs: (
+      call: grpc.ServerReadableStream<any, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) => {
       let nodeId = '';
       let pending = Promise.resolve();
       call.on('data', (msg: any) => {
@@ -108,7 +114,9 @@ export function addAccessLogService(server: grpc.Server, sink: AccessLogSink, lo
         if (entries.length === 0) return;
         pending = pending
           .then(() => sink.write(entries))
-          .catch((err: unknown) => log.error({ err: String(err), count: entries.length }, 'als: entries not stored'));
+          .catch((err: unknown) =>
+            log.error({ err: String(err), count: entries.length }, 'als: entries not stored'),
+          );
       });
       call.on('end', () => void pending.then(() => callback(null, {})));
       call.on('error', () => undefined);

@@ -22,6 +22,8 @@ export interface AuditRuntime {
   recorder: DecisionRecorder;
   accessLogs: AccessLogSink;
   status(): Record<string, unknown>;
+  /** HTTP API routes of the audit trail (query, tail, verify). */
+  routes?: Record<string, ApiHandler>;
   /** Flushes the spool into the store as far as possible, then closes. */
   close(): Promise<void>;
 }
@@ -192,7 +194,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         metrics: authz.metrics,
         credentials: authz.credentials.status(),
       },
-      xds: { ...ads.status(), config: publisher.status() },
+      xds: { ...ads.status(), current_streams: ads.currentCount(), config: publisher.status() },
       envoy: { admin: adminUrl, pid: envoy.pid },
       audit: audit.status(),
     });
@@ -213,6 +215,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
           };
         },
         'GET /status': () => ({ status: 200, body: status() }),
+        ...audit.routes,
         ...o.apiRoutes,
       },
     });

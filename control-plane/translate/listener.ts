@@ -25,23 +25,8 @@ export const EXT_AUTHZ_SETTINGS = {
   maxRequestBytes: 8192,
 } as const;
 
-/**
- * x-chaperone-* headers Chaperone itself sets. envoy/bootstrap-static.yaml removes the whole prefix
- * (`remove_on_match`), but the Envoy API protos this project validates and encodes with (from
- * @grpc/grpc-js-xds) predate that field: it could be neither validated nor encoded for xDS. So the
- * listener removes these names exactly, and the authz server removes every other client-sent
- * x-chaperone-* header on ALLOW (result-mapper), which covers the prefix.
- */
-export const CHAPERONE_HEADERS = [
-  DECISION_ID_HEADER,
-  'x-chaperone-agent',
-  'x-chaperone-email',
-  'x-chaperone-groups',
-  'x-chaperone-role',
-  'x-chaperone-run-id',
-  'x-chaperone-subject',
-  'x-chaperone-user',
-] as const;
+/** Every header Chaperone sets starts with this; a client-sent one is removed before ext_authz runs. */
+export const CHAPERONE_HEADER_PREFIX = 'x-chaperone-';
 
 function headerMutationFilter(): Record<string, unknown> {
   return {
@@ -51,7 +36,11 @@ function headerMutationFilter(): Record<string, unknown> {
       mutations: {
         // Runs before ext_authz, so only what the client sent is removed: x-chaperone-* is ours to
         // set, and the identity headers other proxies trust must not reach an upstream from a client.
-        request_mutations: [...CHAPERONE_HEADERS, ...CLIENT_IDENTITY_HEADERS].map((h) => ({ remove: h })),
+        // (`remove_on_match` is Envoy ≥ 1.31; lib/envoy-proto.ts adds it to the bundled API snapshot.)
+        request_mutations: [
+          { remove_on_match: { key_matcher: { prefix: CHAPERONE_HEADER_PREFIX } } },
+          ...CLIENT_IDENTITY_HEADERS.map((h) => ({ remove: h })),
+        ],
       },
     },
   };

@@ -5,8 +5,7 @@
 // reverse order, drops them, so nothing ever points at a missing cluster or route. A NACKed version
 // is logged with Envoy's error_detail, shown in status() and never resent; the client keeps serving
 // its last good config.
-import { randomUUID } from 'node:crypto';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -66,7 +65,8 @@ const CONTROL_PLANE_ID = 'chaperone';
 
 function versionOf(resources: Iterable<EncodedResource>): string {
   const h = createHash('sha256');
-  for (const r of [...resources].sort((a, b) => (a.name < b.name ? -1 : 1))) h.update(`${r.name}\0${r.hash}\n`);
+  for (const r of [...resources].sort((a, b) => (a.name < b.name ? -1 : 1)))
+    h.update(`${r.name}\0${r.hash}\n`);
   return h.digest('hex').slice(0, 16);
 }
 
@@ -120,7 +120,12 @@ class AdsStream {
           at: new Date(),
         };
         this.server.log.warn(
-          { node: this.nodeId, type: SHORT_NAME[typeUrl as TypeUrl], version: st.sentVersion, error: this.lastNack.message },
+          {
+            node: this.nodeId,
+            type: SHORT_NAME[typeUrl as TypeUrl],
+            version: st.sentVersion,
+            error: this.lastNack.message,
+          },
           'xds: config rejected by Envoy (NACK); keeping its last good config',
         );
         this.server.emit('nack', { nodeId: this.nodeId, ...this.lastNack });
@@ -134,7 +139,9 @@ class AdsStream {
     const changed =
       !st.subscribed ||
       (newNames === null) !== (st.names === null) ||
-      (newNames !== null && st.names !== null && (newNames.size !== st.names.size || [...newNames].some((n) => !st.names!.has(n))));
+      (newNames !== null &&
+        st.names !== null &&
+        (newNames.size !== st.names.size || [...newNames].some((n) => !st.names!.has(n))));
     st.subscribed = true;
     st.names = newNames;
     if (changed) this.push([typeUrl as TypeUrl], 'exact');
@@ -175,7 +182,8 @@ class AdsStream {
       if (!st?.subscribed) continue;
       const content = this.desired(snapshot, typeUrl, st);
       if (mode === 'union') {
-        for (const [name, r] of st.sent) if (!content.has(name) && (st.names === null || st.names.has(name))) content.set(name, r);
+        for (const [name, r] of st.sent)
+          if (!content.has(name) && (st.names === null || st.names.has(name))) content.set(name, r);
       }
       const version = versionOf(content.values());
       if (version === st.sentVersion || version === st.nackedVersion) continue;
@@ -201,7 +209,13 @@ class AdsStream {
   status(): StreamStatus {
     const acked: Record<string, string | null> = {};
     for (const [t, st] of this.types) acked[SHORT_NAME[t as TypeUrl] ?? t] = st.ackedVersion;
-    return { streamId: this.id, nodeId: this.nodeId, connectedAt: this.connectedAt, acked, lastNack: this.lastNack };
+    return {
+      streamId: this.id,
+      nodeId: this.nodeId,
+      connectedAt: this.connectedAt,
+      acked,
+      lastNack: this.lastNack,
+    };
   }
 
   /** True when the client acknowledged exactly what the current snapshot holds for it. */
@@ -240,7 +254,10 @@ export class AdsServer extends EventEmitter<AdsEvents> {
   }
 
   status(): { version: string | null; streams: StreamStatus[] } {
-    return { version: this.defaultSnapshot?.version ?? null, streams: [...this.streams].map((s) => s.status()) };
+    return {
+      version: this.defaultSnapshot?.version ?? null,
+      streams: [...this.streams].map((s) => s.status()),
+    };
   }
 
   /** Number of connected streams whose client has acknowledged its current snapshot. */
@@ -252,7 +269,10 @@ export class AdsServer extends EventEmitter<AdsEvents> {
 
   addToServer(server: grpc.Server): void {
     const root = loadEnvoyProtos(['envoy/service/discovery/v3/ads.proto']);
-    const ads = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.discovery.v3.AggregatedDiscoveryService');
+    const ads = lookup<grpc.ServiceClientConstructor>(
+      root,
+      'envoy.service.discovery.v3.AggregatedDiscoveryService',
+    );
     server.addService(ads.service, {
       StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => {
         const stream = new AdsStream(call, this);

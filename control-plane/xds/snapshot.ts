@@ -38,7 +38,9 @@ export class XdsSnapshot {
     return this.resources.get(type) ?? new Map();
   }
 
-  static build(json: EnvoyResourcesJson): { ok: true; snapshot: XdsSnapshot } | { ok: false; errors: SnapshotError[] } {
+  static build(
+    json: EnvoyResourcesJson,
+  ): { ok: true; snapshot: XdsSnapshot } | { ok: false; errors: SnapshotError[] } {
     const root = loadEnvoyRoot();
     const errors: SnapshotError[] = [];
     const byType = new Map<TypeUrl, Map<string, EncodedResource>>();
@@ -66,7 +68,11 @@ export class XdsSnapshot {
           for (const e of encoded.errors) errors.push({ resource: label, path: e.path, message: e.message });
           continue;
         }
-        map.set(name, { name, bytes: encoded.bytes, hash: createHash('sha256').update(encoded.bytes).digest('hex') });
+        map.set(name, {
+          name,
+          bytes: encoded.bytes,
+          hash: createHash('sha256').update(encoded.bytes).digest('hex'),
+        });
       }
       byType.set(type, map);
     }
@@ -83,14 +89,22 @@ export class XdsSnapshot {
 }
 
 /** Names a listener's HCM asks RDS for, and clusters routes point at. */
-function checkReferences(json: EnvoyResourcesJson, byType: Map<TypeUrl, Map<string, EncodedResource>>): SnapshotError[] {
+function checkReferences(
+  json: EnvoyResourcesJson,
+  byType: Map<TypeUrl, Map<string, EncodedResource>>,
+): SnapshotError[] {
   const errors: SnapshotError[] = [];
   const clusters = byType.get(TYPE.cluster)!;
   const routes = byType.get(TYPE.route)!;
   const endpoints = byType.get(TYPE.endpoint)!;
-  const walk = (node: unknown, visit: (key: string, value: unknown, path: string) => void, path = ''): void => {
-    if (Array.isArray(node)) node.forEach((v, i) => walk(v, visit, `${path}[${i}]`));
-    else if (node && typeof node === 'object') {
+  const walk = (
+    node: unknown,
+    visit: (key: string, value: unknown, path: string) => void,
+    path = '',
+  ): void => {
+    if (Array.isArray(node)) {
+      for (const [i, v] of node.entries()) walk(v, visit, `${path}[${i}]`);
+    } else if (node && typeof node === 'object') {
       for (const [k, v] of Object.entries(node)) {
         const p = path ? `${path}.${k}` : k;
         visit(k, v, p);
@@ -103,7 +117,11 @@ function checkReferences(json: EnvoyResourcesJson, byType: Map<TypeUrl, Map<stri
       if (key === 'rds' && value && typeof value === 'object') {
         const name = (value as Record<string, unknown>)['route_config_name'];
         if (typeof name === 'string' && !routes.has(name)) {
-          errors.push({ resource: `Listener[${listener['name']}]`, path, message: `route configuration "${name}" does not exist` });
+          errors.push({
+            resource: `Listener[${listener['name']}]`,
+            path,
+            message: `route configuration "${name}" does not exist`,
+          });
         }
       }
     });
@@ -111,15 +129,25 @@ function checkReferences(json: EnvoyResourcesJson, byType: Map<TypeUrl, Map<stri
   for (const rc of json.routes) {
     walk(rc, (key, value, path) => {
       if (key === 'cluster' && typeof value === 'string' && path.includes('route') && !clusters.has(value)) {
-        errors.push({ resource: `RouteConfiguration[${rc['name']}]`, path, message: `cluster "${value}" does not exist` });
+        errors.push({
+          resource: `RouteConfiguration[${rc['name']}]`,
+          path,
+          message: `cluster "${value}" does not exist`,
+        });
       }
     });
   }
   for (const cluster of json.clusters) {
     if (cluster['type'] === 'EDS') {
-      const edsName = (cluster['eds_cluster_config'] as Record<string, unknown> | undefined)?.['service_name'] ?? cluster['name'];
+      const edsName =
+        (cluster['eds_cluster_config'] as Record<string, unknown> | undefined)?.['service_name'] ??
+        cluster['name'];
       if (typeof edsName === 'string' && !endpoints.has(edsName)) {
-        errors.push({ resource: `Cluster[${cluster['name']}]`, path: 'type', message: `EDS cluster has no ClusterLoadAssignment "${edsName}"` });
+        errors.push({
+          resource: `Cluster[${cluster['name']}]`,
+          path: 'type',
+          message: `EDS cluster has no ClusterLoadAssignment "${edsName}"`,
+        });
       }
     }
   }

@@ -24,10 +24,7 @@ function resources(backendPort: number, opts: { lbPolicy?: string } = {}) {
           api_listener: {
             '@type': HCM,
             rds: { route_config_name: 'authz-route', config_source: { ads: {}, resource_api_version: 'V3' } },
-            http_filters:
-              opts.withRouter === false
-                ? []
-                : [{ name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } }],
+            http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } }],
           },
         },
       },

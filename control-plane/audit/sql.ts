@@ -1,0 +1,111 @@
+// One small SQL surface over both engines, so the store's queries and the migrations are written once:
+// PostgreSQL through `pg` (a pool) and PGlite (PostgreSQL compiled to WASM, in-process).
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import { PROJECT_ROOT } from '../../lib/tools.ts';
+
+export interface Sql {
+  readonly engine: 'postgres' | 'pglite';
+  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  /** Runs `fn` in one transaction (serialised per connection). */
+  transaction<T>(fn: (tx: Pick<Sql, 'query'>) => Promise<T>): Promise<T>;
+  exec(text: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const MIGRATIONS_DIR = join(PROJECT_ROOT, 'control-plane', 'migrations');
+
+export class AuditStoreError extends Error {
+  readonly code = 'ERR_AUDIT_STORE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AuditStoreError';
+  }
+}
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'an unparsable database URL';
+  }
+}
+
+export async function openPostgres(url: string): Promise<Sql> {
+  const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 5000 });
+  // An idle client's error (the server restarted) must not crash the process; the next query retries.
+  pool.on('error', () => undefined);
+  return {
+    engine: 'postgres',
+    query: async (text, params) => (await pool.query(text, params as unknown[])).rows,
+    exec: async (text) => {
+      await pool.query(text);
+    },
+    transaction: async (fn) => {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const out = await fn({ query: async (t, p) => (await client.query(t, p as unknown[])).rows });
+        await client.query('COMMIT');
+        return out;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    close: () => pool.end(),
+  };
+}
+
+export async function openPglite(dataDir: string | null): Promise<Sql> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const db = dataDir ? new PGlite(dataDir) : new PGlite();
+  await db.waitReady;
+  return {
+    engine: 'pglite',
+    query: async (text, params) => (await db.query(text, params as unknown[])).rows as never[],
+    exec: async (text) => {
+      await db.exec(text);
+    },
+    transaction: (fn) =>
+      db.transaction((tx) =>
+        fn({ query: async (t, p) => (await tx.query(t, p as unknown[])).rows as never[] }),
+      ),
+    close: () => db.close(),
+  };
+}
+
+/** Applies `NNNN_name.sql` files in order, each once, each in a transaction. Returns the versions applied now. */
+export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<string[]> {
+  await sql.exec(
+    'CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())',
+  );
+  const files = (await readdir(dir)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  const applied = new Set(
+    (await sql.query<{ version: string }>('SELECT version FROM schema_migrations')).map((r) => r.version),
+  );
+  const now: string[] = [];
+  for (const file of files) {
+    const version = file.slice(0, 4);
+    if (applied.has(version)) continue;
+    const text = await readFile(join(dir, file), 'utf8');
+    await sql.transaction(async (tx) => {
+      // Statements one by one: the extended protocol (used for parameters) takes one statement at a time.
+      for (const stmt of text
+        .split(/;\s*(?:\n|$)/)
+        .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
+        .filter(Boolean)) {
+        await tx.query(stmt);
+      }
+      await tx.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
+    });
+    now.push(version);
+  }
+  return now;
+}

@@ -1,0 +1,269 @@
+// The audit store: decisions (hash-chained) and access-log entries, on PostgreSQL or PGlite with the
+// same SQL. Inserts are idempotent (decision id / entry key), so a shipper may resend after a crash.
+import type { AccessLogEntry } from '../als/access-log-service.ts';
+import {
+  accessLogKey,
+  chainHash,
+  type DecisionRecord,
+  GENESIS_HASH,
+  type StoredDecision,
+} from './records.ts';
+import { migrate, openPglite, openPostgres, redactUrl, type Sql } from './sql.ts';
+
+export interface DecisionQuery {
+  subject?: string;
+  agent?: string;
+  target?: string;
+  decision?: string;
+  since?: Date;
+  until?: Date;
+  limit?: number;
+  /** Opaque keyset cursor from a previous page. */
+  cursor?: string;
+}
+
+export type ChainVerdict =
+  | { ok: true; count: number }
+  | { ok: false; firstBadSeq: number; reason: string; count: number };
+
+export interface AuditStore {
+  readonly engine: 'postgres' | 'pglite';
+  readonly description: string;
+  migrate(): Promise<string[]>;
+  insertDecisions(batch: DecisionRecord[]): Promise<number>;
+  insertAccessLogs(batch: AccessLogEntry[]): Promise<number>;
+  queryDecisions(q: DecisionQuery): Promise<{ rows: StoredDecision[]; nextCursor: string | null }>;
+  decisionsAfter(seq: number, limit?: number): Promise<StoredDecision[]>;
+  lastSeq(): Promise<number>;
+  accessLogsFor(requestId: string): Promise<Record<string, unknown>[]>;
+  verifyChain(): Promise<ChainVerdict>;
+  close(): Promise<void>;
+}
+
+const DECISION_COLUMNS = [
+  'decision_id',
+  'request_id',
+  'time',
+  'route_id',
+  'target',
+  'method',
+  'host',
+  'path',
+  'subject',
+  'issuer',
+  'actor',
+  'decision',
+  'http_status',
+  'reason',
+  'reason_code',
+  'policy_revision',
+  'latency_us',
+  'input',
+  'result',
+] as const;
+
+const JSON_COLUMNS = new Set(['actor', 'input', 'result']);
+
+function rowToDecision(r: Record<string, unknown>): StoredDecision {
+  const out: Record<string, unknown> = { ...r };
+  out['seq'] = Number(r['seq']);
+  out['time'] = r['time'] instanceof Date ? r['time'].toISOString() : String(r['time']);
+  for (const c of JSON_COLUMNS) if (typeof out[c] === 'string') out[c] = JSON.parse(out[c] as string);
+  return out as unknown as StoredDecision;
+}
+
+class SqlAuditStore implements AuditStore {
+  constructor(
+    private readonly sql: Sql,
+    readonly description: string,
+  ) {}
+
+  get engine() {
+    return this.sql.engine;
+  }
+
+  migrate(): Promise<string[]> {
+    return migrate(this.sql);
+  }
+
+  async lastSeq(): Promise<number> {
+    const [row] = await this.sql.query<{ seq: string | number | null }>(
+      'SELECT max(seq) AS seq FROM decisions',
+    );
+    return Number(row?.seq ?? 0);
+  }
+
+  async insertDecisions(batch: DecisionRecord[]): Promise<number> {
+    if (batch.length === 0) return 0;
+    return this.sql.transaction(async (tx) => {
+      // The chain is extended in one transaction; on PostgreSQL an advisory lock keeps two writers
+      // (two gateways sharing a store) from forking it.
+      if (this.sql.engine === 'postgres') await tx.query('SELECT pg_advisory_xact_lock(7265846)');
+      const ids = batch.map((r) => r.decision_id);
+      const existing = new Set(
+        (
+          await tx.query<{ decision_id: string }>(
+            'SELECT decision_id FROM decisions WHERE decision_id = ANY($1)',
+            [ids],
+          )
+        ).map((r) => r.decision_id),
+      );
+      const [last] = await tx.query<{ seq: string | number; hash: string }>(
+        'SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1',
+      );
+      let seq = Number(last?.seq ?? 0);
+      let prev = last?.hash ?? GENESIS_HASH;
+      let inserted = 0;
+      for (const r of batch) {
+        if (existing.has(r.decision_id)) continue;
+        existing.add(r.decision_id);
+        seq += 1;
+        const hash = chainHash(prev, seq, r);
+        const values = DECISION_COLUMNS.map((c) =>
+          JSON_COLUMNS.has(c) ? JSON.stringify(r[c] ?? null) : r[c],
+        );
+        const params = [seq, ...values, prev, hash];
+        const placeholders = params.map((_, i) => `$${i + 1}`).join(', ');
+        await tx.query(
+          `INSERT INTO decisions (seq, ${DECISION_COLUMNS.join(', ')}, prev_hash, hash) VALUES (${placeholders})`,
+          params,
+        );
+        prev = hash;
+        inserted++;
+      }
+      return inserted;
+    });
+  }
+
+  async insertAccessLogs(batch: AccessLogEntry[]): Promise<number> {
+    let inserted = 0;
+    for (const e of batch) {
+      const rows = await this.sql.query(
+        `INSERT INTO access_log (entry_key, request_id, decision_id, node_id, time, route, method, authority, path,
+           response_code, response_code_details, bytes_sent, bytes_received, duration_ms, upstream_host, upstream_cluster, policy_revision)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)
+         ON CONFLICT (entry_key) DO NOTHING RETURNING id`,
+        [
+          accessLogKey(e),
+          e.requestId,
+          e.decisionId,
+          e.nodeId,
+          e.time.toISOString(),
+          e.route,
+          e.method,
+          e.authority,
+          e.path,
+          e.responseCode,
+          e.responseCodeDetails,
+          e.bytesSent,
+          e.bytesReceived,
+          e.durationMs,
+          e.upstreamHost,
+          e.upstreamCluster,
+          e.policyRevision,
+        ],
+      );
+      inserted += rows.length;
+    }
+    return inserted;
+  }
+
+  async queryDecisions(q: DecisionQuery): Promise<{ rows: StoredDecision[]; nextCursor: string | null }> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, v: unknown) => {
+      params.push(v);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (q.subject) add('subject = ?', q.subject);
+    if (q.agent) add("actor->>'agent' = ?", q.agent);
+    if (q.target) add('target = ?', q.target);
+    if (q.decision) add('decision = ?', q.decision);
+    if (q.since) add('time >= ?', q.since.toISOString());
+    if (q.until) add('time < ?', q.until.toISOString());
+    if (q.cursor) {
+      const seq = Number(Buffer.from(q.cursor, 'base64url').toString('utf8'));
+      if (!Number.isInteger(seq)) throw new Error('invalid cursor');
+      add('seq < ?', seq);
+    }
+    const limit = Math.min(Math.max(q.limit ?? 50, 1), 1000);
+    params.push(limit + 1);
+    const rows = await this.sql.query(
+      `SELECT * FROM decisions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${params.length}`,
+      params,
+    );
+    const page = rows.slice(0, limit).map(rowToDecision);
+    const more = rows.length > limit;
+    return {
+      rows: page,
+      nextCursor: more ? Buffer.from(String(page.at(-1)!.seq)).toString('base64url') : null,
+    };
+  }
+
+  async decisionsAfter(seq: number, limit = 200): Promise<StoredDecision[]> {
+    const rows = await this.sql.query('SELECT * FROM decisions WHERE seq > $1 ORDER BY seq LIMIT $2', [
+      seq,
+      limit,
+    ]);
+    return rows.map(rowToDecision);
+  }
+
+  accessLogsFor(requestId: string): Promise<Record<string, unknown>[]> {
+    return this.sql.query('SELECT * FROM access_log WHERE request_id = $1 ORDER BY id', [requestId]);
+  }
+
+  async verifyChain(): Promise<ChainVerdict> {
+    let prev = GENESIS_HASH;
+    let expectedSeq = 1;
+    let count = 0;
+    let after = 0;
+    for (;;) {
+      const rows = await this.decisionsAfter(after, 1000);
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        count++;
+        if (r.seq !== expectedSeq) {
+          return {
+            ok: false,
+            firstBadSeq: expectedSeq,
+            reason: `record ${expectedSeq} is missing (next is ${r.seq})`,
+            count,
+          };
+        }
+        if (r.prev_hash !== prev)
+          return {
+            ok: false,
+            firstBadSeq: r.seq,
+            reason: 'prev_hash does not match the previous record',
+            count,
+          };
+        if (chainHash(prev, r.seq, r) !== r.hash)
+          return { ok: false, firstBadSeq: r.seq, reason: 'record content does not match its hash', count };
+        prev = r.hash;
+        expectedSeq++;
+        after = r.seq;
+      }
+    }
+    return { ok: true, count };
+  }
+
+  close(): Promise<void> {
+    return this.sql.close();
+  }
+}
+
+/** `url` (postgres://…) → PostgreSQL; otherwise PGlite in `dataDir`, or in memory when neither is given. */
+export async function openAuditStore(o: {
+  url?: string | null;
+  dataDir?: string | null;
+}): Promise<AuditStore> {
+  if (o.url) {
+    const sql = await openPostgres(o.url);
+    return new SqlAuditStore(sql, `postgres ${redactUrl(o.url)}`);
+  }
+  const sql = await openPglite(o.dataDir ?? null);
+  return new SqlAuditStore(
+    sql,
+    o.dataDir ? `embedded (PGlite) ${o.dataDir}` : 'embedded (PGlite, in memory)',
+  );
+}

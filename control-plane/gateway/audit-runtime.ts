@@ -1,0 +1,183 @@
+// The audit pipeline of a running gateway: store (PGlite or PostgreSQL) + spool + shipper + the
+// recorder the authz server awaits, the access-log sink for the ALS, and the HTTP API's audit routes.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { AccessLogEntry, AccessLogSink } from '../als/access-log-service.ts';
+import { ApiError, type ApiHandler } from '../api/http-api.ts';
+import { SpoolRecorder } from '../audit/recorder.ts';
+import { Shipper } from '../audit/shipper.ts';
+import { Spool } from '../audit/spool.ts';
+import { type AuditStore, openAuditStore } from '../audit/store.ts';
+import type { Config } from '../config/types.ts';
+import type { AuditRuntime } from './gateway.ts';
+
+export class AuditConfigError extends Error {
+  readonly code = 'ERR_AUDIT_CONFIG';
+}
+
+export function resolveStoreUrl(config: Config, env: NodeJS.ProcessEnv = process.env): string | null {
+  const store = config.audit.store;
+  if (store.kind === 'embedded') return null;
+  if (store.connection.startsWith('env:')) {
+    const name = store.connection.slice(4);
+    const url = env[name];
+    if (!url)
+      throw new AuditConfigError(`audit.store refers to environment variable ${name}, which is not set`);
+    return url;
+  }
+  return store.connection;
+}
+
+/** Access-log entries are batched; while the store is down they wait in a bounded buffer. */
+class AccessLogBuffer implements AccessLogSink {
+  private buffer: AccessLogEntry[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  dropped = 0;
+  stored = 0;
+  lastError: string | null = null;
+
+  constructor(
+    private readonly store: AuditStore,
+    private readonly logger: Logger,
+    private readonly max = 100_000,
+  ) {}
+
+  async write(entries: AccessLogEntry[]): Promise<void> {
+    this.buffer.push(...entries);
+    if (this.buffer.length > this.max) {
+      const over = this.buffer.length - this.max;
+      this.buffer.splice(0, over);
+      this.dropped += over;
+      this.logger.error(
+        { dropped: over, total_dropped: this.dropped },
+        'access-log buffer full: oldest entries dropped',
+      );
+    }
+    if (!this.timer) this.timer = setTimeout(() => void this.drain(), 200);
+  }
+
+  async drain(): Promise<void> {
+    this.timer = null;
+    while (this.buffer.length > 0) {
+      const batch = this.buffer.slice(0, 500);
+      try {
+        this.stored += await this.store.insertAccessLogs(batch);
+        this.buffer.splice(0, batch.length);
+        this.lastError = null;
+      } catch (err) {
+        this.lastError = err instanceof Error ? err.message : String(err);
+        this.timer = setTimeout(() => void this.drain(), 2000);
+        return;
+      }
+    }
+  }
+
+  pending(): number {
+    return this.buffer.length;
+  }
+}
+
+export interface OpenedAudit extends AuditRuntime {
+  store: AuditStore;
+  shipper: Shipper;
+}
+
+export async function openAuditRuntime(o: {
+  config: Config;
+  stateDir: string;
+  logger: Logger;
+}): Promise<OpenedAudit> {
+  const url = resolveStoreUrl(o.config);
+  if (!url) await mkdir(join(o.stateDir, 'audit'), { recursive: true });
+  const store = await openAuditStore(url ? { url } : { dataDir: join(o.stateDir, 'audit') });
+  try {
+    await store.migrate();
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    throw new AuditConfigError(
+      `audit store ${store.description}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  const spool = await Spool.open({ dir: o.config.audit.spoolDir });
+  const shipper = new Shipper(spool, store, o.logger);
+  shipper.start();
+  const accessLogs = new AccessLogBuffer(store, o.logger);
+  return {
+    store,
+    shipper,
+    recorder: new SpoolRecorder(spool),
+    accessLogs,
+    routes: auditApiRoutes(store),
+    status: () => ({
+      store: store.description,
+      spool: { dir: spool.dir, ...spool.stats() },
+      shipper: shipper.stats(),
+      access_logs: {
+        stored: accessLogs.stored,
+        pending: accessLogs.pending(),
+        dropped: accessLogs.dropped,
+        last_error: accessLogs.lastError,
+      },
+    }),
+    close: async () => {
+      const flushed = await shipper.flush(10_000).catch(() => false);
+      if (!flushed) o.logger.warn('audit spool not fully shipped; it will be shipped at the next start');
+      await accessLogs.drain();
+      await shipper.stop();
+      await spool.close();
+      await store.close();
+    },
+  };
+}
+
+/** `24h`, `30m`, `7d`, `90s` or an ISO date. */
+export function parseSince(text: string, now = Date.now()): Date {
+  const m = /^(\d+)\s*([smhd])$/.exec(text.trim());
+  if (m)
+    return new Date(
+      now - Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as 's' | 'm' | 'h' | 'd'],
+    );
+  const d = new Date(text);
+  if (Number.isNaN(d.getTime()))
+    throw new ApiError(400, 'invalid_since', 'since must look like 24h, 30m, 7d or an ISO time');
+  return d;
+}
+
+export function auditApiRoutes(store: AuditStore): Record<string, ApiHandler> {
+  return {
+    'GET /audit/decisions': async ({ url }) => {
+      const p = url.searchParams;
+      const since = p.get('since');
+      const limit = p.get('limit');
+      let page: Awaited<ReturnType<AuditStore['queryDecisions']>>;
+      try {
+        page = await store.queryDecisions({
+          ...(p.get('user') ? { subject: p.get('user')! } : {}),
+          ...(p.get('agent') ? { agent: p.get('agent')! } : {}),
+          ...(p.get('target') ? { target: p.get('target')! } : {}),
+          ...(p.get('decision') ? { decision: p.get('decision')! } : {}),
+          ...(since ? { since: parseSince(since) } : {}),
+          ...(limit ? { limit: Number(limit) } : {}),
+          ...(p.get('cursor') ? { cursor: p.get('cursor')! } : {}),
+        });
+      } catch (err) {
+        if (err instanceof ApiError) throw err;
+        if (err instanceof Error && err.message === 'invalid cursor')
+          throw new ApiError(400, 'invalid_cursor', 'cursor is not valid');
+        throw err;
+      }
+      return { status: 200, body: page };
+    },
+    'GET /audit/tail': async ({ url }) => {
+      const after = url.searchParams.get('after');
+      const from =
+        after === null || after === 'latest' ? Math.max(0, (await store.lastSeq()) - 10) : Number(after);
+      if (!Number.isInteger(from) || from < 0)
+        throw new ApiError(400, 'invalid_after', 'after must be a sequence number');
+      const rows = await store.decisionsAfter(from, 500);
+      return { status: 200, body: { rows, lastSeq: rows.at(-1)?.seq ?? from } };
+    },
+    'GET /audit/verify': async () => ({ status: 200, body: await store.verifyChain() }),
+  };
+}

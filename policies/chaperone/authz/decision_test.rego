@@ -1,0 +1,162 @@
+package chaperone.authz_test
+
+import data.chaperone.authz
+
+alice := {"subject": "alice", "groups": ["engineering"], "actor": null}
+
+bob := {"subject": "bob", "groups": ["contractors"], "actor": null}
+
+carol := {"subject": "carol", "groups": ["security"], "actor": null}
+
+req(identity, method, segments) := {
+	"attributes": {"request": {"http": {"method": method, "headers": {}}}},
+	"parsed_path": segments,
+	"parsed_query": {},
+	"identity": identity,
+	"identity_error": null,
+	"route": {"id": "demo/0", "target": "demo", "checksum": "c"},
+}
+
+with_body(r, body) := object.union(r, {"parsed_body": body})
+
+test_engineering_reads_demo if {
+	d := authz.decision with input as req(alice, "GET", ["demo", "items"])
+	d.allowed
+	d.headers["x-chaperone-user"] == "alice"
+	d.headers["x-chaperone-groups"] == "engineering"
+	"authorization" in d.request_headers_to_remove
+	d.reason == "rule engineering-read"
+	not d.headers["x-chaperone-actor"]
+}
+
+test_engineering_reads_demo_root_and_deep_paths if {
+	d1 := authz.decision with input as req(alice, "GET", ["demo"])
+	d1.allowed
+	d2 := authz.decision with input as req(alice, "HEAD", ["demo", "items", "1", "history"])
+	d2.allowed
+	d3 := authz.decision with input as req(alice, "GET", ["demo", ""])
+	d3.allowed
+}
+
+test_contractors_get_nothing if {
+	d := authz.decision with input as req(bob, "GET", ["demo", "items"])
+	not d.allowed
+	d.http_status == 403
+	d.body.error == "forbidden"
+	d.reason == "bob (groups contractors) may not GET /demo/items"
+}
+
+test_unauthenticated_is_401_with_the_verifier_reason if {
+	r := object.union(req(null, "GET", ["demo", "items"]), {"identity_error": {"code": "ERR_TOKEN_EXPIRED", "reason": "token expired"}})
+	d := authz.decision with input as r
+	not d.allowed
+	d.http_status == 401
+	d.headers["www-authenticate"] == "Bearer"
+	d.body == {"error": "unauthenticated", "code": "ERR_TOKEN_EXPIRED", "reason": "token expired"}
+}
+
+test_missing_identity_fields_are_unauthenticated if {
+	d := authz.decision with input as {"attributes": {"request": {"http": {"method": "GET"}}}, "parsed_path": ["demo"]}
+	d.http_status == 401
+	d.body.code == "ERR_TOKEN_MISSING"
+}
+
+test_post_items_allowed_unless_critical if {
+	ok := authz.decision with input as with_body(req(alice, "POST", ["demo", "items"]), {"priority": "low"})
+	ok.allowed
+	ok.reason == "rule engineering-create-items"
+	no := authz.decision with input as with_body(req(alice, "POST", ["demo", "items"]), {"priority": "critical"})
+	not no.allowed
+	no.http_status == 403
+	no.body == {"error": "forbidden", "reason": "critical items need approval"}
+}
+
+test_post_without_body_is_allowed if {
+	d4 := authz.decision with input as req(alice, "POST", ["demo", "items"])
+	d4.allowed
+}
+
+test_post_elsewhere_is_forbidden if {
+	d := authz.decision with input as req(alice, "POST", ["demo", "other"])
+	d.reason == "alice (groups engineering) may not POST /demo/other"
+}
+
+test_delete_needs_security_approval if {
+	d := authz.decision with input as req(alice, "DELETE", ["demo", "items", "1"])
+	not d.allowed
+	d.http_status == 403
+	d.approval.reviewers == ["security"]
+	d.approval.ttl == "1h"
+	d.body.error == "approval_required"
+	d.reason == "approval required by security: deleting demo data needs a security review"
+}
+
+test_security_reads_but_contractors_cannot_delete if {
+	d5 := authz.decision with input as req(carol, "GET", ["demo", "items"])
+	d5.allowed
+	d := authz.decision with input as req(bob, "DELETE", ["demo", "items", "1"])
+	d.body.error == "forbidden"
+}
+
+test_unknown_target if {
+	r := object.union(req(alice, "GET", ["elsewhere"]), {"route": {"id": "x/0", "target": "elsewhere", "checksum": "c"}})
+	d := authz.decision with input as r
+	d.reason == "no policy for target elsewhere"
+	d.http_status == 403
+}
+
+test_target_falls_back_to_first_segment if {
+	r := object.union(req(alice, "GET", ["demo", "items"]), {"route": null})
+	d6 := authz.decision with input as r
+	d6.allowed
+}
+
+test_agent_actor_header if {
+	agent := object.union(alice, {"actor": {"sub": "alice", "agent": "report-bot", "run_id": "r1"}})
+	d := authz.decision with input as req(agent, "GET", ["demo", "items"])
+	d.headers["x-chaperone-actor"] == "report-bot"
+	anon := object.union(alice, {"actor": {"sub": "svc-1"}})
+	d2 := authz.decision with input as req(anon, "GET", ["demo", "items"])
+	d2.headers["x-chaperone-actor"] == "svc-1"
+}
+
+test_glob_semantics if {
+	targets := {"t": {"rules": [{"name": "one", "groups": ["g"], "methods": ["*"], "paths": ["/t/*/x"]}]}}
+	id := {"subject": "u", "groups": ["g"], "actor": null}
+	base := object.union(req(id, "PUT", ["t", "a", "x"]), {"route": {"id": "t/0", "target": "t", "checksum": "c"}})
+	d7 := authz.decision with input as base with data.chaperone.targets as targets
+	d7.allowed
+	deeper := object.union(base, {"parsed_path": ["t", "a", "b", "x"]})
+	d8 := authz.decision with input as deeper with data.chaperone.targets as targets
+	not d8.allowed
+}
+
+test_allow_beats_approval_and_veto if {
+	targets := {"t": {"rules": [
+		{"name": "b-approval", "groups": ["g"], "methods": ["POST"], "paths": ["/t/**"], "approval": {"reviewers": ["r"], "ttl": "1h", "reason": "why"}},
+		{"name": "a-veto", "groups": ["g"], "methods": ["POST"], "paths": ["/t/**"], "deny_if_body": {"field": "x", "equals": 1, "reason": "no x"}},
+		{"name": "c-allow", "groups": ["g"], "methods": ["POST"], "paths": ["/t/**"]},
+	]}}
+	id := {"subject": "u", "groups": ["g"], "actor": null}
+	r := with_body(object.union(req(id, "POST", ["t", "y"]), {"route": {"id": "t/0", "target": "t", "checksum": "c"}}), {"x": 1})
+	d := authz.decision with input as r with data.chaperone.targets as targets
+	d.allowed
+	d.reason == "rule c-allow"
+}
+
+test_approval_beats_veto if {
+	targets := {"t": {"rules": [
+		{"name": "approval", "groups": ["g"], "methods": ["POST"], "paths": ["/t/**"], "approval": {"reviewers": ["r"], "ttl": "1h", "reason": "why"}},
+		{"name": "veto", "groups": ["g"], "methods": ["POST"], "paths": ["/t/**"], "deny_if_body": {"field": "x", "equals": 1, "reason": "no x"}},
+	]}}
+	id := {"subject": "u", "groups": ["g"], "actor": null}
+	r := with_body(object.union(req(id, "POST", ["t", "y"]), {"route": {"id": "t/0", "target": "t", "checksum": "c"}}), {"x": 1})
+	d := authz.decision with input as r with data.chaperone.targets as targets
+	d.body.error == "approval_required"
+}
+
+test_groups_absent_means_no_group if {
+	id := {"subject": "u", "actor": null}
+	d := authz.decision with input as req(id, "GET", ["demo", "items"])
+	d.reason == "u (groups ) may not GET /demo/items"
+}
