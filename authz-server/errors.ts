@@ -57,6 +57,7 @@ export class BundleError extends ChaperoneError {
 export function describeThrown(err: unknown): string {
   if (err instanceof Error) return err.message;
   if (typeof err === 'string') return err;
-  if (err && typeof err === 'object' && 'message' in err) return String((err as { message: unknown }).message);
+  if (err && typeof err === 'object' && 'message' in err)
+    return String((err as { message: unknown }).message);
   return String(err);
 }

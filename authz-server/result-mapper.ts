@@ -120,7 +120,8 @@ function headerOptions(
   append: boolean,
 ): { ok: true; options: HeaderValueOption[] } | { ok: false; detail: string } {
   if (map === undefined) return { ok: true, options: [] };
-  if (!isPlainObject(map)) return { ok: false, detail: `"${field}" must be an object of header name → value(s)` };
+  if (!isPlainObject(map))
+    return { ok: false, detail: `"${field}" must be an object of header name → value(s)` };
   const options: HeaderValueOption[] = [];
   for (const [key, raw] of Object.entries(map)) {
     const values = Array.isArray(raw) ? raw : [raw];
@@ -151,7 +152,10 @@ function parseStatus(v: unknown, fallback: number): number | null {
 }
 
 function decisionHeader(decisionId: string): HeaderValueOption {
-  return { header: { key: DECISION_ID_HEADER, value: decisionId }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' };
+  return {
+    header: { key: DECISION_ID_HEADER, value: decisionId },
+    appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD',
+  };
 }
 
 function metadata(ctx: MapContext, extra: unknown, verdict: Verdict): StructMessage {
@@ -167,7 +171,8 @@ function metadata(ctx: MapContext, extra: unknown, verdict: Verdict): StructMess
 export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
   let obj: PolicyResultObject;
   if (typeof result === 'boolean') obj = { allowed: result };
-  else if (isPlainObject(result) && typeof result['allowed'] === 'boolean') obj = result as unknown as PolicyResultObject;
+  else if (isPlainObject(result) && typeof result['allowed'] === 'boolean')
+    obj = result as unknown as PolicyResultObject;
   else {
     return {
       ok: false,
@@ -175,7 +180,8 @@ export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
       detail: 'policy result must be a boolean or an object with a boolean "allowed"',
     };
   }
-  const reason = typeof obj.reason === 'string' ? obj.reason : obj.allowed ? 'allowed by policy' : 'denied by policy';
+  const reason =
+    typeof obj.reason === 'string' ? obj.reason : obj.allowed ? 'allowed by policy' : 'denied by policy';
 
   if (obj.allowed) {
     const headers = headerOptions('headers', obj.headers, false);
@@ -189,7 +195,11 @@ export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
     const qSet: { key: string; value: string }[] = [];
     if (obj.query_parameters_to_set !== undefined) {
       if (!isPlainObject(obj.query_parameters_to_set)) {
-        return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: '"query_parameters_to_set" must be an object' };
+        return {
+          ok: false,
+          code: 'ERR_POLICY_RESULT_INVALID',
+          detail: '"query_parameters_to_set" must be an object',
+        };
       }
       for (const [key, value] of Object.entries(obj.query_parameters_to_set)) {
         for (const v of Array.isArray(value) ? value : [value]) {
@@ -210,7 +220,8 @@ export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
     const toRemove = new Set(remove.list);
     for (const name of ctx.requestHeaderNames) {
       if (setByPolicy.has(name)) continue;
-      if (name.startsWith(CHAPERONE_HEADER_PREFIX) || CLIENT_IDENTITY_HEADERS.includes(name)) toRemove.add(name);
+      if (name.startsWith(CHAPERONE_HEADER_PREFIX) || CLIENT_IDENTITY_HEADERS.includes(name))
+        toRemove.add(name);
     }
     const verdict: Verdict = { decision: 'allow', httpStatus: 200, reason, reasonCode: 'ALLOWED' };
     return {
@@ -232,7 +243,11 @@ export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
 
   const status = parseStatus(obj.http_status, 403);
   if (status === null) {
-    return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: '"http_status" must be an integer from 200 to 599' };
+    return {
+      ok: false,
+      code: 'ERR_POLICY_RESULT_INVALID',
+      detail: '"http_status" must be an integer from 200 to 599',
+    };
   }
   const headers = headerOptions('headers', obj.headers, false);
   if (!headers.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: headers.detail };
@@ -259,7 +274,11 @@ export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
     verdict,
     response: {
       status: { code: status === 401 ? RPC_UNAUTHENTICATED : RPC_PERMISSION_DENIED },
-      deniedResponse: { status: { code: status }, headers: [...headers.options, decisionHeader(ctx.decisionId)], body },
+      deniedResponse: {
+        status: { code: status },
+        headers: [...headers.options, decisionHeader(ctx.decisionId)],
+        body,
+      },
       dynamicMetadata: metadata(ctx, obj.dynamic_metadata, verdict),
     },
   };
@@ -282,7 +301,10 @@ export function serverDeny(
       deniedResponse: {
         status: { code: httpStatus },
         headers: [
-          { header: { key: 'content-type', value: 'application/json' }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+          {
+            header: { key: 'content-type', value: 'application/json' },
+            appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD',
+          },
           decisionHeader(ctx.decisionId),
         ],
         body,

@@ -58,7 +58,11 @@ class Walker {
       if (value === null) continue;
       if (field.partOf) {
         const prev = oneofSeen.get(field.partOf.name);
-        if (prev) this.err(fieldPath, `only one of ${prev} and ${field.name} may be set (oneof ${field.partOf.name})`);
+        if (prev)
+          this.err(
+            fieldPath,
+            `only one of ${prev} and ${field.name} may be set (oneof ${field.partOf.name})`,
+          );
         oneofSeen.set(field.partOf.name, field.name);
       }
       out[field.name] = this.field(field, value, fieldPath);
@@ -100,7 +104,9 @@ class Walker {
       case 'bool':
         return typeof value === 'boolean' ? value : this.err(path, 'expected a boolean');
       case 'bytes':
-        return typeof value === 'string' ? Buffer.from(value, 'base64') : this.err(path, 'expected base64 bytes');
+        return typeof value === 'string'
+          ? Buffer.from(value, 'base64')
+          : this.err(path, 'expected base64 bytes');
       case 'double':
       case 'float':
         if (typeof value === 'number') return value;
@@ -109,7 +115,8 @@ class Walker {
       default: {
         // integer types; 64-bit ones may be strings in proto3 JSON
         const n = typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value;
-        if (typeof n !== 'number' || !Number.isInteger(n)) return this.err(path, `expected an integer (${type})`);
+        if (typeof n !== 'number' || !Number.isInteger(n))
+          return this.err(path, `expected an integer (${type})`);
         if (type.startsWith('u') && n < 0) return this.err(path, `expected a non-negative integer (${type})`);
         return n;
       }
@@ -117,7 +124,11 @@ class Walker {
   }
 
   /** Proto3 JSON mappings of well-known types; null when `type` is not one. */
-  private wellKnown(type: protobuf.Type, json: unknown, path: string): Record<string, unknown> | undefined | null {
+  private wellKnown(
+    type: protobuf.Type,
+    json: unknown,
+    path: string,
+  ): Record<string, unknown> | undefined | null {
     const name = type.fullName;
     if (WRAPPERS.has(name)) {
       const inner = type.fields['value']!;
@@ -142,9 +153,13 @@ class Walker {
       case '.google.protobuf.Value':
         return this.value(json);
       case '.google.protobuf.ListValue':
-        return Array.isArray(json) ? { values: json.map((v) => this.value(v)) } : this.err(path, 'expected an array');
+        return Array.isArray(json)
+          ? { values: json.map((v) => this.value(v)) }
+          : this.err(path, 'expected an array');
       case '.google.protobuf.FieldMask':
-        return typeof json === 'string' ? { paths: json.split(',').filter(Boolean) } : this.err(path, 'expected a string');
+        return typeof json === 'string'
+          ? { paths: json.split(',').filter(Boolean) }
+          : this.err(path, 'expected a string');
       case '.google.protobuf.Any':
         return this.any(json, path);
       default:

@@ -26,7 +26,10 @@ function readTar(tar: Buffer): Map<string, Buffer> {
     if (header.every((b) => b === 0)) break;
     const name = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
     const prefix = header.subarray(345, 500).toString('utf8').replace(/\0.*$/s, '');
-    const sizeField = header.subarray(124, 136).toString('utf8').replace(/[\0 ]+$/g, '');
+    const sizeField = header
+      .subarray(124, 136)
+      .toString('utf8')
+      .replace(/[\0 ]+$/g, '');
     const size = Number.parseInt(sizeField || '0', 8);
     const type = String.fromCharCode(header[156] ?? 0);
     if (!Number.isFinite(size) || size < 0) throw new BundleError(`corrupt tar header for ${name}`);
@@ -52,9 +55,12 @@ export function readBundle(bytes: Buffer, source = 'bundle'): PolicyBundle {
   const files = readTar(tar);
   const wasm = files.get('/policy.wasm');
   if (!wasm) {
-    throw new BundleError(`${source}: bundle has no /policy.wasm (build it with \`chaperone policy build\`)`, {
-      file: source,
-    });
+    throw new BundleError(
+      `${source}: bundle has no /policy.wasm (build it with \`chaperone policy build\`)`,
+      {
+        file: source,
+      },
+    );
   }
   let manifest: { revision?: string; wasm?: { entrypoint?: string }[] } = {};
   const manifestBytes = files.get('/.manifest');
@@ -62,7 +68,11 @@ export function readBundle(bytes: Buffer, source = 'bundle'): PolicyBundle {
     try {
       manifest = JSON.parse(manifestBytes.toString('utf8'));
     } catch (err) {
-      throw new BundleError(`${source}: .manifest is not valid JSON`, { file: `${source}/.manifest` }, { cause: err });
+      throw new BundleError(
+        `${source}: .manifest is not valid JSON`,
+        { file: `${source}/.manifest` },
+        { cause: err },
+      );
     }
   }
   let data: Record<string, unknown> = {};
@@ -71,7 +81,11 @@ export function readBundle(bytes: Buffer, source = 'bundle'): PolicyBundle {
     try {
       data = JSON.parse(dataBytes.toString('utf8'));
     } catch (err) {
-      throw new BundleError(`${source}: data.json is not valid JSON`, { file: `${source}/data.json` }, { cause: err });
+      throw new BundleError(
+        `${source}: data.json is not valid JSON`,
+        { file: `${source}/data.json` },
+        { cause: err },
+      );
     }
   }
   return {

@@ -26,7 +26,9 @@ export class PolicyEngine {
     const holder: { engine?: PolicyEngine } = {};
     const builtins = createHostBuiltins({ evalTimeNs: () => holder.engine?.evalTimeNs ?? Date.now() * 1e6 });
     const policy = await loadPolicy(bundle.wasm, undefined, builtins);
-    const known = Object.keys((policy as unknown as { entrypoints: Record<string, number> }).entrypoints ?? {});
+    const known = Object.keys(
+      (policy as unknown as { entrypoints: Record<string, number> }).entrypoints ?? {},
+    );
     if (!known.includes(entrypoint)) {
       throw new Error(
         `entrypoint "${entrypoint}" is not in the bundle (it has: ${known.join(', ') || 'none'}); ` +
@@ -51,7 +53,11 @@ export class PolicyEngine {
     }
     // opa-wasm returns [] for an undefined result and [{result: x}] otherwise.
     if (!Array.isArray(resultSet) || resultSet.length === 0) {
-      return { ok: false, code: 'ERR_POLICY_UNDEFINED', detail: `${this.entrypoint} is undefined for this input` };
+      return {
+        ok: false,
+        code: 'ERR_POLICY_UNDEFINED',
+        detail: `${this.entrypoint} is undefined for this input`,
+      };
     }
     const first = resultSet[0] as { result?: unknown } | undefined;
     if (resultSet.length > 1 || !first || !('result' in first)) {

@@ -2,9 +2,8 @@
 // (.tar.gz) or a directory of Rego that is compiled to WASM with the OPA CLI. A reload that fails
 // (bad Rego, bad bundle, missing entrypoint) is reported with file:line and the last good policy
 // keeps serving; there is never a moment without a policy once one has loaded.
-import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { type FSWatcher, watch } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildWasmBundle } from '../../cli/policy/opa-runner.ts';
@@ -105,7 +104,9 @@ export class PolicyStore {
         try {
           bytes = await readFile(source.path);
         } catch (err) {
-          return this.fail(`cannot read bundle ${source.path}: ${describeThrown(err)}`, [{ file: source.path, message: describeThrown(err) }]);
+          return this.fail(`cannot read bundle ${source.path}: ${describeThrown(err)}`, [
+            { file: source.path, message: describeThrown(err) },
+          ]);
         }
       } else {
         tmp = await mkdtemp(join(tmpdir(), 'chaperone-build-'));
@@ -131,7 +132,9 @@ export class PolicyStore {
       return true;
     } catch (err) {
       const loc = err instanceof BundleError ? err.location : {};
-      return this.fail(`policy load failed: ${describeThrown(err)}`, [{ ...loc, message: describeThrown(err) }]);
+      return this.fail(`policy load failed: ${describeThrown(err)}`, [
+        { ...loc, message: describeThrown(err) },
+      ]);
     } finally {
       if (tmp) await rm(tmp, { recursive: true, force: true });
     }

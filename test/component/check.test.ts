@@ -7,7 +7,13 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
-import { type AuthzClient, authzClient, checkRequest, deniedStatus, headerOf } from '../support/authz-client.ts';
+import {
+  type AuthzClient,
+  authzClient,
+  checkRequest,
+  deniedStatus,
+  headerOf,
+} from '../support/authz-client.ts';
 
 const POLICY = `package test.authz
 
@@ -86,7 +92,9 @@ describe('result mapping (OPA-Envoy semantics)', () => {
     expect(decisionId).toMatch(/^[0-9a-f-]{36}$/);
     expect(headerOf(res.okResponse?.responseHeadersToAdd, 'x-chaperone-decision-id')).toBe(decisionId);
     expect(res.dynamicMetadata?.fields['decision_id']?.stringValue).toBe(decisionId);
-    expect(res.dynamicMetadata?.fields['policy_revision']?.stringValue).toBe(server.policy.current()?.revision);
+    expect(res.dynamicMetadata?.fields['policy_revision']?.stringValue).toBe(
+      server.policy.current()?.revision,
+    );
   });
 
   it('maps every field of an allow object', async () => {
@@ -152,7 +160,9 @@ describe('client-sent identity headers', () => {
       path: '/bool',
       headers: { 'x-chaperone-user': 'mallory', 'x-forwarded-user': 'mallory', 'x-other': 'kept' },
     });
-    expect(res.okResponse?.headersToRemove).toEqual(expect.arrayContaining(['x-chaperone-user', 'x-forwarded-user']));
+    expect(res.okResponse?.headersToRemove).toEqual(
+      expect.arrayContaining(['x-chaperone-user', 'x-forwarded-user']),
+    );
     expect(res.okResponse?.headersToRemove).not.toContain('x-other');
   });
 
@@ -173,7 +183,12 @@ describe('server-made denies carry their own reason code', () => {
     ['double slash', { path: '//object' }, 400, 'ERR_PATH_NONCANONICAL'],
     [
       'unparsable JSON body',
-      { method: 'POST', path: '/body', headers: { 'content-type': 'application/json' }, body: '{"verdict": tru' },
+      {
+        method: 'POST',
+        path: '/body',
+        headers: { 'content-type': 'application/json' },
+        body: '{"verdict": tru',
+      },
       400,
       'ERR_BODY_UNPARSABLE',
     ],
@@ -213,8 +228,17 @@ describe('server-made denies carry their own reason code', () => {
       { attributes: { request: {} } },
       { attributes: { request: { http: {} } } },
       { attributes: { request: { http: { path: '' } } } },
-      { attributes: { request: { http: { path: 'no-slash', headers: { 'content-type': 'application/json' } } } } },
-      checkRequest({ path: '/body', method: 'POST', headers: { 'content-type': 'application/json' }, rawBody: Buffer.from([0xff, 0xfe, 0x00]) }),
+      {
+        attributes: {
+          request: { http: { path: 'no-slash', headers: { 'content-type': 'application/json' } } },
+        },
+      },
+      checkRequest({
+        path: '/body',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        rawBody: Buffer.from([0xff, 0xfe, 0x00]),
+      }),
       checkRequest({ path: `/${'a/'.repeat(5000)}` }),
       checkRequest({ path: '/object?%zz=1' }),
     ];
@@ -275,8 +299,9 @@ describe('health', () => {
     const def = grpc.loadPackageDefinition(loadSync(protoPath, { enums: String })) as any;
     const health = new def.grpc.health.v1.Health(server.address, grpc.credentials.createInsecure());
     const res = await new Promise<{ status: string }>((resolve, reject) =>
-      health.Check({ service: 'envoy.service.auth.v3.Authorization' }, (e: Error | null, r: { status: string }) =>
-        e ? reject(e) : resolve(r),
+      health.Check(
+        { service: 'envoy.service.auth.v3.Authorization' },
+        (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r)),
       ),
     );
     health.close();

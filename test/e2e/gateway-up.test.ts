@@ -103,7 +103,7 @@ describe('chaperone up --dev', () => {
     }
   });
 
-  it("records each decision in the audit trail, joinable with Envoy's access log", async () => {
+  it('records each decision in the audit trail with an intact hash chain', async () => {
     const res = await egress('/demo/items', { token: tokens['alice'] });
     const decisionId = res.headers.get('x-chaperone-decision-id');
     await waitFor(

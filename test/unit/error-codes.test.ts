@@ -4,7 +4,10 @@ import { describe, expect, it } from 'vitest';
 
 const source = readFileSync(new URL('../../authz-server/errors.ts', import.meta.url), 'utf8');
 const docs = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
-const union = source.slice(source.indexOf('export type AuthzErrorCode'), source.indexOf(';', source.indexOf('export type AuthzErrorCode')));
+const union = source.slice(
+  source.indexOf('export type AuthzErrorCode'),
+  source.indexOf(';', source.indexOf('export type AuthzErrorCode')),
+);
 const codes = [...union.matchAll(/'(ERR_[A-Z_]+)'/g)].map((m) => m[1]!);
 
 describe('docs/errors.md', () => {

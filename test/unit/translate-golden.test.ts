@@ -103,11 +103,10 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
         'envoy.filters.http.ext_authz',
         'envoy.filters.http.router',
       ]);
-      const removed = hcm['http_filters'][0].typed_config.mutations.request_mutations.map(
-        (m: { remove: string }) => m.remove,
-      );
-      expect(removed).toEqual(
-        expect.arrayContaining(['x-chaperone-user', 'x-chaperone-decision-id', 'x-forwarded-user']),
+      const mutations = hcm['http_filters'][0].typed_config.mutations.request_mutations;
+      expect(mutations).toContainEqual({ remove_on_match: { key_matcher: { prefix: 'x-chaperone-' } } });
+      expect(mutations.map((m: { remove?: string }) => m.remove)).toEqual(
+        expect.arrayContaining(['x-forwarded-user', 'x-forwarded-email', 'x-forwarded-groups']),
       );
       expect(hcm['http_filters'][1].typed_config).toEqual({
         '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
