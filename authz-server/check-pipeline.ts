@@ -275,7 +275,9 @@ export class CheckPipeline {
     const { verdict } = decided;
     const event: DecisionEvent = {
       decisionId: state.decisionId,
-      requestId: state.http.id ?? '',
+      // Envoy's x-request-id (generated at the edge) is what its access log carries; `http.id` is a
+      // stream id only ext_authz sees, so the decision keeps the header to join on.
+      requestId: state.headers['x-request-id'] ?? state.http.id ?? '',
       time: new Date(),
       routeId: state.routeId,
       target: state.target,

@@ -179,5 +179,10 @@ export function auditApiRoutes(store: AuditStore): Record<string, ApiHandler> {
       return { status: 200, body: { rows, lastSeq: rows.at(-1)?.seq ?? from } };
     },
     'GET /audit/verify': async () => ({ status: 200, body: await store.verifyChain() }),
+    'GET /audit/access-logs': async ({ url }) => {
+      const requestId = url.searchParams.get('request_id');
+      if (!requestId) throw new ApiError(400, 'missing_request_id', 'request_id is required');
+      return { status: 200, body: { rows: await store.accessLogsFor(requestId) } };
+    },
   };
 }

@@ -2,9 +2,12 @@
 // real Envoy over ADS, the authz server decides with the shipped policy library and dev tokens, the
 // audit trail records decisions, config edits are pushed (or rejected with file:line while the last
 // good config keeps serving), and SIGTERM stops everything cleanly.
+import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../lib/tools.ts';
 import {
   devGatewayYaml,
   type GatewayProcess,
@@ -14,6 +17,17 @@ import {
 import { waitFor } from '../support/wait.ts';
 
 let gw: GatewayProcess;
+
+function runCli(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [join(PROJECT_ROOT, 'cli/bin/chaperone.js'), ...args],
+      { timeout: 60_000 },
+      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, out: `${stdout}${stderr}` }),
+    );
+  });
+}
 const tokens: Record<string, string> = {};
 
 async function devToken(user: string): Promise<string> {
@@ -115,6 +129,44 @@ describe('chaperone up --dev', () => {
       },
       { what: 'the decision in the store', timeoutMs: 10_000 },
     );
+    // Envoy's access-log entry for the same request arrives over ALS and joins on request id.
+    const page = (await (await fetch(`${gw.api}/audit/decisions?user=alice&limit=5`)).json()) as {
+      rows: { decision_id: string; request_id: string }[];
+    };
+    const row = page.rows.find((r) => r.decision_id === decisionId)!;
+    await waitFor(
+      async () => {
+        const logs = (await (
+          await fetch(`${gw.api}/audit/access-logs?request_id=${row.request_id}`)
+        ).json()) as {
+          rows: { decision_id: string; response_code: number }[];
+        };
+        return logs.rows.some((l) => l.decision_id === decisionId && l.response_code === 200);
+      },
+      { what: 'the access-log entry', timeoutMs: 15_000 },
+    );
+    // The CLI reads the same trail.
+    const cli = await runCli([
+      'audit',
+      'query',
+      '--api',
+      gw.api,
+      '--user',
+      'alice',
+      '--json',
+      '--since',
+      '1h',
+    ]);
+    expect(cli.code, cli.out).toBe(0);
+    const lines = cli.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { decision_id: string; subject: string });
+    expect(lines.some((l) => l.decision_id === decisionId)).toBe(true);
+    expect(lines.every((l) => l.subject === 'alice')).toBe(true);
+    const table = await runCli(['audit', 'query', '--api', gw.api, '--decision', 'deny']);
+    expect(table.out).toMatch(/TIME\s+USER\s+AGENT\s+TARGET\s+REQUEST\s+DECISION\s+REASON/);
+    expect(table.out).toContain('bob');
     const verify = (await (await fetch(`${gw.api}/audit/verify`)).json()) as { ok: boolean; count: number };
     expect(verify.ok).toBe(true);
     expect(verify.count).toBeGreaterThan(0);
