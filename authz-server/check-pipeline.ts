@@ -1,8 +1,9 @@
 // One Check, as a pipeline of named steps: resolveRoute → authenticate → buildInput → evaluate →
 // mapResult → record → respond. Each step is a small function; the pipeline never throws — any
 // failure becomes a deny with its own reason code (fail closed), distinct from a policy deny.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { type ApprovalRequest, type ApprovalStore, fingerprintOf } from './approvals/approval-store.ts';
 import type { CredentialStore } from './credentials/credential-store.ts';
 import type { AuthzErrorCode } from './errors.ts';
 import { describeThrown } from './errors.ts';
@@ -58,6 +59,8 @@ export interface CheckDeps {
   credentials?: CredentialStore;
   /** The header the caller's token travels in; removed from allowed requests. Default authorization. */
   tokenHeader?: string;
+  /** Human approval of requests the policy marks `approval`; without it such requests are plain denies. */
+  approvals?: { store: ApprovalStore; statusUrl: (id: string) => string };
 }
 
 interface HttpAttrs {
@@ -98,6 +101,26 @@ function resolveRoute(req: unknown): CheckState {
     routeId: ext['route_id'] ?? null,
     target: ext['target'] ?? null,
   };
+}
+
+function approvalSpec(result: unknown): { reviewers: string[]; ttl?: string; reason?: string } | null {
+  if (!result || typeof result !== 'object') return null;
+  const a = (result as { approval?: unknown }).approval;
+  if (!a || typeof a !== 'object') return null;
+  const { reviewers, ttl, reason } = a as Record<string, unknown>;
+  if (!Array.isArray(reviewers) || reviewers.length === 0 || !reviewers.every((g) => typeof g === 'string'))
+    return null;
+  return {
+    reviewers: reviewers as string[],
+    ...(typeof ttl === 'string' ? { ttl } : {}),
+    ...(typeof reason === 'string' ? { reason } : {}),
+  };
+}
+
+function bodyHash(http: HttpAttrs): string | null {
+  const h = http as HttpAttrs & { rawBody?: Buffer; body?: string };
+  const bytes = h.rawBody && h.rawBody.length > 0 ? h.rawBody : h.body ? Buffer.from(h.body) : null;
+  return bytes ? createHash('sha256').update(bytes).digest('hex') : null;
 }
 
 function pathOnly(raw: string | undefined): string {
@@ -176,6 +199,21 @@ export class CheckPipeline {
         policyRevision,
       });
     }
+    // A granted approval for exactly this request is part of what the policy decides on.
+    const approvals = this.deps.approvals;
+    let fingerprint: string | null = null;
+    let grant: ApprovalRequest | null = null;
+    if (approvals && identity) {
+      fingerprint = this.fingerprint(state, identity);
+      grant = approvals.store.grantFor(fingerprint);
+      if (grant) {
+        (built.input as { approval?: unknown }).approval = {
+          id: grant.id,
+          granted: true,
+          approved_by: grant.decided_by,
+        };
+      }
+    }
     const outcome = snapshot.engine.evaluate(built.input);
     if (!outcome.ok) {
       this.deps.logger.warn(
@@ -209,6 +247,47 @@ export class CheckPipeline {
         policyRevision,
       });
     }
+    if (approvals && identity && fingerprint && mapped.verdict.decision !== 'allow') {
+      const spec = approvalSpec(outcome.result);
+      if (spec) {
+        const req = approvals.store.request({
+          fingerprint,
+          subject: identity.subject,
+          actor: identity.actor,
+          target: state.target,
+          method: state.http.method ?? '',
+          path: state.http.path ?? '',
+          bodySha256: bodyHash(state.http),
+          spec,
+        });
+        const gated = mapPolicyResult(
+          {
+            ...(outcome.result as Record<string, unknown>),
+            allowed: false,
+            http_status: 403,
+            body: {
+              error: 'approval_required',
+              approval_id: req.id,
+              status_url: approvals.statusUrl(req.id),
+              reviewers: req.reviewers,
+              reason: req.reason,
+            },
+          },
+          { ...ctx, requestHeaderNames: Object.keys(state.headers) },
+        );
+        if (gated.ok) {
+          gated.verdict.decision = 'approval_required';
+          gated.verdict.reasonCode = 'APPROVAL_REQUIRED';
+          return this.finish(state, gated, {
+            identity,
+            input: built.input,
+            result: outcome.result,
+            policyRevision,
+          });
+        }
+      }
+    }
+    if (mapped.verdict.decision === 'allow' && grant) this.deps.approvals?.store.use(grant.id);
     if (mapped.verdict.decision === 'allow') {
       const injected = this.injectCredentials(state, mapped.response);
       if (injected) {
@@ -228,6 +307,17 @@ export class CheckPipeline {
       input: built.input,
       result: outcome.result,
       policyRevision,
+    });
+  }
+
+  private fingerprint(state: CheckState, identity: { subject: string; actor: unknown }): string {
+    return fingerprintOf({
+      subject: identity.subject,
+      actor: identity.actor,
+      target: state.target,
+      method: state.http.method ?? '',
+      path: state.http.path ?? '',
+      bodySha256: bodyHash(state.http),
     });
   }
 

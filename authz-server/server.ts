@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import pino, { type Logger } from 'pino';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
+import type { ApprovalStore } from './approvals/approval-store.ts';
 import { type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
 import { AUTHZ_DEFAULTS } from './defaults.ts';
@@ -22,6 +23,8 @@ export interface AuthzServerOptions {
   maxBodyBytes?: number;
   /** Upstream credentials per target name (`env:`/`file:` references, resolved here, never logged). */
   credentials?: Record<string, CredentialSpec[]>;
+  /** Human approval: where pending requests live and the status URL returned to the requester. */
+  approvals?: { store: ApprovalStore; statusUrl: (id: string) => string };
 }
 
 export interface AuthzServer {
@@ -97,6 +100,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     logger,
     metrics,
     credentials,
+    ...(opts.approvals ? { approvals: opts.approvals } : {}),
     ...(opts.identity?.tokenHeader ? { tokenHeader: opts.identity.tokenHeader } : {}),
     ...(opts.recorder ? { recorder: opts.recorder } : {}),
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),

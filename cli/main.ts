@@ -15,6 +15,7 @@ const registrations = [
   import('./commands/dev.ts').then((m) => m.registerDevCommands(program)),
   import('./commands/envoy.ts').then((m) => m.registerEnvoyCommands(program)),
   import('./commands/audit.ts').then((m) => m.registerAuditCommands(program)),
+  import('./commands/approvals.ts').then((m) => m.registerApprovalCommands(program)),
 ];
 
 for (const r of await Promise.allSettled(registrations)) {

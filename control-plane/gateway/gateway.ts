@@ -4,12 +4,15 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { ApprovalStore } from '../../authz-server/approvals/approval-store.ts';
 import type { DecisionRecorder } from '../../authz-server/check-pipeline.ts';
 import type { CredentialSpec } from '../../authz-server/credentials/credential-store.ts';
 import type { IdentityOptions } from '../../authz-server/identity/verifier.ts';
+import { IdentityVerifier } from '../../authz-server/identity/verifier.ts';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
 import { assertPortsFree, type PlannedBind, splitHostPort } from '../../lib/ports.ts';
 import { type AccessLogSink, addAccessLogService } from '../als/access-log-service.ts';
+import { approvalRoutes } from '../api/approval-routes.ts';
 import { type ApiHandler, type HttpApi, startHttpApi } from '../api/http-api.ts';
 import { envoyBootstrap } from '../bootstrap.ts';
 import type { Config } from '../config/types.ts';
@@ -131,6 +134,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
 
     const policy = config.policy.source;
     const identity = identityOptions(config);
+    const approvals = new ApprovalStore();
+    const apiBase = `http://${config.controlPlane.httpAddress}`;
     const authz = await startAuthzServer({
       address: config.authz.addresses[0] ?? '127.0.0.1:9191',
       policy: {
@@ -142,6 +147,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       logger: logger.child({ component: 'authz' }),
       recorder: audit.recorder,
       credentials: credentialSpecs(config),
+      approvals: { store: approvals, statusUrl: (id) => `${apiBase}/approvals/status?id=${id}` },
     });
     stack.push({ name: 'authz', stop: () => authz.close() });
     say('authz server', `${authz.address}  policy ${authz.policy.current()?.revision ?? 'none'}`);
@@ -216,6 +222,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         },
         'GET /status': () => ({ status: 200, body: status() }),
         ...audit.routes,
+        ...approvalRoutes(approvals, identity ? new IdentityVerifier(identity) : null),
         ...o.apiRoutes,
       },
     });

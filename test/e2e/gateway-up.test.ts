@@ -45,7 +45,7 @@ function egress(path: string, init: RequestInit & { token?: string } = {}): Prom
 
 beforeAll(async () => {
   gw = await startGatewayProcess();
-  for (const u of ['alice', 'bob']) tokens[u] = await devToken(u);
+  for (const u of ['alice', 'bob', 'carol']) tokens[u] = await devToken(u);
 }, 120_000);
 
 afterAll(async () => {
@@ -170,6 +170,81 @@ describe('chaperone up --dev', () => {
     const verify = (await (await fetch(`${gw.api}/audit/verify`)).json()) as { ok: boolean; count: number };
     expect(verify.ok).toBe(true);
     expect(verify.count).toBeGreaterThan(0);
+  });
+
+  it('holds a DELETE for security approval, then lets exactly that request through once', async () => {
+    const first = await egress('/demo/items/1', { method: 'DELETE', token: tokens['alice'] });
+    expect(first.status).toBe(403);
+    const body = (await first.json()) as {
+      error: string;
+      approval_id: string;
+      status_url: string;
+      reviewers: string[];
+    };
+    expect(body.error).toBe('approval_required');
+    expect(body.reviewers).toEqual(['security']);
+    expect(body.status_url).toBe(`${gw.api}/approvals/status?id=${body.approval_id}`);
+
+    const list = await runCli(['approvals', 'list', '--api', gw.api, '--token', tokens['carol']!]);
+    expect(list.code, list.out).toBe(0);
+    expect(list.out).toContain(`${body.approval_id}  alice  DELETE /demo/items/1`);
+
+    const self = await runCli([
+      'approvals',
+      'approve',
+      body.approval_id,
+      '--api',
+      gw.api,
+      '--token',
+      tokens['alice']!,
+    ]);
+    expect(self.code).toBe(1);
+    expect(self.out).toMatch(/forbidden|self_approval/);
+    const bob = await runCli([
+      'approvals',
+      'approve',
+      body.approval_id,
+      '--api',
+      gw.api,
+      '--token',
+      tokens['bob']!,
+    ]);
+    expect(bob.code).toBe(1);
+    expect(bob.out).toContain('forbidden');
+
+    // A different request is not covered by the pending approval.
+    expect((await egress('/demo/items/2', { method: 'DELETE', token: tokens['alice'] })).status).toBe(403);
+
+    const ok = await runCli([
+      'approvals',
+      'approve',
+      body.approval_id,
+      '--api',
+      gw.api,
+      '--token',
+      tokens['carol']!,
+    ]);
+    expect(ok.code, ok.out).toBe(0);
+    const status = await fetch(body.status_url, { headers: { authorization: `Bearer ${tokens['alice']}` } });
+    expect(((await status.json()) as { status: string; decided_by: string }).decided_by).toBe('carol');
+
+    expect((await egress('/demo/items/1', { method: 'DELETE', token: tokens['alice'] })).status).toBe(200);
+    // One-time grant: the same request again needs a new approval.
+    const again = await egress('/demo/items/1', { method: 'DELETE', token: tokens['alice'] });
+    expect(again.status).toBe(403);
+    expect(((await again.json()) as { approval_id: string }).approval_id).not.toBe(body.approval_id);
+
+    await waitFor(
+      async () => {
+        const page = (await (await fetch(`${gw.api}/audit/decisions?user=alice&limit=20`)).json()) as {
+          rows: { decision: string; reason: string; method: string }[];
+        };
+        return page.rows.some(
+          (r) => r.method === 'DELETE' && r.decision === 'allow' && r.reason.includes('approved by carol'),
+        );
+      },
+      { what: 'the approved request in the audit trail' },
+    );
   });
 
   it('pushes a config edit to Envoy, and keeps serving the last good config when an edit is broken', async () => {

@@ -61,6 +61,14 @@ granting contains rule if {
 	not vetoed(rule)
 }
 
+# A human approved exactly this request (the authz server matched its fingerprint to a grant).
+granting contains rule if {
+	some rule in matching
+	rule.approval
+	input.approval.granted == true
+	not vetoed(rule)
+}
+
 needing_approval contains rule if {
 	some rule in matching
 	rule.approval
@@ -118,8 +126,12 @@ allow := {
 		actor_headers,
 	),
 	"request_headers_to_remove": ["authorization"],
-	"reason": sprintf("rule %s", [first_name(granting)]),
+	"reason": allow_reason,
 }
+
+allow_reason := sprintf("rule %s, approved by %s", [first_name(granting), input.approval.approved_by]) if {
+	input.approval.granted == true
+} else := sprintf("rule %s", [first_name(granting)])
 
 approval_rule := [r | some r in needing_approval; r.name == first_name(needing_approval)][0]
 

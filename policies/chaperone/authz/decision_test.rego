@@ -160,3 +160,16 @@ test_groups_absent_means_no_group if {
 	d := authz.decision with input as req(id, "GET", ["demo", "items"])
 	d.reason == "u (groups ) may not GET /demo/items"
 }
+
+test_granted_approval_allows_the_gated_request if {
+	r := object.union(req(alice, "DELETE", ["demo", "items", "1"]), {"approval": {"id": "a1", "granted": true, "approved_by": "carol"}})
+	d := authz.decision with input as r
+	d.allowed
+	d.reason == "rule delete-needs-security, approved by carol"
+}
+
+test_a_grant_does_not_open_other_rules if {
+	r := object.union(req(bob, "DELETE", ["demo", "items", "1"]), {"approval": {"id": "a1", "granted": true, "approved_by": "carol"}})
+	d := authz.decision with input as r
+	not d.allowed
+}
