@@ -7,7 +7,7 @@ import { type ApprovalRequest, type ApprovalStore, fingerprintOf } from './appro
 import type { CredentialStore } from './credentials/credential-store.ts';
 import type { AuthzErrorCode } from './errors.ts';
 import { describeThrown } from './errors.ts';
-import type { IdentityVerifier } from './identity/verifier.ts';
+import type { Identity, IdentityVerifier } from './identity/verifier.ts';
 import { buildInput } from './input/build-input.ts';
 import type { PolicyStore } from './policy/policy-store.ts';
 import { type CheckResponseMessage, mapPolicyResult, serverDeny, type Verdict } from './result-mapper.ts';
@@ -59,6 +59,10 @@ export interface CheckDeps {
   credentials?: CredentialStore;
   /** The header the caller's token travels in; removed from allowed requests. Default authorization. */
   tokenHeader?: string;
+  /** Revoked agent tokens (the kill switch): a revoked identity is treated as unauthenticated. */
+  revocation?: { revoked(identity: Identity): string | null };
+  /** Called with every decision after it is recorded (agent inventory, metrics). Must not throw. */
+  onDecision?: (event: DecisionEvent) => void;
   /** Human approval of requests the policy marks `approval`; without it such requests are plain denies. */
   approvals?: { store: ApprovalStore; statusUrl: (id: string) => string };
 }
@@ -162,8 +166,11 @@ export class CheckPipeline {
     let identityError: { code: string; reason: string } | null = null;
     if (this.deps.identity) {
       const res = await this.deps.identity.verify(state.headers);
-      if (res.ok) identity = res.identity;
-      else identityError = { code: res.code, reason: res.reason };
+      if (res.ok) {
+        const revoked = this.deps.revocation?.revoked(res.identity) ?? null;
+        if (revoked) identityError = { code: 'ERR_TOKEN_REVOKED', reason: revoked };
+        else identity = res.identity;
+      } else identityError = { code: res.code, reason: res.reason };
     } else {
       identityError = { code: 'ERR_TOKEN_MISSING', reason: 'no identity issuer is configured' };
     }
@@ -403,6 +410,16 @@ export class CheckPipeline {
       }
     }
     this.logDecision(event);
+    if (this.deps.onDecision) {
+      try {
+        this.deps.onDecision(event);
+      } catch (err) {
+        this.deps.logger.error(
+          { decision_id: state.decisionId, err: describeThrown(err) },
+          'decision observer failed',
+        );
+      }
+    }
     return response;
   }
 

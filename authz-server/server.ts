@@ -6,7 +6,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import pino, { type Logger } from 'pino';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
 import type { ApprovalStore } from './approvals/approval-store.ts';
-import { type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
+import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
 import { AUTHZ_DEFAULTS } from './defaults.ts';
 import { ChaperoneError } from './errors.ts';
@@ -25,6 +25,8 @@ export interface AuthzServerOptions {
   credentials?: Record<string, CredentialSpec[]>;
   /** Human approval: where pending requests live and the status URL returned to the requester. */
   approvals?: { store: ApprovalStore; statusUrl: (id: string) => string };
+  revocation?: CheckDeps['revocation'];
+  onDecision?: CheckDeps['onDecision'];
 }
 
 export interface AuthzServer {
@@ -101,6 +103,8 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     metrics,
     credentials,
     ...(opts.approvals ? { approvals: opts.approvals } : {}),
+    ...(opts.revocation ? { revocation: opts.revocation } : {}),
+    ...(opts.onDecision ? { onDecision: opts.onDecision } : {}),
     ...(opts.identity?.tokenHeader ? { tokenHeader: opts.identity.tokenHeader } : {}),
     ...(opts.recorder ? { recorder: opts.recorder } : {}),
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),

@@ -16,6 +16,7 @@ const registrations = [
   import('./commands/envoy.ts').then((m) => m.registerEnvoyCommands(program)),
   import('./commands/audit.ts').then((m) => m.registerAuditCommands(program)),
   import('./commands/approvals.ts').then((m) => m.registerApprovalCommands(program)),
+  import('./commands/agents.ts').then((m) => m.registerAgentCommands(program)),
 ];
 
 for (const r of await Promise.allSettled(registrations)) {

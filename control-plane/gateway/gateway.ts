@@ -11,7 +11,10 @@ import type { IdentityOptions } from '../../authz-server/identity/verifier.ts';
 import { IdentityVerifier } from '../../authz-server/identity/verifier.ts';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
 import { assertPortsFree, type PlannedBind, splitHostPort } from '../../lib/ports.ts';
+import { AgentKeys } from '../agents/agent-keys.ts';
+import { AgentRegistry } from '../agents/agent-registry.ts';
 import { type AccessLogSink, addAccessLogService } from '../als/access-log-service.ts';
+import { AGENT_AUDIENCE, agentRoutes } from '../api/agent-routes.ts';
 import { approvalRoutes } from '../api/approval-routes.ts';
 import { type ApiHandler, type HttpApi, startHttpApi } from '../api/http-api.ts';
 import { envoyBootstrap } from '../bootstrap.ts';
@@ -136,6 +139,23 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     const identity = identityOptions(config);
     const approvals = new ApprovalStore();
     const apiBase = `http://${config.controlPlane.httpAddress}`;
+    // Chaperone's own issuer for agent tokens (RFC 8693 exchange at the HTTP API), trusted next to
+    // the configured human issuers; its keys live in the state directory.
+    const agentKeys = await AgentKeys.open(o.stateDir);
+    const agents = new AgentRegistry();
+    const authzIdentity = {
+      ...(identity ?? {}),
+      issuers: [
+        ...(identity?.issuers ?? []),
+        {
+          issuer: apiBase,
+          audiences: [AGENT_AUDIENCE],
+          jwksUri: `${apiBase}/.well-known/jwks.json`,
+          algorithms: ['ES256'],
+        },
+      ],
+    };
+    const humanVerifier = identity ? new IdentityVerifier(identity) : null;
     const authz = await startAuthzServer({
       address: config.authz.addresses[0] ?? '127.0.0.1:9191',
       policy: {
@@ -143,8 +163,10 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         entrypoint: config.policy.entrypoint,
         watch: true,
       },
-      ...(identity ? { identity } : {}),
+      identity: authzIdentity,
       logger: logger.child({ component: 'authz' }),
+      revocation: agents,
+      onDecision: (e) => agents.observe(e),
       recorder: audit.recorder,
       credentials: credentialSpecs(config),
       approvals: { store: approvals, statusUrl: (id) => `${apiBase}/approvals/status?id=${id}` },
@@ -222,7 +244,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         },
         'GET /status': () => ({ status: 200, body: status() }),
         ...audit.routes,
-        ...approvalRoutes(approvals, identity ? new IdentityVerifier(identity) : null),
+        ...approvalRoutes(approvals, humanVerifier),
+        ...agentRoutes({ issuer: apiBase, keys: agentKeys, registry: agents, userVerifier: humanVerifier }),
         ...o.apiRoutes,
       },
     });

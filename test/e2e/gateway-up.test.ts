@@ -247,6 +247,110 @@ describe('chaperone up --dev', () => {
     );
   });
 
+  it('gives an agent its own short-lived identity tied to the user, lists it, and revokes it', async () => {
+    const minted = await runCli([
+      'agent',
+      'token',
+      '--name',
+      'report-bot',
+      '--targets',
+      'demo',
+      '--ttl',
+      '15m',
+      '--api',
+      gw.api,
+      '--token',
+      tokens['alice']!,
+    ]);
+    expect(minted.code, minted.out).toBe(0);
+    const agentToken = minted.out.trim().split('\n').at(-1)!;
+    const [, payload] = agentToken.split('.');
+    const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, any>;
+    expect(claims['sub']).toBe('alice');
+    expect(claims['act']).toMatchObject({ agent: 'report-bot' });
+    expect(claims['iss']).toBe(gw.api);
+
+    const res = await egress('/demo/items', { token: agentToken });
+    expect(res.status).toBe(200);
+    const seen = ((await res.json()) as { seen: Record<string, unknown> }).seen;
+    expect(seen['user']).toBe('alice');
+    expect(seen['authorization_header_present']).toBe(false);
+
+    // Limited to its targets, whatever alice herself may do.
+    const other = await runCli([
+      'agent',
+      'token',
+      '--name',
+      'gh-bot',
+      '--targets',
+      'github',
+      '--api',
+      gw.api,
+      '--token',
+      tokens['alice']!,
+    ]);
+    const ghToken = other.out.trim().split('\n').at(-1)!;
+    const refused = await egress('/demo/items', { token: ghToken });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { reason: string }).reason).toBe(
+      'agent token is not valid for target demo',
+    );
+
+    const inventory = await runCli([
+      'agents',
+      'list',
+      '--json',
+      '--api',
+      gw.api,
+      '--token',
+      tokens['alice']!,
+    ]);
+    const rows = JSON.parse(inventory.out) as {
+      agent: string;
+      user: string;
+      requests: number;
+      denied: number;
+      targets_used: string[];
+    }[];
+    expect(rows.find((r) => r.agent === 'report-bot')).toMatchObject({
+      user: 'alice',
+      requests: 1,
+      denied: 0,
+      targets_used: ['demo'],
+    });
+    expect(rows.find((r) => r.agent === 'gh-bot')).toMatchObject({ requests: 1, denied: 1 });
+
+    // bob may not stop alice's agents; carol (security) may stop all of them at once.
+    const bob = await runCli([
+      'agents',
+      'revoke',
+      '--user',
+      'alice',
+      '--api',
+      gw.api,
+      '--token',
+      tokens['bob']!,
+    ]);
+    expect(bob.code).toBe(1);
+    const kill = await runCli([
+      'agents',
+      'revoke',
+      '--user',
+      'alice',
+      '--api',
+      gw.api,
+      '--token',
+      tokens['carol']!,
+    ]);
+    expect(kill.code, kill.out).toBe(0);
+    expect(kill.out).toContain('revoked 2 token(s)');
+    const after = await egress('/demo/items', { token: agentToken });
+    expect(after.status).toBe(401);
+    expect(((await after.json()) as { code: string }).code).toBe('ERR_TOKEN_REVOKED');
+    // alice herself is not affected by the kill switch of her agents.
+    expect((await egress('/demo/items', { token: tokens['alice'] })).status).toBe(200);
+  });
+
   it('pushes a config edit to Envoy, and keeps serving the last good config when an edit is broken', async () => {
     const original = await readFile(gw.configPath, 'utf8');
     // A second route to the same demo upstream under /extra.

@@ -86,6 +86,8 @@ first_name(set) := sort([r.name | some r in set])[0]
 
 decision := unauthenticated if {
 	not authenticated
+} else := agent_not_for_target if {
+	agent_target_restricted
 } else := allow if {
 	count(granting) > 0
 } else := approval_required if {
@@ -95,6 +97,20 @@ decision := unauthenticated if {
 } else := no_target if {
 	not data.chaperone.targets[target]
 } else := forbidden
+
+# An agent token names the targets it may reach (`targets` claim); anything else is refused whatever
+# the human behind it may do.
+agent_target_restricted if {
+	is_array(input.identity.claims.targets)
+	not target in input.identity.claims.targets
+}
+
+agent_not_for_target := {
+	"allowed": false,
+	"http_status": 403,
+	"body": {"error": "forbidden", "reason": sprintf("agent token is not valid for target %s", [target])},
+	"reason": sprintf("agent token is not valid for target %s", [target]),
+}
 
 identity_problem := input.identity_error if is_object(input.identity_error)
 

@@ -173,3 +173,13 @@ test_a_grant_does_not_open_other_rules if {
 	d := authz.decision with input as r
 	not d.allowed
 }
+
+test_agent_token_limited_to_its_targets if {
+	agent := object.union(alice, {"actor": {"sub": "agent:bot", "agent": "bot"}, "claims": {"targets": ["github"]}})
+	d := authz.decision with input as req(agent, "GET", ["demo", "items"])
+	not d.allowed
+	d.reason == "agent token is not valid for target demo"
+	ok := object.union(alice, {"actor": {"sub": "agent:bot", "agent": "bot"}, "claims": {"targets": ["demo"]}})
+	d2 := authz.decision with input as req(ok, "GET", ["demo", "items"])
+	d2.allowed
+}

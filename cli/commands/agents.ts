@@ -1,0 +1,131 @@
+// `chaperone agent token` (a short-lived agent token for the user, by RFC 8693 token exchange) and
+// `chaperone agents` (the inventory) / `chaperone agents revoke` (one token, an agent, or a user's agents).
+import type { Command } from 'commander';
+
+interface Common {
+  api: string;
+  token?: string;
+}
+
+function userToken(o: Common): string {
+  const t = o.token ?? process.env['CHAPERONE_TOKEN'];
+  if (!t) {
+    process.stderr.write('chaperone: give your OIDC token with --token or the CHAPERONE_TOKEN variable\n');
+    process.exit(2);
+  }
+  return t;
+}
+
+async function call(
+  o: Common,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: Record<string, string>,
+  form = false,
+): Promise<any> {
+  let res: Response;
+  try {
+    res = await fetch(`${o.api}${path}`, {
+      method,
+      headers: {
+        ...(form ? {} : { authorization: `Bearer ${userToken(o)}` }),
+        ...(body ? { 'content-type': form ? 'application/x-www-form-urlencoded' : 'application/json' } : {}),
+      },
+      ...(body ? { body: form ? new URLSearchParams(body).toString() : JSON.stringify(body) } : {}),
+    });
+  } catch {
+    process.stderr.write(`chaperone: no gateway API at ${o.api}\n`);
+    process.exit(2);
+  }
+  const json = (await res.json().catch(() => ({}))) as { error?: string; reason?: string };
+  if (!res.ok) {
+    process.stderr.write(
+      `chaperone: ${json.error ?? `HTTP ${res.status}`}${json.reason ? `: ${json.reason}` : ''}\n`,
+    );
+    process.exit(1);
+  }
+  return json;
+}
+
+const withCommon = (c: Command) =>
+  c
+    .option('--api <url>', 'the gateway HTTP API', 'http://127.0.0.1:8181')
+    .option('--token <jwt>', 'your OIDC access token (default: $CHAPERONE_TOKEN)');
+
+export function registerAgentCommands(program: Command): void {
+  const agent = program.command('agent').description('agent identities');
+  withCommon(
+    agent.command('token').description('exchange your token for a short-lived agent token (RFC 8693)'),
+  )
+    .requiredOption('--name <agent>', 'the agent name (shown in the inventory and the audit trail)')
+    .option('--ttl <d>', 'lifetime, e.g. 15m or 1h (max 24h)', '1h')
+    .option('--targets <a,b>', 'the only targets the agent may reach')
+    .option('--json', 'print the whole token response', false)
+    .action(async (o: Common & { name: string; ttl: string; targets?: string; json: boolean }) => {
+      const res = await call(
+        o,
+        'POST',
+        '/oauth/token',
+        {
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          subject_token: userToken(o),
+          subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          agent_name: o.name,
+          ttl: o.ttl,
+          ...(o.targets ? { targets: o.targets } : {}),
+        },
+        true,
+      );
+      process.stdout.write(o.json ? `${JSON.stringify(res, null, 2)}\n` : `${res.access_token}\n`);
+    });
+
+  const agents = program.command('agents').description('the agent inventory and the kill switch');
+  withCommon(
+    agents
+      .command('list', { isDefault: true })
+      .description('every agent token: who launched it, last seen, counts'),
+  )
+    .option('--user <sub>', "only this user's agents")
+    .option('--json', 'JSON output', false)
+    .action(async (o: Common & { user?: string; json: boolean }) => {
+      const { rows } = (await call(
+        o,
+        'GET',
+        `/agents${o.user ? `?user=${encodeURIComponent(o.user)}` : ''}`,
+      )) as { rows: any[] };
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(
+        'AGENT            USER       ISSUED               LAST SEEN            REQ  DENY  TARGETS        STATE\n',
+      );
+      for (const r of rows) {
+        const state = r.revoked_at
+          ? `revoked by ${r.revoked_by}`
+          : Date.parse(r.expires_at) < Date.now()
+            ? 'expired'
+            : 'active';
+        process.stdout.write(
+          `${r.agent.padEnd(16)} ${r.user.padEnd(10)} ${r.issued_at.slice(0, 19)}  ${(r.last_seen ?? '-').slice(0, 19).padEnd(19)}  ${String(r.requests).padStart(3)}  ${String(r.denied).padStart(4)}  ${(r.targets_used.join(',') || '-').padEnd(14)} ${state}\n`,
+        );
+      }
+    });
+  withCommon(
+    agents.command('revoke').description('revoke one token, an agent name, or every agent of a user'),
+  )
+    .option('--id <token-id>', 'one agent token')
+    .option('--agent <name>', "every token of this agent (yours, or --user's)")
+    .option(
+      '--user <sub>',
+      "every agent of this user (the kill switch; others' agents need the security group)",
+    )
+    .action(async (o: Common & { id?: string; agent?: string; user?: string }) => {
+      const res = await call(o, 'POST', '/agents/revoke', {
+        ...(o.id ? { token_id: o.id } : {}),
+        ...(o.agent ? { agent: o.agent } : {}),
+        ...(o.user ? { user: o.user } : {}),
+      });
+      process.stdout.write(`revoked ${res.revoked.length} token(s)\n`);
+    });
+}
