@@ -164,6 +164,36 @@ export function parseKeys(certificate: string): VerificationKey[] {
   return keys;
 }
 
+// Policies pass the same key material and often the same token on every request (a service's JWKS,
+// an agent's bearer token). Parsing keys and checking an RSA/ECDSA signature dominate the builtin's
+// cost, and both are pure functions of their inputs, so both are memoised in bounded maps. Time-based
+// checks (exp/nbf) are never cached: they run on every call.
+const KEYS_CACHE_MAX = 64;
+const SIGNATURE_CACHE_MAX = 10_000;
+const keysCache = new Map<string, VerificationKey[]>();
+const signatureCache = new Map<string, Map<string, boolean>>();
+
+function remember<K, V>(map: Map<K, V>, key: K, value: V, max: number): V {
+  if (map.size >= max) map.delete(map.keys().next().value as K); // oldest first (insertion order)
+  map.set(key, value);
+  return value;
+}
+
+/** parseKeys, memoised per key text (a parse error is thrown every time, never cached). */
+export function parseKeysCached(certificate: string): VerificationKey[] {
+  return (
+    keysCache.get(certificate) ?? remember(keysCache, certificate, parseKeys(certificate), KEYS_CACHE_MAX)
+  );
+}
+
+function verifiedCached(certificate: string, token: string, check: () => boolean): boolean {
+  let perKey = signatureCache.get(certificate);
+  if (!perKey) perKey = remember(signatureCache, certificate, new Map<string, boolean>(), KEYS_CACHE_MAX);
+  const hit = perKey.get(token);
+  if (hit !== undefined) return hit;
+  return remember(perKey, token, check(), SIGNATURE_CACHE_MAX);
+}
+
 const HASH: Record<string, string> = { '256': 'sha256', '384': 'sha384', '512': 'sha512' };
 
 function isKeyObject(k: KeyObject | Buffer): k is KeyObject {
@@ -294,6 +324,8 @@ function jwtVerify(alg: string, jwt: unknown, keyOrSecret: unknown): boolean {
 
 interface Constraints {
   keys?: VerificationKey[];
+  /** The key text the keys came from (the memo key). */
+  cert?: string;
   secret: string;
   alg: string;
   iss: string;
@@ -306,7 +338,8 @@ function parseConstraints(o: JsonObject, nowNs: () => number): Constraints {
   for (const [name, value] of Object.entries(o)) {
     switch (name) {
       case 'cert':
-        c.keys = parseKeys(isString(value) ? value : fail('cert constraint: must be a string'));
+        c.cert = isString(value) ? value : fail('cert constraint: must be a string');
+        c.keys = parseKeysCached(c.cert);
         break;
       case 'secret':
       case 'alg':
@@ -346,9 +379,12 @@ function jwtDecodeVerify(jwt: unknown, constraintsArg: unknown, nowNs: () => num
     if (c.alg !== '' && c.alg !== h.alg) return UNVERIFIED;
     const signature = base64UrlBytes(token.signature);
     const data = signingInput(token);
+    const keys = c.keys;
     const verified =
-      c.keys !== undefined
-        ? verifyWithKeys(c.keys, h, (key) => verifySignature(key, h.alg, data, signature))
+      keys !== undefined && c.cert !== undefined
+        ? verifiedCached(c.cert, current as string, () =>
+            verifyWithKeys(keys, h, (key) => verifySignature(key, h.alg, data, signature)),
+          )
         : verifySignature(Buffer.from(c.secret, 'utf8'), h.alg, data, signature);
     if (!verified) return UNVERIFIED;
     payloadBytes = base64UrlBytes(token.payload);
