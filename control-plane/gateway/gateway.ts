@@ -244,7 +244,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         },
         'GET /status': () => ({ status: 200, body: status() }),
         ...audit.routes,
-        ...approvalRoutes(approvals, humanVerifier),
+        // Agents may follow their own approval requests; deciding one needs a human (enforced there).
+        ...approvalRoutes(approvals, new IdentityVerifier(authzIdentity)),
         ...agentRoutes({ issuer: apiBase, keys: agentKeys, registry: agents, userVerifier: humanVerifier }),
         ...o.apiRoutes,
       },
