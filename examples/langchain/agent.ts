@@ -51,7 +51,10 @@ export async function runAgent(o: AgentOptions): Promise<{ answer: string; outco
     const send = () =>
       fetch(`${o.egress}${path}`, {
         method,
-        headers: { authorization: `Bearer ${o.agentToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        headers: {
+          authorization: `Bearer ${o.agentToken}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
         ...(body ? { body: JSON.stringify(body) } : {}),
       });
     let res = await send();
@@ -62,7 +65,9 @@ export async function runAgent(o: AgentOptions): Promise<{ answer: string; outco
       await o.onApprovalRequired?.(approval);
       const deadline = Date.now() + (o.approvalTimeoutMs ?? 120_000);
       for (;;) {
-        const status = await fetch(approval.status_url, { headers: { authorization: `Bearer ${o.agentToken}` } });
+        const status = await fetch(approval.status_url, {
+          headers: { authorization: `Bearer ${o.agentToken}` },
+        });
         const s = (await status.json()) as { status?: string };
         if (s.status === 'approved') break;
         if (s.status === 'denied') {
@@ -97,7 +102,7 @@ export async function runAgent(o: AgentOptions): Promise<{ answer: string; outco
       schema: z.object({ id: z.number() }),
     }),
   ];
-  const byName = new Map(tools.map((t) => [t.name, t]));
+  const byName = new Map<string, (typeof tools)[number]>(tools.map((t) => [t.name, t]));
 
   const step = (id: string, name: string, args: Record<string, unknown>) =>
     new AIMessage({ content: '', tool_calls: [{ id, name, args, type: 'tool_call' }] });
@@ -105,7 +110,9 @@ export async function runAgent(o: AgentOptions): Promise<{ answer: string; outco
     step('c1', 'list_items', {}),
     step('c2', 'create_item', { name: 'outage', priority: 'critical' }),
     step('c3', 'delete_item', { id: 1 }),
-    new AIMessage('Listed the items; creating a critical item was refused; item 1 was deleted after approval.'),
+    new AIMessage(
+      'Listed the items; creating a critical item was refused; item 1 was deleted after approval.',
+    ),
   ]);
 
   const messages: BaseMessage[] = [new HumanMessage('Tidy up the demo items.')];

@@ -13,8 +13,12 @@ let gw: GatewayProcess;
 
 function cli(args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
-    execFile(process.execPath, [join(PROJECT_ROOT, 'cli/bin/chaperone.js'), ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${args.join(' ')}: ${stderr}`)) : resolve(stdout.trim()),
+    execFile(
+      process.execPath,
+      [join(PROJECT_ROOT, 'cli/bin/chaperone.js'), ...args],
+      { timeout: 60_000 },
+      (err, stdout, stderr) =>
+        err ? reject(new Error(`${args.join(' ')}: ${stderr}`)) : resolve(stdout.trim()),
     ),
   );
 }
@@ -31,7 +35,18 @@ describe('LangChain.js agent through Chaperone', () => {
   it('is allowed, denied and held for approval, all audited as alice via the agent', async () => {
     const alice = await cli(['dev', 'token', 'alice', '--api', gw.api]);
     const carol = await cli(['dev', 'token', 'carol', '--api', gw.api]);
-    const agentToken = await cli(['agent', 'token', '--name', 'langchain-demo', '--targets', 'demo', '--api', gw.api, '--token', alice]);
+    const agentToken = await cli([
+      'agent',
+      'token',
+      '--name',
+      'langchain-demo',
+      '--targets',
+      'demo',
+      '--api',
+      gw.api,
+      '--token',
+      alice,
+    ]);
 
     const { answer, outcomes } = await runAgent({
       egress: gw.egress,
@@ -58,12 +73,16 @@ describe('LangChain.js agent through Chaperone', () => {
       },
       { what: 'the agent decisions in the audit trail', timeoutMs: 10_000 },
     );
-    const { rows } = (await (await fetch(`${gw.api}/audit/decisions?agent=langchain-demo&limit=20`)).json()) as {
+    const { rows } = (await (
+      await fetch(`${gw.api}/audit/decisions?agent=langchain-demo&limit=20`)
+    ).json()) as {
       rows: { subject: string; actor: { agent: string }; method: string; decision: string; reason: string }[];
     };
     const trail = rows.reverse().map((r) => `${r.method} ${r.decision}`);
     expect(trail).toEqual(['GET allow', 'POST deny', 'DELETE approval_required', 'DELETE allow']);
     expect(rows.every((r) => r.subject === 'alice' && r.actor.agent === 'langchain-demo')).toBe(true);
-    expect(rows.find((r) => r.method === 'DELETE' && r.decision === 'allow')?.reason).toContain('approved by carol');
+    expect(rows.find((r) => r.method === 'DELETE' && r.decision === 'allow')?.reason).toContain(
+      'approved by carol',
+    );
   });
 });
