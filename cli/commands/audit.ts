@@ -137,6 +137,27 @@ export function registerAuditCommands(program: Command): void {
     });
 
   audit
+    .command('export')
+    .description('the trail as JSONL, or as OPA decision-log events (--format opa), oldest first')
+    .option('--format <f>', 'jsonl or opa', 'jsonl')
+    .option('--since <when>', 'e.g. 24h, 7d or an ISO time', '24h')
+    .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
+    .action(async (o: { format: string; since: string; api: string }) => {
+      let res: Response;
+      try {
+        res = await fetch(`${o.api}/audit/export${queryString({ format: o.format, since: o.since })}`);
+      } catch {
+        process.stderr.write(`chaperone audit: no gateway API at ${o.api}\n`);
+        process.exit(2);
+      }
+      if (!res.ok) {
+        process.stderr.write(`chaperone audit export: HTTP ${res.status}: ${await res.text()}\n`);
+        process.exit(1);
+      }
+      process.stdout.write(await res.text());
+    });
+
+  audit
     .command('verify')
     .description('check the hash chain of the audit trail; names the first bad record')
     .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)

@@ -70,7 +70,9 @@ export async function startHttpApi(o: HttpApiOptions): Promise<HttpApi> {
   const limit = o.maxBodyBytes ?? 64 * 1024;
   const server = createServer((req, res) => {
     const send = (r: ApiResponse) => {
-      const payload = JSON.stringify(r.body);
+      // A string body with its own content type (JSONL exports) goes out as is.
+      const raw = typeof r.body === 'string' && r.headers?.['content-type'] !== undefined;
+      const payload = raw ? (r.body as string) : JSON.stringify(r.body);
       res.writeHead(r.status, {
         'content-type': 'application/json',
         'cache-control': 'no-store',

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { AccessLogEntry, AccessLogSink } from '../als/access-log-service.ts';
 import { ApiError, type ApiHandler } from '../api/http-api.ts';
 import { SpoolRecorder } from '../audit/recorder.ts';
+import type { StoredDecision } from '../audit/records.ts';
 import { Shipper } from '../audit/shipper.ts';
 import { Spool } from '../audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../audit/store.ts';
@@ -108,7 +109,7 @@ export async function openAuditRuntime(o: {
     shipper,
     recorder: new SpoolRecorder(spool),
     accessLogs,
-    routes: auditApiRoutes(store),
+    routes: auditApiRoutes(store, { entrypoint: o.config.policy.entrypoint }),
     status: () => ({
       store: store.description,
       spool: { dir: spool.dir, ...spool.stats() },
@@ -144,7 +145,33 @@ export function parseSince(text: string, now = Date.now()): Date {
   return d;
 }
 
-export function auditApiRoutes(store: AuditStore): Record<string, ApiHandler> {
+/** One decision as an OPA decision-log event, so OPA tooling can read the trail. */
+export function toOpaDecisionLog(r: StoredDecision, entrypoint: string): Record<string, unknown> {
+  return {
+    decision_id: r.decision_id,
+    path: entrypoint,
+    input: r.input,
+    result: r.result,
+    timestamp: r.time,
+    labels: { app: 'chaperone', policy_revision: r.policy_revision },
+    requested_by: r.host,
+    metrics: { timer_server_handler_ns: Math.round(r.latency_us * 1000) },
+    chaperone: {
+      seq: r.seq,
+      hash: r.hash,
+      decision: r.decision,
+      http_status: r.http_status,
+      reason: r.reason,
+      subject: r.subject,
+      actor: r.actor,
+    },
+  };
+}
+
+export function auditApiRoutes(
+  store: AuditStore,
+  o: { entrypoint: string } = { entrypoint: 'chaperone/authz/decision' },
+): Record<string, ApiHandler> {
   return {
     'GET /audit/decisions': async ({ url }) => {
       const p = url.searchParams;
@@ -179,6 +206,26 @@ export function auditApiRoutes(store: AuditStore): Record<string, ApiHandler> {
       return { status: 200, body: { rows, lastSeq: rows.at(-1)?.seq ?? from } };
     },
     'GET /audit/verify': async () => ({ status: 200, body: await store.verifyChain() }),
+    'GET /audit/export': async ({ url }) => {
+      const format = url.searchParams.get('format') ?? 'jsonl';
+      if (format !== 'jsonl' && format !== 'opa')
+        throw new ApiError(400, 'invalid_format', 'format is jsonl or opa');
+      const since = parseSince(url.searchParams.get('since') ?? '24h');
+      const lines: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await store.queryDecisions({ since, limit: 1000, ...(cursor ? { cursor } : {}) });
+        for (const r of page.rows)
+          lines.push(JSON.stringify(format === 'opa' ? toOpaDecisionLog(r, o.entrypoint) : r));
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor && lines.length < 1_000_000);
+      // Oldest first, as a log reads.
+      return {
+        status: 200,
+        headers: { 'content-type': 'application/x-ndjson' },
+        body: `${lines.reverse().join('\n')}\n`,
+      };
+    },
     'GET /audit/access-logs': async ({ url }) => {
       const requestId = url.searchParams.get('request_id');
       if (!requestId) throw new ApiError(400, 'missing_request_id', 'request_id is required');
