@@ -167,7 +167,9 @@ export function registerAuditCommands(program: Command): void {
         '/audit/verify',
       );
       if (res.ok) {
-        process.stdout.write(`audit chain intact: ${res.count ?? 0} records\n`);
+        process.stdout.write(
+          `audit chain intact: ${res.count ?? 0} records, ${res.checkpoints ?? 0} signed checkpoints\n`,
+        );
         return;
       }
       process.stdout.write(`audit chain BROKEN at record ${res.firstBadSeq}: ${res.reason}\n`);

@@ -1,6 +1,8 @@
 // The audit store: decisions (hash-chained) and access-log entries, on PostgreSQL or PGlite with the
 // same SQL. Inserts are idempotent (decision id / entry key), so a shipper may resend after a crash.
+import type { JWK } from 'jose';
 import type { AccessLogEntry } from '../als/access-log-service.ts';
+import { type Checkpoint, checkCheckpoint } from './checkpoints.ts';
 import {
   accessLogKey,
   chainHash,
@@ -23,8 +25,18 @@ export interface DecisionQuery {
 }
 
 export type ChainVerdict =
-  | { ok: true; count: number }
+  | { ok: true; count: number; checkpoints?: number }
   | { ok: false; firstBadSeq: number; reason: string; count: number };
+
+function checkpointRow(r: Record<string, unknown>): Checkpoint {
+  return {
+    seq: Number(r['seq']),
+    hash: String(r['hash']),
+    signature: String(r['signature']),
+    key_id: String(r['key_id']),
+    time: r['time'] instanceof Date ? r['time'].toISOString() : String(r['time']),
+  };
+}
 
 export interface AuditStore {
   readonly engine: 'postgres' | 'pglite';
@@ -36,7 +48,9 @@ export interface AuditStore {
   decisionsAfter(seq: number, limit?: number): Promise<StoredDecision[]>;
   lastSeq(): Promise<number>;
   accessLogsFor(requestId: string): Promise<Record<string, unknown>[]>;
-  verifyChain(): Promise<ChainVerdict>;
+  verifyChain(opts?: { jwks?: { keys: JWK[] } }): Promise<ChainVerdict>;
+  insertCheckpoint(cp: Checkpoint): Promise<void>;
+  lastCheckpoint(): Promise<Checkpoint | null>;
   close(): Promise<void>;
 }
 
@@ -212,7 +226,52 @@ class SqlAuditStore implements AuditStore {
     return this.sql.query('SELECT * FROM access_log WHERE request_id = $1 ORDER BY id', [requestId]);
   }
 
-  async verifyChain(): Promise<ChainVerdict> {
+  async insertCheckpoint(cp: Checkpoint): Promise<void> {
+    await this.sql.query(
+      'INSERT INTO checkpoints (seq, hash, signature, key_id, time) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING',
+      [cp.seq, cp.hash, cp.signature, cp.key_id, cp.time],
+    );
+  }
+
+  async lastCheckpoint(): Promise<Checkpoint | null> {
+    const [row] = await this.sql.query<Record<string, unknown>>(
+      'SELECT * FROM checkpoints ORDER BY seq DESC LIMIT 1',
+    );
+    return row ? checkpointRow(row) : null;
+  }
+
+  async verifyChain(opts: { jwks?: { keys: JWK[] } } = {}): Promise<ChainVerdict> {
+    const chain = await this.verifyLinks();
+    if (!chain.ok || !opts.jwks) return chain;
+    const cps = (await this.sql.query<Record<string, unknown>>('SELECT * FROM checkpoints ORDER BY seq')).map(
+      checkpointRow,
+    );
+    for (const cp of cps) {
+      const bad = await checkCheckpoint(cp, opts.jwks);
+      if (bad) return { ok: false, firstBadSeq: cp.seq, reason: bad, count: chain.count };
+      const [row] = await this.sql.query<{ hash: string }>('SELECT hash FROM decisions WHERE seq = $1', [
+        cp.seq,
+      ]);
+      if (!row)
+        return {
+          ok: false,
+          firstBadSeq: cp.seq,
+          reason: `record ${cp.seq} named by a signed checkpoint is missing`,
+          count: chain.count,
+        };
+      if (row.hash !== cp.hash) {
+        return {
+          ok: false,
+          firstBadSeq: cp.seq,
+          reason: `the chain was rewritten: record ${cp.seq} differs from its signed checkpoint`,
+          count: chain.count,
+        };
+      }
+    }
+    return { ...chain, checkpoints: cps.length };
+  }
+
+  private async verifyLinks(): Promise<ChainVerdict> {
     let prev = GENESIS_HASH;
     let expectedSeq = 1;
     let count = 0;

@@ -2,7 +2,9 @@
 // recorder the authz server awaits, the access-log sink for the ALS, and the HTTP API's audit routes.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { JWK } from 'jose';
 import type { Logger } from 'pino';
+import { AgentKeys } from '../agents/agent-keys.ts';
 import type { AccessLogEntry, AccessLogSink } from '../als/access-log-service.ts';
 import { ApiError, type ApiHandler } from '../api/http-api.ts';
 import { SpoolRecorder } from '../audit/recorder.ts';
@@ -101,7 +103,9 @@ export async function openAuditRuntime(o: {
     );
   }
   const spool = await Spool.open({ dir: o.config.audit.spoolDir });
-  const shipper = new Shipper(spool, store, o.logger);
+  // Checkpoints are signed with Chaperone's key (the same one that signs agent tokens).
+  const signer = await AgentKeys.open(o.stateDir);
+  const shipper = new Shipper(spool, store, o.logger, { signer });
   shipper.start();
   const accessLogs = new AccessLogBuffer(store, o.logger);
   return {
@@ -109,7 +113,7 @@ export async function openAuditRuntime(o: {
     shipper,
     recorder: new SpoolRecorder(spool),
     accessLogs,
-    routes: auditApiRoutes(store, { entrypoint: o.config.policy.entrypoint }),
+    routes: auditApiRoutes(store, { entrypoint: o.config.policy.entrypoint, jwks: () => signer.jwks() }),
     status: () => ({
       store: store.description,
       spool: { dir: spool.dir, ...spool.stats() },
@@ -170,7 +174,7 @@ export function toOpaDecisionLog(r: StoredDecision, entrypoint: string): Record<
 
 export function auditApiRoutes(
   store: AuditStore,
-  o: { entrypoint: string } = { entrypoint: 'chaperone/authz/decision' },
+  o: { entrypoint: string; jwks?: () => { keys: JWK[] } } = { entrypoint: 'chaperone/authz/decision' },
 ): Record<string, ApiHandler> {
   return {
     'GET /audit/decisions': async ({ url }) => {
@@ -205,7 +209,10 @@ export function auditApiRoutes(
       const rows = await store.decisionsAfter(from, 500);
       return { status: 200, body: { rows, lastSeq: rows.at(-1)?.seq ?? from } };
     },
-    'GET /audit/verify': async () => ({ status: 200, body: await store.verifyChain() }),
+    'GET /audit/verify': async () => ({
+      status: 200,
+      body: await store.verifyChain(o.jwks ? { jwks: o.jwks() } : {}),
+    }),
     'GET /audit/export': async ({ url }) => {
       const format = url.searchParams.get('format') ?? 'jsonl';
       if (format !== 'jsonl' && format !== 'opa')

@@ -155,3 +155,45 @@ describe('shipper', () => {
     await store.close();
   });
 });
+
+describe('signed checkpoints', () => {
+  it('pin the chain: a rewrite that recomputes every hash is still caught', async () => {
+    const { AgentKeys } = await import('../../control-plane/agents/agent-keys.ts');
+    const { chainHash } = await import('../../control-plane/audit/records.ts');
+    const signer = await AgentKeys.open(null);
+    const store = await openAuditStore({});
+    await store.migrate();
+    const spool = await Spool.open({ dir });
+    const shipper = new Shipper(spool, store, silent, { signer, checkpointEvery: 5 });
+    await Promise.all(Array.from({ length: 12 }, (_, i) => spool.append(record(i))));
+    expect(await shipper.flush()).toBe(true);
+    const last = await store.lastCheckpoint();
+    expect(last?.seq).toBe(12);
+    expect(await store.verifyChain({ jwks: signer.jwks() })).toMatchObject({ ok: true, count: 12 });
+
+    // The attacker edits record 7 and recomputes every later hash, so the links verify again…
+    const sql = (store as unknown as { sql: { query(t: string, p?: unknown[]): Promise<unknown> } }).sql;
+    const rows = await store.decisionsAfter(0, 100);
+    let prev = rows[5]!.hash;
+    for (const r of rows.slice(6)) {
+      const changed = r.seq === 7 ? { ...r, reason: 'nothing to see' } : r;
+      const hash = chainHash(prev, r.seq, changed);
+      await sql.query('UPDATE decisions SET reason = $1, prev_hash = $2, hash = $3 WHERE seq = $4', [
+        changed.reason,
+        prev,
+        hash,
+        r.seq,
+      ]);
+      prev = hash;
+    }
+    expect(await store.verifyChain()).toMatchObject({ ok: true }); // links alone cannot tell
+    // …but not the signed checkpoint.
+    expect(await store.verifyChain({ jwks: signer.jwks() })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/rewritten/),
+    });
+    await shipper.stop();
+    await spool.close();
+    await store.close();
+  });
+});
