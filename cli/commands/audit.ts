@@ -162,10 +162,13 @@ export function registerAuditCommands(program: Command): void {
     .description('check the hash chain of the audit trail; names the first bad record')
     .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
     .action(async (o: { api: string }) => {
-      const res = await api<{ ok: boolean; count?: number; firstBadSeq?: number; reason?: string }>(
-        o.api,
-        '/audit/verify',
-      );
+      const res = await api<{
+        ok: boolean;
+        count?: number;
+        checkpoints?: number;
+        firstBadSeq?: number;
+        reason?: string;
+      }>(o.api, '/audit/verify');
       if (res.ok) {
         process.stdout.write(
           `audit chain intact: ${res.count ?? 0} records, ${res.checkpoints ?? 0} signed checkpoints\n`,
