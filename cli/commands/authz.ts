@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import pino from 'pino';
 import { AUTHZ_DEFAULTS } from '../../authz-server/defaults.ts';
+import { RemoteRevocations } from '../../authz-server/identity/remote-revocations.ts';
 import { startAuthzServer } from '../../authz-server/server.ts';
 
 interface ServeOptions {
@@ -15,6 +16,7 @@ interface ServeOptions {
   groupsClaim?: string;
   watch: boolean;
   logLevel: string;
+  controlPlane?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -33,12 +35,20 @@ export function registerAuthzCommands(program: Command): void {
     .option('--groups-claim <path>', 'claim path holding the groups')
     .option('--watch', 'reload the policy when the bundle or directory changes', false)
     .option('--log-level <level>', 'pino log level (decision lines are info)', 'info')
+    .option(
+      '--control-plane <url>',
+      'the gateway HTTP API: trust its agent tokens and apply its revocations (polled every 2 s)',
+    )
     .action(async (o: ServeOptions) => {
       const logger = pino({ name: 'chaperone-authz', level: o.logLevel });
       if (o.issuer.length > 0 && o.audience.length === 0) {
         process.stderr.write('error: --issuer needs at least one --audience\n');
         process.exit(2);
       }
+      const revocations = o.controlPlane
+        ? new RemoteRevocations(o.controlPlane.replace(/\/$/, ''), logger)
+        : null;
+      revocations?.start();
       try {
         const server = await startAuthzServer({
           address: o.addr,
@@ -48,13 +58,26 @@ export function registerAuthzCommands(program: Command): void {
             watch: o.watch,
           },
           identity: {
-            issuers: o.issuer.map((issuer) => ({
-              issuer,
-              audiences: o.audience,
-              ...(o.groupsClaim ? { groupsClaim: o.groupsClaim } : {}),
-            })),
+            issuers: [
+              ...o.issuer.map((issuer) => ({
+                issuer,
+                audiences: o.audience,
+                ...(o.groupsClaim ? { groupsClaim: o.groupsClaim } : {}),
+              })),
+              ...(o.controlPlane
+                ? [
+                    {
+                      issuer: o.controlPlane,
+                      audiences: ['chaperone'],
+                      jwksUri: `${o.controlPlane}/.well-known/jwks.json`,
+                      algorithms: ['ES256'],
+                    },
+                  ]
+                : []),
+            ],
           },
           logger,
+          ...(revocations ? { revocation: revocations } : {}),
         });
         process.stderr.write(`chaperone authz: listening on ${server.address}\n`);
         const stop = () => void server.close().then(() => process.exit(0));

@@ -30,6 +30,32 @@ export interface RevocationCheck {
   }): string | null;
 }
 
+/** What an authz server needs to enforce revocations, as the control plane publishes it. */
+export interface RevocationList {
+  token_ids: string[];
+  /** user → epoch ms: agent tokens of the user issued at or before it are revoked. */
+  users: Record<string, number>;
+  /** `${user} ${agent}` → epoch ms. */
+  agents: Record<string, number>;
+}
+
+/** Applies a RevocationList to an identity (shared by the in-process registry and remote pollers). */
+export function revokedBy(
+  list: RevocationList,
+  identity: Parameters<RevocationCheck['revoked']>[0],
+): string | null {
+  const agent = identity.actor?.agent;
+  if (!agent) return null;
+  const issuedAt = typeof identity.claims['iat'] === 'number' ? identity.claims['iat'] * 1000 : 0;
+  if (identity.token_id && list.token_ids.includes(identity.token_id))
+    return `agent token ${identity.token_id} was revoked`;
+  const user = list.users[identity.subject];
+  if (user !== undefined && issuedAt <= user) return `every agent of ${identity.subject} was revoked`;
+  const a = list.agents[`${identity.subject} ${agent}`];
+  if (a !== undefined && issuedAt <= a) return `agent ${agent} was revoked`;
+  return null;
+}
+
 export class AgentRegistry implements RevocationCheck {
   private readonly tokens = new Map<string, AgentTokenRecord>();
   /** user → time before which every agent token of that user is revoked (the kill switch). */
@@ -58,17 +84,24 @@ export class AgentRegistry implements RevocationCheck {
     return rec;
   }
 
+  private cachedList: RevocationList | null = null;
+
   revoked(identity: Parameters<RevocationCheck['revoked']>[0]): string | null {
-    const agent = identity.actor?.agent;
-    if (!agent) return null;
-    const issuedAt = typeof identity.claims['iat'] === 'number' ? identity.claims['iat'] * 1000 : 0;
-    const rec = identity.token_id ? this.tokens.get(identity.token_id) : undefined;
-    if (rec?.revoked_at) return `agent token ${rec.token_id} was revoked`;
-    const user = this.userCutoff.get(identity.subject);
-    if (user && issuedAt <= user.at) return `every agent of ${identity.subject} was revoked`;
-    const a = this.agentCutoff.get(`${identity.subject}\0${agent}`);
-    if (a && issuedAt <= a.at) return `agent ${agent} was revoked`;
-    return null;
+    if (!identity.actor?.agent) return null;
+    this.cachedList ??= this.revocations();
+    return revokedBy(this.cachedList, identity);
+  }
+
+  revocations(): RevocationList {
+    const users: Record<string, number> = {};
+    for (const [u, c] of this.userCutoff) users[u] = c.at;
+    const agents: Record<string, number> = {};
+    for (const [k, c] of this.agentCutoff) agents[k.replace('\0', ' ')] = c.at;
+    return {
+      token_ids: [...this.tokens.values()].filter((r) => r.revoked_at).map((r) => r.token_id),
+      users,
+      agents,
+    };
   }
 
   observe(e: DecisionEvent): void {
@@ -91,6 +124,7 @@ export class AgentRegistry implements RevocationCheck {
 
   /** Revokes by token id, by agent name (of a user), or every agent of a user. Returns what it hit. */
   revoke(by: string, what: { tokenId?: string; agent?: string; user?: string }): AgentTokenRecord[] {
+    this.cachedList = null;
     const at = this.now();
     const stamp = new Date(at).toISOString();
     let hit: AgentTokenRecord[] = [];

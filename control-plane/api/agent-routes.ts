@@ -8,6 +8,7 @@ import { parseTtl } from '../../authz-server/approvals/approval-store.ts';
 import type { IdentityVerifier } from '../../authz-server/identity/verifier.ts';
 import type { AgentKeys } from '../agents/agent-keys.ts';
 import type { AgentRegistry } from '../agents/agent-registry.ts';
+import type { AdminAudit } from './approval-routes.ts';
 import { ApiError, type ApiHandler, type ApiRequest } from './http-api.ts';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -38,6 +39,7 @@ export function agentRoutes(o: {
   registry: AgentRegistry;
   /** Verifies the human's token (the configured issuers, not Chaperone's own). */
   userVerifier: IdentityVerifier | null;
+  audit?: AdminAudit;
 }): Record<string, ApiHandler> {
   const { issuer, keys, registry } = o;
   return {
@@ -146,8 +148,22 @@ export function agentRoutes(o: {
         ...(agent ? { agent } : {}),
         ...(agent || user ? { user: user ?? caller.subject } : {}),
       });
+      await o.audit?.({
+        subject: caller.subject,
+        action: 'REVOKE_AGENTS',
+        reason: `revoked ${hit.length} agent token(s): ${tokenId ? `token ${tokenId}` : agent ? `agent ${agent}` : `every agent of ${user}`}`,
+        detail: {
+          token_id: tokenId ?? null,
+          agent: agent ?? null,
+          user: user ?? null,
+          revoked: hit.map((r) => r.token_id),
+        },
+      });
       return { status: 200, body: { revoked: hit.map((r) => r.token_id), by: caller.subject } };
     },
+    // Polled by authz servers running on their own (`chaperone authz serve --control-plane`), so a
+    // revocation reaches every one of them within their poll interval.
+    'GET /agents/revocations': () => ({ status: 200, body: registry.revocations() }),
   };
 }
 

@@ -38,9 +38,18 @@ function bodyField(req: ApiRequest, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+export type AdminAudit = (a: {
+  subject: string;
+  action: string;
+  target?: string | null;
+  reason: string;
+  detail?: unknown;
+}) => Promise<void>;
+
 export function approvalRoutes(
   store: ApprovalStore,
   verifier: IdentityVerifier | null,
+  audit?: AdminAudit,
 ): Record<string, ApiHandler> {
   const decide =
     (verdict: 'approve' | 'deny'): ApiHandler =>
@@ -56,6 +65,21 @@ export function approvalRoutes(
         const r = store.decide(id, { subject: who.subject, groups: who.groups }, verdict, {
           ...(mode ? { mode } : {}),
           ...(ttl ? { ttl } : {}),
+        });
+        // Who approved what is part of the trail, next to the request and the retried decision.
+        await audit?.({
+          subject: who.subject,
+          action: verdict === 'approve' ? 'APPROVE' : 'DENY_APPROVAL',
+          target: r.target,
+          reason: `${verdict === 'approve' ? 'approved' : 'denied'} ${r.method} ${r.path} for ${r.requester.subject} (approval ${r.id})`,
+          detail: {
+            approval_id: r.id,
+            requester: r.requester,
+            method: r.method,
+            path: r.path,
+            mode: r.mode,
+            expires_at: r.expires_at,
+          },
         });
         return { status: 200, body: view(r) };
       } catch (err) {

@@ -1,5 +1,6 @@
 // The audit pipeline of a running gateway: store (PGlite or PostgreSQL) + spool + shipper + the
 // recorder the authz server awaits, the access-log sink for the ALS, and the HTTP API's audit routes.
+import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JWK } from 'jose';
@@ -8,7 +9,7 @@ import { AgentKeys } from '../agents/agent-keys.ts';
 import type { AccessLogEntry, AccessLogSink } from '../als/access-log-service.ts';
 import { ApiError, type ApiHandler } from '../api/http-api.ts';
 import { SpoolRecorder } from '../audit/recorder.ts';
-import type { StoredDecision } from '../audit/records.ts';
+import type { DecisionRecord, StoredDecision } from '../audit/records.ts';
 import { Shipper } from '../audit/shipper.ts';
 import { Spool } from '../audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../audit/store.ts';
@@ -112,6 +113,28 @@ export async function openAuditRuntime(o: {
     store,
     shipper,
     recorder: new SpoolRecorder(spool),
+    recordAdmin: (a) =>
+      spool.append({
+        decision_id: randomUUID(),
+        request_id: '',
+        time: new Date().toISOString(),
+        route_id: null,
+        target: a.target ?? null,
+        method: a.action,
+        host: 'chaperone-api',
+        path: `/admin/${a.action.toLowerCase()}`,
+        subject: a.subject,
+        issuer: null,
+        actor: null,
+        decision: 'admin',
+        http_status: 200,
+        reason: a.reason,
+        reason_code: 'ADMIN',
+        policy_revision: '',
+        latency_us: 0,
+        input: a.detail ?? null,
+        result: null,
+      } satisfies DecisionRecord),
     accessLogs,
     routes: auditApiRoutes(store, { entrypoint: o.config.policy.entrypoint, jwks: () => signer.jwks() }),
     status: () => ({

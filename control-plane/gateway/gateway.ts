@@ -28,6 +28,14 @@ export interface AuditRuntime {
   recorder: DecisionRecorder;
   accessLogs: AccessLogSink;
   status(): Record<string, unknown>;
+  /** Records an administrative action (approval decided, agents revoked) in the same chained trail. */
+  recordAdmin?(a: {
+    subject: string;
+    action: string;
+    target?: string | null;
+    reason: string;
+    detail?: unknown;
+  }): Promise<void>;
   /** HTTP API routes of the audit trail (query, tail, verify). */
   routes?: Record<string, ApiHandler>;
   /** Flushes the spool into the store as far as possible, then closes. */
@@ -245,8 +253,14 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         'GET /status': () => ({ status: 200, body: status() }),
         ...audit.routes,
         // Agents may follow their own approval requests; deciding one needs a human (enforced there).
-        ...approvalRoutes(approvals, new IdentityVerifier(authzIdentity)),
-        ...agentRoutes({ issuer: apiBase, keys: agentKeys, registry: agents, userVerifier: humanVerifier }),
+        ...approvalRoutes(approvals, new IdentityVerifier(authzIdentity), audit.recordAdmin),
+        ...agentRoutes({
+          issuer: apiBase,
+          keys: agentKeys,
+          registry: agents,
+          userVerifier: humanVerifier,
+          ...(audit.recordAdmin ? { audit: audit.recordAdmin } : {}),
+        }),
         ...o.apiRoutes,
       },
     });

@@ -2,18 +2,20 @@
 // real Envoy over ADS, the authz server decides with the shipped policy library and dev tokens, the
 // audit trail records decisions, config edits are pushed (or rejected with file:line while the last
 // good config keeps serving), and SIGTERM stops everything cleanly.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
+import { authzClient, deniedStatus } from '../support/authz-client.ts';
 import {
   devGatewayYaml,
   type GatewayProcess,
   gatewayPorts,
   startGatewayProcess,
 } from '../support/gateway-process.ts';
+import { freePort } from '../support/ports.ts';
 import { waitFor } from '../support/wait.ts';
 
 let gw: GatewayProcess;
@@ -349,6 +351,92 @@ describe('chaperone up --dev', () => {
     expect(((await after.json()) as { code: string }).code).toBe('ERR_TOKEN_REVOKED');
     // alice herself is not affected by the kill switch of her agents.
     expect((await egress('/demo/items', { token: tokens['alice'] })).status).toBe(200);
+  });
+
+  it('propagates a revocation to a standalone authz server within 5 seconds, and audits it', async () => {
+    const minted = await runCli([
+      'agent',
+      'token',
+      '--name',
+      'fleet-bot',
+      '--targets',
+      'demo',
+      '--api',
+      gw.api,
+      '--token',
+      tokens['alice']!,
+    ]);
+    const agentToken = minted.out.trim().split('\n').at(-1)!;
+    const port = await freePort();
+    const authz = spawn(
+      process.execPath,
+      [
+        join(PROJECT_ROOT, 'cli/bin/chaperone.js'),
+        'authz',
+        'serve',
+        '--addr',
+        `127.0.0.1:${port}`,
+        '--policy-dir',
+        join(PROJECT_ROOT, 'policies'),
+        '--issuer',
+        `http://127.0.0.1:${gw.ports.idp}`,
+        '--audience',
+        'chaperone',
+        '--control-plane',
+        gw.api,
+        '--log-level',
+        'warn',
+      ],
+      { stdio: 'ignore' },
+    );
+    const client = authzClient(`127.0.0.1:${port}`);
+    try {
+      const check = () =>
+        client.check({
+          path: '/demo/items',
+          headers: { authorization: `Bearer ${agentToken}` },
+          contextExtensions: { route_id: 'demo/0', target: 'demo' },
+        });
+      await waitFor(async () => (await check()).status.code === 0, {
+        what: 'the standalone authz server to allow the agent',
+        timeoutMs: 60_000,
+      });
+      const revoke = await runCli([
+        'agents',
+        'revoke',
+        '--agent',
+        'fleet-bot',
+        '--api',
+        gw.api,
+        '--token',
+        tokens['alice']!,
+      ]);
+      expect(revoke.code, revoke.out).toBe(0);
+      const started = Date.now();
+      await waitFor(async () => deniedStatus(await check()) === 401, {
+        what: 'the revocation to arrive',
+        timeoutMs: 5_000,
+        intervalMs: 100,
+      });
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      client.close();
+      authz.kill('SIGTERM');
+    }
+    await waitFor(
+      async () => {
+        const { rows } = (await (
+          await fetch(`${gw.api}/audit/decisions?decision=admin&limit=20`)
+        ).json()) as {
+          rows: { method: string; subject: string; reason: string }[];
+        };
+        return rows.some(
+          (r) =>
+            r.method === 'REVOKE_AGENTS' && r.subject === 'alice' && r.reason.includes('agent fleet-bot'),
+        );
+      },
+      { what: 'the revocation in the audit trail' },
+    );
   });
 
   it('pushes a config edit to Envoy, and keeps serving the last good config when an edit is broken', async () => {
