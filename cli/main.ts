@@ -17,6 +17,7 @@ const registrations = [
   import('./commands/audit.ts').then((m) => m.registerAuditCommands(program)),
   import('./commands/approvals.ts').then((m) => m.registerApprovalCommands(program)),
   import('./commands/agents.ts').then((m) => m.registerAgentCommands(program)),
+  import('./commands/login.ts').then((m) => m.registerLoginCommand(program)),
 ];
 
 for (const r of await Promise.allSettled(registrations)) {

@@ -1,16 +1,20 @@
 // `chaperone agent token` (a short-lived agent token for the user, by RFC 8693 token exchange) and
 // `chaperone agents` (the inventory) / `chaperone agents revoke` (one token, an agent, or a user's agents).
 import type { Command } from 'commander';
+import { resolveUserToken } from '../auth/token-cache.ts';
 
 interface Common {
   api: string;
   token?: string;
 }
 
-function userToken(o: Common): string {
-  const t = o.token ?? process.env['CHAPERONE_TOKEN'];
+/** --token, CHAPERONE_TOKEN, or the `chaperone login` cache. */
+async function userToken(o: Common): Promise<string> {
+  const t = await resolveUserToken(o.token);
   if (!t) {
-    process.stderr.write('chaperone: give your OIDC token with --token or the CHAPERONE_TOKEN variable\n');
+    process.stderr.write(
+      'chaperone: run `chaperone login`, or give your token with --token or CHAPERONE_TOKEN\n',
+    );
     process.exit(2);
   }
   return t;
@@ -28,7 +32,7 @@ async function call(
     res = await fetch(`${o.api}${path}`, {
       method,
       headers: {
-        ...(form ? {} : { authorization: `Bearer ${userToken(o)}` }),
+        ...(form ? {} : { authorization: `Bearer ${await userToken(o)}` }),
         ...(body ? { 'content-type': form ? 'application/x-www-form-urlencoded' : 'application/json' } : {}),
       },
       ...(body ? { body: form ? new URLSearchParams(body).toString() : JSON.stringify(body) } : {}),
@@ -68,7 +72,7 @@ export function registerAgentCommands(program: Command): void {
         '/oauth/token',
         {
           grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-          subject_token: userToken(o),
+          subject_token: await userToken(o),
           subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
           agent_name: o.name,
           ttl: o.ttl,

@@ -1,17 +1,19 @@
 // `chaperone approvals list|approve|deny`: the reviewer's side of human approval, through the gateway's
 // HTTP API, authenticated with the reviewer's own OIDC token (--token or CHAPERONE_TOKEN).
 import type { Command } from 'commander';
+import { resolveUserToken } from '../auth/token-cache.ts';
 
 interface Common {
   api: string;
   token?: string;
 }
 
-function token(o: Common): string {
-  const t = o.token ?? process.env['CHAPERONE_TOKEN'];
+/** --token, CHAPERONE_TOKEN, or the `chaperone login` cache. */
+async function token(o: Common): Promise<string> {
+  const t = await resolveUserToken(o.token);
   if (!t) {
     process.stderr.write(
-      'chaperone approvals: give your token with --token or the CHAPERONE_TOKEN variable\n',
+      'chaperone: run `chaperone login`, or give your token with --token or CHAPERONE_TOKEN\n',
     );
     process.exit(2);
   }
@@ -24,7 +26,7 @@ async function call(o: Common, method: 'GET' | 'POST', path: string, body?: unkn
     res = await fetch(`${o.api}${path}`, {
       method,
       headers: {
-        authorization: `Bearer ${token(o)}`,
+        authorization: `Bearer ${await token(o)}`,
         ...(body ? { 'content-type': 'application/json' } : {}),
       },
       ...(body ? { body: JSON.stringify(body) } : {}),

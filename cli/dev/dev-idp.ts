@@ -203,10 +203,17 @@ export async function startDevIdp(o: DevIdpOptions): Promise<DevIdp> {
   };
 
   // The dev interaction: log in the user the client asked for in login_hint and consent to the
-  // request, in one step and without a page. Only flows this module started can log in.
+  // request, in one step and without a page. Flows this module started carry their token options;
+  // an outside client (`chaperone login` against the dev issuer) may sign in any demo user by
+  // login_hint — there are no passwords in dev mode, and /dev/token hands out the same tokens.
   const devLogin = async (p: ProviderInstance, req: IncomingMessage, res: ServerResponse) => {
     const { params } = await p.interactionDetails(req, res);
-    const flow = typeof params['state'] === 'string' ? pendingLogins.get(params['state']) : undefined;
+    const hint = typeof params['login_hint'] === 'string' ? params['login_hint'] : '';
+    const flow =
+      (typeof params['state'] === 'string' ? pendingLogins.get(params['state']) : undefined) ??
+      (users.has(hint)
+        ? ({ sub: hint, token: {} } as { sub: string; token: TokenOptions; grantId?: string })
+        : undefined);
     if (!flow || params['login_hint'] !== flow.sub || !users.has(flow.sub)) {
       await p.interactionFinished(req, res, {
         error: 'access_denied',

@@ -20,7 +20,20 @@ export class AgentKeys {
     private previous: JWK[],
   ) {}
 
-  static async open(stateDir: string | null): Promise<AgentKeys> {
+  /** One key set per state directory in a process (the API and the audit signer share it). */
+  private static readonly opened = new Map<string, Promise<AgentKeys>>();
+
+  static open(stateDir: string | null): Promise<AgentKeys> {
+    if (!stateDir) return AgentKeys.load(null);
+    let keys = AgentKeys.opened.get(stateDir);
+    if (!keys) {
+      keys = AgentKeys.load(stateDir);
+      AgentKeys.opened.set(stateDir, keys);
+    }
+    return keys;
+  }
+
+  private static async load(stateDir: string | null): Promise<AgentKeys> {
     const file = stateDir ? join(stateDir, 'keys', 'agent-signing.json') : null;
     if (file) {
       try {

@@ -164,6 +164,24 @@ export function agentRoutes(o: {
     // Polled by authz servers running on their own (`chaperone authz serve --control-plane`), so a
     // revocation reaches every one of them within their poll interval.
     'GET /agents/revocations': () => ({ status: 200, body: registry.revocations() }),
+    // Key rotation: new tokens and checkpoints are signed with a new key; the previous public keys stay
+    // in the JWKS so what was signed before still verifies.
+    'POST /admin/keys/rotate': async (req) => {
+      const caller = await userFrom(o.userVerifier, headersOf(req));
+      if (!caller.groups.includes('security'))
+        oauthError(403, 'forbidden', 'only the security group may rotate keys');
+      const before = keys.kid;
+      await keys.rotate();
+      await o.audit?.({
+        subject: caller.subject,
+        action: 'ROTATE_KEYS',
+        reason: `signing key ${before} retired, ${keys.kid} active`,
+      });
+      return {
+        status: 200,
+        body: { active: keys.kid, retired: before, published: keys.jwks().keys.map((k) => k.kid) },
+      };
+    },
   };
 }
 

@@ -439,6 +439,71 @@ describe('chaperone up --dev', () => {
     );
   });
 
+  it('chaperone login: authorization code + PKCE in a browser, then commands use the cached token', async () => {
+    const cache = join(gw.dir, 'token-cache.json');
+    const env = { ...process.env, CHAPERONE_TOKEN_CACHE: cache, CHAPERONE_TOKEN: '' };
+    delete (env as Record<string, string | undefined>)['CHAPERONE_TOKEN'];
+    const child = spawn(
+      process.execPath,
+      [
+        join(PROJECT_ROOT, 'cli/bin/chaperone.js'),
+        'login',
+        '--issuer',
+        `http://127.0.0.1:${gw.ports.idp}`,
+        '--login-hint',
+        'alice',
+        '--no-browser',
+      ],
+      { env, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    await waitFor(() => /Sign in at:\n\s+(\S+)/.test(err), { what: 'the sign-in URL', timeoutMs: 30_000 });
+    // The browser: follow the provider's redirects (with its cookies) to the CLI's loopback callback.
+    let url = new URL(/Sign in at:\n\s+(\S+)/.exec(err)![1]!);
+    const cookies = new Map<string, string>();
+    for (let hop = 0; hop < 12 && url.pathname !== '/callback'; hop++) {
+      const res = await fetch(url, {
+        redirect: 'manual',
+        headers: { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') },
+      });
+      for (const c of res.headers.getSetCookie()) {
+        const [pair] = c.split(';');
+        const i = pair!.indexOf('=');
+        cookies.set(pair!.slice(0, i), pair!.slice(i + 1));
+      }
+      url = new URL(res.headers.get('location')!, url);
+    }
+    expect((await fetch(url)).status).toBe(200);
+    expect(await exited, err).toBe(0);
+    expect(err).toContain('logged in as alice');
+
+    const viaCache = await new Promise<{ code: number; out: string }>((resolve) =>
+      execFile(
+        process.execPath,
+        [
+          join(PROJECT_ROOT, 'cli/bin/chaperone.js'),
+          'agent',
+          'token',
+          '--name',
+          'cached-bot',
+          '--api',
+          gw.api,
+        ],
+        { env, timeout: 60_000 },
+        (e, stdout, stderr) => resolve({ code: e ? Number(e.code ?? 1) : 0, out: `${stdout}${stderr}` }),
+      ),
+    );
+    expect(viaCache.code, viaCache.out).toBe(0);
+    const claims = JSON.parse(Buffer.from(viaCache.out.trim().split('.')[1]!, 'base64url').toString()) as {
+      sub: string;
+    };
+    expect(claims.sub).toBe('alice');
+  });
+
   it('pushes a config edit to Envoy, and keeps serving the last good config when an edit is broken', async () => {
     const original = await readFile(gw.configPath, 'utf8');
     // A second route to the same demo upstream under /extra.
