@@ -115,6 +115,20 @@ export function registerAgentCommands(program: Command): void {
         );
       }
     });
+  const keys = program
+    .command('keys')
+    .description("Chaperone's signing keys (agent tokens, audit checkpoints)");
+  withCommon(
+    keys
+      .command('rotate')
+      .description('sign with a new key from now on (security group); old keys stay published'),
+  ).action(async (o: Common) => {
+    const res = await call(o, 'POST', '/admin/keys/rotate', {});
+    process.stdout.write(
+      `active key ${res.active}; retired ${res.retired} (still published for verification)\n`,
+    );
+  });
+
   withCommon(
     agents.command('revoke').description('revoke one token, an agent name, or every agent of a user'),
   )

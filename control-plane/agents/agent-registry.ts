@@ -46,13 +46,15 @@ export function revokedBy(
 ): string | null {
   const agent = identity.actor?.agent;
   if (!agent) return null;
-  const issuedAt = typeof identity.claims['iat'] === 'number' ? identity.claims['iat'] * 1000 : 0;
+  // `iat` has one-second resolution: a cutoff covers tokens from earlier seconds; tokens of the same
+  // second are covered by the explicit token id list (this registry issued and listed every one).
+  const issuedSec = typeof identity.claims['iat'] === 'number' ? identity.claims['iat'] : 0;
   if (identity.token_id && list.token_ids.includes(identity.token_id))
     return `agent token ${identity.token_id} was revoked`;
   const user = list.users[identity.subject];
-  if (user !== undefined && issuedAt <= user) return `every agent of ${identity.subject} was revoked`;
+  if (user !== undefined && issuedSec < Math.floor(user / 1000)) return `every agent of ${identity.subject} was revoked`;
   const a = list.agents[`${identity.subject} ${agent}`];
-  if (a !== undefined && issuedAt <= a) return `agent ${agent} was revoked`;
+  if (a !== undefined && issuedSec < Math.floor(a / 1000)) return `agent ${agent} was revoked`;
   return null;
 }
 

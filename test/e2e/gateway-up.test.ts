@@ -504,6 +504,45 @@ describe('chaperone up --dev', () => {
     expect(claims.sub).toBe('alice');
   });
 
+  it('rotates the signing key (security only) while tokens signed before keep working', async () => {
+    const before = await runCli([
+      'agent',
+      'token',
+      '--name',
+      'rotation-bot',
+      '--targets',
+      'demo',
+      '--api',
+      gw.api,
+      '--token',
+      tokens['alice']!,
+    ]);
+    const oldToken = before.out.trim().split('\n').at(-1)!;
+    const denied = await runCli(['keys', 'rotate', '--api', gw.api, '--token', tokens['alice']!]);
+    expect(denied.code).toBe(1);
+    const rotated = await runCli(['keys', 'rotate', '--api', gw.api, '--token', tokens['carol']!]);
+    expect(rotated.code, rotated.out).toBe(0);
+    const after = await runCli([
+      'agent',
+      'token',
+      '--name',
+      'rotation-bot-2',
+      '--targets',
+      'demo',
+      '--api',
+      gw.api,
+      '--token',
+      tokens['alice']!,
+    ]);
+    const newToken = after.out.trim().split('\n').at(-1)!;
+    const kid = (t: string) =>
+      (JSON.parse(Buffer.from(t.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
+    expect(kid(newToken)).not.toBe(kid(oldToken));
+    // The authz server learns the new key on the unknown kid (one JWKS refresh) and still has the old one.
+    expect((await egress('/demo/items', { token: newToken })).status).toBe(200);
+    expect((await egress('/demo/items', { token: oldToken })).status).toBe(200);
+  });
+
   it('pushes a config edit to Envoy, and keeps serving the last good config when an edit is broken', async () => {
     const original = await readFile(gw.configPath, 'utf8');
     // A second route to the same demo upstream under /extra.
