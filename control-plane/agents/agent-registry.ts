@@ -52,7 +52,8 @@ export function revokedBy(
   if (identity.token_id && list.token_ids.includes(identity.token_id))
     return `agent token ${identity.token_id} was revoked`;
   const user = list.users[identity.subject];
-  if (user !== undefined && issuedSec < Math.floor(user / 1000)) return `every agent of ${identity.subject} was revoked`;
+  if (user !== undefined && issuedSec < Math.floor(user / 1000))
+    return `every agent of ${identity.subject} was revoked`;
   const a = list.agents[`${identity.subject} ${agent}`];
   if (a !== undefined && issuedSec < Math.floor(a / 1000)) return `agent ${agent} was revoked`;
   return null;
