@@ -44,3 +44,21 @@ export function splitHostPort(address: string): { host: string; port: number } {
   if (!host || port > 65535) throw new Error(`invalid address "${address}": expected host:port`);
   return { host, port };
 }
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (suites and benchmarks never use fixed ports). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+      const address = server.address();
+      if (address === null || typeof address === 'string') {
+        server.close();
+        reject(new Error('could not read the bound port'));
+        return;
+      }
+      server.close((err) => (err ? reject(err) : resolve(address.port)));
+    });
+  });
+}

@@ -1,7 +1,6 @@
 // Child processes of the benchmark (the two servers under test and ghz). Every child is tracked so
 // that a normal end, an error or Ctrl-C stops all of them: nothing is left listening after a run.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 
 export interface Child {
   name: string;
@@ -70,23 +69,7 @@ export function killAllNow(): void {
   for (const c of running) c.proc.kill('SIGKILL');
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('could not read the bound port'));
-        return;
-      }
-      server.close((err) => (err ? reject(err) : resolve(address.port)));
-    });
-  });
-}
+export { freePort } from '../../lib/ports.ts';
 
 /** Polls `cond` until it holds, the child dies, or the deadline passes. */
 export async function waitUntil(

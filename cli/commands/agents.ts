@@ -1,55 +1,9 @@
 // `chaperone agent token` (a short-lived agent token for the user, by RFC 8693 token exchange) and
 // `chaperone agents` (the inventory) / `chaperone agents revoke` (one token, an agent, or a user's agents).
 import type { Command } from 'commander';
-import { resolveUserToken } from '../auth/token-cache.ts';
+import { type ApiOptions, callApi as call, requireUserToken } from '../auth/api-client.ts';
 
-interface Common {
-  api: string;
-  token?: string;
-}
-
-/** --token, CHAPERONE_TOKEN, or the `chaperone login` cache. */
-async function userToken(o: Common): Promise<string> {
-  const t = await resolveUserToken(o.token);
-  if (!t) {
-    process.stderr.write(
-      'chaperone: run `chaperone login`, or give your token with --token or CHAPERONE_TOKEN\n',
-    );
-    process.exit(2);
-  }
-  return t;
-}
-
-async function call(
-  o: Common,
-  method: 'GET' | 'POST',
-  path: string,
-  body?: Record<string, string>,
-  form = false,
-): Promise<any> {
-  let res: Response;
-  try {
-    res = await fetch(`${o.api}${path}`, {
-      method,
-      headers: {
-        ...(form ? {} : { authorization: `Bearer ${await userToken(o)}` }),
-        ...(body ? { 'content-type': form ? 'application/x-www-form-urlencoded' : 'application/json' } : {}),
-      },
-      ...(body ? { body: form ? new URLSearchParams(body).toString() : JSON.stringify(body) } : {}),
-    });
-  } catch {
-    process.stderr.write(`chaperone: no gateway API at ${o.api}\n`);
-    process.exit(2);
-  }
-  const json = (await res.json().catch(() => ({}))) as { error?: string; reason?: string };
-  if (!res.ok) {
-    process.stderr.write(
-      `chaperone: ${json.error ?? `HTTP ${res.status}`}${json.reason ? `: ${json.reason}` : ''}\n`,
-    );
-    process.exit(1);
-  }
-  return json;
-}
+type Common = ApiOptions;
 
 const withCommon = (c: Command) =>
   c
@@ -72,13 +26,14 @@ export function registerAgentCommands(program: Command): void {
         '/oauth/token',
         {
           grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-          subject_token: await userToken(o),
+          subject_token: await requireUserToken(o),
           subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
           agent_name: o.name,
           ttl: o.ttl,
           ...(o.targets ? { targets: o.targets } : {}),
         },
-        true,
+        // RFC 8693 is a form post and authenticates by the subject token itself.
+        { form: true, anonymous: true },
       );
       process.stdout.write(o.json ? `${JSON.stringify(res, null, 2)}\n` : `${res.access_token}\n`);
     });

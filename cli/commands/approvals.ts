@@ -1,49 +1,9 @@
 // `chaperone approvals list|approve|deny`: the reviewer's side of human approval, through the gateway's
 // HTTP API, authenticated with the reviewer's own OIDC token (--token or CHAPERONE_TOKEN).
 import type { Command } from 'commander';
-import { resolveUserToken } from '../auth/token-cache.ts';
+import { type ApiOptions, callApi as call } from '../auth/api-client.ts';
 
-interface Common {
-  api: string;
-  token?: string;
-}
-
-/** --token, CHAPERONE_TOKEN, or the `chaperone login` cache. */
-async function token(o: Common): Promise<string> {
-  const t = await resolveUserToken(o.token);
-  if (!t) {
-    process.stderr.write(
-      'chaperone: run `chaperone login`, or give your token with --token or CHAPERONE_TOKEN\n',
-    );
-    process.exit(2);
-  }
-  return t;
-}
-
-async function call(o: Common, method: 'GET' | 'POST', path: string, body?: unknown): Promise<any> {
-  let res: Response;
-  try {
-    res = await fetch(`${o.api}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${await token(o)}`,
-        ...(body ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-  } catch {
-    process.stderr.write(`chaperone approvals: no gateway API at ${o.api}\n`);
-    process.exit(2);
-  }
-  const json = (await res.json().catch(() => ({}))) as { error?: string; reason?: string };
-  if (!res.ok) {
-    process.stderr.write(
-      `chaperone approvals: ${json.error ?? `HTTP ${res.status}`}${json.reason ? `: ${json.reason}` : ''}\n`,
-    );
-    process.exit(1);
-  }
-  return json;
-}
+type Common = ApiOptions;
 
 export function registerApprovalCommands(program: Command): void {
   const approvals = program.command('approvals').description('review requests that need a human approval');

@@ -10,14 +10,10 @@ export interface ListenerConfig {
   port: number;
 }
 
-/** Same shape as the authz server's `IssuerConfig` (docs/architecture.md, Identity). */
-export interface IssuerConfig {
-  issuer: string;
-  audiences: string[];
-  jwksUri?: string;
-  groupsClaim?: string;
-  algorithms?: string[];
-}
+/** The authz server's issuer settings, as the config produces them. */
+export type { IssuerConfig } from '../../authz-server/identity/verifier.ts';
+
+import type { IssuerConfig } from '../../authz-server/identity/verifier.ts';
 
 export interface IdentityConfig {
   issuers: IssuerConfig[];

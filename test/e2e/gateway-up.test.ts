@@ -20,6 +20,24 @@ import { waitFor } from '../support/wait.ts';
 
 let gw: GatewayProcess;
 
+/** An agent token for alice, through the CLI (RFC 8693 exchange at the HTTP API). */
+async function mintAgentToken(name: string, targets: string): Promise<string> {
+  const res = await runCli([
+    'agent',
+    'token',
+    '--name',
+    name,
+    '--targets',
+    targets,
+    '--api',
+    gw.api,
+    '--token',
+    tokens['alice']!,
+  ]);
+  expect(res.code, res.out).toBe(0);
+  return res.out.trim().split('\n').at(-1)!;
+}
+
 function runCli(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile(
@@ -279,19 +297,7 @@ describe('chaperone up --dev', () => {
     expect(seen['authorization_header_present']).toBe(false);
 
     // Limited to its targets, whatever alice herself may do.
-    const other = await runCli([
-      'agent',
-      'token',
-      '--name',
-      'gh-bot',
-      '--targets',
-      'github',
-      '--api',
-      gw.api,
-      '--token',
-      tokens['alice']!,
-    ]);
-    const ghToken = other.out.trim().split('\n').at(-1)!;
+    const ghToken = await mintAgentToken('gh-bot', 'github');
     const refused = await egress('/demo/items', { token: ghToken });
     expect(refused.status).toBe(403);
     expect(((await refused.json()) as { reason: string }).reason).toBe(
@@ -354,19 +360,7 @@ describe('chaperone up --dev', () => {
   });
 
   it('propagates a revocation to a standalone authz server within 5 seconds, and audits it', async () => {
-    const minted = await runCli([
-      'agent',
-      'token',
-      '--name',
-      'fleet-bot',
-      '--targets',
-      'demo',
-      '--api',
-      gw.api,
-      '--token',
-      tokens['alice']!,
-    ]);
-    const agentToken = minted.out.trim().split('\n').at(-1)!;
+    const agentToken = await mintAgentToken('fleet-bot', 'demo');
     const port = await freePort();
     const authz = spawn(
       process.execPath,
@@ -505,36 +499,12 @@ describe('chaperone up --dev', () => {
   });
 
   it('rotates the signing key (security only) while tokens signed before keep working', async () => {
-    const before = await runCli([
-      'agent',
-      'token',
-      '--name',
-      'rotation-bot',
-      '--targets',
-      'demo',
-      '--api',
-      gw.api,
-      '--token',
-      tokens['alice']!,
-    ]);
-    const oldToken = before.out.trim().split('\n').at(-1)!;
+    const oldToken = await mintAgentToken('rotation-bot', 'demo');
     const denied = await runCli(['keys', 'rotate', '--api', gw.api, '--token', tokens['alice']!]);
     expect(denied.code).toBe(1);
     const rotated = await runCli(['keys', 'rotate', '--api', gw.api, '--token', tokens['carol']!]);
     expect(rotated.code, rotated.out).toBe(0);
-    const after = await runCli([
-      'agent',
-      'token',
-      '--name',
-      'rotation-bot-2',
-      '--targets',
-      'demo',
-      '--api',
-      gw.api,
-      '--token',
-      tokens['alice']!,
-    ]);
-    const newToken = after.out.trim().split('\n').at(-1)!;
+    const newToken = await mintAgentToken('rotation-bot-2', 'demo');
     const kid = (t: string) =>
       (JSON.parse(Buffer.from(t.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
     expect(kid(newToken)).not.toBe(kid(oldToken));
