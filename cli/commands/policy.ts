@@ -2,12 +2,15 @@
 // (0 ok, 1 a check or test failed, 2 usage error or a tool missing).
 
 import { existsSync, statSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { AUTHZ_DEFAULTS } from '../../authz-server/defaults.ts';
 import { readBundle } from '../../authz-server/policy/bundle-reader.ts';
+import { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
 import { PROJECT_ROOT, ToolNotFoundError } from '../../lib/tools.ts';
+import { type FixtureOutcome, loadFixtures, runFixtures } from '../policy/fixtures.ts';
 import { junitXml } from '../policy/junit.ts';
 import {
   buildWasmBundle,
@@ -43,6 +46,36 @@ function requireDir(dir: string): boolean {
   if (existsSync(dir) && statSync(dir).isDirectory()) return true;
   err(`error: policy directory ${dir} does not exist`);
   return false;
+}
+
+function diffLine(d: FixtureOutcome['diffs'][number]): string {
+  return `${d.field}: expected ${JSON.stringify(d.expected)}, got ${JSON.stringify(d.actual)}`;
+}
+
+/** Builds the bundle once and runs every fixture through the production path. */
+async function fixtureReport(dir: string, fixtureDir: string, entrypoint: string) {
+  const { cases, errors } = await loadFixtures(fixtureDir);
+  const tmp = await mkdtemp(join(tmpdir(), 'chaperone-fixtures-'));
+  try {
+    const built = await buildWasmBundle({ dir, entrypoints: [entrypoint], out: join(tmp, 'bundle.tar.gz') });
+    if (!built.ok)
+      return {
+        outcomes: [],
+        errors: [
+          ...errors,
+          ...built.errors.map((e) => ({
+            file: e.file ?? dir,
+            ...(e.line ? { line: e.line } : {}),
+            message: e.message,
+          })),
+        ],
+      };
+    const bundle = readBundle(await readFile(built.bundlePath), built.bundlePath);
+    const engine = await PolicyEngine.load(bundle, entrypoint);
+    return { outcomes: runFixtures(engine, bundle.revision, cases), errors };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
 }
 
 export function registerPolicyCommands(program: Command): void {
@@ -96,6 +129,11 @@ export function registerPolicyCommands(program: Command): void {
     .option('--format <fmt>', 'text or json', 'text')
     .option('--junit <file>', 'also write a JUnit XML report')
     .option('-v, --verbose', 'print passing tests too', false)
+    .option(
+      '--fixtures <dir>',
+      'request fixtures (YAML) run through the production path (default: <dir>/fixtures)',
+    )
+    .option('-e, --entrypoint <path>', 'decision the fixtures evaluate', AUTHZ_DEFAULTS.entrypoint)
     .action(
       guarded(
         async (o: {
@@ -105,6 +143,8 @@ export function registerPolicyCommands(program: Command): void {
           format: string;
           junit?: string;
           verbose: boolean;
+          fixtures?: string;
+          entrypoint: string;
         }) => {
           if (!requireDir(o.dir)) return 2;
           const threshold = Number(o.coverageThreshold);
@@ -123,26 +163,49 @@ export function registerPolicyCommands(program: Command): void {
           });
           const failed = report.cases.filter((c) => c.outcome === 'fail' || c.outcome === 'error');
           const belowThreshold = report.coverage !== null && report.coverage < threshold;
+          const fixtureDir = o.fixtures ?? join(o.dir, 'fixtures');
+          const fixtures =
+            o.fixtures || existsSync(fixtureDir)
+              ? await fixtureReport(o.dir, fixtureDir, o.entrypoint)
+              : null;
+          const fixturesOk =
+            fixtures === null || (fixtures.errors.length === 0 && fixtures.outcomes.every((f) => f.ok));
           if (o.junit) {
             await writeFile(
               o.junit,
               junitXml(
                 'chaperone policy test',
-                report.cases.map((c) => ({
-                  suite: c.pkg,
-                  name: c.name,
-                  file: `${c.file}:${c.line}`,
-                  timeMs: c.durationMs,
-                  ...(c.outcome === 'fail' || c.outcome === 'error'
-                    ? { failure: c.error ?? `${c.name} failed${c.output ? `\n${c.output}` : ''}` }
-                    : {}),
-                  ...(c.outcome === 'skip' ? { skipped: true } : {}),
-                })),
+                report.cases
+                  .map((c) => ({
+                    suite: c.pkg,
+                    name: c.name,
+                    file: `${c.file}:${c.line}`,
+                    timeMs: c.durationMs,
+                    ...(c.outcome === 'fail' || c.outcome === 'error'
+                      ? { failure: c.error ?? `${c.name} failed${c.output ? `\n${c.output}` : ''}` }
+                      : {}),
+                    ...(c.outcome === 'skip' ? { skipped: true } : {}),
+                  }))
+                  .concat(
+                    (fixtures?.outcomes ?? []).map((f) => ({
+                      suite: `fixtures.${f.file}`,
+                      name: f.name,
+                      file: `${f.file}:${f.line}`,
+                      timeMs: f.durationMs,
+                      ...(f.ok ? {} : { failure: f.diffs.map(diffLine).join('\n') }),
+                    })),
+                  ),
               ),
             );
           }
           if (o.format === 'json') {
-            out(JSON.stringify({ ...report, threshold, ok: report.ok && !belowThreshold }, null, 2));
+            out(
+              JSON.stringify(
+                { ...report, fixtures, threshold, ok: report.ok && !belowThreshold && fixturesOk },
+                null,
+                2,
+              ),
+            );
           } else {
             for (const e of report.errors) err(formatIssue(e));
             for (const c of report.cases) {
@@ -167,8 +230,22 @@ export function registerPolicyCommands(program: Command): void {
             out(
               `${passed} passed, ${failed.length} failed${report.cases.length === 0 ? ' (no tests found)' : ''}`,
             );
+            if (fixtures) {
+              out(`request fixtures (${fixtureDir}, through the input builder and the compiled WASM):`);
+              for (const e of fixtures.errors)
+                out(`  ✗ ${e.file}${e.line ? `:${e.line}` : ''}: ${e.message}`);
+              for (const f of fixtures.outcomes) {
+                if (f.ok && !o.verbose) continue;
+                out(`  ${f.ok ? '✓' : '✗'} ${f.name}  ${f.file}:${f.line}`);
+                for (const d of f.diffs) out(`      ${diffLine(d)}`);
+              }
+              const fp = fixtures.outcomes.filter((f) => f.ok).length;
+              out(
+                `${fp} passed, ${fixtures.outcomes.length - fp} failed${fixtures.errors.length ? `, ${fixtures.errors.length} invalid` : ''}`,
+              );
+            }
           }
-          return report.ok && !belowThreshold && report.cases.length > 0 ? 0 : 1;
+          return report.ok && !belowThreshold && report.cases.length > 0 && fixturesOk ? 0 : 1;
         },
       ),
     );

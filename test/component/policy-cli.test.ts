@@ -148,6 +148,47 @@ describe('chaperone policy', () => {
     expect(res.out).toMatch(/p\.rego: [\d.]+%, not covered: lines/);
   });
 
+  it('runs the request fixtures through the production path with the shipped library', async () => {
+    const { code, out } = await chaperone(['policy', 'test', '--dir', 'policies', '-v']);
+    expect(code, out).toBe(0);
+    expect(out).toMatch(/✓ a delete waits for security\s+policies\/fixtures\/demo\.yaml:\d+/);
+    expect(out).toMatch(/request fixtures .*\n[\s\S]*\d+ passed, 0 failed/);
+  });
+
+  it('reports a fixture that fails on purpose with a diff, exit 1 and a JUnit failure', async () => {
+    const junit = join(dir, 'fixtures-junit.xml');
+    const { code, out } = await chaperone([
+      'policy',
+      'test',
+      '--dir',
+      'policies',
+      '--fixtures',
+      'test/fixtures/policy-fixtures',
+      '--junit',
+      junit,
+    ]);
+    expect(code).toBe(1);
+    expect(out).toContain(
+      '✗ contractors read the demo API (wrong on purpose)  test/fixtures/policy-fixtures/failing.yaml:3',
+    );
+    expect(out).toContain('allowed: expected true, got false');
+    expect(out).toContain('headers_set.x-chaperone-user: expected "bob", got null');
+    const xml = await readFile(junit, 'utf8');
+    expect(xml).toMatch(/name="contractors read the demo API \(wrong on purpose\)"[^>]*><failure/);
+  });
+
+  it('rejects an invalid fixture file with its line', async () => {
+    const d = join(dir, 'bad-fixtures');
+    await import('node:fs/promises').then((fs) => fs.mkdir(d, { recursive: true }));
+    await writeFile(
+      join(d, 'x.yaml'),
+      'cases:\n  - name: typo\n    request: { method: GET, path: / }\n    expect: { alowed: true }\n',
+    );
+    const { code, out } = await chaperone(['policy', 'test', '--dir', 'policies', '--fixtures', d]);
+    expect(code).toBe(1);
+    expect(out).toMatch(/x\.yaml:4: cases\[0\]\.expect: must NOT have additional properties/);
+  });
+
   it('is a usage error (exit 2) for a missing directory', async () => {
     const res = await chaperone(['policy', 'test', '--dir', join(dir, 'nope')]);
     expect(res.code).toBe(2);
