@@ -9,6 +9,8 @@ import type { Command } from 'commander';
 import { AUTHZ_DEFAULTS } from '../../authz-server/defaults.ts';
 import { readBundle } from '../../authz-server/policy/bundle-reader.ts';
 import { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
+import { openAuditStore } from '../../control-plane/audit/store.ts';
+import { parseSince } from '../../control-plane/gateway/audit-runtime.ts';
 import { PROJECT_ROOT, ToolNotFoundError } from '../../lib/tools.ts';
 import { type FixtureOutcome, loadFixtures, runFixtures } from '../policy/fixtures.ts';
 import { junitXml } from '../policy/junit.ts';
@@ -19,6 +21,7 @@ import {
   runOpaFmtCheck,
   runOpaTest,
 } from '../policy/opa-runner.ts';
+import { replay } from '../policy/replay.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
@@ -50,6 +53,33 @@ function requireDir(dir: string): boolean {
 
 function diffLine(d: FixtureOutcome['diffs'][number]): string {
   return `${d.field}: expected ${JSON.stringify(d.expected)}, got ${JSON.stringify(d.actual)}`;
+}
+
+async function candidateEngine(
+  bundlePath: string | undefined,
+  dir: string | undefined,
+  entrypoint: string,
+): Promise<PolicyEngine | null> {
+  const tmp = await mkdtemp(join(tmpdir(), 'chaperone-candidate-'));
+  try {
+    let path = bundlePath;
+    if (dir) {
+      const built = await buildWasmBundle({
+        dir,
+        entrypoints: [entrypoint],
+        out: join(tmp, 'bundle.tar.gz'),
+      });
+      if (!built.ok) {
+        for (const e of built.errors) err(formatIssue(e));
+        return null;
+      }
+      path = built.bundlePath;
+    }
+    const bytes = await readFile(path as string);
+    return await PolicyEngine.load(readBundle(bytes, path as string), entrypoint);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
 }
 
 /** Builds the bundle once and runs every fixture through the production path. */
@@ -246,6 +276,94 @@ export function registerPolicyCommands(program: Command): void {
             }
           }
           return report.ok && !belowThreshold && report.cases.length > 0 && fixturesOk ? 0 : 1;
+        },
+      ),
+    );
+
+  policy
+    .command('replay')
+    .description('re-evaluate recorded decisions against a candidate policy and report what would change')
+    .option('--since <when>', 'e.g. 24h, 7d or an ISO time', '24h')
+    .option('--bundle <file>', 'the candidate bundle (from `chaperone policy build`)')
+    .option('--candidate-dir <dir>', 'or a candidate Rego directory, built here')
+    .option('-e, --entrypoint <path>', 'decision path', AUTHZ_DEFAULTS.entrypoint)
+    .option('--store <url>', 'PostgreSQL audit store (postgres://…, or env:NAME)')
+    .option('--data-dir <dir>', 'embedded (PGlite) audit store of a stopped gateway', '.chaperone/audit')
+    .option('--max-changes <n>', 'exit 1 when more decisions would change (CI gate)')
+    .option('--examples <n>', 'example requests per group', '3')
+    .option('--format <fmt>', 'text or json', 'text')
+    .action(
+      guarded(
+        async (o: {
+          since: string;
+          bundle?: string;
+          candidateDir?: string;
+          entrypoint: string;
+          store?: string;
+          dataDir: string;
+          maxChanges?: string;
+          examples: string;
+          format: string;
+        }) => {
+          if (!o.bundle === !o.candidateDir) {
+            err('error: give the candidate as --bundle <file> or --candidate-dir <dir>');
+            return 2;
+          }
+          const since = parseSince(o.since);
+          let url = o.store;
+          if (url?.startsWith('env:')) {
+            url = process.env[url.slice(4)];
+            if (!url) {
+              err(`error: --store refers to ${o.store}, which is not set`);
+              return 2;
+            }
+          }
+          const engine = await candidateEngine(o.bundle, o.candidateDir, o.entrypoint);
+          if (!engine) return 1;
+          const store = await openAuditStore(url ? { url } : { dataDir: resolve(o.dataDir) });
+          try {
+            if (o.format === 'text')
+              err(
+                `chaperone policy replay: decisions since ${since.toISOString()} from ${store.description}`,
+              );
+            const report = await replay(store, engine, {
+              since,
+              onProgress: (n) => err(`  replayed ${n} decisions…`),
+            });
+            const limit = o.maxChanges === undefined ? Number.POSITIVE_INFINITY : Number(o.maxChanges);
+            const failed = report.changes.length > limit;
+            if (o.format === 'json') {
+              out(JSON.stringify({ ...report, max_changes: o.maxChanges ?? null, ok: !failed }, null, 2));
+              return failed ? 1 : 0;
+            }
+            out(
+              `replayed ${report.replayed} decisions (${report.skipped} skipped: no input or not decided by the policy)`,
+            );
+            const allowToDeny = report.changes.filter((c) => c.was === 'allow').length;
+            out(
+              `  ${report.unchanged} unchanged, ${allowToDeny} allow→deny, ${report.changes.length - allowToDeny} deny→allow`,
+            );
+            for (const [label, map] of Object.entries(report.by)) {
+              const rows = Object.entries(map).sort((a, b) => b[1] - a[1]);
+              if (rows.length === 0) continue;
+              out(`  by ${label}: ${rows.map(([k, n]) => `${k} ${n}`).join(', ')}`);
+            }
+            const perGroup = new Map<string, number>();
+            for (const c of report.changes) {
+              const key = `${c.was}→${c.now} ${c.subject ?? '-'} ${c.target ?? '-'}`;
+              const n = perGroup.get(key) ?? 0;
+              if (n >= Number(o.examples)) continue;
+              perGroup.set(key, n + 1);
+              out(
+                `    ${c.was}→${c.now}  ${c.subject ?? '-'}${c.agent ? ` via ${c.agent}` : ''}  ${c.method} ${c.path}  (${c.target ?? '-'}, ${c.decision_id})`,
+              );
+            }
+            if (failed)
+              out(`policy replay failed: ${report.changes.length} changes > --max-changes ${o.maxChanges}`);
+            return failed ? 1 : 0;
+          } finally {
+            await store.close();
+          }
         },
       ),
     );
