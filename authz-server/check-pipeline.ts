@@ -29,6 +29,8 @@ export interface DecisionEvent {
   verdict: Verdict;
   policyRevision: string;
   latencyUs: number;
+  /** Shadow mode: what the candidate policy would have decided (never enforced). */
+  shadow?: ShadowOutcome;
   /** The policy input, for replay; the caller masks secrets before storing it. */
   input: unknown;
   result: unknown;
@@ -39,12 +41,21 @@ export interface DecisionRecorder {
   record(event: DecisionEvent): Promise<void>;
 }
 
+export interface ShadowOutcome {
+  revision: string;
+  decision: 'allow' | 'deny' | 'error';
+  /** True when the candidate disagrees with the enforced answer. */
+  differs: boolean;
+}
+
 export interface CheckMetrics {
   total: number;
   allowed: number;
   denied: number;
   /** Denies the server made itself, by reason code (policy errors are not policy denies). */
   errors: Partial<Record<AuthzErrorCode, number>>;
+  /** Shadow mode: decisions the candidate also evaluated, and how many it would have decided otherwise. */
+  shadow?: { evaluated: number; differences: number; errors: number };
 }
 
 export interface CheckDeps {
@@ -63,6 +74,8 @@ export interface CheckDeps {
   revocation?: { revoked(identity: Identity): string | null };
   /** Called with every decision after it is recorded (agent inventory, metrics). Must not throw. */
   onDecision?: (event: DecisionEvent) => void;
+  /** A candidate policy evaluated beside the enforcing one on live traffic; its answer is recorded, never enforced. */
+  shadow?: PolicyStore;
   /** Human approval of requests the policy marks `approval`; without it such requests are plain denies. */
   approvals?: { store: ApprovalStore; statusUrl: (id: string) => string };
 }
@@ -317,6 +330,27 @@ export class CheckPipeline {
     });
   }
 
+  /** Shadow mode: the candidate's answer on the same input (only where the enforcing policy ran). */
+  private shadowOf(input: unknown, verdict: Verdict): ShadowOutcome | null {
+    const snapshot = this.deps.shadow?.current();
+    if (!snapshot || input === null || verdict.reasonCode.startsWith('ERR_')) return null;
+    const m = this.deps.metrics;
+    m.shadow ??= { evaluated: 0, differences: 0, errors: 0 };
+    m.shadow.evaluated++;
+    const out = snapshot.engine.evaluate(input);
+    let decision: ShadowOutcome['decision'] = 'error';
+    if (out.ok) {
+      const r = out.result;
+      decision =
+        r === true || (!!r && typeof r === 'object' && (r as { allowed?: unknown }).allowed === true)
+          ? 'allow'
+          : 'deny';
+    } else m.shadow.errors++;
+    const differs = decision !== (verdict.decision === 'allow' ? 'allow' : 'deny');
+    if (differs) m.shadow.differences++;
+    return { revision: snapshot.revision, decision, differs };
+  }
+
   private fingerprint(state: CheckState, identity: { subject: string; actor: unknown }): string {
     return fingerprintOf({
       subject: identity.subject,
@@ -390,6 +424,8 @@ export class CheckPipeline {
       input: extra.input,
       result: extra.result,
     };
+    const shadow = this.shadowOf(extra.input, verdict);
+    if (shadow) event.shadow = shadow;
     let response = decided.response;
     if (this.deps.recorder) {
       try {

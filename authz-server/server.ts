@@ -26,6 +26,8 @@ export interface AuthzServerOptions {
   /** Human approval: where pending requests live and the status URL returned to the requester. */
   approvals?: { store: ApprovalStore; statusUrl: (id: string) => string };
   revocation?: CheckDeps['revocation'];
+  /** Shadow mode: a candidate policy evaluated on live traffic, recorded and counted, never enforced. */
+  shadow?: { bundle?: string; dir?: string; entrypoint?: string };
   onDecision?: CheckDeps['onDecision'];
 }
 
@@ -95,6 +97,21 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
   }
   credentials.watch();
 
+  let shadow: PolicyStore | null = null;
+  if (opts.shadow) {
+    shadow = new PolicyStore(policySource(opts.shadow), {
+      onLoaded: (s) => logger.info({ shadow_revision: s.revision }, 'shadow policy loaded'),
+      onError: (e) => logger.error({ errors: e.errors }, `shadow policy: ${e.message}`),
+    });
+    if (!(await shadow.reload())) {
+      throw new ChaperoneError(
+        'ERR_POLICY_MISSING',
+        `shadow policy could not be loaded: ${shadow.lastError()?.message ?? 'unknown error'}`,
+      );
+    }
+    shadow.watch();
+  }
+
   const metrics: CheckMetrics = { total: 0, allowed: 0, denied: 0, errors: {} };
   const pipeline = new CheckPipeline({
     policy,
@@ -104,6 +121,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     credentials,
     ...(opts.approvals ? { approvals: opts.approvals } : {}),
     ...(opts.revocation ? { revocation: opts.revocation } : {}),
+    ...(shadow ? { shadow } : {}),
     ...(opts.onDecision ? { onDecision: opts.onDecision } : {}),
     ...(opts.identity?.tokenHeader ? { tokenHeader: opts.identity.tokenHeader } : {}),
     ...(opts.recorder ? { recorder: opts.recorder } : {}),
@@ -148,6 +166,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     close: () =>
       new Promise<void>((resolveClose) => {
         policy.close();
+        shadow?.close();
         credentials.close();
         health.setStatus('', 'NOT_SERVING');
         health.setStatus(HEALTH_SERVICE, 'NOT_SERVING');

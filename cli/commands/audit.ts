@@ -72,7 +72,8 @@ export function registerAuditCommands(program: Command): void {
     .option('--user <sub>', 'the human (token subject)')
     .option('--agent <name>', 'the agent acting for the user')
     .option('--target <name>', 'the target')
-    .option('--decision <d>', 'allow, deny, approval_required or error')
+    .option('--decision <d>', 'allow, deny, approval_required, error or admin')
+    .option('--shadow-differs', 'only decisions the shadow policy would have decided otherwise', false)
     .option('--since <when>', 'e.g. 24h, 30m, 7d or an ISO time', '24h')
     .option('--limit <n>', 'rows per page', '50')
     .option('--all', 'follow every page', false)
@@ -84,6 +85,7 @@ export function registerAuditCommands(program: Command): void {
         agent?: string;
         target?: string;
         decision?: string;
+        shadowDiffers: boolean;
         since: string;
         limit: string;
         all: boolean;
@@ -95,7 +97,16 @@ export function registerAuditCommands(program: Command): void {
         do {
           const page = await api<{ rows: Row[]; nextCursor?: string | null }>(
             o.api,
-            `/audit/decisions${queryString({ user: o.user, agent: o.agent, target: o.target, decision: o.decision, since: o.since, limit: o.limit, cursor })}`,
+            `/audit/decisions${queryString({
+              user: o.user,
+              agent: o.agent,
+              target: o.target,
+              decision: o.decision,
+              shadow: o.shadowDiffers ? 'differs' : undefined,
+              since: o.since,
+              limit: o.limit,
+              cursor,
+            })}`,
           );
           if (o.json) for (const r of page.rows) process.stdout.write(`${JSON.stringify(r)}\n`);
           else all.push(...page.rows);

@@ -17,6 +17,8 @@ interface ServeOptions {
   watch: boolean;
   logLevel: string;
   controlPlane?: string;
+  shadowDir?: string;
+  shadowBundle?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -35,6 +37,8 @@ export function registerAuthzCommands(program: Command): void {
     .option('--groups-claim <path>', 'claim path holding the groups')
     .option('--watch', 'reload the policy when the bundle or directory changes', false)
     .option('--log-level <level>', 'pino log level (decision lines are info)', 'info')
+    .option('--shadow-dir <dir>', 'shadow mode: a candidate Rego directory evaluated too, never enforced')
+    .option('--shadow-bundle <file>', 'shadow mode: a candidate bundle evaluated too, never enforced')
     .option(
       '--control-plane <url>',
       'the gateway HTTP API: trust its agent tokens and apply its revocations (polled every 2 s)',
@@ -78,6 +82,14 @@ export function registerAuthzCommands(program: Command): void {
           },
           logger,
           ...(revocations ? { revocation: revocations } : {}),
+          ...(o.shadowDir || o.shadowBundle
+            ? {
+                shadow: {
+                  ...(o.shadowBundle ? { bundle: o.shadowBundle } : { dir: o.shadowDir as string }),
+                  entrypoint: o.entrypoint,
+                },
+              }
+            : {}),
         });
         process.stderr.write(`chaperone authz: listening on ${server.address}\n`);
         const stop = () => void server.close().then(() => process.exit(0));

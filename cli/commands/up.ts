@@ -20,6 +20,7 @@ interface UpOptions {
   logLevel: string;
   devIdpPort: string;
   demoPort: string;
+  shadowPolicy?: string;
 }
 
 const line = (component: string, detail: string) =>
@@ -38,6 +39,10 @@ export function registerUpCommand(program: Command): void {
     .option('--dev-idp-port <port>', 'port of the dev OIDC issuer', String(DEV_DEFAULTS.idpPort))
     .option('--demo-port <port>', 'port of the demo upstream', String(DEV_DEFAULTS.demoUpstreamPort))
     .option('--log-level <level>', 'log level (decision lines are info)', 'warn')
+    .option(
+      '--shadow-policy <dir|bundle.tar.gz>',
+      'shadow mode: evaluate this candidate policy too; record differences, never enforce',
+    )
     .action(async (o: UpOptions) => {
       const code = await runUp(o);
       if (code !== 0) process.exit(code);
@@ -107,6 +112,13 @@ async function runUp(o: UpOptions): Promise<number> {
       stateDir,
       logger,
       apiRoutes: extraRoutes,
+      ...(o.shadowPolicy
+        ? {
+            shadowPolicy: o.shadowPolicy.endsWith('.tar.gz')
+              ? { bundle: resolve(o.shadowPolicy) }
+              : { dir: resolve(o.shadowPolicy) },
+          }
+        : {}),
       openAudit: () => openAuditRuntime({ config, stateDir, logger: logger.child({ component: 'audit' }) }),
       onStatus: line,
     });

@@ -24,6 +24,8 @@ export interface DecisionRecord {
   latency_us: number;
   input: unknown;
   result: unknown;
+  /** Shadow mode: the candidate policy's answer, when one ran. */
+  shadow?: { revision: string; decision: string; differs: boolean } | null;
 }
 
 export interface StoredDecision extends DecisionRecord {
@@ -55,6 +57,7 @@ export function toDecisionRecord(e: DecisionEvent, maskedInput: unknown): Decisi
     latency_us: e.latencyUs,
     input: maskedInput,
     result: e.result ?? null,
+    ...(e.shadow ? { shadow: e.shadow } : {}),
   };
 }
 
@@ -90,6 +93,8 @@ export function chainHash(prevHash: string, seq: number, r: DecisionRecord): str
     policy_revision: r.policy_revision,
     input: r.input ?? null,
     result: r.result ?? null,
+    // Only present when a shadow policy ran, so records from before shadow mode hash as they did.
+    ...(r.shadow ? { shadow: r.shadow } : {}),
   };
   return createHash('sha256').update(prevHash).update(canonicalJson(covered)).digest('hex');
 }

@@ -17,6 +17,8 @@ export interface DecisionQuery {
   agent?: string;
   target?: string;
   decision?: string;
+  /** Only decisions a shadow policy would have decided otherwise. */
+  shadowDiffers?: boolean;
   since?: Date;
   until?: Date;
   limit?: number;
@@ -74,9 +76,10 @@ const DECISION_COLUMNS = [
   'latency_us',
   'input',
   'result',
+  'shadow',
 ] as const;
 
-const JSON_COLUMNS = new Set(['actor', 'input', 'result']);
+const JSON_COLUMNS = new Set(['actor', 'input', 'result', 'shadow']);
 
 function rowToDecision(r: Record<string, unknown>): StoredDecision {
   const out: Record<string, unknown> = { ...r };
@@ -193,6 +196,7 @@ class SqlAuditStore implements AuditStore {
     if (q.agent) add("actor->>'agent' = ?", q.agent);
     if (q.target) add('target = ?', q.target);
     if (q.decision) add('decision = ?', q.decision);
+    if (q.shadowDiffers) where.push("shadow->>'differs' = 'true'");
     if (q.since) add('time >= ?', q.since.toISOString());
     if (q.until) add('time < ?', q.until.toISOString());
     if (q.cursor) {

@@ -211,6 +211,7 @@ export function auditApiRoutes(
           ...(p.get('agent') ? { agent: p.get('agent')! } : {}),
           ...(p.get('target') ? { target: p.get('target')! } : {}),
           ...(p.get('decision') ? { decision: p.get('decision')! } : {}),
+          ...(p.get('shadow') === 'differs' ? { shadowDiffers: true } : {}),
           ...(since ? { since: parseSince(since) } : {}),
           ...(limit ? { limit: Number(limit) } : {}),
           ...(p.get('cursor') ? { cursor: p.get('cursor')! } : {}),

@@ -56,6 +56,8 @@ export interface GatewayOptions {
   /** Extra binds to check up front (dev IdP, demo upstream). */
   extraBinds?: PlannedBind[];
   onStatus?: (component: string, detail: string) => void;
+  /** Shadow mode: a candidate policy (directory or bundle) evaluated on live traffic, never enforced. */
+  shadowPolicy?: { dir?: string; bundle?: string };
 }
 
 export interface Gateway {
@@ -174,6 +176,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       identity: authzIdentity,
       logger: logger.child({ component: 'authz' }),
       revocation: agents,
+      ...(o.shadowPolicy ? { shadow: { ...o.shadowPolicy, entrypoint: config.policy.entrypoint } } : {}),
       onDecision: (e) => agents.observe(e),
       recorder: audit.recorder,
       credentials: credentialSpecs(config),

@@ -95,7 +95,7 @@ for (const engine of engines) {
       });
 
       it('applies the migrations once', async () => {
-        expect(await store.migrate()).toEqual(['0001']);
+        expect(await store.migrate()).toEqual(['0001', '0002']);
         expect(await store.migrate()).toEqual([]);
       });
 
