@@ -10,6 +10,8 @@ import { describeThrown } from './errors.ts';
 import type { Identity, IdentityVerifier } from './identity/verifier.ts';
 import { buildInput } from './input/build-input.ts';
 import type { PolicyStore } from './policy/policy-store.ts';
+import { protocolHook } from './protocols/index.ts';
+import { mcpApprovalError } from './protocols/mcp.ts';
 import { type CheckResponseMessage, mapPolicyResult, serverDeny, type Verdict } from './result-mapper.ts';
 
 /** The fields of a decision worth keeping; the audit trail and the decision log share them. */
@@ -134,6 +136,13 @@ function approvalSpec(result: unknown): { reviewers: string[]; ttl?: string; rea
   };
 }
 
+/** The JSON-RPC id of an MCP request (for answering in JSON-RPC), or null for other traffic. */
+function mcpRequestId(input: unknown): { id: string | number | null } | null {
+  const p = (input as { protocol?: { name?: string; method?: string | null; id?: string | number | null } })
+    .protocol;
+  return p?.name === 'mcp' && p.method ? { id: p.id ?? null } : null;
+}
+
 function bodyHash(http: HttpAttrs): string | null {
   const h = http as HttpAttrs & { rawBody?: Buffer; body?: string };
   const bytes = h.rawBody && h.rawBody.length > 0 ? h.rawBody : h.body ? Buffer.from(h.body) : null;
@@ -193,6 +202,7 @@ export class CheckPipeline {
       req,
       { identity, identityError },
       {
+        protocol: protocolHook,
         requireCompleteBody: this.deps.requireCompleteBody ?? true,
         ...(this.deps.maxBodyBytes ? { maxBodyBytes: this.deps.maxBodyBytes } : {}),
       },
@@ -285,13 +295,22 @@ export class CheckPipeline {
             ...(outcome.result as Record<string, unknown>),
             allowed: false,
             http_status: 403,
-            body: {
-              error: 'approval_required',
-              approval_id: req.id,
-              status_url: approvals.statusUrl(req.id),
-              reviewers: req.reviewers,
-              reason: req.reason,
-            },
+            // An MCP client gets a JSON-RPC error it can show (with the approval URL), not a bare 403.
+            body: mcpRequestId(built.input)
+              ? mcpApprovalError(
+                  mcpRequestId(built.input)!.id,
+                  req.id,
+                  approvals.statusUrl(req.id),
+                  req.reason,
+                )
+              : {
+                  error: 'approval_required',
+                  approval_id: req.id,
+                  status_url: approvals.statusUrl(req.id),
+                  reviewers: req.reviewers,
+                  reason: req.reason,
+                },
+            ...(mcpRequestId(built.input) ? { headers: { 'content-type': 'application/json' } } : {}),
           },
           { ...ctx, requestHeaderNames: Object.keys(state.headers) },
         );

@@ -16,7 +16,12 @@ export interface BodyOptions {
 }
 
 export type BodyOutcome =
-  | { ok: true; truncated: boolean; parsed?: unknown }
+  | {
+      ok: true;
+      truncated: boolean;
+      parsed?: unknown /** The decoded text of a parsed body (protocol decoders re-read it strictly). */;
+      text?: string;
+    }
   | { ok: false; code: AuthzErrorCode; reason: string };
 
 type MediaKind = 'json' | 'form' | 'other';
@@ -110,7 +115,7 @@ export function readBody(
         reason: `request body nests deeper than ${MAX_JSON_DEPTH} levels`,
       };
     }
-    return { ok: true, truncated: false, parsed };
+    return { ok: true, truncated: false, parsed, text };
   }
   const form = parseFormEncoded(text);
   if (!form.ok) {
@@ -120,5 +125,5 @@ export function readBody(
       reason: `request body is not valid form data: ${form.reason}`,
     };
   }
-  return { ok: true, truncated: false, parsed: form.values };
+  return { ok: true, truncated: false, parsed: form.values, text };
 }

@@ -179,6 +179,7 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
       parsedPath: path.segments,
       parsedQuery: query.values,
       parsedBody: body.parsed,
+      bodyText: body.text,
       truncatedBody: body.truncated,
       route,
     };

@@ -71,6 +71,8 @@ export interface ProtocolContext {
   parsedQuery: Readonly<FormValues>;
   /** undefined when there is no parsed body (absent, truncated or of a type not parsed). */
   parsedBody: unknown;
+  /** The body text behind parsedBody (JSON or form), for decoders that must re-read it strictly. */
+  bodyText: string | undefined;
   truncatedBody: boolean;
   route: RouteRef | null;
 }

@@ -6,6 +6,7 @@ import { join, relative } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { buildInput } from '../../authz-server/input/build-input.ts';
 import type { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
+import { protocolHook } from '../../authz-server/protocols/index.ts';
 import { type CheckResponseMessage, mapPolicyResult, serverDeny } from '../../authz-server/result-mapper.ts';
 import { parseYamlSource } from '../../control-plane/config/yaml-source.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
@@ -210,7 +211,11 @@ export function runFixture(
     : (c.identity_error ?? { code: 'ERR_TOKEN_MISSING', reason: 'no token in the authorization header' });
   const ctx = { decisionId: 'fixture', policyRevision: revision };
   let actual: Actual;
-  const built = buildInput(req, { identity, identityError }, { requireCompleteBody: true });
+  const built = buildInput(
+    req,
+    { identity, identityError },
+    { requireCompleteBody: true, protocol: protocolHook },
+  );
   if (!built.ok) {
     const d = serverDeny(built.code, built.reason, 400, ctx);
     actual = actualOf(d.response, d.verdict.reason, null);

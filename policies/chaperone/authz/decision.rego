@@ -48,11 +48,40 @@ matching contains rule if {
 	group_matches(rule)
 	method_matches(rule)
 	path_matches(rule)
+	tool_matches(rule)
+}
+
+# --- MCP (input.protocol, when the route declares protocol: mcp) ---
+
+mcp_call := input.protocol if {
+	input.protocol.name == "mcp"
+	input.protocol.method == "tools/call"
+}
+
+# A rule without `tools` does not look at MCP; one with `tools` lets through the session plumbing
+# (initialize, tools/list, notifications, …) and only the tool calls it names.
+tool_matches(rule) if not rule.tools
+
+tool_matches(rule) if {
+	rule.tools
+	not mcp_call
+}
+
+tool_matches(rule) if {
+	some name in rule.tools
+	name in {"*", mcp_call.tool}
 }
 
 vetoed(rule) if {
 	veto := rule.deny_if_body
 	object.get(input, ["parsed_body", veto.field], null) == veto.equals
+}
+
+# An MCP tool argument must start with a prefix (e.g. a file tool confined to one directory).
+vetoed(rule) if {
+	veto := rule.tool_argument_prefix
+	mcp_call.tool == veto.tool
+	not startswith(object.get(mcp_call.arguments, veto.argument, ""), veto.prefix)
 }
 
 granting contains rule if {
@@ -161,11 +190,15 @@ approval_required := {
 
 veto_rule := [r | some r in vetoing; r.name == first_name(vetoing)][0]
 
+veto_reason := veto_rule.deny_if_body.reason if veto_rule.deny_if_body
+
+else := veto_rule.tool_argument_prefix.reason
+
 vetoed_by_body := {
 	"allowed": false,
 	"http_status": 403,
-	"body": {"error": "forbidden", "reason": veto_rule.deny_if_body.reason},
-	"reason": veto_rule.deny_if_body.reason,
+	"body": {"error": "forbidden", "reason": veto_reason},
+	"reason": veto_reason,
 }
 
 no_target := {
@@ -175,7 +208,9 @@ no_target := {
 	"reason": sprintf("no policy for target %s", [target]),
 }
 
-forbidden_reason := sprintf("%s (groups %s) may not %s %s", [input.identity.subject, concat(",", groups), method, path])
+forbidden_reason := sprintf("%s (groups %s) may not call the MCP tool %s", [input.identity.subject, concat(",", groups), mcp_call.tool]) if {
+	mcp_call
+} else := sprintf("%s (groups %s) may not %s %s", [input.identity.subject, concat(",", groups), method, path])
 
 forbidden := {
 	"allowed": false,

@@ -183,3 +183,34 @@ test_agent_token_limited_to_its_targets if {
 	d2 := authz.decision with input as req(ok, "GET", ["demo", "items"])
 	d2.allowed
 }
+
+mcp_req(identity, tool, args) := object.union(req(identity, "POST", ["mcp"]), {
+	"route": {"id": "tools/0", "target": "tools", "checksum": "c"},
+	"protocol": {"name": "mcp", "method": "tools/call", "tool": tool, "arguments": args},
+})
+
+test_mcp_tool_allowed_by_name_and_argument if {
+	d := authz.decision with input as mcp_req(alice, "read_file", {"path": "/srv/public/a.txt"})
+	d.allowed
+}
+
+test_mcp_tool_argument_outside_prefix if {
+	d := authz.decision with input as mcp_req(alice, "read_file", {"path": "/etc/passwd"})
+	not d.allowed
+	d.reason == "read_file is confined to /srv/public/"
+}
+
+test_mcp_unlisted_tool if {
+	d := authz.decision with input as mcp_req(alice, "delete_repo", {})
+	not d.allowed
+	d.reason == "alice (groups engineering) may not call the MCP tool delete_repo"
+}
+
+test_mcp_session_plumbing_allowed if {
+	r := object.union(req(alice, "POST", ["mcp"]), {
+		"route": {"id": "tools/0", "target": "tools", "checksum": "c"},
+		"protocol": {"name": "mcp", "method": "tools/list"},
+	})
+	d := authz.decision with input as r
+	d.allowed
+}

@@ -1,0 +1,144 @@
+// The official MCP TypeScript SDK, client and server, with Chaperone and Envoy in between: the policy
+// sees the MCP tool call (input.protocol) and allows or denies it by tool name and by argument; the
+// session plumbing (initialize, tools/list) passes; the denied calls never reach the server.
+import { createServer, type Server } from 'node:http';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  devGatewayYaml,
+  type GatewayProcess,
+  gatewayPorts,
+  startGatewayProcess,
+} from '../support/gateway-process.ts';
+import { freePort } from '../support/ports.ts';
+
+let gw: GatewayProcess;
+let upstream: Server;
+const executed: string[] = [];
+
+function mcpServer(): McpServer {
+  const server = new McpServer({ name: 'files', version: '1.0.0' });
+  server.registerTool('list_files', { description: 'list files' }, async () => {
+    executed.push('list_files');
+    return { content: [{ type: 'text', text: 'a.txt b.txt' }] };
+  });
+  server.registerTool(
+    'read_file',
+    { description: 'read a file', inputSchema: { path: z.string() } },
+    async ({ path }) => {
+      executed.push(`read_file ${path}`);
+      return { content: [{ type: 'text', text: `contents of ${path}` }] };
+    },
+  );
+  server.registerTool(
+    'delete_repo',
+    { description: 'delete a repository', inputSchema: { name: z.string() } },
+    async ({ name }) => {
+      executed.push(`delete_repo ${name}`);
+      return { content: [{ type: 'text', text: 'deleted' }] };
+    },
+  );
+  return server;
+}
+
+beforeAll(async () => {
+  const port = await freePort();
+  // A stateless streamable-HTTP MCP server: one server + transport per request, JSON responses.
+  upstream = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        const server = mcpServer();
+        const transport = new StreamableHTTPServerTransport({
+          sessionIdGenerator: undefined,
+          enableJsonResponse: true,
+        });
+        res.on('close', () => {
+          void transport.close();
+          void server.close();
+        });
+        await server.connect(transport);
+        const text = Buffer.concat(chunks).toString('utf8');
+        await transport.handleRequest(req, res, text ? JSON.parse(text) : undefined);
+      })();
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(port, '127.0.0.1', () => r()));
+  const extra = `  - name: tools
+    upstream: http://127.0.0.1:${port}
+    protocol: mcp
+    match:
+      path_prefix: /mcp
+`;
+  gw = await startGatewayProcess({ ports: await gatewayPorts(), yaml: (p) => devGatewayYaml(p, extra) });
+}, 120_000);
+
+afterAll(async () => {
+  await gw?.cleanup();
+  upstream?.close();
+});
+
+async function connect(user: string): Promise<Client> {
+  const { token } = (await (await fetch(`${gw.api}/dev/token?user=${user}`)).json()) as { token: string };
+  const transport = new StreamableHTTPClientTransport(new URL(`${gw.egress}/mcp`), {
+    requestInit: { headers: { authorization: `Bearer ${token}` } },
+  });
+  const client = new Client({ name: 'agent', version: '1.0.0' });
+  await client.connect(transport);
+  return client;
+}
+
+describe('MCP through Chaperone', () => {
+  it('allows tools by name and argument and denies the rest before they reach the server', async () => {
+    const client = await connect('alice');
+    try {
+      const { tools } = await client.listTools();
+      expect(tools.map((t) => t.name).sort()).toEqual(['delete_repo', 'list_files', 'read_file']);
+
+      const ok = await client.callTool({ name: 'read_file', arguments: { path: '/srv/public/a.txt' } });
+      expect(ok.content).toEqual([{ type: 'text', text: 'contents of /srv/public/a.txt' }]);
+
+      await expect(
+        client.callTool({ name: 'read_file', arguments: { path: '/etc/passwd' } }),
+      ).rejects.toThrow(/read_file is confined to \/srv\/public\//);
+      await expect(client.callTool({ name: 'delete_repo', arguments: { name: 'prod' } })).rejects.toThrow(
+        /may not call the MCP tool delete_repo/,
+      );
+      expect(executed).toEqual(['read_file /srv/public/a.txt']);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('denies a contractor the whole MCP target', async () => {
+    await expect(connect('bob')).rejects.toThrow(/bob \(groups contractors\) may not POST \/mcp/);
+  });
+
+  it('refuses a JSON-RPC batch before any policy or server sees it', async () => {
+    const { token } = (await (await fetch(`${gw.api}/dev/token?user=alice`)).json()) as { token: string };
+    const res = await fetch(`${gw.egress}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify([
+        {
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'tools/call',
+          params: { name: 'delete_repo', arguments: { name: 'x' } },
+        },
+      ]),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe('ERR_PROTOCOL_INVALID');
+    expect(executed).not.toContain('delete_repo x');
+  });
+});
