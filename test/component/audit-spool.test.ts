@@ -75,7 +75,9 @@ describe('spool', () => {
     await spool.append(record(1));
     await spool.append(record(2));
     await spool.close();
-    const [segment] = await (await Spool.open({ dir })).segments();
+    const probe = await Spool.open({ dir });
+    const [segment] = await probe.segments();
+    await probe.close();
     const file = join(dir, `${String(segment).padStart(10, '0')}.jsonl`);
     await appendFile(file, '{"decision_id":"torn-by-a-cra'); // a crash mid-write
     const reopened = await Spool.open({ dir });
