@@ -129,7 +129,7 @@ async function runUp(o: UpOptions): Promise<number> {
     if (o.dev && listener) {
       const api = config.controlPlane.httpAddress;
       process.stderr.write(
-        `\n  TOKEN=$(npx chaperone dev token alice)\n` +
+        `\n  TOKEN=$(./chaperone dev token alice)\n` +
           `  curl -H "Authorization: Bearer $TOKEN" http://${listener.address}:${listener.port}/demo/items\n` +
           `  (bob is denied; no token is 401; status: curl http://${api}/status)\n\n`,
       );

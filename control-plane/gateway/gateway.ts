@@ -143,7 +143,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   try {
     const audit = await o.openAudit();
     stack.push({ name: 'audit', stop: () => audit.close() });
-    say('audit', JSON.stringify(audit.status()));
+    const auditStatus = audit.status() as { store?: string; spool?: { dir?: string } };
+    say('audit', `${auditStatus.store ?? 'store'}  spool ${auditStatus.spool?.dir ?? '-'}`);
 
     const policy = config.policy.source;
     const identity = identityOptions(config);
@@ -166,6 +167,30 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       ],
     };
     const humanVerifier = identity ? new IdentityVerifier(identity) : null;
+    // The HTTP API starts before the authz server: Chaperone's own issuer (discovery, JWKS) is served
+    // from it, and the authz server fetches those keys at start.
+    const routes: Record<string, ApiHandler> = {
+      'GET /healthz': () => ({ status: 200, body: { status: 'ok' } }),
+      'GET /readyz': () => ({ status: 503, body: { ready: false, starting: true } }),
+      ...audit.routes,
+      // Agents may follow their own approval requests; deciding one needs a human (enforced there).
+      ...approvalRoutes(approvals, new IdentityVerifier(authzIdentity), audit.recordAdmin),
+      ...agentRoutes({
+        issuer: apiBase,
+        keys: agentKeys,
+        registry: agents,
+        userVerifier: humanVerifier,
+        ...(audit.recordAdmin ? { audit: audit.recordAdmin } : {}),
+      }),
+      ...o.apiRoutes,
+    };
+    const api = await startHttpApi({
+      ...splitHostPort(config.controlPlane.httpAddress),
+      logger: logger.child({ component: 'api' }),
+      routes,
+    });
+    stack.push({ name: 'api', stop: () => api.close() });
+    say('http api', `${api.url}  /healthz /readyz /status /audit /approvals /agents`);
     const authz = await startAuthzServer({
       address: config.authz.addresses[0] ?? '127.0.0.1:9191',
       policy: {
@@ -237,38 +262,21 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       envoy: { admin: adminUrl, pid: envoy.pid },
       audit: audit.status(),
     });
-    const api = await startHttpApi({
-      ...splitHostPort(config.controlPlane.httpAddress),
-      logger: logger.child({ component: 'api' }),
-      routes: {
-        'GET /healthz': () => ({ status: 200, body: { status: 'ok' } }),
-        'GET /readyz': async () => {
-          const envoyReady = await fetch(`${adminUrl}/ready`).then(
-            (r) => r.ok,
-            () => false,
-          );
-          const ready = envoyReady && authz.policy.current() !== null && ads.currentCount() > 0;
-          return {
-            status: ready ? 200 : 503,
-            body: { ready, envoy: envoyReady, xds_current: ads.currentCount() },
-          };
-        },
-        'GET /status': () => ({ status: 200, body: status() }),
-        ...audit.routes,
-        // Agents may follow their own approval requests; deciding one needs a human (enforced there).
-        ...approvalRoutes(approvals, new IdentityVerifier(authzIdentity), audit.recordAdmin),
-        ...agentRoutes({
-          issuer: apiBase,
-          keys: agentKeys,
-          registry: agents,
-          userVerifier: humanVerifier,
-          ...(audit.recordAdmin ? { audit: audit.recordAdmin } : {}),
-        }),
-        ...o.apiRoutes,
+    // The status routes join the API now that every component exists.
+    Object.assign(routes, {
+      'GET /readyz': async () => {
+        const envoyReady = await fetch(`${adminUrl}/ready`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        const ready = envoyReady && authz.policy.current() !== null && ads.currentCount() > 0;
+        return {
+          status: ready ? 200 : 503,
+          body: { ready, envoy: envoyReady, xds_current: ads.currentCount() },
+        };
       },
-    });
-    stack.push({ name: 'api', stop: () => api.close() });
-    say('http api', `${api.url}  /healthz /readyz /status`);
+      'GET /status': () => ({ status: 200, body: status() }),
+    } satisfies Record<string, ApiHandler>);
 
     return { authz, ads, api, envoy, audit, publisher, status, stop: stopAll };
   } catch (err) {
