@@ -158,3 +158,58 @@ describe('Kubernetes API (kube-apiserver request info)', () => {
     expect(view('kubernetes', method, path)).toMatchObject({ name: 'kubernetes', ...expected });
   });
 });
+
+describe('GraphQL', () => {
+  it.each([
+    [
+      '{ viewer { login } repository(owner: "a") { name } }',
+      undefined,
+      { operation_type: 'query', operation_name: null, fields: ['viewer', 'repository'] },
+    ],
+    [
+      'mutation Del($id: ID!) { deleteRepo(id: $id) { ok } }',
+      undefined,
+      { operation_type: 'mutation', operation_name: 'Del', fields: ['deleteRepo'] },
+    ],
+    [
+      'query A { a } mutation B { wipe }',
+      'B',
+      { operation_type: 'mutation', operation_name: 'B', fields: ['wipe'] },
+    ],
+    [
+      'query Q { ...F me: viewer { id } } fragment F on Query { secrets # comment {\n }',
+      undefined,
+      { fields: ['secrets', 'viewer'] },
+    ],
+    [
+      'query Q { search(q: "} mutation {") { id } }',
+      undefined,
+      { operation_type: 'query', fields: ['search'] },
+    ],
+    [
+      'subscription S { events @include(if: true) { id } }',
+      undefined,
+      { operation_type: 'subscription', fields: ['events'] },
+    ],
+  ])('%s', (query, operationName, expected) => {
+    expect(
+      view('graphql', 'POST', '/graphql', { query, ...(operationName ? { operationName } : {}) }),
+    ).toMatchObject({
+      name: 'graphql',
+      ...expected,
+    });
+  });
+
+  it('refuses ambiguous, unparsable and hostile documents', () => {
+    expect(view('graphql', 'POST', '/graphql', { query: 'query A { a } query B { b }' })).toMatchObject({
+      error: 'ERR_PROTOCOL_AMBIGUOUS',
+    });
+    for (const query of ['{ a ', 'query { ...Missing }', 'fragment F on Q { ...F } { ...F }', '']) {
+      expect(view('graphql', 'POST', '/graphql', { query })).toMatchObject({ error: 'ERR_PROTOCOL_INVALID' });
+    }
+    expect(view('graphql', 'GET', '/graphql?query=mutation%20%7B%20wipe%20%7D')).toMatchObject({
+      error: 'ERR_PROTOCOL_INVALID',
+    });
+    expect(view('graphql', 'GET', '/graphql?query=%7B%20me%20%7D')).toMatchObject({ fields: ['me'] });
+  });
+});

@@ -130,7 +130,7 @@ describe('MCP protocol view', () => {
   it('refuses a declared protocol it has no decoder for', () => {
     const req = checkRequest({
       path: '/x',
-      contextExtensions: { route_id: 'k/0', target: 'k', protocol: 'graphql' },
+      contextExtensions: { route_id: 'k/0', target: 'k', protocol: 'soap' },
     });
     const r = buildInput(
       req,
