@@ -182,6 +182,7 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
       bodyText: body.text,
       truncatedBody: body.truncated,
       route,
+      contextExtensions: ext as Record<string, string>,
     };
     const outcome = options.protocol(ctx);
     if (!outcome.ok) return outcome;

@@ -75,6 +75,8 @@ export interface ProtocolContext {
   bodyText: string | undefined;
   truncatedBody: boolean;
   route: RouteRef | null;
+  /** The route's context_extensions (path_prefix / prefix_rewrite when the route rewrites the path). */
+  contextExtensions: Readonly<Record<string, string>>;
 }
 
 export type ProtocolOutcome =

@@ -20,8 +20,19 @@ export interface KubernetesView {
 
 const CONNECT_SUBRESOURCES = new Set(['exec', 'attach', 'portforward']);
 
+/** The path the API server will see: the client's path with the route's prefix rewrite applied. */
+function upstreamSegments(ctx: ProtocolContext): readonly string[] {
+  const prefix = ctx.contextExtensions['path_prefix'];
+  const rewrite = ctx.contextExtensions['prefix_rewrite'];
+  if (!prefix || rewrite === undefined) return ctx.parsedPath;
+  const path = `/${ctx.parsedPath.join('/')}`;
+  if (!path.startsWith(prefix)) return ctx.parsedPath;
+  const rewritten = `${rewrite}${path.slice(prefix.length)}`.replace(/^\/+/, '');
+  return rewritten.split('/');
+}
+
 export function parseKubernetes(ctx: ProtocolContext): ProtocolOutcome {
-  const segs = ctx.parsedPath.filter((s, i, a) => !(s === '' && i === a.length - 1));
+  const segs = upstreamSegments(ctx).filter((s, i, a) => !(s === '' && i === a.length - 1));
   const path = `/${segs.join('/')}`;
   const method = ctx.method.toUpperCase();
   const nonResource = (): ProtocolOutcome => ({

@@ -34,6 +34,11 @@ function envoyRoute(route: IrRoute): Record<string, unknown> {
             target: route.target,
             checksum: route.checksum,
             protocol: route.protocol,
+            // With a rewrite the upstream sees another path than the client sent; protocol decoders
+            // (Kubernetes request info) must judge the upstream's path.
+            ...(route.prefixRewrite !== null
+              ? { path_prefix: route.match.pathPrefix, prefix_rewrite: route.prefixRewrite }
+              : {}),
           },
         },
       },

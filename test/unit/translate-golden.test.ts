@@ -144,7 +144,12 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
         for (const route of vh.routes) {
           const ext =
             route.typed_per_filter_config['envoy.filters.http.ext_authz'].check_settings.context_extensions;
-          expect(Object.keys(ext).sort()).toEqual(['checksum', 'protocol', 'route_id', 'target']);
+          const rewrites = route.route?.prefix_rewrite !== undefined;
+          expect(Object.keys(ext).sort()).toEqual(
+            rewrites
+              ? ['checksum', 'path_prefix', 'prefix_rewrite', 'protocol', 'route_id', 'target']
+              : ['checksum', 'protocol', 'route_id', 'target'],
+          );
           expect(ext.route_id).toBe(route.name);
           expect(ext.route_id).toBe(`${ext.target}/0`);
           expect(ext.checksum).toMatch(/^[0-9a-f]{16}$/);
