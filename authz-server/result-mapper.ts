@@ -107,6 +107,8 @@ interface PolicyResultObject {
   body?: unknown;
   dynamic_metadata?: unknown;
   reason?: unknown;
+  /** Chaperone: response masking (JSON paths, detectors), carried to the ext_proc server in metadata. */
+  masks?: unknown;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -158,8 +160,9 @@ function decisionHeader(decisionId: string): HeaderValueOption {
   };
 }
 
-function metadata(ctx: MapContext, extra: unknown, verdict: Verdict): StructMessage {
+function metadata(ctx: MapContext, extra: unknown, verdict: Verdict, masks?: unknown): StructMessage {
   const base: Record<string, unknown> = isPlainObject(extra) ? { ...extra } : {};
+  if (isPlainObject(masks)) base['masks'] = masks;
   base['decision_id'] = ctx.decisionId;
   base['policy_revision'] = ctx.policyRevision;
   base['decision'] = verdict.decision;
@@ -236,7 +239,7 @@ export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
           queryParametersToSet: qSet,
           queryParametersToRemove: qRemove.list,
         },
-        dynamicMetadata: metadata(ctx, obj.dynamic_metadata, verdict),
+        dynamicMetadata: metadata(ctx, obj.dynamic_metadata, verdict, obj.masks),
       },
     };
   }

@@ -73,6 +73,7 @@ export const XDS_RESOURCE_PROTOS = [
   'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
   'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
   'envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto',
   'envoy/extensions/access_loggers/grpc/v3/als.proto',
   'envoy/extensions/access_loggers/stream/v3/stream.proto',

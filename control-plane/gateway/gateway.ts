@@ -20,6 +20,7 @@ import { type ApiHandler, type HttpApi, startHttpApi } from '../api/http-api.ts'
 import { envoyBootstrap } from '../bootstrap.ts';
 import type { Config } from '../config/types.ts';
 import { type EnvoyProcess, startEnvoy } from '../envoy-process.ts';
+import { addMaskProcessor } from '../ext-proc/mask-processor.ts';
 import { AdsServer } from '../xds/ads-server.ts';
 import { XdsPublisher } from './xds-publisher.ts';
 
@@ -214,6 +215,21 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     const grpcServer = new grpc.Server();
     ads.addToServer(grpcServer);
     addAccessLogService(grpcServer, audit.accessLogs, logger.child({ component: 'als' }));
+    addMaskProcessor(grpcServer, {
+      logger: logger.child({ component: 'masking' }),
+      // What was masked (counts per detector, never values) joins the decision in the audit trail.
+      onMasked: (m) =>
+        void audit.recordAdmin?.({
+          subject: 'chaperone',
+          action: 'MASK',
+          reason: `masked ${
+            Object.entries(m.counts)
+              .map(([k, n]) => `${n} ${k}`)
+              .join(', ') || 'nothing'
+          } in the response to decision ${m.decisionId ?? '?'}`,
+          detail: { decision_id: m.decisionId, counts: m.counts, content_type: m.contentType },
+        }),
+    });
     await listenGrpc(grpcServer, config.controlPlane.xdsAddress);
     stack.push({
       name: 'control plane',

@@ -7,6 +7,8 @@ import {
   ADS_CONFIG_SOURCE,
   EXT_AUTHZ_FILTER,
   EXT_AUTHZ_TYPE,
+  EXT_PROC_FILTER,
+  EXT_PROC_TYPE,
   GRPC_ACCESS_LOG,
   GRPC_ACCESS_LOG_TYPE,
   HCM_FILTER,
@@ -42,6 +44,33 @@ function headerMutationFilter(): Record<string, unknown> {
           ...CLIENT_IDENTITY_HEADERS.map((h) => ({ remove: h })),
         ],
       },
+    },
+  };
+}
+
+/**
+ * Response masking through Chaperone's ext_proc server (on the control plane's gRPC port). Only the
+ * response headers are sent by default; the processor switches a response to a buffered body only when
+ * its decision carried masks, so unmasked traffic streams through. Fail closed: no processor, no response.
+ */
+function extProcFilter(ir: Ir): Record<string, unknown> {
+  return {
+    name: EXT_PROC_FILTER,
+    typed_config: {
+      '@type': EXT_PROC_TYPE,
+      grpc_service: { envoy_grpc: { cluster_name: ir.accessLogCluster }, timeout: '2s' },
+      failure_mode_allow: false,
+      allow_mode_override: true,
+      processing_mode: {
+        request_header_mode: 'SKIP',
+        response_header_mode: 'SEND',
+        request_body_mode: 'NONE',
+        response_body_mode: 'NONE',
+        request_trailer_mode: 'SKIP',
+        response_trailer_mode: 'SKIP',
+      },
+      metadata_options: { forwarding_namespaces: { untyped: [EXT_AUTHZ_FILTER] } },
+      message_timeout: '2s',
     },
   };
 }
@@ -112,6 +141,7 @@ export function listenerResource(ir: Ir, listener: IrListener): Record<string, u
               http_filters: [
                 headerMutationFilter(),
                 extAuthzFilter(ir),
+                extProcFilter(ir),
                 { name: ROUTER_FILTER, typed_config: { '@type': ROUTER_TYPE } },
               ],
             },

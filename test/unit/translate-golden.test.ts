@@ -101,6 +101,7 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
       expect(hcm['http_filters'].map((f: { name: string }) => f.name)).toEqual([
         'envoy.filters.http.header_mutation',
         'envoy.filters.http.ext_authz',
+        'envoy.filters.http.ext_proc',
         'envoy.filters.http.router',
       ]);
       const mutations = hcm['http_filters'][0].typed_config.mutations.request_mutations;

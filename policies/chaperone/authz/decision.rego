@@ -161,7 +161,17 @@ actor_headers := {"x-chaperone-actor": actor_name} if is_object(input.identity.a
 
 else := {}
 
-allow := {
+# The granting rule's response masks (JSON paths, detectors) go with the allow; Chaperone's ext_proc
+# server applies them to the response body.
+allow := object.union(allow_base, mask_fields)
+
+mask_fields := {"masks": rule.masks} if {
+	some rule in granting
+	rule.name == first_name(granting)
+	rule.masks
+} else := {}
+
+allow_base := {
 	"allowed": true,
 	"headers": object.union(
 		{

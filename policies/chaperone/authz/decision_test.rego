@@ -214,3 +214,11 @@ test_mcp_session_plumbing_allowed if {
 	d := authz.decision with input as r
 	d.allowed
 }
+
+test_allow_carries_the_rule_masks if {
+	targets := {"crm": {"rules": [{"name": "read", "groups": ["engineering"], "methods": ["GET"], "paths": ["/crm/**"], "masks": {"detectors": ["email"]}}]}}
+	r := object.union(req(alice, "GET", ["crm", "customers"]), {"route": {"id": "crm/0", "target": "crm", "checksum": "c"}})
+	d := authz.decision with input as r with data.chaperone.targets as targets
+	d.allowed
+	d.masks == {"detectors": ["email"]}
+}

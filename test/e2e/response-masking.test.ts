@@ -1,0 +1,108 @@
+// Response masking through real Envoy and Chaperone's ext_proc server: the policy's masks (a JSON path
+// and detectors, one of them custom) rewrite the upstream's response, checked byte for byte; a
+// streaming response on the masked route is refused; the audit trail records counts, never values.
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  devGatewayYaml,
+  type GatewayProcess,
+  gatewayPorts,
+  startGatewayProcess,
+} from '../support/gateway-process.ts';
+import { freePort } from '../support/ports.ts';
+import { waitFor } from '../support/wait.ts';
+
+const RECORD = {
+  customers: [
+    {
+      name: 'Ann',
+      email: 'ann@example.com',
+      ssn: '123-45-6789',
+      card: '4111 1111 1111 1111',
+      order: '1234 5678 9012 3456',
+      note: 'key AKIAABCDEFGHIJKLMNOP, id EMP-123456',
+    },
+  ],
+};
+const MASKED =
+  '{"customers":[{"name":"Ann","email":"[masked:email]","ssn":"[masked:path]","card":"[masked:card]",' +
+  '"order":"1234 5678 9012 3456","note":"key [masked:aws_key], id [masked:employee_id]"}]}';
+
+let gw: GatewayProcess;
+let upstream: Server;
+let token: string;
+
+beforeAll(async () => {
+  const port = await freePort();
+  upstream = createServer((req, res) => {
+    if (req.url?.endsWith('/customers')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(RECORD));
+    } else if (req.url?.endsWith('/notes')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('call bob@example.com about card 4111-1111-1111-1111\n');
+    } else {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end('data: ann@example.com\n\n');
+    }
+  });
+  await new Promise<void>((r) => upstream.listen(port, '127.0.0.1', () => r()));
+  const extra = `  - name: crm
+    upstream: http://127.0.0.1:${port}
+    match:
+      path_prefix: /crm
+`;
+  gw = await startGatewayProcess({ ports: await gatewayPorts(), yaml: (p) => devGatewayYaml(p, extra) });
+  token = ((await (await fetch(`${gw.api}/dev/token?user=alice`)).json()) as { token: string }).token;
+}, 120_000);
+
+afterAll(async () => {
+  await gw?.cleanup();
+  upstream?.close();
+});
+
+const get = (path: string) => fetch(`${gw.egress}${path}`, { headers: { authorization: `Bearer ${token}` } });
+
+describe('response masking (ext_proc)', () => {
+  it('masks JSON by path and by detector, byte for byte', async () => {
+    const res = await get('/crm/customers');
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(MASKED);
+  });
+
+  it('masks text bodies by detector', async () => {
+    const res = await get('/crm/notes');
+    expect(await res.text()).toBe('call [masked:email] about card [masked:card]\n');
+  });
+
+  it('refuses a streaming response on a masked route instead of passing it through', async () => {
+    const res = await get('/crm/stream');
+    expect(res.status).toBe(502);
+    expect(await res.text()).not.toContain('ann@example.com');
+  });
+
+  it('leaves routes without masks untouched', async () => {
+    const res = await get('/demo/items');
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { items: unknown[] }).items).toHaveLength(2);
+  });
+
+  it('records what was masked (counts only) in the audit trail', async () => {
+    await waitFor(
+      async () => {
+        const { rows } = (await (
+          await fetch(`${gw.api}/audit/decisions?decision=admin&limit=50`)
+        ).json()) as {
+          rows: { method: string; input: { counts: Record<string, number> } }[];
+        };
+        return rows.some(
+          (r) => r.method === 'MASK' && r.input?.counts?.['email'] === 1 && r.input.counts['path'] === 1,
+        );
+      },
+      { what: 'the masking record', timeoutMs: 10_000 },
+    );
+    const all = await (await fetch(`${gw.api}/audit/export?since=1h`)).text();
+    expect(all).not.toContain('ann@example.com');
+    expect(all).not.toContain('123-45-6789');
+  });
+});
