@@ -106,8 +106,17 @@ describe('MCP through Chaperone', () => {
       await expect(
         client.callTool({ name: 'read_file', arguments: { path: '/etc/passwd' } }),
       ).rejects.toThrow(/read_file is confined to \/srv\/public\//);
-      await expect(client.callTool({ name: 'delete_repo', arguments: { name: 'prod' } })).rejects.toThrow(
-        /may not call the MCP tool delete_repo/,
+      // An approval-gated tool call is answered as a JSON-RPC error carrying the approval URL.
+      const gated = await client.callTool({ name: 'delete_repo', arguments: { name: 'prod' } }).then(
+        () => null,
+        (e: Error) => e.message,
+      );
+      expect(gated).toMatch(/"jsonrpc":"2.0"/);
+      expect(gated).toMatch(/"code":-32001/);
+      expect(gated).toMatch(/approval required: deleting a repository needs a security review/);
+      expect(gated).toMatch(/"status_url":"http:\/\/127\.0\.0\.1:\d+\/approvals\/status\?id=[0-9a-f-]{36}"/);
+      await expect(client.callTool({ name: 'drop_database', arguments: {} })).rejects.toThrow(
+        /may not call the MCP tool drop_database/,
       );
       expect(executed).toEqual(['read_file /srv/public/a.txt']);
     } finally {

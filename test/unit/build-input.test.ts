@@ -847,7 +847,8 @@ decision if {
 \tinput.attributes.metadataContext.filterMetadata["envoy.filters.http.jwt_authn"].payload.sub == "a"
 \tnot input.truncated_body
 \tinput.version.ext_authz == "v3"
-\tinput.protocol.mcp.method == "tools/call"
+\tinput.protocol.method == "tools/call"
+\tinput.protocol.tool == "read_file"
 }
 `,
       );

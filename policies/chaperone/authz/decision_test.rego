@@ -201,9 +201,9 @@ test_mcp_tool_argument_outside_prefix if {
 }
 
 test_mcp_unlisted_tool if {
-	d := authz.decision with input as mcp_req(alice, "delete_repo", {})
+	d := authz.decision with input as mcp_req(alice, "drop_database", {})
 	not d.allowed
-	d.reason == "alice (groups engineering) may not call the MCP tool delete_repo"
+	d.reason == "alice (groups engineering) may not call the MCP tool drop_database"
 }
 
 test_mcp_session_plumbing_allowed if {
@@ -221,4 +221,10 @@ test_allow_carries_the_rule_masks if {
 	d := authz.decision with input as r with data.chaperone.targets as targets
 	d.allowed
 	d.masks == {"detectors": ["email"]}
+}
+
+test_mcp_tool_needing_approval if {
+	d := authz.decision with input as mcp_req(alice, "delete_repo", {"name": "prod"})
+	not d.allowed
+	d.approval.reviewers == ["security"]
 }
