@@ -51,7 +51,7 @@ const SPECS: Record<ToolName, ToolSpec> = {
     envVar: 'CHAPERONE_REGAL',
     inToolsDir: ['bin/regal'],
     onPath: 'regal',
-    installHint: 'npm run tools   (go install github.com/open-policy-agent/regal into .tools/bin)',
+    installHint: 'npm run tools   (builds github.com/styrainc/regal v0.29.2 into .tools/bin)',
   },
 };
 

@@ -41,6 +41,23 @@ export const TOOLS_SPEC = [
       ]),
   },
   {
+    name: 'regal',
+    // The Go module proxy serves Regal under its former path up to v0.29.2 (github.com/open-policy-agent/regal
+    // is refused); built from a pinned wrapper module like opa-envoy-plugin below. This version reads
+    // Rego v1 through `import rego.v1`, which the shipped policies carry.
+    version: 'v0.29.2',
+    group: 'core',
+    check: join(BIN, 'regal'),
+    install: (v) =>
+      goBuildPinned(
+        join(ROOT, 'scripts', 'go', 'regal'),
+        'github.com/styrainc/regal',
+        v,
+        '',
+        join(BIN, 'regal'),
+      ),
+  },
+  {
     name: 'ghz',
     // The Go module proxy serves v0.93.0 as ghz's newest module version (later GitHub releases were
     // never published as module versions).
@@ -106,13 +123,14 @@ function goBuildPinned(wrapperDir, module, version, cmdPath, out) {
   } catch {
     throw new Error(`Go is required to build ${module} (https://go.dev/dl); \`go\` was not found on PATH`);
   }
-  const res = spawnSync('go', ['build', '-o', out, `${module}/${cmdPath}`], {
+  const res = spawnSync('go', ['build', '-o', out, cmdPath ? `${module}/${cmdPath}` : module], {
     cwd: wrapperDir,
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, GOFLAGS: '-mod=readonly', CGO_ENABLED: '0', GONOSUMDB: module },
   });
   if (res.error) throw new Error(`go could not start: ${res.error.message}`);
-  if (res.status !== 0) throw new Error(`go build ${module}/${cmdPath} exited with ${res.status}`);
+  if (res.status !== 0)
+    throw new Error(`go build ${module}${cmdPath ? `/${cmdPath}` : ''} exited with ${res.status}`);
 }
 
 function readStamps() {

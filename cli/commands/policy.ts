@@ -20,6 +20,7 @@ import {
   runOpaCheck,
   runOpaFmtCheck,
   runOpaTest,
+  runRegalLint,
 } from '../policy/opa-runner.ts';
 import { replay } from '../policy/replay.ts';
 
@@ -393,6 +394,14 @@ export function registerPolicyCommands(program: Command): void {
           failed = true;
           for (const e of check.errors) out(`  ✗ ${formatIssue(e)}`);
         } else out(`  ✓ opa check --strict (capabilities, input schema)`);
+        const lint = await runRegalLint(o.dir);
+        if (!lint.ok) failed = true;
+        for (const v of lint.violations)
+          out(
+            `  ${v.level === 'error' ? '✗' : '!'} ${v.file}:${v.line}:${v.column}: regal ${v.category}/${v.rule}: ${v.description}`,
+          );
+        for (const e of lint.errors) out(`  ✗ regal: ${formatIssue(e)}`);
+        if (lint.ok) out('  ✓ regal lint');
         out(failed ? 'policy check failed' : 'policy check passed');
         return failed ? 1 : 0;
       }),

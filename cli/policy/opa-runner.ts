@@ -279,3 +279,59 @@ export async function runOpaFmtCheck(
   if (res.code !== 0 && files.length === 0) return { ok: false, files, errors: parseOpaText(res.stderr) };
   return { ok: files.length === 0, files, errors: [] };
 }
+
+export interface LintViolation {
+  rule: string;
+  category: string;
+  level: string;
+  description: string;
+  file: string;
+  line: number;
+  column: number;
+}
+
+/** Regal (the Rego linter) with the directory's `.regal/config.yaml` when there is one. */
+export async function runRegalLint(
+  dir: string,
+): Promise<{ ok: boolean; violations: LintViolation[]; errors: PolicyIssue[] }> {
+  const abs = resolve(dir);
+  const regal = locateTool('regal');
+  const config = join(abs, '.regal', 'config.yaml');
+  const args = [
+    'lint',
+    '--format',
+    'json',
+    ...((await stat(config).catch(() => null)) ? ['--config-file', config] : []),
+    abs,
+  ];
+  const res = await new Promise<RunResult>((done) =>
+    execFile(regal, args, { timeout: TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+    ),
+  );
+  try {
+    const report = JSON.parse(res.stdout) as {
+      violations?: {
+        title: string;
+        category: string;
+        level: string;
+        description: string;
+        location: { file: string; row: number; col: number };
+      }[];
+      errors?: string[];
+    };
+    const violations = (report.violations ?? []).map((v) => ({
+      rule: v.title,
+      category: v.category,
+      level: v.level,
+      description: v.description,
+      file: relativeTo(abs, v.location.file),
+      line: v.location.row,
+      column: v.location.col,
+    }));
+    const errors = (report.errors ?? []).map((message) => ({ message }));
+    return { ok: violations.every((v) => v.level !== 'error') && errors.length === 0, violations, errors };
+  } catch {
+    return { ok: false, violations: [], errors: parseOpaText(`${res.stdout}\n${res.stderr}`) };
+  }
+}

@@ -49,6 +49,7 @@ describe('chaperone policy', () => {
   it('checks formatting and strict types of the shipped library', async () => {
     const { code, out } = await chaperone(['policy', 'check', '--dir', 'policies']);
     expect(code, out).toBe(0);
+    expect(out).toContain('✓ regal lint');
     expect(out).toContain('policy check passed');
   });
 
@@ -187,6 +188,17 @@ describe('chaperone policy', () => {
     const { code, out } = await chaperone(['policy', 'test', '--dir', 'policies', '--fixtures', d]);
     expect(code).toBe(1);
     expect(out).toMatch(/x\.yaml:4: cases\[0\]\.expect: must NOT have additional properties/);
+  });
+
+  it('lints with Regal and reports the rule, file and line', async () => {
+    const d = join(dir, 'lint');
+    await import('node:fs/promises').then((fs) => fs.mkdir(d, { recursive: true }));
+    await writeFile(join(d, 'p.rego'), 'package lint\n\nimport rego.v1\n\nallow = true\n');
+    const { code, out } = await chaperone(['policy', 'check', '--dir', d]);
+    expect(code).toBe(1);
+    expect(out).toMatch(
+      /✗ \S*p\.rego:5:7: regal style\/use-assignment-operator: Prefer := over = for assignment/,
+    );
   });
 
   it('is a usage error (exit 2) for a missing directory', async () => {

@@ -6,6 +6,8 @@
 # OPA-Envoy's fields (allowed, headers, request_headers_to_remove, http_status, body, …) plus reason.
 package chaperone.authz
 
+import rego.v1
+
 # The target this request is for: the route's target from Envoy's context_extensions, or the first
 # path segment when the request arrived without route metadata (e.g. a hand-written Envoy config).
 target := input.route.target if {
@@ -113,6 +115,9 @@ first_name(set) := sort([r.name | some r in set])[0]
 
 # --- the decision: unauthenticated → allow → approval → veto → unknown target → forbidden ---
 
+# METADATA
+# description: The answer for Envoy's ext_authz Check (OPA-Envoy result fields plus reason).
+# entrypoint: true
 decision := unauthenticated if {
 	not authenticated
 } else := agent_not_for_target if {

@@ -1,5 +1,7 @@
 package chaperone.authz_test
 
+import rego.v1
+
 import data.chaperone.authz
 
 alice := {"subject": "alice", "groups": ["engineering"], "actor": null}

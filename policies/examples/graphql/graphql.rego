@@ -1,6 +1,8 @@
 # Example: GraphQL egress. Queries only, and never the fields that expose secrets.
 package chaperone.examples.graphql
 
+import rego.v1
+
 secret_fields := {"secrets", "deployKeys"}
 
 default decision := {"allowed": false, "http_status": 403, "reason": "not a GraphQL query"}

@@ -1,5 +1,7 @@
 package chaperone.examples.graphql_test
 
+import rego.v1
+
 import data.chaperone.examples.graphql as gql
 
 p(type, fields) := {"protocol": {"name": "graphql", "operation_type": type, "fields": fields}}

@@ -2,6 +2,8 @@
 # namespace; exec/attach/portforward (verb create on those subresources) never.
 package chaperone.examples.kubernetes
 
+import rego.v1
+
 read_verbs := {"get", "list", "watch"}
 
 connect_subresources := {"exec", "attach", "portforward"}

@@ -1,5 +1,7 @@
 package chaperone.examples.kubernetes_test
 
+import rego.v1
+
 import data.chaperone.examples.kubernetes as kube
 
 r(verb, ns, sub) := {"protocol": {"name": "kubernetes", "verb": verb, "namespace": ns, "resource": "pods", "subresource": sub}}

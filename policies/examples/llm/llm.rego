@@ -2,6 +2,8 @@
 # (a route declared with `protocol: llm`).
 package chaperone.examples.llm
 
+import rego.v1
+
 allowed_models := {"gpt-4o-mini", "claude-3-5-haiku"}
 
 max_tokens_budget := 2048

@@ -1,5 +1,7 @@
 package chaperone.examples.llm_test
 
+import rego.v1
+
 import data.chaperone.examples.llm
 
 p(model, tokens) := {"protocol": {"name": "llm", "model": model, "max_tokens": tokens}}
