@@ -99,6 +99,20 @@ export function chainHash(prevHash: string, seq: number, r: DecisionRecord): str
   return createHash('sha256').update(prevHash).update(canonicalJson(covered)).digest('hex');
 }
 
+// PostgreSQL refuses NUL in text and jsonb, and lone UTF-16 surrogates in jsonb; a request body can
+// carry either. Left in, one such record would fail its batch on every retry and stall the shipper.
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** Strings (and object keys) with NUL and lone surrogates replaced by U+FFFD; the rest unchanged. */
+export function storable<T>(v: T): T {
+  if (typeof v === 'string') return (UNSTORABLE.test(v) ? v.replace(UNSTORABLE, '\ufffd') : v) as T;
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map(storable) as T;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) out[storable(k)] = storable(x);
+  return out as T;
+}
+
 export function accessLogKey(e: AccessLogEntry): string {
   return `${e.nodeId}|${e.requestId}|${e.time.toISOString()}`;
 }

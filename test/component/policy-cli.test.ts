@@ -190,6 +190,18 @@ describe('chaperone policy', () => {
     expect(out).toMatch(/x\.yaml:4: cases\[0\]\.expect: must NOT have additional properties/);
   });
 
+  it('type-checks against the input schema: a misspelt input field is an error with file and line', async () => {
+    const d = join(dir, 'typo');
+    await import('node:fs/promises').then((fs) => fs.mkdir(d, { recursive: true }));
+    await writeFile(
+      join(d, 'p.rego'),
+      'package typo\n\nimport rego.v1\n\nallow if "admins" in input.identity.grups\n',
+    );
+    const { code, out } = await chaperone(['policy', 'check', '--dir', d]);
+    expect(code).toBe(1);
+    expect(out).toMatch(/✗ \S*p\.rego:5:\d+: rego_type_error: undefined ref: input\.identity\.grups/);
+  });
+
   it('lints with Regal and reports the rule, file and line', async () => {
     const d = join(dir, 'lint');
     await import('node:fs/promises').then((fs) => fs.mkdir(d, { recursive: true }));
