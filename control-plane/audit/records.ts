@@ -105,11 +105,16 @@ const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff
 
 /** Strings (and object keys) with NUL and lone surrogates replaced by U+FFFD; the rest unchanged. */
 export function storable<T>(v: T): T {
-  if (typeof v === 'string') return (UNSTORABLE.test(v) ? v.replace(UNSTORABLE, '\ufffd') : v) as T;
+  if (typeof v === 'string') return v.replace(UNSTORABLE, '\ufffd') as T;
   if (v === null || typeof v !== 'object') return v;
   if (Array.isArray(v)) return v.map(storable) as T;
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return v; // Date and the like: not JSON text
   const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) out[storable(k)] = storable(x);
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    // A JSON body may hold a "__proto__" key; plain assignment would swallow it.
+    Object.defineProperty(out, storable(k), { value: storable(x), enumerable: true, writable: true, configurable: true });
+  }
   return out as T;
 }
 

@@ -518,13 +518,17 @@ describe('chaperone up --dev', () => {
     // A second route to the same demo upstream under /extra.
     const extra = `  - name: extra\n    upstream: http://127.0.0.1:${gw.ports.demo}\n    match:\n      path_prefix: /extra\n`;
     expect((await egress('/extra/x', { token: tokens['alice'] })).status).toBe(404);
+    const edited = Date.now();
     await writeFile(gw.configPath, devGatewayYaml(gw.ports, extra));
     // The shipped library has no rules for target "extra": Envoy routes it (so it is no longer a 404)
     // and the policy denies it.
     await waitFor(async () => (await egress('/extra/x', { token: tokens['alice'] })).status === 403, {
       what: 'the new route',
       timeoutMs: 15_000,
+      intervalMs: 20,
     });
+    // File watch (200 ms debounce) → translate → ADS push → Envoy ACK → served: within a second.
+    expect(Date.now() - edited).toBeLessThan(1_000);
 
     await writeFile(gw.configPath, `${original}\nlisteners_typo: true\n`);
     await waitFor(
