@@ -9,6 +9,7 @@ import {
   type DecisionRecord,
   GENESIS_HASH,
   type StoredDecision,
+  storable,
 } from './records.ts';
 import { migrate, openPglite, openPostgres, redactUrl, type Sql } from './sql.ts';
 
@@ -81,6 +82,15 @@ const DECISION_COLUMNS = [
 
 const JSON_COLUMNS = new Set(['actor', 'input', 'result', 'shadow']);
 
+/** Rows per INSERT statement: 23 parameters a decision row, well under PostgreSQL's 65,535 limit. */
+const INSERT_CHUNK = 500;
+
+/** `($1, $2), ($3, $4)` for rows of equal width. */
+function placeholders(rows: unknown[][]): string {
+  let n = 0;
+  return rows.map((row) => `(${row.map(() => `$${++n}`).join(', ')})`).join(', ');
+}
+
 function rowToDecision(r: Record<string, unknown>): StoredDecision {
   const out: Record<string, unknown> = { ...r };
   out['seq'] = Number(r['seq']);
@@ -116,12 +126,11 @@ class SqlAuditStore implements AuditStore {
       // The chain is extended in one transaction; on PostgreSQL an advisory lock keeps two writers
       // (two gateways sharing a store) from forking it.
       if (this.sql.engine === 'postgres') await tx.query('SELECT pg_advisory_xact_lock(7265846)');
-      const ids = batch.map((r) => r.decision_id);
       const existing = new Set(
         (
           await tx.query<{ decision_id: string }>(
             'SELECT decision_id FROM decisions WHERE decision_id = ANY($1)',
-            [ids],
+            [batch.map((r) => r.decision_id)],
           )
         ).map((r) => r.decision_id),
       );
@@ -130,57 +139,65 @@ class SqlAuditStore implements AuditStore {
       );
       let seq = Number(last?.seq ?? 0);
       let prev = last?.hash ?? GENESIS_HASH;
-      let inserted = 0;
-      for (const r of batch) {
-        if (existing.has(r.decision_id)) continue;
-        existing.add(r.decision_id);
+      const rows: unknown[][] = [];
+      for (const raw of batch) {
+        if (existing.has(raw.decision_id)) continue;
+        existing.add(raw.decision_id);
+        // Hashed exactly as stored, so what verify reads back hashes the same.
+        const r = storable(raw);
         seq += 1;
         const hash = chainHash(prev, seq, r);
         const values = DECISION_COLUMNS.map((c) =>
           JSON_COLUMNS.has(c) ? JSON.stringify(r[c] ?? null) : r[c],
         );
-        const params = [seq, ...values, prev, hash];
-        const placeholders = params.map((_, i) => `$${i + 1}`).join(', ');
-        await tx.query(
-          `INSERT INTO decisions (seq, ${DECISION_COLUMNS.join(', ')}, prev_hash, hash) VALUES (${placeholders})`,
-          params,
-        );
+        rows.push([seq, ...values, prev, hash]);
         prev = hash;
-        inserted++;
       }
-      return inserted;
+      // Multi-row statements: one round trip per chunk instead of one per record.
+      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+        const chunk = rows.slice(i, i + INSERT_CHUNK);
+        await tx.query(
+          `INSERT INTO decisions (seq, ${DECISION_COLUMNS.join(', ')}, prev_hash, hash) VALUES ${placeholders(chunk)}`,
+          chunk.flat(),
+        );
+      }
+      return rows.length;
     });
   }
 
   async insertAccessLogs(batch: AccessLogEntry[]): Promise<number> {
-    let inserted = 0;
+    const seen = new Set<string>();
+    const rows: unknown[][] = [];
     for (const e of batch) {
-      const rows = await this.sql.query(
+      const key = storable(accessLogKey(e));
+      if (seen.has(key)) continue;
+      seen.add(key);
+      rows.push([
+        key,
+        ...storable([e.requestId, e.decisionId, e.nodeId]),
+        e.time.toISOString(),
+        ...storable([e.route, e.method, e.authority, e.path]),
+        e.responseCode,
+        storable(e.responseCodeDetails),
+        e.bytesSent,
+        e.bytesReceived,
+        e.durationMs,
+        ...storable([e.upstreamHost, e.upstreamCluster, e.policyRevision]),
+        JSON.stringify(storable(e.metadata ?? {})),
+      ]);
+    }
+    let inserted = 0;
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+      const chunk = rows.slice(i, i + INSERT_CHUNK);
+      const out = await this.sql.query(
         `INSERT INTO access_log (entry_key, request_id, decision_id, node_id, time, route, method, authority, path,
-           response_code, response_code_details, bytes_sent, bytes_received, duration_ms, upstream_host, upstream_cluster, policy_revision)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)
+           response_code, response_code_details, bytes_sent, bytes_received, duration_ms, upstream_host,
+           upstream_cluster, policy_revision, metadata)
+         VALUES ${placeholders(chunk)}
          ON CONFLICT (entry_key) DO NOTHING RETURNING id`,
-        [
-          accessLogKey(e),
-          e.requestId,
-          e.decisionId,
-          e.nodeId,
-          e.time.toISOString(),
-          e.route,
-          e.method,
-          e.authority,
-          e.path,
-          e.responseCode,
-          e.responseCodeDetails,
-          e.bytesSent,
-          e.bytesReceived,
-          e.durationMs,
-          e.upstreamHost,
-          e.upstreamCluster,
-          e.policyRevision,
-        ],
+        chunk.flat(),
       );
-      inserted += rows.length;
+      inserted += out.length;
     }
     return inserted;
   }
