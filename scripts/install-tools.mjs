@@ -112,6 +112,7 @@ function goInstall(pkg) {
 
 /** Builds `module/cmdPath` from a wrapper module whose go.mod/go.sum pin `module@version`. */
 function goBuildPinned(wrapperDir, module, version, cmdPath, out) {
+  const started = Date.now();
   const goMod = readFileSync(join(wrapperDir, 'go.mod'), 'utf8');
   if (!goMod.includes(`${module} ${version}`)) {
     throw new Error(
@@ -131,6 +132,7 @@ function goBuildPinned(wrapperDir, module, version, cmdPath, out) {
   if (res.error) throw new Error(`go could not start: ${res.error.message}`);
   if (res.status !== 0)
     throw new Error(`go build ${module}${cmdPath ? `/${cmdPath}` : ''} exited with ${res.status}`);
+  log(`  done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
 function readStamps() {

@@ -1,6 +1,8 @@
 // Moves spooled decisions into the audit store, in order, in batches. Idempotent by decision id, so a
 // crash between "stored" and "acknowledged" only resends what the store already has. When the store
 // is down the spool simply grows; the shipper retries with backoff and catches up when it returns.
+import { appendFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type CheckpointSigner, signCheckpoint } from './checkpoints.ts';
 import type { DecisionRecord } from './records.ts';
@@ -8,7 +10,14 @@ import type { Spool } from './spool.ts';
 import type { AuditStore } from './store.ts';
 
 export interface ShipperStats {
+  /** Records made durable in the spool since start. */
+  spooled: number;
+  /** Durable records not yet in the store. */
+  pending: number;
+  /** Records stored by this shipper (resends the store already had are not counted twice). */
   shipped: number;
+  /** Records the store refused as data (not an outage), set aside in `<spool dir>/rejected.jsonl`. */
+  rejected: number;
   batches: number;
   failures: number;
   lastError: string | null;
@@ -21,8 +30,9 @@ export class Shipper {
   private stopped = false;
   private backoffMs = 0;
   private unsubscribe: (() => void) | null = null;
-  private readonly statsValue: ShipperStats = {
+  private readonly statsValue: Omit<ShipperStats, 'spooled' | 'pending'> = {
     shipped: 0,
+    rejected: 0,
     batches: 0,
     failures: 0,
     lastError: null,
@@ -60,7 +70,8 @@ export class Shipper {
   }
 
   stats(): ShipperStats {
-    return { ...this.statsValue };
+    const spool = this.spool.stats();
+    return { spooled: spool.appended, pending: spool.pending, ...this.statsValue };
   }
 
   /** Schedules a run soon (coalesced). */
@@ -83,26 +94,32 @@ export class Shipper {
       const { records, next, bad } = await this.spool.read(from, batchSize);
       if (bad > 0) this.logger.error({ bad }, 'audit spool: unreadable lines skipped');
       if (records.length === 0) {
-        if (next.segment !== from.segment || next.offset !== from.offset) await this.spool.ack(next);
+        if (next.segment !== from.segment || next.offset !== from.offset) await this.spool.ack(next, bad);
         this.backoffMs = 0;
         return;
       }
+      // Set-aside records are written again if an outage makes this batch retry: rejected.jsonl may
+      // repeat a record, never miss one.
+      const good = await this.setAsideMalformed(records);
+      let stored: number;
       try {
-        await this.store.insertDecisions(records as DecisionRecord[]);
+        stored = await this.store.insertDecisions(good);
       } catch (err) {
-        this.statsValue.failures++;
-        this.statsValue.lastError = err instanceof Error ? err.message : String(err);
-        this.backoffMs = Math.min(this.backoffMs ? this.backoffMs * 2 : 200, this.o.maxBackoffMs ?? 5000);
-        this.logger.warn(
-          { err: this.statsValue.lastError, retry_ms: this.backoffMs },
-          'audit store unavailable; decisions stay spooled',
-        );
-        this.kick(this.backoffMs);
-        return;
+        if (!isDataError(err)) {
+          this.failed(err);
+          return;
+        }
+        // One record the store will never take must not hold back every record after it.
+        try {
+          stored = await this.shipOneByOne(good);
+        } catch (err2) {
+          this.failed(err2);
+          return;
+        }
       }
-      await this.spool.ack(next);
+      await this.spool.ack(next, records.length + bad);
       this.backoffMs = 0;
-      this.statsValue.shipped += records.length;
+      this.statsValue.shipped += stored;
       this.statsValue.batches++;
       this.statsValue.lastError = null;
       this.statsValue.lastShippedAt = new Date().toISOString();
@@ -113,6 +130,55 @@ export class Shipper {
         ),
       );
     }
+  }
+
+  private failed(err: unknown): void {
+    this.statsValue.failures++;
+    this.statsValue.lastError = err instanceof Error ? err.message : String(err);
+    this.backoffMs = Math.min(this.backoffMs ? this.backoffMs * 2 : 200, this.o.maxBackoffMs ?? 5000);
+    this.logger.warn(
+      { err: this.statsValue.lastError, retry_ms: this.backoffMs },
+      'audit store unavailable; decisions stay spooled',
+    );
+    this.kick(this.backoffMs);
+  }
+
+  /** Stores records one at a time, setting aside those the store refuses as data; outages still throw. */
+  private async shipOneByOne(records: DecisionRecord[]): Promise<number> {
+    let stored = 0;
+    for (const r of records) {
+      try {
+        stored += await this.store.insertDecisions([r]);
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        await this.reject(r, err instanceof Error ? err.message : String(err));
+      }
+    }
+    return stored;
+  }
+
+  /** The records shaped like a decision; the others are set aside (a foreign line in the spool dir). */
+  private async setAsideMalformed(records: unknown[]): Promise<DecisionRecord[]> {
+    const good: DecisionRecord[] = [];
+    for (const r of records) {
+      if (isDecisionRecord(r)) good.push(r);
+      else await this.reject(r, 'not a decision record');
+    }
+    return good;
+  }
+
+  private async reject(record: unknown, reason: string): Promise<void> {
+    this.statsValue.rejected++;
+    const id = (record as { decision_id?: unknown } | null)?.decision_id;
+    this.logger.error(
+      { decision_id: typeof id === 'string' ? id : null, reason },
+      'audit record refused by the store; kept in rejected.jsonl',
+    );
+    // Kept, never dropped: an operator can inspect and re-import it. The record is already masked.
+    await appendFile(
+      join(this.spool.dir, 'rejected.jsonl'),
+      `${JSON.stringify({ reason, time: new Date().toISOString(), record })}\n`,
+    );
   }
 
   /** Ships what is spooled now (retrying up to `timeoutMs`); for shutdown and tests. */
@@ -138,4 +204,29 @@ export class Shipper {
     this.timer = null;
     if (this.running) await this.running;
   }
+}
+
+/**
+ * SQLSTATE classes 22 (data exception) and 23 (integrity constraint): the record itself is the problem,
+ * retrying cannot help. Anything else (connection refused, timeouts, server restarting) is an outage.
+ */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
+}
+
+const TEXT_FIELDS = ['decision_id', 'request_id', 'method', 'host', 'path', 'decision', 'reason', 'reason_code'];
+
+function isDecisionRecord(r: unknown): r is DecisionRecord {
+  if (!r || typeof r !== 'object') return false;
+  const o = r as Record<string, unknown>;
+  return (
+    TEXT_FIELDS.every((f) => typeof o[f] === 'string') &&
+    typeof o['policy_revision'] === 'string' &&
+    (o['decision_id'] as string).length > 0 &&
+    typeof o['time'] === 'string' &&
+    !Number.isNaN(Date.parse(o['time'] as string)) &&
+    Number.isInteger(o['http_status']) &&
+    typeof o['latency_us'] === 'number'
+  );
 }

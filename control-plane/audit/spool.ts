@@ -22,12 +22,25 @@ export interface SpoolPosition {
   offset: number;
 }
 
+/** The calls the append path makes on a segment file (a node:fs FileHandle has them all). */
+export type AppendHandle = Pick<FileHandle, 'write' | 'datasync' | 'truncate' | 'close'>;
+
 export interface SpoolOptions {
   dir: string;
   /** Start a new segment beyond this size. Default 8 MiB. */
   segmentBytes?: number;
-  /** Test hook: called once per fsync with the number of records it made durable. */
+  /** Called once per fsync with the number of records it made durable (metrics, tests). */
   onFsync?: (records: number) => void;
+  /** Opens a segment for appending; default node:fs `open(path, 'a')`. Tests inject failing disks here. */
+  openForAppend?: (path: string) => Promise<AppendHandle>;
+}
+
+export class SpoolError extends Error {
+  readonly code = 'ERR_AUDIT_SPOOL';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SpoolError';
+  }
 }
 
 interface Pending {
@@ -39,9 +52,14 @@ interface Pending {
 const segName = (n: number) => `${String(n).padStart(10, '0')}.jsonl`;
 
 export class Spool {
-  private fh: FileHandle | null = null;
+  private fh: AppendHandle | null = null;
   private segment = 1;
+  /** Bytes of the current segment known to be on disk (fsynced); readers never go beyond. */
   private size = 0;
+  /** Set when a failed write could not be undone: the spool refuses appends (fail closed). */
+  private broken: Error | null = null;
+  /** Durable records not yet acknowledged by the shipper. */
+  private unacked = 0;
   private queue: Pending[] = [];
   private flushing = false;
   private closed = false;
@@ -73,7 +91,24 @@ export class Spool {
     } catch {
       this.size = 0;
     }
-    this.fh = await open(path, 'a');
+    this.fh = await this.openSegment(path);
+    this.unacked = await this.countFrom(await this.readAck());
+  }
+
+  private openSegment(path: string): Promise<AppendHandle> {
+    return this.o.openForAppend ? this.o.openForAppend(path) : open(path, 'a');
+  }
+
+  /** Complete lines from `pos` to the end of the spool. */
+  private async countFrom(pos: SpoolPosition): Promise<number> {
+    let lines = 0;
+    for (const seg of await this.segments()) {
+      if (seg < pos.segment) continue;
+      const buf = await readFile(join(this.o.dir, segName(seg))).catch(() => Buffer.alloc(0));
+      const end = seg === this.segment ? Math.min(buf.length, this.size) : buf.length;
+      for (let i = seg === pos.segment ? pos.offset : 0; i < end; i++) if (buf[i] === 0x0a) lines++;
+    }
+    return lines;
   }
 
   async segments(): Promise<number[]> {
@@ -85,8 +120,14 @@ export class Spool {
 
   /** Resolves once the record is on disk (fsynced). */
   append(record: unknown): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('audit spool is closed'));
-    const line = `${JSON.stringify(record)}\n`;
+    if (this.closed) return Promise.reject(new SpoolError('audit spool is closed'));
+    if (this.broken) return Promise.reject(new SpoolError('audit spool is unusable', { cause: this.broken }));
+    let line: string;
+    try {
+      line = `${JSON.stringify(record)}\n`;
+    } catch (err) {
+      return Promise.reject(new SpoolError('audit record is not serialisable', { cause: err }));
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ line, resolve, reject });
       if (!this.flushing) {
@@ -100,32 +141,47 @@ export class Spool {
   private async flush(): Promise<void> {
     const batch = this.queue;
     this.queue = [];
+    const fh = this.fh;
+    const buf = Buffer.from(batch.map((p) => p.line).join(''));
     try {
-      if (this.fh === null) throw new Error('audit spool is not open');
-      const buf = Buffer.from(batch.map((p) => p.line).join(''));
+      if (fh === null || this.broken) throw this.broken ?? new SpoolError('audit spool is not open');
       // Async write + datasync: the event loop keeps accepting Checks, which queue for the next batch.
       let written = 0;
-      while (written < buf.length) written += (await this.fh.write(buf, written)).bytesWritten;
-      await this.fh.datasync();
-      this.size += buf.length;
-      this.appended += batch.length;
-      this.o.onFsync?.(batch.length);
-      for (const p of batch) p.resolve();
-      for (const l of this.listeners) l();
-      if (this.size >= (this.o.segmentBytes ?? 8 * 1024 * 1024)) await this.rotate();
+      while (written < buf.length) written += (await fh.write(buf, written)).bytesWritten;
+      await fh.datasync();
     } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
+      const e = new SpoolError('audit spool write failed', { cause: err });
+      // A half-written batch must not stay in front of the next one: that record would be glued to
+      // garbage and lost. Cut the file back to what was durable; if even that fails, stop appending.
+      if (fh && !this.broken) await fh.truncate(this.size).catch((cause: unknown) => (this.broken = cause as Error));
       for (const p of batch) p.reject(e);
+      this.next();
+      return;
     }
+    this.size += buf.length;
+    this.appended += batch.length;
+    this.unacked += batch.length;
+    this.o.onFsync?.(batch.length);
+    for (const p of batch) p.resolve();
+    for (const l of this.listeners) l();
+    if (this.size >= (this.o.segmentBytes ?? 8 * 1024 * 1024)) {
+      await this.rotate().catch((cause: unknown) => (this.broken = cause as Error));
+    }
+    this.next();
+  }
+
+  private next(): void {
     if (this.queue.length > 0) void this.flush();
     else this.flushing = false;
   }
 
   private async rotate(): Promise<void> {
     await this.fh?.close();
+    this.fh = null;
+    const fh = await this.openSegment(join(this.o.dir, segName(this.segment + 1)));
     this.segment += 1;
     this.size = 0;
-    this.fh = await open(join(this.o.dir, segName(this.segment)), 'a');
+    this.fh = fh;
   }
 
   /** Called after every durable batch (the shipper wakes up on it). */
@@ -134,8 +190,9 @@ export class Spool {
     return () => this.listeners.delete(listener);
   }
 
-  stats(): { appended: number; segment: number } {
-    return { appended: this.appended, segment: this.segment };
+  /** `appended`: records made durable since open; `pending`: durable records not yet acknowledged. */
+  stats(): { appended: number; pending: number; segment: number; broken: boolean } {
+    return { appended: this.appended, pending: this.unacked, segment: this.segment, broken: this.broken !== null };
   }
 
   async readAck(): Promise<SpoolPosition> {
@@ -162,7 +219,10 @@ export class Spool {
       if (seg > pos.segment) pos = { segment: seg, offset: 0 };
       const fh = await open(join(this.o.dir, segName(seg)), 'r');
       try {
-        const { size } = await fh.stat();
+        // The segment being appended to is read only up to its durable size: bytes of a batch still
+        // in flight (or lost with the page cache in a power cut) must never be shipped and acknowledged.
+        const { size: fileSize } = await fh.stat();
+        const size = seg === this.segment ? Math.min(fileSize, this.size) : fileSize;
         if (size <= pos.offset) continue;
         const buf = Buffer.alloc(Math.min(size - pos.offset, 16 * 1024 * 1024));
         await fh.read(buf, 0, buf.length, pos.offset);
@@ -187,11 +247,15 @@ export class Spool {
     return { records, next: pos, bad };
   }
 
-  /** Marks everything before `pos` as stored; deletes segments that are entirely behind it. */
-  async ack(pos: SpoolPosition): Promise<void> {
+  /**
+   * Marks everything before `pos` as stored (`records`: how many lines that covers, for `stats().pending`);
+   * deletes segments that are entirely behind it.
+   */
+  async ack(pos: SpoolPosition, records = 0): Promise<void> {
     const tmp = join(this.o.dir, 'ack.json.tmp');
     await writeFile(tmp, JSON.stringify(pos));
     await rename(tmp, join(this.o.dir, 'ack.json'));
+    this.unacked = Math.max(0, this.unacked - records);
     for (const seg of await this.segments()) {
       if (seg < pos.segment && seg !== this.segment)
         await rm(join(this.o.dir, segName(seg)), { force: true });
