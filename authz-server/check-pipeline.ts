@@ -233,8 +233,18 @@ export class CheckPipeline {
     const approvals = this.deps.approvals;
     let fingerprint: string | null = null;
     let grant: ApprovalRequest | null = null;
+    let requestParts: Parameters<typeof fingerprintOf>[0] | null = null;
     if (approvals && identity) {
-      fingerprint = this.fingerprint(state, identity);
+      // What identifies "this request" for an approval: who, as whom, where, what, with which body.
+      requestParts = {
+        subject: identity.subject,
+        actor: identity.actor,
+        target: state.target,
+        method: state.http.method ?? '',
+        path: state.http.path ?? '',
+        bodySha256: bodyHash(state.http),
+      };
+      fingerprint = fingerprintOf(requestParts);
       grant = approvals.store.grantFor(fingerprint);
       if (grant) {
         (built.input as { approval?: unknown }).approval = {
@@ -277,19 +287,10 @@ export class CheckPipeline {
         policyRevision,
       });
     }
-    if (approvals && identity && fingerprint && mapped.verdict.decision !== 'allow') {
+    if (approvals && identity && fingerprint && requestParts && mapped.verdict.decision !== 'allow') {
       const spec = approvalSpec(outcome.result);
       if (spec) {
-        const req = approvals.store.request({
-          fingerprint,
-          subject: identity.subject,
-          actor: identity.actor,
-          target: state.target,
-          method: state.http.method ?? '',
-          path: state.http.path ?? '',
-          bodySha256: bodyHash(state.http),
-          spec,
-        });
+        const req = approvals.store.request({ fingerprint, ...requestParts, spec });
         const gated = mapPolicyResult(
           {
             ...(outcome.result as Record<string, unknown>),
@@ -368,17 +369,6 @@ export class CheckPipeline {
     const differs = decision !== (verdict.decision === 'allow' ? 'allow' : 'deny');
     if (differs) m.shadow.differences++;
     return { revision: snapshot.revision, decision, differs };
-  }
-
-  private fingerprint(state: CheckState, identity: { subject: string; actor: unknown }): string {
-    return fingerprintOf({
-      subject: identity.subject,
-      actor: identity.actor,
-      target: state.target,
-      method: state.http.method ?? '',
-      path: state.http.path ?? '',
-      bodySha256: bodyHash(state.http),
-    });
   }
 
   /**

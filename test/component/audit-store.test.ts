@@ -1,17 +1,16 @@
 // The audit store on both engines with the same SQL: migrations, idempotent inserts, queries with
-// keyset paging, and the hash chain catching a changed, deleted, inserted or reordered record.
+// keyset paging, the decision ↔ access-log join, values PostgreSQL would refuse, concurrent writers,
+// and the hash chain catching a changed, deleted, inserted or reordered record.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AccessLogEntry } from '../../control-plane/als/access-log-service.ts';
+import { BatchingAccessLogSink } from '../../control-plane/audit/access-log-sink.ts';
 import type { DecisionRecord } from '../../control-plane/audit/records.ts';
 import { type AuditStore, openAuditStore } from '../../control-plane/audit/store.ts';
-import {
-  createTestDatabase,
-  DATABASE_URL,
-  NO_POSTGRES_REASON,
-  type TestDatabase,
-} from '../support/postgres.ts';
+import { createTestDatabase, DATABASE_URL, NO_POSTGRES_REASON } from '../support/postgres.ts';
+import { waitFor } from '../support/wait.ts';
 
 function decision(over: Partial<DecisionRecord> = {}): DecisionRecord {
   return {
@@ -38,10 +37,44 @@ function decision(over: Partial<DecisionRecord> = {}): DecisionRecord {
   };
 }
 
+function accessLog(d: DecisionRecord, over: Partial<AccessLogEntry> = {}): AccessLogEntry {
+  return {
+    requestId: d.request_id,
+    decisionId: d.decision_id,
+    policyRevision: 'rev1',
+    time: new Date(),
+    nodeId: 'edge-1',
+    route: 'demo/0',
+    method: 'GET',
+    authority: 'demo.local',
+    path: '/demo/items',
+    responseCode: 200,
+    responseCodeDetails: 'via_upstream',
+    bytesSent: 100,
+    bytesReceived: 50,
+    durationMs: 3.5,
+    upstreamHost: '127.0.0.1:8080',
+    upstreamCluster: 'target/demo',
+    metadata: { 'envoy.filters.http.ext_authz': { decision_id: d.decision_id } },
+    ...over,
+  };
+}
+
+type Rows = Record<string, unknown>[];
+
+interface Opened {
+  store: AuditStore;
+  /** SQL outside the store's API: the tamperer's (and the analyst's) own connection. */
+  sql: (text: string, params?: unknown[]) => Promise<Rows>;
+  /** A second store on the same database, when the engine allows one (PostgreSQL). */
+  another?: () => Promise<AuditStore>;
+  cleanup(): Promise<void>;
+}
+
 interface Engine {
   name: string;
   skip: boolean;
-  open(): Promise<{ store: AuditStore; tamper: (sql: string) => Promise<void>; cleanup(): Promise<void> }>;
+  open(): Promise<Opened>;
 }
 
 const engines: Engine[] = [
@@ -50,28 +83,36 @@ const engines: Engine[] = [
     skip: false,
     open: async () => {
       const store = await openAuditStore({});
-      // Tampering goes through the store's own connection (PGlite is in-process).
-      const sql = (store as unknown as { sql: { query(t: string): Promise<unknown> } }).sql;
-      return { store, tamper: async (t) => void (await sql.query(t)), cleanup: () => store.close() };
+      // PGlite is in-process with a single connection: tampering goes through the store's own.
+      const inner = (store as unknown as { sql: { query(t: string, p?: unknown[]): Promise<Rows> } }).sql;
+      return { store, sql: (t, p) => inner.query(t, p), cleanup: () => store.close() };
     },
   },
   {
     name: 'PostgreSQL',
     skip: !DATABASE_URL,
     open: async () => {
-      const db: TestDatabase = await createTestDatabase();
+      const db = await createTestDatabase();
       const store = await openAuditStore({ url: db.url });
-      const tamper = async (t: string) => {
-        const c = new pg.Client({ connectionString: db.url });
-        await c.connect();
-        await c.query(t);
-        await c.end();
-      };
+      const others: AuditStore[] = [];
       return {
         store,
-        tamper,
+        sql: async (t, p) => {
+          const c = new pg.Client({ connectionString: db.url });
+          await c.connect();
+          try {
+            return (await c.query(t, p)).rows;
+          } finally {
+            await c.end();
+          }
+        },
+        another: async () => {
+          const s = await openAuditStore({ url: db.url });
+          others.push(s);
+          return s;
+        },
         cleanup: async () => {
-          await store.close();
+          for (const s of [store, ...others]) await s.close();
           await db.drop();
         },
       };
@@ -83,75 +124,135 @@ for (const engine of engines) {
   describe.skipIf(engine.skip)(
     `audit store on ${engine.name}${engine.skip ? ` (${NO_POSTGRES_REASON})` : ''}`,
     () => {
+      let db: Opened;
       let store: AuditStore;
-      let tamper: (sql: string) => Promise<void>;
-      let cleanup: () => Promise<void>;
 
       beforeAll(async () => {
-        ({ store, tamper, cleanup } = await engine.open());
+        db = await engine.open();
+        store = db.store;
       });
       afterAll(async () => {
-        await cleanup?.();
+        await db?.cleanup();
       });
 
-      it('applies the migrations once', async () => {
-        expect(await store.migrate()).toEqual(['0001', '0002']);
+      it('applies each migration once, recorded in schema_migrations', async () => {
+        expect(await store.migrate()).toEqual(['0001', '0002', '0003']);
         expect(await store.migrate()).toEqual([]);
+        const applied = await db.sql('SELECT version FROM schema_migrations ORDER BY version');
+        expect(applied.map((r) => r['version'])).toEqual(['0001', '0002', '0003']);
       });
 
       it('inserts decisions idempotently and chains them', async () => {
         const batch = [decision(), decision({ subject: 'bob', decision: 'deny', http_status: 403 })];
         expect(await store.insertDecisions(batch)).toBe(2);
         expect(await store.insertDecisions(batch)).toBe(0); // a resend after a crash changes nothing
-        expect(await store.lastSeq()).toBe(2);
-        expect(await store.verifyChain()).toEqual({ ok: true, count: 2 });
+        expect(await store.insertDecisions([batch[1]!, decision(), batch[1]!])).toBe(1);
+        expect(await store.lastSeq()).toBe(3);
+        expect(await store.verifyChain()).toEqual({ ok: true, count: 3 });
       });
 
-      it('queries by user, target and decision, newest first, with keyset paging', async () => {
-        const more = Array.from({ length: 7 }, (_, i) => decision({ subject: 'carol', path: `/demo/${i}` }));
+      it('queries by user, agent, target, decision and time, newest first, with keyset paging', async () => {
+        const from = new Date(Date.now() - 1000);
+        const more = Array.from({ length: 7 }, (_, i) =>
+          decision({ subject: 'carol', path: `/demo/${i}`, target: i % 2 ? 'github' : 'demo' }),
+        );
         await store.insertDecisions(more);
+        await store.insertDecisions([
+          decision({ subject: 'carol', actor: { sub: 'agent:triage', agent: 'triage' }, path: '/agent' }),
+        ]);
         const first = await store.queryDecisions({ subject: 'carol', limit: 5 });
-        expect(first.rows).toHaveLength(5);
-        expect(first.rows[0]!.path).toBe('/demo/6');
+        expect(first.rows.map((r) => r.path)).toEqual(['/agent', '/demo/6', '/demo/5', '/demo/4', '/demo/3']);
         expect(first.nextCursor).not.toBeNull();
         const second = await store.queryDecisions({ subject: 'carol', limit: 5, cursor: first.nextCursor! });
-        expect(second.rows.map((r) => r.path)).toEqual(['/demo/1', '/demo/0']);
+        expect(second.rows.map((r) => r.path)).toEqual(['/demo/2', '/demo/1', '/demo/0']);
         expect(second.nextCursor).toBeNull();
-        const denied = await store.queryDecisions({ decision: 'deny' });
-        expect(denied.rows.map((r) => r.subject)).toEqual(['bob']);
+        const seqs = [...first.rows, ...second.rows].map((r) => r.seq);
+        expect(seqs).toEqual([...seqs].sort((a, b) => b - a));
+
+        expect((await store.queryDecisions({ decision: 'deny' })).rows.map((r) => r.subject)).toEqual(['bob']);
+        expect(
+          (await store.queryDecisions({ subject: 'carol', target: 'github' })).rows.map((r) => r.path),
+        ).toEqual(['/demo/5', '/demo/3', '/demo/1']);
+        expect((await store.queryDecisions({ agent: 'triage' })).rows.map((r) => r.path)).toEqual(['/agent']);
         expect((await store.queryDecisions({ since: new Date(Date.now() + 60_000) })).rows).toEqual([]);
-        expect(first.rows[0]!.input).toEqual({ parsed_path: ['demo', 'items'] });
+        expect((await store.queryDecisions({ until: from })).rows).toEqual([]);
+        expect((await store.queryDecisions({ subject: 'carol', since: from })).rows).toHaveLength(8);
+        expect(first.rows[1]!.input).toEqual({ parsed_path: ['demo', 'items'] });
+        await expect(store.queryDecisions({ cursor: 'not-a-cursor' })).rejects.toThrow(/invalid cursor/);
       });
 
-      it('stores access-log entries idempotently, joinable on request id', async () => {
-        const d = decision();
+      it('stores access-log entries idempotently, joinable with decisions on request id', async () => {
+        const d = decision({ subject: 'dave' });
         await store.insertDecisions([d]);
-        const entry: AccessLogEntry = {
-          requestId: d.request_id,
-          decisionId: d.decision_id,
-          policyRevision: 'rev1',
-          time: new Date(),
-          nodeId: 'edge-1',
-          route: 'demo/0',
-          method: 'GET',
-          authority: 'demo.local',
-          path: '/demo/items',
-          responseCode: 200,
-          responseCodeDetails: 'via_upstream',
-          bytesSent: 100,
-          bytesReceived: 50,
-          durationMs: 3.5,
-          upstreamHost: '127.0.0.1:8080',
-          upstreamCluster: 'target/demo',
-          metadata: {},
-        };
+        const entry = accessLog(d);
         expect(await store.insertAccessLogs([entry, entry])).toBe(1);
+        expect(await store.insertAccessLogs([entry])).toBe(0); // Envoy resending the same entry
         const [log] = await store.accessLogsFor(d.request_id);
         expect(log?.['decision_id']).toBe(d.decision_id);
+        expect(log?.['metadata']).toEqual(entry.metadata);
+        const joined = await db.sql(
+          `SELECT d.subject, d.decision, a.response_code, a.upstream_host
+             FROM decisions d JOIN access_log a ON a.request_id = d.request_id AND a.decision_id = d.decision_id
+            WHERE d.subject = $1`,
+          ['dave'],
+        );
+        expect(joined).toEqual([
+          { subject: 'dave', decision: 'allow', response_code: 200, upstream_host: '127.0.0.1:8080' },
+        ]);
       });
 
-      it('detects a changed record', async () => {
-        await tamper("UPDATE decisions SET reason = 'edited' WHERE seq = 3");
+      it('batches access-log entries through an outage of the store, each stored once', async () => {
+        let down = true;
+        const flaky = {
+          insertAccessLogs: (batch: AccessLogEntry[]) =>
+            down ? Promise.reject(new Error('connection refused')) : store.insertAccessLogs(batch),
+        };
+        const sink = new BatchingAccessLogSink(flaky, pino({ level: 'silent' }), {
+          batchSize: 7,
+          lingerMs: 1,
+          retryMs: 20,
+        });
+        const d = decision({ subject: 'erin' });
+        const entries = Array.from({ length: 30 }, (_, i) => accessLog(d, { nodeId: `edge-${i}` }));
+        await Promise.all([sink.write(entries.slice(0, 15)), sink.write(entries.slice(15))]);
+        await waitFor(() => sink.stats().lastError !== null, { what: 'a failed access-log insert' });
+        expect(sink.stats().pending).toBe(30);
+        down = false;
+        await waitFor(() => sink.stats().pending === 0, { what: 'the access-log backlog to drain' });
+        expect(sink.stats()).toMatchObject({ stored: 30, dropped: 0, lastError: null });
+        expect(await store.accessLogsFor(d.request_id)).toHaveLength(30);
+        await sink.close();
+      });
+
+      it('stores values PostgreSQL refuses as such (NUL, lone surrogates) instead of stalling', async () => {
+        const d = decision({
+          reason: 'nul \u0000 here',
+          input: { parsed_body: { 'k\u0000': 'a\u0000b', s: 'x\ud800y', ok: 'é😀' } },
+        });
+        expect(await store.insertDecisions([d])).toBe(1);
+        const [row] = (await store.queryDecisions({ limit: 1 })).rows;
+        expect(row?.reason).toBe('nul \ufffd here');
+        expect(row?.input).toEqual({ parsed_body: { 'k\ufffd': 'a\ufffdb', s: 'x\ufffdy', ok: 'é😀' } });
+        const entry = accessLog(d, { path: '/a\u0000', metadata: { m: '\udc00' } });
+        expect(await store.insertAccessLogs([entry])).toBe(1);
+        expect((await store.verifyChain()).ok).toBe(true);
+      });
+
+      it('keeps one unbroken chain under concurrent writers, across batches larger than a statement', async () => {
+        const writers = [store, store, ...(db.another ? [await db.another(), await db.another()] : [])];
+        const before = await store.lastSeq();
+        await Promise.all(
+          writers.map((w, i) =>
+            w.insertDecisions(Array.from({ length: i === 0 ? 1200 : 40 }, () => decision({ subject: 'load' }))),
+          ),
+        );
+        const total = 1200 + 40 * (writers.length - 1);
+        expect(await store.lastSeq()).toBe(before + total);
+        expect(await store.verifyChain()).toEqual({ ok: true, count: before + total });
+      });
+
+      it('detects a changed record, naming it', async () => {
+        await db.sql("UPDATE decisions SET reason = 'edited' WHERE seq = 3");
         expect(await store.verifyChain()).toMatchObject({
           ok: false,
           firstBadSeq: 3,
@@ -159,28 +260,60 @@ for (const engine of engines) {
         });
       });
 
-      it('detects a deleted, an inserted and a reordered record', async () => {
-        const fresh = await engine.open();
-        try {
+      describe('on a fresh chain of five', () => {
+        let fresh: Opened;
+        beforeAll(async () => {
+          fresh = await engine.open();
+        });
+        afterAll(async () => {
+          await fresh?.cleanup();
+        });
+        const reset = async () => {
+          await fresh.sql('DELETE FROM decisions');
+          await fresh.store.insertDecisions(Array.from({ length: 5 }, (_, i) => decision({ path: `/${i + 1}` })));
+          const rows = await fresh.sql('SELECT min(seq) AS lo FROM decisions');
+          // Renumber to 1..5 so each case starts from the same chain.
+          await fresh.sql('UPDATE decisions SET seq = seq - $1', [Number(rows[0]!['lo']) - 1]);
+        };
+
+        it('detects a deleted record', async () => {
           await fresh.store.migrate();
-          await fresh.store.insertDecisions([decision(), decision(), decision(), decision()]);
-          await fresh.tamper('DELETE FROM decisions WHERE seq = 2');
-          expect(await fresh.store.verifyChain()).toMatchObject({ ok: false, firstBadSeq: 2 });
-          // Re-insert a forged record 2 with a plausible hash: the next record's prev_hash exposes it.
-          await fresh.tamper(
-            "INSERT INTO decisions SELECT 2, 'forged', request_id, time, route_id, target, method, host, path, subject, issuer, actor, decision, http_status, reason, reason_code, policy_revision, latency_us, input, result, prev_hash, hash FROM decisions WHERE seq = 1",
+          await fresh.store.insertDecisions(Array.from({ length: 5 }, () => decision()));
+          expect(await fresh.store.verifyChain()).toEqual({ ok: true, count: 5 });
+          await fresh.sql('DELETE FROM decisions WHERE seq = 2');
+          expect(await fresh.store.verifyChain()).toMatchObject({
+            ok: false,
+            firstBadSeq: 2,
+            reason: expect.stringMatching(/missing/),
+          });
+        });
+
+        it('detects an inserted record', async () => {
+          await fresh.sql('DELETE FROM decisions');
+          await fresh.store.insertDecisions(Array.from({ length: 5 }, () => decision()));
+          await reset();
+          // Make room after record 2 and slip in a forged record 3 that copies record 2's links.
+          await fresh.sql('UPDATE decisions SET seq = seq + 100 WHERE seq >= 3');
+          await fresh.sql('UPDATE decisions SET seq = seq - 99 WHERE seq >= 103');
+          await fresh.sql(
+            `INSERT INTO decisions SELECT 3, 'forged', request_id, time, route_id, target, method, host, path,
+               'mallory', issuer, actor, decision, http_status, reason, reason_code, policy_revision, latency_us,
+               input, result, prev_hash, hash FROM decisions WHERE seq = 2`,
           );
-          expect(await fresh.store.verifyChain()).toMatchObject({ ok: false, firstBadSeq: 2 });
-          await fresh.tamper('DELETE FROM decisions WHERE seq = 2');
-          // Reorder: swap the contents of records 3 and 4 (seq numbers stay, chain breaks at 3).
-          await fresh.tamper('UPDATE decisions SET seq = -3 WHERE seq = 3');
-          await fresh.tamper('UPDATE decisions SET seq = 3 WHERE seq = 4');
-          await fresh.tamper('UPDATE decisions SET seq = 4 WHERE seq = -3');
-          const verdict = await fresh.store.verifyChain();
-          expect(verdict.ok).toBe(false);
-        } finally {
-          await fresh.cleanup();
-        }
+          expect(await fresh.store.verifyChain()).toMatchObject({ ok: false, firstBadSeq: 3 });
+        });
+
+        it('detects reordered records', async () => {
+          await reset();
+          await fresh.sql('UPDATE decisions SET seq = -3 WHERE seq = 3');
+          await fresh.sql('UPDATE decisions SET seq = 3 WHERE seq = 4');
+          await fresh.sql('UPDATE decisions SET seq = 4 WHERE seq = -3');
+          expect(await fresh.store.verifyChain()).toMatchObject({
+            ok: false,
+            firstBadSeq: 3,
+            reason: expect.stringMatching(/prev_hash/),
+          });
+        });
       });
     },
   );

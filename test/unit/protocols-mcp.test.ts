@@ -4,19 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { buildInput } from '../../authz-server/input/build-input.ts';
 import { protocolHook } from '../../authz-server/protocols/index.ts';
 import { checkRequest } from '../support/authz-client.ts';
+import { verifiedIdentity } from '../support/identity.ts';
 
-const identity = {
-  issuer: 'i',
-  subject: 'alice',
-  audience: ['chaperone'],
-  email: null,
-  name: null,
-  groups: [],
-  actor: null,
-  token_id: null,
-  expires_at: 0,
-  claims: {},
-};
+const identity = verifiedIdentity();
 
 function mcp(body: string | undefined, opts: { method?: string; headers?: Record<string, string> } = {}) {
   const req = checkRequest({

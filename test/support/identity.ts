@@ -1,0 +1,18 @@
+// A verified identity as the authz server's verifier produces it, for suites that build inputs directly.
+import type { Identity } from '../../authz-server/identity/verifier.ts';
+
+export function verifiedIdentity(subject = 'alice', over: Partial<Identity> = {}): Identity {
+  return {
+    issuer: 'https://idp.example.test',
+    subject,
+    audience: ['chaperone'],
+    email: null,
+    name: null,
+    groups: [],
+    actor: null,
+    token_id: null,
+    expires_at: 0,
+    claims: {},
+    ...over,
+  };
+}
