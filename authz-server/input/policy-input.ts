@@ -3,27 +3,11 @@
 // verified identity and route. schemas/input.schema.json describes the same shape for
 // `opa check --strict --schema` and for validation in tests; keep the two in step.
 import type { AuthzErrorCode } from '../errors.ts';
+/** The verified caller as the policy sees it: the verifier's Identity (one definition, in identity/claims.ts). */
+import type { Identity as InputIdentity } from '../identity/claims.ts';
 import type { FormValues } from './query.ts';
 
-/**
- * The verified caller as the policy sees it: the `Identity` of the identity contract in
- * docs/architecture.md (authz-server/identity/verifier.ts), written out here so the input builder
- * depends on the document's shape, not on the verifier module.
- */
-export interface InputIdentity {
-  issuer: string;
-  subject: string;
-  audience: string[];
-  email: string | null;
-  name: string | null;
-  groups: string[];
-  /** RFC 8693 `act` claim: the agent acting for the subject. */
-  actor: { sub: string; agent?: string; run_id?: string } | null;
-  token_id: string | null;
-  /** Epoch seconds. */
-  expires_at: number;
-  claims: Record<string, unknown>;
-}
+export type { InputIdentity };
 
 /** Why there is no identity: the verifier's code and its client-safe reason. */
 export interface IdentityErrorInfo {

@@ -264,22 +264,20 @@ for (const engine of engines) {
         let fresh: Opened;
         beforeAll(async () => {
           fresh = await engine.open();
+          await fresh.store.migrate();
         });
         afterAll(async () => {
           await fresh?.cleanup();
         });
-        const reset = async () => {
+        // An empty table restarts the chain at seq 1 from the genesis hash.
+        const chainOfFive = async () => {
           await fresh.sql('DELETE FROM decisions');
-          await fresh.store.insertDecisions(Array.from({ length: 5 }, (_, i) => decision({ path: `/${i + 1}` })));
-          const rows = await fresh.sql('SELECT min(seq) AS lo FROM decisions');
-          // Renumber to 1..5 so each case starts from the same chain.
-          await fresh.sql('UPDATE decisions SET seq = seq - $1', [Number(rows[0]!['lo']) - 1]);
+          await fresh.store.insertDecisions(Array.from({ length: 5 }, () => decision()));
+          expect(await fresh.store.verifyChain()).toEqual({ ok: true, count: 5 });
         };
 
         it('detects a deleted record', async () => {
-          await fresh.store.migrate();
-          await fresh.store.insertDecisions(Array.from({ length: 5 }, () => decision()));
-          expect(await fresh.store.verifyChain()).toEqual({ ok: true, count: 5 });
+          await chainOfFive();
           await fresh.sql('DELETE FROM decisions WHERE seq = 2');
           expect(await fresh.store.verifyChain()).toMatchObject({
             ok: false,
@@ -289,9 +287,7 @@ for (const engine of engines) {
         });
 
         it('detects an inserted record', async () => {
-          await fresh.sql('DELETE FROM decisions');
-          await fresh.store.insertDecisions(Array.from({ length: 5 }, () => decision()));
-          await reset();
+          await chainOfFive();
           // Make room after record 2 and slip in a forged record 3 that copies record 2's links.
           await fresh.sql('UPDATE decisions SET seq = seq + 100 WHERE seq >= 3');
           await fresh.sql('UPDATE decisions SET seq = seq - 99 WHERE seq >= 103');
@@ -300,11 +296,15 @@ for (const engine of engines) {
                'mallory', issuer, actor, decision, http_status, reason, reason_code, policy_revision, latency_us,
                input, result, prev_hash, hash FROM decisions WHERE seq = 2`,
           );
-          expect(await fresh.store.verifyChain()).toMatchObject({ ok: false, firstBadSeq: 3 });
+          expect(await fresh.store.verifyChain()).toMatchObject({
+            ok: false,
+            firstBadSeq: 3,
+            reason: expect.stringMatching(/prev_hash/),
+          });
         });
 
         it('detects reordered records', async () => {
-          await reset();
+          await chainOfFive();
           await fresh.sql('UPDATE decisions SET seq = -3 WHERE seq = 3');
           await fresh.sql('UPDATE decisions SET seq = 3 WHERE seq = 4');
           await fresh.sql('UPDATE decisions SET seq = 4 WHERE seq = -3');
