@@ -96,7 +96,12 @@ export class BatchingAccessLogSink implements AccessLogSink {
   }
 
   stats(): AccessLogSinkStats {
-    return { stored: this.stored, pending: this.buffer.length, dropped: this.dropped, lastError: this.lastError };
+    return {
+      stored: this.stored,
+      pending: this.buffer.length,
+      dropped: this.dropped,
+      lastError: this.lastError,
+    };
   }
 
   /** Stores what is buffered (one attempt) and stops accepting entries. */

@@ -32,7 +32,8 @@ function scrub(v: unknown, secretKeys: RegExp | null): unknown {
   if (!v || typeof v !== 'object') return v;
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-    const value = secretKeys?.test(k) && x !== null && typeof x !== 'object' ? REDACTED : scrub(x, secretKeys);
+    const value =
+      secretKeys?.test(k) && x !== null && typeof x !== 'object' ? REDACTED : scrub(x, secretKeys);
     Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
   }
   return out;
@@ -43,7 +44,9 @@ function maskHeaders(headers: unknown, secret: Set<string>): unknown {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(headers as Record<string, unknown>))
     out[k] =
-      secret.has(k.toLowerCase()) || (typeof v === 'string' && AUTH_SCHEME_VALUE.test(v.trim())) ? REDACTED : v;
+      secret.has(k.toLowerCase()) || (typeof v === 'string' && AUTH_SCHEME_VALUE.test(v.trim()))
+        ? REDACTED
+        : v;
   return out;
 }
 

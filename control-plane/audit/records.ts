@@ -101,19 +101,40 @@ export function chainHash(prevHash: string, seq: number, r: DecisionRecord): str
 
 // PostgreSQL refuses NUL in text and jsonb, and lone UTF-16 surrogates in jsonb; a request body can
 // carry either. Left in, one such record would fail its batch on every retry and stall the shipper.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is precisely what has to be found
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** JSON.stringify writes NUL and lone surrogates as `\u` escapes (valid pairs stay raw). */
+const ESCAPED_UNSTORABLE = /\\u0000|\\ud[89a-f]/i;
 
 /** Strings (and object keys) with NUL and lone surrogates replaced by U+FFFD; the rest unchanged. */
 export function storable<T>(v: T): T {
+  if (v === null || typeof v !== 'object') return sanitize(v);
+  // One native pass spots the rare value that needs the walk; the common one is returned as is.
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    return sanitize(v);
+  }
+  return text !== undefined && ESCAPED_UNSTORABLE.test(text) ? sanitize(v) : v;
+}
+
+function sanitize<T>(v: T): T {
   if (typeof v === 'string') return v.replace(UNSTORABLE, '\ufffd') as T;
   if (v === null || typeof v !== 'object') return v;
-  if (Array.isArray(v)) return v.map(storable) as T;
+  if (Array.isArray(v)) return v.map(sanitize) as T;
   const proto = Object.getPrototypeOf(v);
   if (proto !== Object.prototype && proto !== null) return v; // Date and the like: not JSON text
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
     // A JSON body may hold a "__proto__" key; plain assignment would swallow it.
-    Object.defineProperty(out, storable(k), { value: storable(x), enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(out, sanitize(k), {
+      value: sanitize(x),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out as T;
 }

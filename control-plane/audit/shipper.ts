@@ -215,7 +215,16 @@ function isDataError(err: unknown): boolean {
   return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
 }
 
-const TEXT_FIELDS = ['decision_id', 'request_id', 'method', 'host', 'path', 'decision', 'reason', 'reason_code'];
+const TEXT_FIELDS = [
+  'decision_id',
+  'request_id',
+  'method',
+  'host',
+  'path',
+  'decision',
+  'reason',
+  'reason_code',
+];
 
 function isDecisionRecord(r: unknown): r is DecisionRecord {
   if (!r || typeof r !== 'object') return false;

@@ -49,6 +49,9 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
+/** Smallest read when shipping; grown to fit the batch size, doubled for an oversized record. */
+const READ_CHUNK_MIN = 1024 * 1024;
+
 const segName = (n: number) => `${String(n).padStart(10, '0')}.jsonl`;
 
 export class Spool {
@@ -153,7 +156,8 @@ export class Spool {
       const e = new SpoolError('audit spool write failed', { cause: err });
       // A half-written batch must not stay in front of the next one: that record would be glued to
       // garbage and lost. Cut the file back to what was durable; if even that fails, stop appending.
-      if (fh && !this.broken) await fh.truncate(this.size).catch((cause: unknown) => (this.broken = cause as Error));
+      if (fh && !this.broken)
+        await fh.truncate(this.size).catch((cause: unknown) => (this.broken = cause as Error));
       for (const p of batch) p.reject(e);
       this.next();
       return;
@@ -192,7 +196,12 @@ export class Spool {
 
   /** `appended`: records made durable since open; `pending`: durable records not yet acknowledged. */
   stats(): { appended: number; pending: number; segment: number; broken: boolean } {
-    return { appended: this.appended, pending: this.unacked, segment: this.segment, broken: this.broken !== null };
+    return {
+      appended: this.appended,
+      pending: this.unacked,
+      segment: this.segment,
+      broken: this.broken !== null,
+    };
   }
 
   async readAck(): Promise<SpoolPosition> {
@@ -224,21 +233,30 @@ export class Spool {
         const { size: fileSize } = await fh.stat();
         const size = seg === this.segment ? Math.min(fileSize, this.size) : fileSize;
         if (size <= pos.offset) continue;
-        const buf = Buffer.alloc(Math.min(size - pos.offset, 16 * 1024 * 1024));
-        await fh.read(buf, 0, buf.length, pos.offset);
-        let start = 0;
-        for (;;) {
-          const nl = buf.indexOf(0x0a, start);
-          if (nl === -1 || records.length >= max) break;
-          const text = buf.subarray(start, nl).toString('utf8');
-          try {
-            records.push(JSON.parse(text));
-          } catch {
-            bad++;
+        // Read about what `max` records need; a chunk without one complete line (a record larger than
+        // the chunk) is read again twice as large rather than stalling the shipper.
+        let chunk = Math.max(READ_CHUNK_MIN, max * 4096);
+        while (records.length < max && pos.offset < size) {
+          const buf = Buffer.alloc(Math.min(size - pos.offset, chunk));
+          await fh.read(buf, 0, buf.length, pos.offset);
+          let start = 0;
+          for (;;) {
+            const nl = buf.indexOf(0x0a, start);
+            if (nl === -1 || records.length >= max) break;
+            try {
+              records.push(JSON.parse(buf.subarray(start, nl).toString('utf8')));
+            } catch {
+              bad++;
+            }
+            start = nl + 1;
           }
-          start = nl + 1;
+          if (start === 0) {
+            if (buf.length === size - pos.offset) break; // no newline up to the durable end: nothing complete
+            chunk *= 2;
+            continue;
+          }
+          pos = { segment: seg, offset: pos.offset + start };
         }
-        pos = { segment: seg, offset: pos.offset + start };
       } finally {
         await fh.close();
       }

@@ -82,13 +82,54 @@ const DECISION_COLUMNS = [
 
 const JSON_COLUMNS = new Set(['actor', 'input', 'result', 'shadow']);
 
-/** Rows per INSERT statement: 23 parameters a decision row, well under PostgreSQL's 65,535 limit. */
-const INSERT_CHUNK = 500;
+const SQL_TYPE: Record<string, string> = {
+  time: 'timestamptz',
+  http_status: 'integer',
+  latency_us: 'float8',
+};
 
-/** `($1, $2), ($3, $4)` for rows of equal width. */
-function placeholders(rows: unknown[][]): string {
-  let n = 0;
-  return rows.map((row) => `(${row.map(() => `$${++n}`).join(', ')})`).join(', ');
+/** (column, SQL type) of a decision row as inserted: seq, the record's columns, then the chain links. */
+const DECISION_TYPED_COLUMNS: [string, string][] = [
+  ['seq', 'bigint'],
+  ...DECISION_COLUMNS.map((c): [string, string] => [
+    c,
+    JSON_COLUMNS.has(c) ? 'jsonb' : (SQL_TYPE[c] ?? 'text'),
+  ]),
+  ['prev_hash', 'text'],
+  ['hash', 'text'],
+];
+
+const ACCESS_LOG_COLUMNS: [name: string, type: string][] = [
+  ['entry_key', 'text'],
+  ['request_id', 'text'],
+  ['decision_id', 'text'],
+  ['node_id', 'text'],
+  ['time', 'timestamptz'],
+  ['route', 'text'],
+  ['method', 'text'],
+  ['authority', 'text'],
+  ['path', 'text'],
+  ['response_code', 'integer'],
+  ['response_code_details', 'text'],
+  ['bytes_sent', 'bigint'],
+  ['bytes_received', 'bigint'],
+  ['duration_ms', 'float8'],
+  ['upstream_host', 'text'],
+  ['upstream_cluster', 'text'],
+  ['policy_revision', 'text'],
+  ['metadata', 'jsonb'],
+];
+
+/**
+ * `INSERT … SELECT * FROM unnest($1::t1[], …)` and its parameters: one array per column, so a batch of
+ * any size is one statement and one round trip, with far less for the server to parse than VALUES.
+ */
+function unnestInsert(table: string, columns: [string, string][], rows: unknown[][]): [string, unknown[]] {
+  return [
+    `INSERT INTO ${table} (${columns.map(([c]) => c).join(', ')})
+     SELECT * FROM unnest(${columns.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ')})`,
+    columns.map((_, c) => rows.map((row) => row[c])),
+  ];
 }
 
 function rowToDecision(r: Record<string, unknown>): StoredDecision {
@@ -153,14 +194,7 @@ class SqlAuditStore implements AuditStore {
         rows.push([seq, ...values, prev, hash]);
         prev = hash;
       }
-      // Multi-row statements: one round trip per chunk instead of one per record.
-      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-        const chunk = rows.slice(i, i + INSERT_CHUNK);
-        await tx.query(
-          `INSERT INTO decisions (seq, ${DECISION_COLUMNS.join(', ')}, prev_hash, hash) VALUES ${placeholders(chunk)}`,
-          chunk.flat(),
-        );
-      }
+      if (rows.length > 0) await tx.query(...unnestInsert('decisions', DECISION_TYPED_COLUMNS, rows));
       return rows.length;
     });
   }
@@ -186,20 +220,10 @@ class SqlAuditStore implements AuditStore {
         JSON.stringify(storable(e.metadata ?? {})),
       ]);
     }
-    let inserted = 0;
-    for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-      const chunk = rows.slice(i, i + INSERT_CHUNK);
-      const out = await this.sql.query(
-        `INSERT INTO access_log (entry_key, request_id, decision_id, node_id, time, route, method, authority, path,
-           response_code, response_code_details, bytes_sent, bytes_received, duration_ms, upstream_host,
-           upstream_cluster, policy_revision, metadata)
-         VALUES ${placeholders(chunk)}
-         ON CONFLICT (entry_key) DO NOTHING RETURNING id`,
-        chunk.flat(),
-      );
-      inserted += out.length;
-    }
-    return inserted;
+    if (rows.length === 0) return 0;
+    const [text, params] = unnestInsert('access_log', ACCESS_LOG_COLUMNS, rows);
+    const inserted = await this.sql.query(`${text} ON CONFLICT (entry_key) DO NOTHING RETURNING id`, params);
+    return inserted.length;
   }
 
   async queryDecisions(q: DecisionQuery): Promise<{ rows: StoredDecision[]; nextCursor: string | null }> {

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { AgentKeys } from '../agents/agent-keys.ts';
-import type { AccessLogEntry, AccessLogSink } from '../als/access-log-service.ts';
 import { ApiError, type ApiHandler } from '../api/http-api.ts';
+import { BatchingAccessLogSink } from '../audit/access-log-sink.ts';
 import { SpoolRecorder } from '../audit/recorder.ts';
 import type { DecisionRecord, StoredDecision } from '../audit/records.ts';
 import { Shipper } from '../audit/shipper.ts';
@@ -31,55 +31,6 @@ export function resolveStoreUrl(config: Config, env: NodeJS.ProcessEnv = process
     return url;
   }
   return store.connection;
-}
-
-/** Access-log entries are batched; while the store is down they wait in a bounded buffer. */
-class AccessLogBuffer implements AccessLogSink {
-  private buffer: AccessLogEntry[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  dropped = 0;
-  stored = 0;
-  lastError: string | null = null;
-
-  constructor(
-    private readonly store: AuditStore,
-    private readonly logger: Logger,
-    private readonly max = 100_000,
-  ) {}
-
-  async write(entries: AccessLogEntry[]): Promise<void> {
-    this.buffer.push(...entries);
-    if (this.buffer.length > this.max) {
-      const over = this.buffer.length - this.max;
-      this.buffer.splice(0, over);
-      this.dropped += over;
-      this.logger.error(
-        { dropped: over, total_dropped: this.dropped },
-        'access-log buffer full: oldest entries dropped',
-      );
-    }
-    if (!this.timer) this.timer = setTimeout(() => void this.drain(), 200);
-  }
-
-  async drain(): Promise<void> {
-    this.timer = null;
-    while (this.buffer.length > 0) {
-      const batch = this.buffer.slice(0, 500);
-      try {
-        this.stored += await this.store.insertAccessLogs(batch);
-        this.buffer.splice(0, batch.length);
-        this.lastError = null;
-      } catch (err) {
-        this.lastError = err instanceof Error ? err.message : String(err);
-        this.timer = setTimeout(() => void this.drain(), 2000);
-        return;
-      }
-    }
-  }
-
-  pending(): number {
-    return this.buffer.length;
-  }
 }
 
 export interface OpenedAudit extends AuditRuntime {
@@ -108,11 +59,17 @@ export async function openAuditRuntime(o: {
   const signer = await AgentKeys.open(o.stateDir);
   const shipper = new Shipper(spool, store, o.logger, { signer });
   shipper.start();
-  const accessLogs = new AccessLogBuffer(store, o.logger);
+  const accessLogs = new BatchingAccessLogSink(store, o.logger);
   return {
     store,
     shipper,
-    recorder: new SpoolRecorder(spool),
+    // Headers that carry a caller token or an injected credential are masked in stored inputs too.
+    recorder: new SpoolRecorder(spool, {
+      extraSecretHeaders: [
+        ...(o.config.identity ? [o.config.identity.tokenHeader] : []),
+        ...o.config.targets.flatMap((t) => t.credentials.map((c) => c.header)),
+      ],
+    }),
     recordAdmin: (a) =>
       spool.append({
         decision_id: randomUUID(),
@@ -142,16 +99,13 @@ export async function openAuditRuntime(o: {
       spool: { dir: spool.dir, ...spool.stats() },
       shipper: shipper.stats(),
       access_logs: {
-        stored: accessLogs.stored,
-        pending: accessLogs.pending(),
-        dropped: accessLogs.dropped,
-        last_error: accessLogs.lastError,
+        ...accessLogs.stats(),
       },
     }),
     close: async () => {
       const flushed = await shipper.flush(10_000).catch(() => false);
       if (!flushed) o.logger.warn('audit spool not fully shipped; it will be shipped at the next start');
-      await accessLogs.drain();
+      await accessLogs.close();
       await shipper.stop();
       await spool.close();
       await store.close();

@@ -1,15 +1,16 @@
 // The decision spool and shipper: group commit (many appends, few fsyncs), a torn last line after a
 // crash, and a store outage — the spool grows, nothing is lost, and everything ships exactly once.
 import { randomUUID } from 'node:crypto';
-import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { maskInput } from '../../control-plane/audit/recorder.ts';
+import type { DecisionEvent } from '../../authz-server/check-pipeline.ts';
+import { maskInput, maskResult, REDACTED, SpoolRecorder } from '../../control-plane/audit/recorder.ts';
 import type { DecisionRecord } from '../../control-plane/audit/records.ts';
 import { Shipper } from '../../control-plane/audit/shipper.ts';
-import { Spool } from '../../control-plane/audit/spool.ts';
+import { type AppendHandle, Spool } from '../../control-plane/audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../../control-plane/audit/store.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -58,15 +59,65 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** A real segment file whose datasync calls are counted, and fail while `failing` is set. */
+function countingDisk() {
+  const disk = { datasyncs: 0, failing: false, writesBeforeFailure: 0 };
+  const openForAppend = async (path: string): Promise<AppendHandle> => {
+    const fh = await open(path, 'a');
+    return {
+      write: ((...args: Parameters<typeof fh.write>) => fh.write(...args)) as AppendHandle['write'],
+      datasync: async () => {
+        disk.datasyncs++;
+        if (disk.failing) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        return fh.datasync();
+      },
+      truncate: (len) => fh.truncate(len),
+      close: () => fh.close(),
+    };
+  };
+  return { disk, openForAppend };
+}
+
 describe('spool', () => {
   it('group-commits concurrent appends: every promise resolves after its fsync, far fewer fsyncs', async () => {
-    const fsyncs: number[] = [];
-    const spool = await Spool.open({ dir, onFsync: (n) => fsyncs.push(n) });
-    await Promise.all(Array.from({ length: 200 }, (_, i) => spool.append(record(i))));
-    expect(fsyncs.reduce((a, b) => a + b, 0)).toBe(200);
-    expect(fsyncs.length).toBeLessThan(20);
+    const { disk, openForAppend } = countingDisk();
+    const perFsync: number[] = [];
+    const spool = await Spool.open({ dir, openForAppend, onFsync: (n) => perFsync.push(n) });
+    const done = new Set<number>();
+    await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        spool.append(record(i)).then(() => {
+          // Resolved only once a datasync covering it has returned.
+          expect(disk.datasyncs).toBeGreaterThan(0);
+          done.add(i);
+        }),
+      ),
+    );
+    expect(done.size).toBe(100);
+    expect(perFsync.reduce((a, b) => a + b, 0)).toBe(100);
+    expect(disk.datasyncs).toBe(perFsync.length);
+    expect(disk.datasyncs).toBeLessThanOrEqual(5);
     const { records } = await spool.read(await spool.readAck(), 1000);
-    expect(records).toHaveLength(200);
+    expect(records).toHaveLength(100);
+    expect(spool.stats()).toMatchObject({ appended: 100, pending: 100 });
+    await spool.close();
+  });
+
+  it('rejects the appends of a failed fsync, cuts their bytes off, and keeps going', async () => {
+    const { disk, openForAppend } = countingDisk();
+    const spool = await Spool.open({ dir, openForAppend });
+    await spool.append(record(1));
+    disk.failing = true;
+    const failed = await Promise.allSettled([spool.append(record(2)), spool.append(record(3))]);
+    expect(failed.map((f) => f.status)).toEqual(['rejected', 'rejected']);
+    expect((failed[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_AUDIT_SPOOL' });
+    disk.failing = false;
+    await spool.append(record(4));
+    const { records, bad } = await spool.read(await spool.readAck(), 100);
+    expect(bad).toBe(0);
+    // Only what was acknowledged as durable: the failed batch's bytes are gone from the file too.
+    expect(records.map((r) => (r as DecisionRecord).request_id)).toEqual(['req-1', 'req-4']);
+    expect(spool.stats()).toMatchObject({ appended: 2, pending: 2, broken: false });
     await spool.close();
   });
 
@@ -81,12 +132,28 @@ describe('spool', () => {
     const file = join(dir, `${String(segment).padStart(10, '0')}.jsonl`);
     await appendFile(file, '{"decision_id":"torn-by-a-cra'); // a crash mid-write
     const reopened = await Spool.open({ dir });
+    expect(reopened.stats().pending).toBe(2); // counted from disk at open: the torn line is not one
     await reopened.append(record(3));
     const { records, bad } = await reopened.read(await reopened.readAck(), 100);
     expect(bad).toBe(0);
     expect(records.map((r) => (r as DecisionRecord).request_id)).toEqual(['req-1', 'req-2', 'req-3']);
     expect(await readFile(file, 'utf8')).not.toContain('torn');
     await reopened.close();
+  });
+
+  it('reads a record larger than its read chunk instead of stalling on it', async () => {
+    const spool = await Spool.open({ dir });
+    const big = { ...record(1), input: { blob: 'x'.repeat(3 * 1024 * 1024) } };
+    await spool.append(big);
+    await spool.append(record(2));
+    const first = await spool.read(await spool.readAck(), 1);
+    expect((first.records[0] as DecisionRecord).input).toEqual(big.input);
+    const second = await spool.read(first.next, 10);
+    expect(second.records.map((r) => (r as DecisionRecord).request_id)).toEqual(['req-2']);
+    await spool.ack(second.next, 2);
+    expect(spool.stats().pending).toBe(0);
+    expect((await spool.read(second.next, 10)).records).toEqual([]);
+    await spool.close();
   });
 
   it('masks credentials out of stored inputs without touching the live input', () => {
@@ -108,6 +175,91 @@ describe('spool', () => {
     expect(masked.parsed_query.q).toEqual(['ok']);
     expect(input.attributes.request.http.headers.authorization).toBe('Bearer eyJsecret');
   });
+
+  it('masks tokens wherever they appear: custom headers, bodies, claims, query strings, policy headers', () => {
+    const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
+    const input = {
+      attributes: {
+        request: {
+          http: {
+            path: '/x',
+            query: 'q=1&client_secret=s3cr3t&page=2',
+            headers: {
+              'X-Agent-Token': jwt,
+              'x-custom-auth': 'opaque-value',
+              'x-upstream': 'Basic dXNlcjpwYXNz',
+              accept: 'application/json',
+            },
+          },
+        },
+      },
+      parsed_body: {
+        user: 'alice',
+        password: 'hunter2',
+        nested: { refresh_token: 'r1', note: 'token limit' },
+      },
+      identity: { subject: 'alice', claims: { sub: 'alice', upstream_token: `Bearer ${jwt}` } },
+    };
+    const masked = maskInput(input, ['X-Custom-Auth']) as typeof input;
+    const text = JSON.stringify(masked);
+    for (const secret of [jwt, 'opaque-value', 'dXNlcjpwYXNz', 's3cr3t', 'hunter2', '"r1"']) {
+      expect(text).not.toContain(secret);
+    }
+    expect(masked.attributes.request.http.query).toBe('q=1&client_secret=%5Bredacted%5D&page=2');
+    expect(masked.parsed_body).toEqual({
+      user: 'alice',
+      password: REDACTED,
+      nested: { refresh_token: REDACTED, note: 'token limit' },
+    });
+    expect(masked.identity.claims.sub).toBe('alice');
+    expect(masked.attributes.request.http.headers.accept).toBe('application/json');
+    expect(JSON.stringify(input)).toContain('hunter2'); // the live input is untouched
+
+    const result = maskResult({ allowed: true, headers: { Authorization: 'k', 'x-ok': 'v' } }) as {
+      headers: Record<string, string>;
+    };
+    expect(result.headers).toEqual({ Authorization: REDACTED, 'x-ok': 'v' });
+  });
+
+  it('SpoolRecorder spools the masked decision and resolves only once it is durable', async () => {
+    const fsyncs: number[] = [];
+    const spool = await Spool.open({ dir, onFsync: (n) => fsyncs.push(n) });
+    const recorder = new SpoolRecorder(spool, { extraSecretHeaders: ['x-agent-token'] });
+    const event: DecisionEvent = {
+      decisionId: randomUUID(),
+      requestId: 'req-x',
+      time: new Date(),
+      routeId: 'demo/0',
+      target: 'demo',
+      method: 'GET',
+      host: 'demo.local',
+      path: '/demo',
+      subject: 'alice',
+      issuer: 'iss',
+      actor: null,
+      verdict: {
+        decision: 'allow',
+        httpStatus: 200,
+        reason: 'ok',
+        reasonCode: 'ALLOWED',
+      } as DecisionEvent['verdict'],
+      policyRevision: 'r1',
+      latencyUs: 10,
+      input: { attributes: { request: { http: { path: '/demo', headers: { 'x-agent-token': 'raw' } } } } },
+      result: { allowed: true },
+    };
+    await recorder.record(event);
+    expect(fsyncs).toEqual([1]);
+    const { records } = await spool.read(await spool.readAck(), 10);
+    const stored = records[0] as DecisionRecord;
+    expect(stored).toMatchObject({
+      decision_id: event.decisionId,
+      decision: 'allow',
+      reason_code: 'ALLOWED',
+    });
+    expect(JSON.stringify(stored)).not.toContain('"raw"');
+    await spool.close();
+  });
 });
 
 describe('shipper', () => {
@@ -128,8 +280,12 @@ describe('shipper', () => {
     expect(await real.lastSeq()).toBe(20);
     expect(await spool.pendingBytes()).toBeGreaterThan(0);
 
+    expect(shipper.stats()).toMatchObject({ spooled: 100, shipped: 20, pending: 80 });
+    expect(shipper.stats().lastError).toMatch(/connection refused/);
+
     store.down = false;
     expect(await shipper.flush(10_000)).toBe(true);
+    expect(shipper.stats()).toMatchObject({ spooled: 100, shipped: 100, pending: 0, lastError: null });
     expect(await real.lastSeq()).toBe(100);
     const all = await real.decisionsAfter(0, 1000);
     expect(new Set(all.map((r) => r.request_id)).size).toBe(100);
@@ -152,6 +308,32 @@ describe('shipper', () => {
     const shipper = new Shipper(spool, store, silent);
     expect(await shipper.flush()).toBe(true);
     expect(await store.lastSeq()).toBe(5);
+    await shipper.stop();
+    await spool.close();
+    await store.close();
+  });
+
+  it('sets aside a record the store refuses as data, and ships the others behind it', async () => {
+    const store = await openAuditStore({});
+    await store.migrate();
+    const spool = await Spool.open({ dir });
+    const shipper = new Shipper(spool, store, silent);
+    const poison = { ...record(1), http_status: 1e12 }; // beyond INTEGER: SQLSTATE 22003, on every retry
+    const foreign = { hello: 'not a decision' };
+    await Promise.all([
+      spool.append(record(0)),
+      spool.append(poison),
+      spool.append(foreign),
+      spool.append(record(2)),
+    ]);
+    expect(await shipper.flush(5_000)).toBe(true);
+    expect((await store.decisionsAfter(0)).map((r) => r.request_id)).toEqual(['req-0', 'req-2']);
+    expect(shipper.stats()).toMatchObject({ shipped: 2, rejected: 2, pending: 0 });
+    const rejected = (await readFile(join(dir, 'rejected.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(rejected.map((r) => r.record)).toEqual([foreign, poison]);
     await shipper.stop();
     await spool.close();
     await store.close();

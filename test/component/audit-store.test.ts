@@ -169,7 +169,9 @@ for (const engine of engines) {
         const seqs = [...first.rows, ...second.rows].map((r) => r.seq);
         expect(seqs).toEqual([...seqs].sort((a, b) => b - a));
 
-        expect((await store.queryDecisions({ decision: 'deny' })).rows.map((r) => r.subject)).toEqual(['bob']);
+        expect((await store.queryDecisions({ decision: 'deny' })).rows.map((r) => r.subject)).toEqual([
+          'bob',
+        ]);
         expect(
           (await store.queryDecisions({ subject: 'carol', target: 'github' })).rows.map((r) => r.path),
         ).toEqual(['/demo/5', '/demo/3', '/demo/1']);
@@ -238,12 +240,45 @@ for (const engine of engines) {
         expect((await store.verifyChain()).ok).toBe(true);
       });
 
-      it('keeps one unbroken chain under concurrent writers, across batches larger than a statement', async () => {
+      it('round-trips text that array literals treat specially (quotes, braces, NULL, backslashes)', async () => {
+        const awkward = decision({
+          subject: 'NULL',
+          target: '',
+          path: '/{a,b}/"q"/\\x\\',
+          reason: 'a, b; {c} "d" \\e \n f',
+          route_id: null,
+          actor: { agent: 'NULL', note: '{"x":[1,2]}' },
+          input: { s: '\\"}{,', n: [null, 0, -1.5e-7] },
+          result: null,
+        });
+        await store.insertDecisions([awkward]);
+        const [row] = (await store.queryDecisions({ subject: 'NULL' })).rows;
+        expect(row).toMatchObject({
+          subject: 'NULL',
+          target: '',
+          path: awkward.path,
+          reason: awkward.reason,
+          route_id: null,
+          actor: awkward.actor,
+          input: awkward.input,
+          result: null,
+        });
+        const entry = accessLog(awkward, { authority: 'NULL', path: '{"}', policyRevision: null });
+        expect(await store.insertAccessLogs([entry])).toBe(1);
+        expect(await store.accessLogsFor(awkward.request_id)).toMatchObject([
+          { authority: 'NULL', path: '{"}', policy_revision: null },
+        ]);
+        expect((await store.verifyChain()).ok).toBe(true);
+      });
+
+      it('keeps one unbroken chain under concurrent writers and large batches', async () => {
         const writers = [store, store, ...(db.another ? [await db.another(), await db.another()] : [])];
         const before = await store.lastSeq();
         await Promise.all(
           writers.map((w, i) =>
-            w.insertDecisions(Array.from({ length: i === 0 ? 1200 : 40 }, () => decision({ subject: 'load' }))),
+            w.insertDecisions(
+              Array.from({ length: i === 0 ? 1200 : 40 }, () => decision({ subject: 'load' })),
+            ),
           ),
         );
         const total = 1200 + 40 * (writers.length - 1);
