@@ -246,108 +246,134 @@ export class CheckPipeline {
       };
       fingerprint = fingerprintOf(requestParts);
       grant = approvals.store.grantFor(fingerprint);
-      if (grant) {
+    }
+    const offerGrant = (g: ApprovalRequest | null) => {
+      if (g)
         (built.input as { approval?: unknown }).approval = {
-          id: grant.id,
+          id: g.id,
           granted: true,
-          approved_by: grant.decided_by,
+          approved_by: g.decided_by,
         };
+    };
+    offerGrant(grant);
+    // Evaluated once, or twice when the policy wants an approval this node's memory has not seen yet
+    // but the store has (decided on another node a moment ago).
+    for (let pass = 0; ; pass++) {
+      const outcome = snapshot.engine.evaluate(built.input);
+      if (!outcome.ok) {
+        this.deps.logger.warn(
+          { decision_id: state.decisionId, code: outcome.code, detail: outcome.detail },
+          'policy failed',
+        );
+        const reason =
+          outcome.code === 'ERR_POLICY_UNDEFINED'
+            ? 'policy decision is undefined'
+            : 'policy evaluation failed';
+        return this.finish(state, serverDeny(outcome.code, reason, 403, ctx, 'error'), {
+          identity,
+          input: built.input,
+          result: null,
+          policyRevision,
+        });
       }
-    }
-    const outcome = snapshot.engine.evaluate(built.input);
-    if (!outcome.ok) {
-      this.deps.logger.warn(
-        { decision_id: state.decisionId, code: outcome.code, detail: outcome.detail },
-        'policy failed',
-      );
-      const reason =
-        outcome.code === 'ERR_POLICY_UNDEFINED' ? 'policy decision is undefined' : 'policy evaluation failed';
-      return this.finish(state, serverDeny(outcome.code, reason, 403, ctx, 'error'), {
-        identity,
-        input: built.input,
-        result: null,
-        policyRevision,
-      });
-    }
 
-    // mapResult
-    const mapped = mapPolicyResult(outcome.result, {
-      ...ctx,
-      requestHeaderNames: Object.keys(state.headers),
-    });
-    if (!mapped.ok) {
-      this.deps.logger.warn(
-        { decision_id: state.decisionId, code: mapped.code, detail: mapped.detail },
-        'bad policy result',
-      );
-      return this.finish(state, serverDeny(mapped.code, 'policy result is invalid', 403, ctx, 'error'), {
+      // mapResult
+      const mapped = mapPolicyResult(outcome.result, {
+        ...ctx,
+        requestHeaderNames: Object.keys(state.headers),
+      });
+      if (!mapped.ok) {
+        this.deps.logger.warn(
+          { decision_id: state.decisionId, code: mapped.code, detail: mapped.detail },
+          'bad policy result',
+        );
+        return this.finish(state, serverDeny(mapped.code, 'policy result is invalid', 403, ctx, 'error'), {
+          identity,
+          input: built.input,
+          result: outcome.result,
+          policyRevision,
+        });
+      }
+      if (approvals && identity && fingerprint && requestParts && mapped.verdict.decision !== 'allow') {
+        const spec = approvalSpec(outcome.result);
+        if (spec && pass === 0 && !grant) {
+          grant = await approvals.store.freshGrantFor(fingerprint);
+          if (grant) {
+            offerGrant(grant);
+            continue;
+          }
+        }
+        if (spec) {
+          const req = await approvals.store.request({ fingerprint, ...requestParts, spec });
+          const gated = mapPolicyResult(
+            {
+              ...(outcome.result as Record<string, unknown>),
+              allowed: false,
+              http_status: 403,
+              // An MCP client gets a JSON-RPC error it can show (with the approval URL), not a bare 403.
+              body: mcpRequestId(built.input)
+                ? mcpApprovalError(
+                    mcpRequestId(built.input)!.id,
+                    req.id,
+                    approvals.statusUrl(req.id),
+                    req.reason,
+                  )
+                : {
+                    error: 'approval_required',
+                    approval_id: req.id,
+                    status_url: approvals.statusUrl(req.id),
+                    reviewers: req.reviewers,
+                    reason: req.reason,
+                  },
+              ...(mcpRequestId(built.input) ? { headers: { 'content-type': 'application/json' } } : {}),
+            },
+            { ...ctx, requestHeaderNames: Object.keys(state.headers) },
+          );
+          if (gated.ok) {
+            gated.verdict.decision = 'approval_required';
+            gated.verdict.reasonCode = 'APPROVAL_REQUIRED';
+            return this.finish(state, gated, {
+              identity,
+              input: built.input,
+              result: outcome.result,
+              policyRevision,
+            });
+          }
+        }
+      }
+      if (
+        mapped.verdict.decision === 'allow' &&
+        grant &&
+        !(await this.deps.approvals!.store.claim(grant.id))
+      ) {
+        // Another authz server spent this one-time grant first (or it lapsed): the request needs a new one.
+        return this.finish(
+          state,
+          serverDeny('ERR_APPROVAL_SPENT', `approval ${grant.id} was already used or has expired`, 403, ctx),
+          { identity, input: built.input, result: outcome.result, policyRevision },
+        );
+      }
+      if (mapped.verdict.decision === 'allow') {
+        const injected = this.injectCredentials(state, mapped.response);
+        if (injected) {
+          this.deps.logger.error(
+            { decision_id: state.decisionId, target: state.target, detail: injected },
+            'credential unavailable',
+          );
+          return this.finish(
+            state,
+            serverDeny('ERR_CREDENTIAL_UNAVAILABLE', 'upstream credential is unavailable', 503, ctx, 'error'),
+            { identity, input: built.input, result: outcome.result, policyRevision },
+          );
+        }
+      }
+      return this.finish(state, mapped, {
         identity,
         input: built.input,
         result: outcome.result,
         policyRevision,
       });
     }
-    if (approvals && identity && fingerprint && requestParts && mapped.verdict.decision !== 'allow') {
-      const spec = approvalSpec(outcome.result);
-      if (spec) {
-        const req = approvals.store.request({ fingerprint, ...requestParts, spec });
-        const gated = mapPolicyResult(
-          {
-            ...(outcome.result as Record<string, unknown>),
-            allowed: false,
-            http_status: 403,
-            // An MCP client gets a JSON-RPC error it can show (with the approval URL), not a bare 403.
-            body: mcpRequestId(built.input)
-              ? mcpApprovalError(
-                  mcpRequestId(built.input)!.id,
-                  req.id,
-                  approvals.statusUrl(req.id),
-                  req.reason,
-                )
-              : {
-                  error: 'approval_required',
-                  approval_id: req.id,
-                  status_url: approvals.statusUrl(req.id),
-                  reviewers: req.reviewers,
-                  reason: req.reason,
-                },
-            ...(mcpRequestId(built.input) ? { headers: { 'content-type': 'application/json' } } : {}),
-          },
-          { ...ctx, requestHeaderNames: Object.keys(state.headers) },
-        );
-        if (gated.ok) {
-          gated.verdict.decision = 'approval_required';
-          gated.verdict.reasonCode = 'APPROVAL_REQUIRED';
-          return this.finish(state, gated, {
-            identity,
-            input: built.input,
-            result: outcome.result,
-            policyRevision,
-          });
-        }
-      }
-    }
-    if (mapped.verdict.decision === 'allow' && grant) this.deps.approvals?.store.use(grant.id);
-    if (mapped.verdict.decision === 'allow') {
-      const injected = this.injectCredentials(state, mapped.response);
-      if (injected) {
-        this.deps.logger.error(
-          { decision_id: state.decisionId, target: state.target, detail: injected },
-          'credential unavailable',
-        );
-        return this.finish(
-          state,
-          serverDeny('ERR_CREDENTIAL_UNAVAILABLE', 'upstream credential is unavailable', 503, ctx, 'error'),
-          { identity, input: built.input, result: outcome.result, policyRevision },
-        );
-      }
-    }
-    return this.finish(state, mapped, {
-      identity,
-      input: built.input,
-      result: outcome.result,
-      policyRevision,
-    });
   }
 
   /** Shadow mode: the candidate's answer on the same input (only where the enforcing policy ran). */

@@ -2,9 +2,11 @@
 // reason}}`; the authz server records a pending request keyed by the request's fingerprint (who, acting
 // as whom, which target, method, path, query and body hash) and denies with an approval id. A reviewer in
 // one of the named groups — never the requester — approves or denies it; the grant then matches only
-// the same fingerprint, once (default) or until it expires. In memory, bounded: the audit trail keeps
-// the history (the request, the approval id and approver in the retried decision's input).
+// the same fingerprint, once (default) or until it expires. Requests live in the store's `approvals`
+// table, so every authz server and control plane of a fleet sees the same ones; the approved grants —
+// all the Check path reads — are mirrored in memory and reloaded on each change notice.
 import { createHash, randomUUID } from 'node:crypto';
+import type { SharedState } from '../../control-plane/state/shared-state.ts';
 
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'used';
 
@@ -77,18 +79,81 @@ export function parseTtl(text: string | undefined): number {
   return Math.min(ms, 7 * 8.64e7);
 }
 
+type Reader = { query<T>(text: string, params?: unknown[]): Promise<T[]> };
+
+function docOf(row: { doc: unknown }): ApprovalRequest {
+  return (typeof row.doc === 'string' ? JSON.parse(row.doc) : row.doc) as ApprovalRequest;
+}
+
 export class ApprovalStore {
-  private readonly byId = new Map<string, ApprovalRequest>();
-  private readonly pendingByFingerprint = new Map<string, string>();
+  /** Approved grants by fingerprint: what `grantFor` answers from, with no I/O. */
+  private readonly grants = new Map<string, ApprovalRequest>();
 
-  constructor(private readonly o: { maxEntries?: number; now?: () => number } = {}) {}
+  private constructor(
+    private readonly state: SharedState,
+    private readonly now: () => number,
+  ) {}
 
-  private now(): number {
-    return this.o.now?.() ?? Date.now();
+  static async open(state: SharedState, o: { now?: () => number } = {}): Promise<ApprovalStore> {
+    const store = new ApprovalStore(state, o.now ?? Date.now);
+    state.on('approval', (n) => (n.id ? store.reload(n.id) : store.reloadAll()));
+    state.onResync(() => store.reloadAll());
+    await store.reloadAll();
+    return store;
   }
 
-  /** The existing pending request for this fingerprint, or a new one. */
-  request(p: {
+  private get sql() {
+    return this.state.sql;
+  }
+
+  private mirror(r: ApprovalRequest): void {
+    const held = this.grants.get(r.fingerprint);
+    if (r.status === 'approved' && !this.expired(r)) this.grants.set(r.fingerprint, r);
+    else if (held?.id === r.id) this.grants.delete(r.fingerprint);
+  }
+
+  private async reload(id: string): Promise<void> {
+    const [row] = await this.sql.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1', [id]);
+    if (row) this.mirror(docOf(row));
+  }
+
+  private async reloadAll(): Promise<void> {
+    const rows = await this.sql.query<{ doc: unknown }>(
+      "SELECT doc FROM approvals WHERE status = 'approved'",
+    );
+    this.grants.clear();
+    for (const row of rows) this.mirror(docOf(row));
+  }
+
+  private expired(r: ApprovalRequest): boolean {
+    return r.expires_at !== null && Date.parse(r.expires_at) < this.now();
+  }
+
+  /** As stored, with a lapsed grant shown as expired. */
+  private view(r: ApprovalRequest): ApprovalRequest {
+    return r.status === 'approved' && this.expired(r) ? { ...r, status: 'expired' } : r;
+  }
+
+  private async write(tx: Reader, r: ApprovalRequest): Promise<void> {
+    await tx.query('UPDATE approvals SET status = $2, doc = $3 WHERE id = $1', [
+      r.id,
+      r.status,
+      JSON.stringify(r),
+    ]);
+    await this.state.notify(tx, 'approval', r.id);
+    this.mirror(r);
+  }
+
+  private async pendingFor(tx: Reader, fingerprint: string): Promise<ApprovalRequest | null> {
+    const [row] = await tx.query<{ doc: unknown }>(
+      "SELECT doc FROM approvals WHERE fingerprint = $1 AND status = 'pending'",
+      [fingerprint],
+    );
+    return row ? docOf(row) : null;
+  }
+
+  /** The existing pending request for this fingerprint (fleet-wide), or a new one. */
+  async request(p: {
     fingerprint: string;
     subject: string;
     actor: unknown;
@@ -97,11 +162,9 @@ export class ApprovalStore {
     path: string;
     bodySha256: string | null;
     spec: ApprovalSpec;
-  }): ApprovalRequest {
-    const existing = this.pendingByFingerprint.get(p.fingerprint);
-    const found = existing ? this.byId.get(existing) : undefined;
-    if (found && found.status === 'pending') return found;
-    this.evict();
+  }): Promise<ApprovalRequest> {
+    const found = await this.pendingFor(this.sql, p.fingerprint);
+    if (found) return found;
     const req: ApprovalRequest = {
       id: randomUUID(),
       fingerprint: p.fingerprint,
@@ -121,77 +184,127 @@ export class ApprovalStore {
       expires_at: null,
       uses: 0,
     };
-    this.byId.set(req.id, req);
-    this.pendingByFingerprint.set(p.fingerprint, req.id);
-    return req;
-  }
-
-  /** A usable grant for this fingerprint (approved, unexpired, unused when one-time). */
-  grantFor(fingerprint: string): ApprovalRequest | null {
-    for (const r of this.byId.values()) {
-      if (r.fingerprint !== fingerprint || r.status !== 'approved') continue;
-      if (r.expires_at && Date.parse(r.expires_at) < this.now()) {
-        r.status = 'expired';
-        continue;
+    return this.sql.transaction(async (tx) => {
+      const inserted = await tx.query(
+        `INSERT INTO approvals (id, fingerprint, status, created_at, doc) VALUES ($1, $2, 'pending', $3, $4)
+         ON CONFLICT (fingerprint) WHERE status = 'pending' DO NOTHING RETURNING id`,
+        [req.id, req.fingerprint, req.created_at, JSON.stringify(req)],
+      );
+      if (inserted.length === 0) {
+        // Another authz server asked for the same request a moment ago: that one is the request.
+        const other = await this.pendingFor(tx, p.fingerprint);
+        if (other) return other;
       }
-      return r;
+      await this.state.notify(tx, 'approval', req.id);
+      return req;
+    });
+  }
+
+  /** A usable grant for this fingerprint, from memory (approved, unexpired, unused when one-time). */
+  grantFor(fingerprint: string): ApprovalRequest | null {
+    const r = this.grants.get(fingerprint);
+    if (!r) return null;
+    if (this.expired(r)) {
+      this.grants.delete(fingerprint);
+      return null;
     }
-    return null;
+    return r;
   }
 
-  /** Marks one use of a grant; a one-time grant is spent. */
-  use(id: string): void {
-    const r = this.byId.get(id);
-    if (!r) return;
-    r.uses++;
-    if (r.mode === 'once') r.status = 'used';
+  /**
+   * A grant decided on another node a moment ago may not have reached this node's memory yet; the
+   * approval-required path (never the common one) asks the store before creating a new request.
+   */
+  async freshGrantFor(fingerprint: string): Promise<ApprovalRequest | null> {
+    const rows = await this.sql.query<{ doc: unknown }>(
+      "SELECT doc FROM approvals WHERE fingerprint = $1 AND status = 'approved'",
+      [fingerprint],
+    );
+    for (const row of rows) this.mirror(docOf(row));
+    return this.grantFor(fingerprint);
   }
 
-  get(id: string): ApprovalRequest | null {
-    return this.byId.get(id) ?? null;
+  /**
+   * Spends one use of a grant, atomically across the fleet. False when it is no longer usable (a
+   * one-time grant another authz server used first, a grant that expired or was withdrawn).
+   */
+  async claim(id: string): Promise<boolean> {
+    return this.sql.transaction(async (tx) => {
+      const [row] = await tx.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1 FOR UPDATE', [
+        id,
+      ]);
+      if (!row) return false;
+      const r = docOf(row);
+      if (r.status !== 'approved') {
+        this.mirror(r);
+        return false;
+      }
+      if (this.expired(r)) {
+        await this.write(tx, { ...r, status: 'expired' });
+        return false;
+      }
+      await this.write(tx, { ...r, uses: r.uses + 1, status: r.mode === 'once' ? 'used' : r.status });
+      return true;
+    });
   }
 
-  list(filter: { status?: ApprovalStatus; reviewerGroups?: string[] } = {}): ApprovalRequest[] {
-    return [...this.byId.values()]
+  async get(id: string): Promise<ApprovalRequest | null> {
+    const [row] = await this.sql.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1', [id]);
+    return row ? this.view(docOf(row)) : null;
+  }
+
+  /** Newest first, at most `limit` (default 500). */
+  async list(
+    filter: { status?: ApprovalStatus; reviewerGroups?: string[]; limit?: number } = {},
+  ): Promise<ApprovalRequest[]> {
+    // A lapsed grant is still 'approved' in its row; it is listed under 'expired'.
+    const stored =
+      filter.status === 'expired' ? ['expired', 'approved'] : filter.status ? [filter.status] : null;
+    const rows = await this.sql.query<{ doc: unknown }>(
+      `SELECT doc FROM approvals ${stored ? 'WHERE status = ANY($2)' : 'WHERE $2::text[] IS NULL'}
+       ORDER BY created_at DESC LIMIT $1`,
+      [Math.min(Math.max(filter.limit ?? 500, 1), 5000), stored],
+    );
+    return rows
+      .map((row) => this.view(docOf(row)))
       .filter((r) => !filter.status || r.status === filter.status)
-      .filter((r) => !filter.reviewerGroups || r.reviewers.some((g) => filter.reviewerGroups!.includes(g)))
-      .sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+      .filter((r) => !filter.reviewerGroups || r.reviewers.some((g) => filter.reviewerGroups!.includes(g)));
   }
 
-  decide(
+  async decide(
     id: string,
     reviewer: { subject: string; groups: string[] },
     verdict: 'approve' | 'deny',
     opts: { mode?: 'once' | 'window'; ttl?: string } = {},
-  ): ApprovalRequest {
-    const r = this.byId.get(id);
-    if (!r) throw new ApprovalError('not_found', `no approval request ${id}`);
-    if (!r.reviewers.some((g) => reviewer.groups.includes(g))) {
-      throw new ApprovalError(
-        'forbidden',
-        `only members of ${r.reviewers.join(', ')} may decide this request`,
-      );
-    }
-    if (reviewer.subject === r.requester.subject) {
-      throw new ApprovalError('self_approval', 'a reviewer cannot decide their own request');
-    }
-    if (r.status !== 'pending') throw new ApprovalError('not_pending', `request ${id} is ${r.status}`);
-    r.status = verdict === 'approve' ? 'approved' : 'denied';
-    r.decided_at = new Date(this.now()).toISOString();
-    r.decided_by = reviewer.subject;
-    if (verdict === 'approve') {
-      r.mode = opts.mode ?? 'once';
-      r.expires_at = new Date(this.now() + (opts.ttl ? parseTtl(opts.ttl) : r.ttl_ms)).toISOString();
-    }
-    this.pendingByFingerprint.delete(r.fingerprint);
-    return r;
-  }
-
-  private evict(): void {
-    const max = this.o.maxEntries ?? 10_000;
-    if (this.byId.size < max) return;
-    // Oldest decided entries go first; pending ones are kept as long as possible.
-    const decided = [...this.byId.values()].filter((r) => r.status !== 'pending' && r.status !== 'approved');
-    for (const r of decided.slice(0, Math.max(1, this.byId.size - max + 1))) this.byId.delete(r.id);
+  ): Promise<ApprovalRequest> {
+    return this.sql.transaction(async (tx) => {
+      const [row] = await tx.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1 FOR UPDATE', [
+        id,
+      ]);
+      if (!row) throw new ApprovalError('not_found', `no approval request ${id}`);
+      const r = docOf(row);
+      if (!r.reviewers.some((g) => reviewer.groups.includes(g))) {
+        throw new ApprovalError(
+          'forbidden',
+          `only members of ${r.reviewers.join(', ')} may decide this request`,
+        );
+      }
+      if (reviewer.subject === r.requester.subject) {
+        throw new ApprovalError('self_approval', 'a reviewer cannot decide their own request');
+      }
+      if (r.status !== 'pending') throw new ApprovalError('not_pending', `request ${id} is ${r.status}`);
+      const decided: ApprovalRequest = {
+        ...r,
+        status: verdict === 'approve' ? 'approved' : 'denied',
+        decided_at: new Date(this.now()).toISOString(),
+        decided_by: reviewer.subject,
+      };
+      if (verdict === 'approve') {
+        decided.mode = opts.mode ?? 'once';
+        decided.expires_at = new Date(this.now() + (opts.ttl ? parseTtl(opts.ttl) : r.ttl_ms)).toISOString();
+      }
+      await this.write(tx, decided);
+      return decided;
+    });
   }
 }

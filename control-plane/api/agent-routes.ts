@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { parseTtl } from '../../authz-server/approvals/approval-store.ts';
 import type { IdentityVerifier } from '../../authz-server/identity/verifier.ts';
-import type { AgentKeys } from '../agents/agent-keys.ts';
 import type { AgentRegistry } from '../agents/agent-registry.ts';
+import type { FleetKeys } from '../state/fleet-keys.ts';
 import type { AdminAudit } from './approval-routes.ts';
 import { ApiError, type ApiHandler, type ApiRequest } from './http-api.ts';
 
@@ -35,7 +35,7 @@ async function userFrom(verifier: IdentityVerifier | null, headers: Record<strin
 
 export function agentRoutes(o: {
   issuer: string;
-  keys: AgentKeys;
+  keys: Pick<FleetKeys, 'kid' | 'signingKey' | 'jwks' | 'rotate'>;
   registry: AgentRegistry;
   /** Verifies the human's token (the configured issuers, not Chaperone's own). */
   userVerifier: IdentityVerifier | null;
@@ -95,7 +95,7 @@ export function agentRoutes(o: {
         .setExpirationTime(expiresAt)
         .setJti(tokenId)
         .sign(keys.signingKey);
-      registry.register({
+      await registry.register({
         token_id: tokenId,
         agent,
         run_id: runId,
@@ -122,7 +122,7 @@ export function agentRoutes(o: {
       return {
         status: 200,
         body: {
-          rows: registry.list({
+          rows: await registry.list({
             ...(p.get('user') ? { user: p.get('user')! } : {}),
             ...(p.get('agent') ? { agent: p.get('agent')! } : {}),
           }),
@@ -137,13 +137,11 @@ export function agentRoutes(o: {
       if (!tokenId && !agent && !user) oauthError(400, 'invalid_request', 'give token_id, agent or user');
       // Users stop their own agents; the security group may stop anyone's (the kill switch).
       const security = caller.groups.includes('security');
-      const owner = tokenId
-        ? registry.list().find((r) => r.token_id === tokenId)?.user
-        : (user ?? caller.subject);
+      const owner = tokenId ? (await registry.list({ tokenId }))[0]?.user : (user ?? caller.subject);
       if (owner !== undefined && owner !== caller.subject && !security) {
         oauthError(403, 'forbidden', "only the security group may revoke other users' agents");
       }
-      const hit = registry.revoke(caller.subject, {
+      const hit = await registry.revoke(caller.subject, {
         ...(tokenId ? { tokenId } : {}),
         ...(agent ? { agent } : {}),
         ...(agent || user ? { user: user ?? caller.subject } : {}),

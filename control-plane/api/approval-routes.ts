@@ -62,7 +62,7 @@ export function approvalRoutes(
         throw new ApiError(400, 'invalid_mode', 'mode is once or window');
       const ttl = bodyField(req, 'ttl');
       try {
-        const r = store.decide(id, { subject: who.subject, groups: who.groups }, verdict, {
+        const r = await store.decide(id, { subject: who.subject, groups: who.groups }, verdict, {
           ...(mode ? { mode } : {}),
           ...(ttl ? { ttl } : {}),
         });
@@ -91,14 +91,14 @@ export function approvalRoutes(
     'GET /approvals': async (req) => {
       const who = await caller(verifier, req);
       const status = req.url.searchParams.get('status') ?? 'pending';
-      const rows = store
-        .list({ status: status as ApprovalRequest['status'], reviewerGroups: who.groups })
-        .map(view);
+      const rows = (
+        await store.list({ status: status as ApprovalRequest['status'], reviewerGroups: who.groups })
+      ).map(view);
       return { status: 200, body: { rows } };
     },
     'GET /approvals/status': async (req) => {
       const who = await caller(verifier, req);
-      const r = store.get(req.url.searchParams.get('id') ?? '');
+      const r = await store.get(req.url.searchParams.get('id') ?? '');
       if (!r) throw new ApiError(404, 'not_found', 'no such approval request');
       const maySee = r.requester.subject === who.subject || r.reviewers.some((g) => who.groups.includes(g));
       // Someone else's request is as invisible as a missing one.

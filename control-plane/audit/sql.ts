@@ -11,6 +11,16 @@ export interface Sql {
   /** Runs `fn` in one transaction (serialised per connection). */
   transaction<T>(fn: (tx: Pick<Sql, 'query'>) => Promise<T>): Promise<T>;
   exec(text: string): Promise<void>;
+  /**
+   * Subscribes to NOTIFY on `channel`. `onResync` runs after the subscription was re-established
+   * (notices sent while it was down are lost, so the subscriber reloads what it mirrors). Returns an
+   * unsubscribe function.
+   */
+  listen(
+    channel: string,
+    onNotice: (payload: string) => void,
+    onResync: () => void,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -35,12 +45,56 @@ export function redactUrl(url: string): string {
   }
 }
 
+/**
+ * LISTEN on a connection of its own (a pooled one would be handed to other queries). When the
+ * connection drops (server restart, network), it is re-established with backoff and `onResync` runs.
+ */
+async function listenPostgres(
+  url: string,
+  channel: string,
+  onNotice: (payload: string) => void,
+  onResync: () => void,
+): Promise<() => Promise<void>> {
+  let client: pg.Client | null = null;
+  let stopped = false;
+  let retryTimer: NodeJS.Timeout | null = null;
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    c.on('error', () => undefined);
+    c.on('notification', (n) => {
+      if (n.channel === channel) onNotice(n.payload ?? '');
+    });
+    await c.connect();
+    await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    c.on('end', () => {
+      if (client === c) client = null;
+      if (!stopped) retry(250);
+    });
+    client = c;
+  };
+  const retry = (delay: number) => {
+    retryTimer = setTimeout(() => {
+      connect().then(onResync, () => {
+        if (!stopped) retry(Math.min(delay * 2, 5000));
+      });
+    }, delay);
+    retryTimer.unref();
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    if (retryTimer) clearTimeout(retryTimer);
+    await client?.end().catch(() => undefined);
+  };
+}
+
 export async function openPostgres(url: string): Promise<Sql> {
   const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 5000 });
   // An idle client's error (the server restarted) must not crash the process; the next query retries.
   pool.on('error', () => undefined);
   return {
     engine: 'postgres',
+    listen: (channel, onNotice, onResync) => listenPostgres(url, channel, onNotice, onResync),
     query: async (text, params) => (await pool.query(text, params as unknown[])).rows,
     exec: async (text) => {
       await pool.query(text);
@@ -69,6 +123,8 @@ export async function openPglite(dataDir: string | null): Promise<Sql> {
   await db.waitReady;
   return {
     engine: 'pglite',
+    // One in-process database: nothing to reconnect, so no resync.
+    listen: (channel, onNotice) => db.listen(channel, onNotice).then((off) => () => off()),
     query: async (text, params) => (await db.query(text, params as unknown[])).rows as never[],
     exec: async (text) => {
       await db.exec(text);

@@ -44,6 +44,8 @@ function checkpointRow(r: Record<string, unknown>): Checkpoint {
 export interface AuditStore {
   readonly engine: 'postgres' | 'pglite';
   readonly description: string;
+  /** The connection, shared with the fleet state (approvals, revocations, config) kept in the same database. */
+  readonly sql: Sql;
   migrate(): Promise<string[]>;
   insertDecisions(batch: DecisionRecord[]): Promise<number>;
   insertAccessLogs(batch: AccessLogEntry[]): Promise<number>;
@@ -142,7 +144,7 @@ function rowToDecision(r: Record<string, unknown>): StoredDecision {
 
 class SqlAuditStore implements AuditStore {
   constructor(
-    private readonly sql: Sql,
+    readonly sql: Sql,
     readonly description: string,
   ) {}
 

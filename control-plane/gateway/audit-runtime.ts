@@ -2,6 +2,7 @@
 // recorder the authz server awaits, the access-log sink for the ALS, and the HTTP API's audit routes.
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
@@ -14,6 +15,8 @@ import { Shipper } from '../audit/shipper.ts';
 import { Spool } from '../audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../audit/store.ts';
 import type { Config } from '../config/types.ts';
+import { FleetKeys } from '../state/fleet-keys.ts';
+import { SharedState } from '../state/shared-state.ts';
 import type { AuditRuntime } from './gateway.ts';
 
 export class AuditConfigError extends Error {
@@ -38,6 +41,11 @@ export interface OpenedAudit extends AuditRuntime {
   shipper: Shipper;
 }
 
+/** This node's name in the shared state: host and API address tell nodes of one machine apart. */
+export function nodeName(config: Config): string {
+  return `${hostname()}/${config.controlPlane.httpAddress}`;
+}
+
 export async function openAuditRuntime(o: {
   config: Config;
   stateDir: string;
@@ -54,15 +62,20 @@ export async function openAuditRuntime(o: {
       `audit store ${store.description}: ${err instanceof Error ? err.message : String(err)}`,
     );
   }
+  // Fleet state (approvals, revocations, config revisions, public keys) lives in the same database.
+  const state = await SharedState.open(store.sql, nodeName(o.config), o.logger.child({ component: 'state' }));
   const spool = await Spool.open({ dir: o.config.audit.spoolDir });
   // Checkpoints are signed with Chaperone's key (the same one that signs agent tokens).
   const signer = await AgentKeys.open(o.stateDir);
+  const keys = await FleetKeys.open(state, signer);
   const shipper = new Shipper(spool, store, o.logger, { signer });
   shipper.start();
   const accessLogs = new BatchingAccessLogSink(store, o.logger);
   return {
     store,
     shipper,
+    state,
+    keys,
     // Headers that carry a caller token or an injected credential are masked in stored inputs too.
     recorder: new SpoolRecorder(spool, {
       extraSecretHeaders: [
@@ -93,7 +106,7 @@ export async function openAuditRuntime(o: {
         result: null,
       } satisfies DecisionRecord),
     accessLogs,
-    routes: auditApiRoutes(store, { entrypoint: o.config.policy.entrypoint, jwks: () => signer.jwks() }),
+    routes: auditApiRoutes(store, { entrypoint: o.config.policy.entrypoint, jwks: () => keys.allJwks() }),
     status: () => ({
       store: store.description,
       spool: { dir: spool.dir, ...spool.stats() },
@@ -108,6 +121,7 @@ export async function openAuditRuntime(o: {
       await accessLogs.close();
       await shipper.stop();
       await spool.close();
+      await state.close();
       await store.close();
     },
   };

@@ -11,7 +11,6 @@ import type { IdentityOptions } from '../../authz-server/identity/verifier.ts';
 import { IdentityVerifier } from '../../authz-server/identity/verifier.ts';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
 import { assertPortsFree, type PlannedBind, splitHostPort } from '../../lib/ports.ts';
-import { AgentKeys } from '../agents/agent-keys.ts';
 import { AgentRegistry } from '../agents/agent-registry.ts';
 import { type AccessLogSink, addAccessLogService } from '../als/access-log-service.ts';
 import { AGENT_AUDIENCE, agentRoutes } from '../api/agent-routes.ts';
@@ -21,6 +20,9 @@ import { envoyBootstrap } from '../bootstrap.ts';
 import type { Config } from '../config/types.ts';
 import { type EnvoyProcess, startEnvoy } from '../envoy-process.ts';
 import { addMaskProcessor } from '../ext-proc/mask-processor.ts';
+import { SharedTargets } from '../state/config-revisions.ts';
+import type { FleetKeys } from '../state/fleet-keys.ts';
+import type { SharedState } from '../state/shared-state.ts';
 import { AdsServer } from '../xds/ads-server.ts';
 import { XdsPublisher } from './xds-publisher.ts';
 
@@ -28,6 +30,10 @@ import { XdsPublisher } from './xds-publisher.ts';
 export interface AuditRuntime {
   recorder: DecisionRecorder;
   accessLogs: AccessLogSink;
+  /** Fleet state kept in the audit store's database (one node on PGlite, any number on PostgreSQL). */
+  state: SharedState;
+  /** This node's signing key and the fleet's public keys. */
+  keys: FleetKeys;
   status(): Record<string, unknown>;
   /** Records an administrative action (approval decided, agents revoked) in the same chained trail. */
   recordAdmin?(a: {
@@ -149,12 +155,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
 
     const policy = config.policy.source;
     const identity = identityOptions(config);
-    const approvals = new ApprovalStore();
+    const approvals = await ApprovalStore.open(audit.state);
     const apiBase = `http://${config.controlPlane.httpAddress}`;
     // Chaperone's own issuer for agent tokens (RFC 8693 exchange at the HTTP API), trusted next to
     // the configured human issuers; its keys live in the state directory.
-    const agentKeys = await AgentKeys.open(o.stateDir);
-    const agents = new AgentRegistry();
+    const agentKeys = audit.keys;
+    const agents = await AgentRegistry.open(audit.state);
+    stack.push({ name: 'agent inventory', stop: () => agents.close() });
     const authzIdentity = {
       ...(identity ?? {}),
       issuers: [
@@ -240,14 +247,21 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         }),
     });
     const publisher = new XdsPublisher(ads, logger.child({ component: 'config' }));
-    const first = publisher.publish(config);
+    // Targets are the fleet's: this node's file joins the revisions in the store, newer ones from other
+    // control planes are served as they arrive.
+    const fleet = await SharedTargets.open(audit.state, config.targets, {
+      logger: logger.child({ component: 'config' }),
+      onRevision: (r) => publisher.publishRevision(r),
+    });
+    publisher.joinFleet(fleet.shared);
+    const first = publisher.publish({ ...config, targets: fleet.revision.targets });
     if (!first.ok)
       throw new Error(`config cannot be translated to Envoy resources:\n  ${first.errors.join('\n  ')}`);
     if (o.configPath) publisher.watchFile(o.configPath);
     stack.push({ name: 'config watch', stop: () => publisher.close() });
     say(
       'control plane',
-      `${config.controlPlane.xdsAddress}  ADS + access logs, config ${first.version?.slice(0, 12)}`,
+      `${config.controlPlane.xdsAddress}  ADS + access logs, config ${first.version?.slice(0, 12)} (revision ${fleet.revision.revision})`,
     );
 
     const nodeId = o.nodeId ?? 'chaperone-local';
@@ -274,7 +288,12 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         metrics: authz.metrics,
         credentials: authz.credentials.status(),
       },
-      xds: { ...ads.status(), current_streams: ads.currentCount(), config: publisher.status() },
+      xds: {
+        ...ads.status(),
+        current_streams: ads.currentCount(),
+        config: { ...publisher.status(), fleet: fleet.shared.status() },
+      },
+      state: audit.state.status(),
       envoy: { admin: adminUrl, pid: envoy.pid },
       audit: audit.status(),
     });

@@ -7,6 +7,7 @@ import { ConfigError } from '../config/errors.ts';
 import { loadConfig } from '../config/load-config.ts';
 import type { Config } from '../config/types.ts';
 import { buildIr } from '../ir/build-ir.ts';
+import type { ConfigRevision, SharedTargets } from '../state/config-revisions.ts';
 import { TranslateError } from '../translate/errors.ts';
 import { translate } from '../translate/translate.ts';
 import type { AdsServer } from '../xds/ads-server.ts';
@@ -37,6 +38,9 @@ export function snapshotFor(
 }
 
 export class XdsPublisher {
+  /** The last config published: a fleet revision replaces its targets, keeping this node's own parts. */
+  private base: Config | null = null;
+  private fleet: SharedTargets | null = null;
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
   private last: PublishOutcome = { ok: false, version: null, errors: ['nothing published yet'] };
@@ -58,8 +62,28 @@ export class XdsPublisher {
       return this.last;
     }
     this.ads.setSnapshot(built.snapshot);
+    this.base = config;
     this.last = { ok: true, version: built.snapshot.version, errors: [] };
     return this.last;
+  }
+
+  /** Shares targets with the fleet: file changes are proposed, newer fleet revisions served. */
+  joinFleet(fleet: SharedTargets): void {
+    this.fleet = fleet;
+  }
+
+  /** Serves a fleet revision's targets with this node's listeners and addresses. */
+  publishRevision(r: ConfigRevision): PublishOutcome {
+    if (!this.base) return this.last;
+    const outcome = this.publish({ ...this.base, targets: r.targets });
+    if (outcome.ok)
+      this.logger.info({ revision: r.revision, version: outcome.version }, 'fleet config published');
+    else
+      this.logger.error(
+        { revision: r.revision, errors: outcome.errors },
+        'fleet config revision rejected here; the last good config keeps serving',
+      );
+    return outcome;
   }
 
   async reloadFrom(path: string): Promise<PublishOutcome> {
@@ -75,6 +99,7 @@ export class XdsPublisher {
       );
       return this.last;
     }
+    if (this.fleet) config = this.fleet.merge(config);
     const before = this.ads.status().version;
     const outcome = this.publish(config);
     if (!outcome.ok) {
@@ -82,9 +107,19 @@ export class XdsPublisher {
         { file: path, errors: outcome.errors },
         'config rejected; the last good config keeps serving',
       );
-    } else if (outcome.version !== before) {
-      this.logger.info({ file: path, version: outcome.version }, 'config published');
-      this.onConfig?.(config);
+    } else {
+      await this.fleet
+        ?.propose(config.targets)
+        .catch((err: unknown) =>
+          this.logger.error(
+            { err: err instanceof Error ? err.message : String(err) },
+            'config served here but not written to the shared store; other nodes keep the previous revision',
+          ),
+        );
+      if (outcome.version !== before) {
+        this.logger.info({ file: path, version: outcome.version }, 'config published');
+        this.onConfig?.(config);
+      }
     }
     return outcome;
   }
