@@ -65,6 +65,7 @@ export interface Config {
   policy: { source: PolicySource; entrypoint: string };
   audit: { store: AuditStoreConfig; spoolDir: string };
   authz: { addresses: string[] };
-  controlPlane: { xdsAddress: string; httpAddress: string };
+  /** `issuer`: the agent-token issuer URL (the fleet's shared API URL; default http://<httpAddress>). */
+  controlPlane: { xdsAddress: string; httpAddress: string; issuer: string };
   envoy: { adminPort: number; caFile: string };
 }

@@ -157,6 +157,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     const identity = identityOptions(config);
     const approvals = await ApprovalStore.open(audit.state);
     const apiBase = `http://${config.controlPlane.httpAddress}`;
+    // Agent tokens carry the fleet's issuer; this node verifies them with the fleet's public keys,
+    // which its own API publishes.
+    const agentIssuer = config.controlPlane.issuer;
     // Chaperone's own issuer for agent tokens (RFC 8693 exchange at the HTTP API), trusted next to
     // the configured human issuers; its keys live in the state directory.
     const agentKeys = audit.keys;
@@ -167,7 +170,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       issuers: [
         ...(identity?.issuers ?? []),
         {
-          issuer: apiBase,
+          issuer: agentIssuer,
           audiences: [AGENT_AUDIENCE],
           jwksUri: `${apiBase}/.well-known/jwks.json`,
           algorithms: ['ES256'],
@@ -184,7 +187,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       // Agents may follow their own approval requests; deciding one needs a human (enforced there).
       ...approvalRoutes(approvals, new IdentityVerifier(authzIdentity), audit.recordAdmin),
       ...agentRoutes({
-        issuer: apiBase,
+        issuer: agentIssuer,
         keys: agentKeys,
         registry: agents,
         userVerifier: humanVerifier,

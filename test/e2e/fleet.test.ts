@@ -1,0 +1,204 @@
+// Scale-out: two gateways — each a control plane, an authz server and a real Envoy, started with the
+// real CLI — share one PostgreSQL. A change made through one (a config edit, an approval, a revocation)
+// reaches the Envoys of the other through the store (LISTEN/NOTIFY), and the decisions of both land
+// in one hash chain.
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../lib/tools.ts';
+import {
+  devGatewayYaml,
+  type GatewayPorts,
+  type GatewayProcess,
+  gatewayPorts,
+  startGatewayProcess,
+} from '../support/gateway-process.ts';
+import {
+  createTestDatabase,
+  DATABASE_URL,
+  NO_POSTGRES_REASON,
+  type TestDatabase,
+} from '../support/postgres.ts';
+import { waitFor } from '../support/wait.ts';
+
+let db: TestDatabase;
+let a: GatewayProcess;
+let b: GatewayProcess;
+let portsA: GatewayPorts;
+const tokens: Record<string, string> = {};
+
+/** Both nodes trust A's dev issuer, route to A's demo upstream, share the store and the agent issuer. */
+function fleetYaml(extraTargets = '') {
+  return (p: GatewayPorts) =>
+    devGatewayYaml({ ...p, idp: portsA.idp, demo: portsA.demo }, extraTargets)
+      .replace('store: embedded', `store: ${db.url}`)
+      .replace(
+        `  http_address: 127.0.0.1:${p.api}\n`,
+        `  http_address: 127.0.0.1:${p.api}\n  issuer: http://127.0.0.1:${portsA.api}\n`,
+      );
+}
+
+function runCli(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [join(PROJECT_ROOT, 'cli/bin/chaperone.js'), ...args],
+      { timeout: 60_000 },
+      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, out: `${stdout}${stderr}` }),
+    );
+  });
+}
+
+function via(
+  gw: GatewayProcess,
+  path: string,
+  init: RequestInit & { token?: string } = {},
+): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (init.token) headers.set('authorization', `Bearer ${init.token}`);
+  return fetch(`${gw.egress}${path}`, { ...init, headers });
+}
+
+describe.skipIf(!DATABASE_URL)(
+  `a fleet of two gateways on one PostgreSQL${DATABASE_URL ? '' : ` (${NO_POSTGRES_REASON})`}`,
+  () => {
+    beforeAll(async () => {
+      db = await createTestDatabase('chaperone_fleet');
+      portsA = await gatewayPorts();
+      const portsB = await gatewayPorts();
+      a = await startGatewayProcess({ ports: portsA, yaml: fleetYaml() });
+      b = await startGatewayProcess({ ports: portsB, yaml: fleetYaml() });
+      for (const u of ['alice', 'bob', 'carol']) {
+        const res = await fetch(`${a.api}/dev/token?user=${u}`);
+        tokens[u] = ((await res.json()) as { token: string }).token;
+      }
+    }, 180_000);
+
+    afterAll(async () => {
+      await a?.cleanup();
+      await b?.cleanup();
+      await db?.drop();
+    });
+
+    it('serves traffic through both Envoys and records both nodes’ decisions in one intact chain', async () => {
+      expect((await via(a, '/demo/items', { token: tokens['alice'] })).status).toBe(200);
+      expect((await via(b, '/demo/items', { token: tokens['alice'] })).status).toBe(200);
+      expect((await via(b, '/demo/items', { token: tokens['bob'] })).status).toBe(403);
+      // Each node's shipper moves its own spool into the shared store; either API sees all of it.
+      await waitFor(
+        async () => {
+          const res = await fetch(`${b.api}/audit/decisions?user=alice&limit=50`);
+          const rows = ((await res.json()) as { rows: { host: string }[] }).rows;
+          return rows.length >= 2;
+        },
+        { what: 'both decisions in the shared trail', timeoutMs: 15_000 },
+      );
+      const verdict = (await (await fetch(`${a.api}/audit/verify`)).json()) as { ok: boolean; count: number };
+      expect(verdict.ok).toBe(true);
+      expect(verdict.count).toBeGreaterThanOrEqual(3);
+    });
+
+    it('a config edit on one control plane reaches the Envoy of the other', async () => {
+      expect((await via(b, '/extra/x', { token: tokens['alice'] })).status).toBe(404);
+      const extra = `  - name: extra\n    upstream: http://127.0.0.1:${portsA.demo}\n    match:\n      path_prefix: /extra\n`;
+      const edited = Date.now();
+      await writeFile(a.configPath, fleetYaml(extra)(a.ports));
+      // The shipped library has no rules for target "extra": once B's Envoy routes it, it is a 403.
+      await waitFor(async () => (await via(b, '/extra/x', { token: tokens['alice'] })).status === 403, {
+        what: "A's new route on B's Envoy",
+        timeoutMs: 10_000,
+        intervalMs: 20,
+      });
+      // Watch debounce (200 ms) → revision in PostgreSQL → NOTIFY → B translates → ADS → Envoy ACK.
+      expect(Date.now() - edited).toBeLessThan(2_000);
+      const status = (await (await fetch(`${b.api}/status`)).json()) as {
+        xds: { config: { fleet: { revision: number; origin: string } } };
+      };
+      expect(status.xds.config.fleet.origin).toContain(`127.0.0.1:${a.ports.api}`);
+      expect(status.xds.config.fleet.revision).toBeGreaterThanOrEqual(2);
+    });
+
+    it('an approval given through one control plane lets the request through the other’s Envoy, once', async () => {
+      const first = await via(b, '/demo/items/7', { method: 'DELETE', token: tokens['alice'] });
+      expect(first.status).toBe(403);
+      const body = (await first.json()) as { error: string; approval_id: string };
+      expect(body.error).toBe('approval_required');
+
+      // The request asked for at B is pending at A.
+      const list = await runCli(['approvals', 'list', '--api', a.api, '--token', tokens['carol']!]);
+      expect(list.code, list.out).toBe(0);
+      expect(list.out).toContain(body.approval_id);
+      const ok = await runCli([
+        'approvals',
+        'approve',
+        body.approval_id,
+        '--api',
+        a.api,
+        '--token',
+        tokens['carol']!,
+      ]);
+      expect(ok.code, ok.out).toBe(0);
+
+      expect((await via(b, '/demo/items/7', { method: 'DELETE', token: tokens['alice'] })).status).toBe(200);
+      // One-time, fleet-wide: the same request through A's Envoy needs a new approval.
+      const again = await via(a, '/demo/items/7', { method: 'DELETE', token: tokens['alice'] });
+      expect(again.status).toBe(403);
+      expect(((await again.json()) as { approval_id: string }).approval_id).not.toBe(body.approval_id);
+    });
+
+    it('an agent token minted through one control plane works everywhere, and a revocation through the other stops it everywhere', async () => {
+      const minted = await runCli([
+        'agent',
+        'token',
+        '--name',
+        'fleet-bot',
+        '--targets',
+        'demo',
+        '--api',
+        a.api,
+        '--token',
+        tokens['alice']!,
+      ]);
+      expect(minted.code, minted.out).toBe(0);
+      const agentToken = minted.out.trim().split('\n').at(-1)!;
+      expect((await via(a, '/demo/items', { token: agentToken })).status).toBe(200);
+      expect((await via(b, '/demo/items', { token: agentToken })).status).toBe(200);
+
+      // B's inventory lists the token A issued.
+      const inventory = await runCli([
+        'agents',
+        'list',
+        '--json',
+        '--api',
+        b.api,
+        '--token',
+        tokens['alice']!,
+      ]);
+      expect(inventory.code, inventory.out).toBe(0);
+      expect((JSON.parse(inventory.out) as { agent: string }[]).map((r) => r.agent)).toContain('fleet-bot');
+
+      const revoke = await runCli([
+        'agents',
+        'revoke',
+        '--agent',
+        'fleet-bot',
+        '--api',
+        b.api,
+        '--token',
+        tokens['alice']!,
+      ]);
+      expect(revoke.code, revoke.out).toBe(0);
+      const started = Date.now();
+      await waitFor(async () => (await via(a, '/demo/items', { token: agentToken })).status === 401, {
+        what: "B's revocation at A's authz server",
+        timeoutMs: 5_000,
+        intervalMs: 20,
+      });
+      expect(Date.now() - started).toBeLessThan(1_000);
+      const denied = await via(b, '/demo/items', { token: agentToken });
+      expect(denied.status).toBe(401);
+      expect(((await denied.json()) as { code: string }).code).toBe('ERR_TOKEN_REVOKED');
+    });
+  },
+);
