@@ -1,10 +1,18 @@
 // `chaperone authz serve`: runs the ext_authz gRPC server on its own (the way OPA-Envoy runs beside
 // Envoy). `chaperone up` starts it together with the rest of the gateway.
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
+import { ApprovalStore } from '../../authz-server/approvals/approval-store.ts';
 import { AUTHZ_DEFAULTS } from '../../authz-server/defaults.ts';
 import { RemoteRevocations } from '../../authz-server/identity/remote-revocations.ts';
-import { startAuthzServer } from '../../authz-server/server.ts';
+import { type AuthzServerOptions, startAuthzServer } from '../../authz-server/server.ts';
+import { AgentRegistry } from '../../control-plane/agents/agent-registry.ts';
+import { SpoolRecorder } from '../../control-plane/audit/recorder.ts';
+import { Shipper } from '../../control-plane/audit/shipper.ts';
+import { Spool } from '../../control-plane/audit/spool.ts';
+import { openAuditStore } from '../../control-plane/audit/store.ts';
+import { SharedState } from '../../control-plane/state/shared-state.ts';
 
 interface ServeOptions {
   addr: string;
@@ -19,6 +27,49 @@ interface ServeOptions {
   controlPlane?: string;
   shadowDir?: string;
   shadowBundle?: string;
+  store?: string;
+  spoolDir: string;
+}
+
+/**
+ * `--store`: this authz server joins a fleet. Revocations and approvals come from the shared
+ * PostgreSQL (changes announced by NOTIFY, applied on the next Check), and its decisions are spooled
+ * locally and shipped into the same audit trail as every other node's.
+ */
+async function joinFleet(o: ServeOptions, logger: Logger) {
+  const url = o.store!.startsWith('env:') ? process.env[o.store!.slice(4)] : o.store!;
+  if (!url) throw new Error(`--store refers to environment variable ${o.store!.slice(4)}, which is not set`);
+  const store = await openAuditStore({ url });
+  await store.migrate();
+  const state = await SharedState.open(
+    store.sql,
+    `${hostname()}/authz ${o.addr}`,
+    logger.child({ component: 'state' }),
+  );
+  const agents = await AgentRegistry.open(state);
+  const approvals = o.controlPlane ? await ApprovalStore.open(state) : null;
+  const spool = await Spool.open({ dir: o.spoolDir });
+  const shipper = new Shipper(spool, store, logger.child({ component: 'shipper' }));
+  shipper.start();
+  const base = o.controlPlane?.replace(/\/$/, '');
+  return {
+    options: {
+      revocation: agents,
+      onDecision: (e) => agents.observe(e),
+      recorder: new SpoolRecorder(spool),
+      ...(approvals && base
+        ? { approvals: { store: approvals, statusUrl: (id: string) => `${base}/approvals/status?id=${id}` } }
+        : {}),
+    } satisfies Partial<AuthzServerOptions>,
+    close: async () => {
+      await shipper.flush(10_000).catch(() => false);
+      await shipper.stop();
+      await spool.close();
+      await agents.close();
+      await state.close();
+      await store.close();
+    },
+  };
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -41,19 +92,25 @@ export function registerAuthzCommands(program: Command): void {
     .option('--shadow-bundle <file>', 'shadow mode: a candidate bundle evaluated too, never enforced')
     .option(
       '--control-plane <url>',
-      'the gateway HTTP API: trust its agent tokens and apply its revocations (polled every 2 s)',
+      'the control plane (its agent issuer URL): trust its agent tokens; without --store, poll its revocations every 2 s',
     )
+    .option(
+      '--store <url>',
+      'join a fleet: the shared PostgreSQL (postgres://… or env:NAME) for revocations, approvals and the audit trail',
+    )
+    .option('--spool-dir <dir>', 'with --store: the local audit spool', '.chaperone/authz-spool')
     .action(async (o: ServeOptions) => {
       const logger = pino({ name: 'chaperone-authz', level: o.logLevel });
       if (o.issuer.length > 0 && o.audience.length === 0) {
         process.stderr.write('error: --issuer needs at least one --audience\n');
         process.exit(2);
       }
-      const revocations = o.controlPlane
-        ? new RemoteRevocations(o.controlPlane.replace(/\/$/, ''), logger)
-        : null;
+      let fleet: Awaited<ReturnType<typeof joinFleet>> | null = null;
+      const revocations =
+        o.controlPlane && !o.store ? new RemoteRevocations(o.controlPlane.replace(/\/$/, ''), logger) : null;
       revocations?.start();
       try {
+        if (o.store) fleet = await joinFleet(o, logger);
         const server = await startAuthzServer({
           address: o.addr,
           policy: {
@@ -82,6 +139,7 @@ export function registerAuthzCommands(program: Command): void {
           },
           logger,
           ...(revocations ? { revocation: revocations } : {}),
+          ...fleet?.options,
           ...(o.shadowDir || o.shadowBundle
             ? {
                 shadow: {
@@ -91,11 +149,18 @@ export function registerAuthzCommands(program: Command): void {
               }
             : {}),
         });
-        process.stderr.write(`chaperone authz: listening on ${server.address}\n`);
-        const stop = () => void server.close().then(() => process.exit(0));
+        process.stderr.write(
+          `chaperone authz: listening on ${server.address}${o.store ? ' (fleet member: shared store)' : ''}\n`,
+        );
+        const stop = () =>
+          void server
+            .close()
+            .then(() => fleet?.close())
+            .then(() => process.exit(0));
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       } catch (err) {
+        await fleet?.close().catch(() => undefined);
         process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
         process.exit(2);
       }

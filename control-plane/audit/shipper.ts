@@ -80,7 +80,11 @@ export class Shipper {
     this.timer = setTimeout(
       () => {
         this.timer = null;
-        if (!this.running) this.running = this.runOnce().finally(() => (this.running = null));
+        // A run in progress may have read the spool before what woke us became durable (its last,
+        // empty read): dropping this wake-up would strand those records until the next append.
+        const again = () => this.kick();
+        if (this.running) void this.running.then(again, again);
+        else this.running = this.runOnce().finally(() => (this.running = null));
       },
       Math.max(delay, this.backoffMs),
     );

@@ -101,16 +101,25 @@ export async function openPostgres(url: string): Promise<Sql> {
     },
     transaction: async (fn) => {
       const client = await pool.connect();
+      // A checked-out client has no pool listener: a connection lost mid-transaction (the server
+      // stopped) would otherwise be an uncaught 'error' event and end the process.
+      let broken: Error | undefined;
+      const onError = (err: Error) => {
+        broken = err;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const out = await fn({ query: async (t, p) => (await client.query(t, p as unknown[])).rows });
         await client.query('COMMIT');
         return out;
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        if (!broken) await client.query('ROLLBACK').catch(() => undefined);
         throw err;
       } finally {
-        client.release();
+        client.removeListener('error', onError);
+        // A broken client is discarded, not returned to the pool.
+        client.release(broken);
       }
     },
     close: () => pool.end(),

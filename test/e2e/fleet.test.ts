@@ -2,11 +2,12 @@
 // real CLI — share one PostgreSQL. A change made through one (a config edit, an approval, a revocation)
 // reaches the Envoys of the other through the store (LISTEN/NOTIFY), and the decisions of both land
 // in one hash chain.
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
+import { authzClient, deniedStatus } from '../support/authz-client.ts';
 import {
   devGatewayYaml,
   type GatewayPorts,
@@ -14,6 +15,7 @@ import {
   gatewayPorts,
   startGatewayProcess,
 } from '../support/gateway-process.ts';
+import { freePort } from '../support/ports.ts';
 import {
   createTestDatabase,
   DATABASE_URL,
@@ -26,6 +28,9 @@ let db: TestDatabase;
 let a: GatewayProcess;
 let b: GatewayProcess;
 let portsA: GatewayPorts;
+/** A third authz server on its own (`chaperone authz serve --store`), a member of the same fleet. */
+let standalone: ChildProcess;
+let standaloneAddr: string;
 const tokens: Record<string, string> = {};
 
 /** Both nodes trust A's dev issuer, route to A's demo upstream, share the store and the agent issuer. */
@@ -69,6 +74,32 @@ describe.skipIf(!DATABASE_URL)(
       const portsB = await gatewayPorts();
       a = await startGatewayProcess({ ports: portsA, yaml: fleetYaml() });
       b = await startGatewayProcess({ ports: portsB, yaml: fleetYaml() });
+      standaloneAddr = `127.0.0.1:${await freePort()}`;
+      standalone = spawn(
+        process.execPath,
+        [
+          join(PROJECT_ROOT, 'cli/bin/chaperone.js'),
+          'authz',
+          'serve',
+          '--addr',
+          standaloneAddr,
+          '--policy-dir',
+          join(PROJECT_ROOT, 'policies'),
+          '--issuer',
+          `http://127.0.0.1:${portsA.idp}`,
+          '--audience',
+          'chaperone',
+          '--control-plane',
+          a.api,
+          '--store',
+          db.url,
+          '--spool-dir',
+          join(a.dir, 'standalone-spool'),
+          '--log-level',
+          'warn',
+        ],
+        { stdio: 'ignore' },
+      );
       for (const u of ['alice', 'bob', 'carol']) {
         const res = await fetch(`${a.api}/dev/token?user=${u}`);
         tokens[u] = ((await res.json()) as { token: string }).token;
@@ -76,6 +107,7 @@ describe.skipIf(!DATABASE_URL)(
     }, 180_000);
 
     afterAll(async () => {
+      standalone?.kill('SIGTERM');
       await a?.cleanup();
       await b?.cleanup();
       await db?.drop();
@@ -88,11 +120,13 @@ describe.skipIf(!DATABASE_URL)(
       // Each node's shipper moves its own spool into the shared store; either API sees all of it.
       await waitFor(
         async () => {
-          const res = await fetch(`${b.api}/audit/decisions?user=alice&limit=50`);
-          const rows = ((await res.json()) as { rows: { host: string }[] }).rows;
-          return rows.length >= 2;
+          const res = await fetch(`${b.api}/audit/decisions?target=demo&limit=50`);
+          const rows = ((await res.json()) as { rows: { subject: string }[] }).rows;
+          return (
+            rows.filter((r) => r.subject === 'alice').length >= 2 && rows.some((r) => r.subject === 'bob')
+          );
         },
-        { what: 'both decisions in the shared trail', timeoutMs: 15_000 },
+        { what: 'the three decisions in the shared trail', timeoutMs: 15_000 },
       );
       const verdict = (await (await fetch(`${a.api}/audit/verify`)).json()) as { ok: boolean; count: number };
       expect(verdict.ok).toBe(true);
@@ -164,6 +198,17 @@ describe.skipIf(!DATABASE_URL)(
       const agentToken = minted.out.trim().split('\n').at(-1)!;
       expect((await via(a, '/demo/items', { token: agentToken })).status).toBe(200);
       expect((await via(b, '/demo/items', { token: agentToken })).status).toBe(200);
+      const client = authzClient(standaloneAddr);
+      const checkStandalone = () =>
+        client.check({
+          path: '/demo/items',
+          headers: { authorization: `Bearer ${agentToken}` },
+          contextExtensions: { route_id: 'demo/0', target: 'demo' },
+        });
+      await waitFor(async () => (await checkStandalone()).status.code === 0, {
+        what: 'the standalone fleet member to allow the agent',
+        timeoutMs: 60_000,
+      });
 
       // B's inventory lists the token A issued.
       const inventory = await runCli([
@@ -196,9 +241,30 @@ describe.skipIf(!DATABASE_URL)(
         intervalMs: 20,
       });
       expect(Date.now() - started).toBeLessThan(1_000);
+      // The standalone member learns it from the store too (no polling of a control plane).
+      await waitFor(async () => deniedStatus(await checkStandalone()) === 401, {
+        what: 'the revocation at the standalone authz server',
+        timeoutMs: 1_000,
+        intervalMs: 20,
+      });
+      client.close();
       const denied = await via(b, '/demo/items', { token: agentToken });
       expect(denied.status).toBe(401);
       expect(((await denied.json()) as { code: string }).code).toBe('ERR_TOKEN_REVOKED');
+      // The standalone member's decisions are shipped into the same trail (its checks carry the
+      // host api.example.test; the Envoys' carry 127.0.0.1).
+      await waitFor(
+        async () => {
+          const res = await fetch(`${b.api}/audit/decisions?target=demo&limit=200`);
+          const rows = (
+            (await res.json()) as { rows: { host: string; reason_code: string; decision: string }[] }
+          ).rows;
+          // A revoked token is no identity: these denials are the unauthenticated ones of this test.
+          const hosts = rows.filter((r) => r.reason_code === 'DENIED_UNAUTHENTICATED').map((r) => r.host);
+          return hosts.includes('api.example.test') && hosts.filter((h) => h === '127.0.0.1').length >= 2;
+        },
+        { what: "every node's denials of the revoked agent in the trail", timeoutMs: 15_000 },
+      );
     });
   },
 );
