@@ -24,6 +24,7 @@ export class SharedState {
   private readonly resyncs: (() => void | Promise<void>)[] = [];
   private unlisten: (() => Promise<void>) | null = null;
   private noticesSeen = 0;
+  private resynced = 0;
 
   private constructor(
     readonly sql: Sql,
@@ -58,8 +59,8 @@ export class SharedState {
     await tx.query('SELECT pg_notify($1, $2)', [STATE_CHANNEL, JSON.stringify(notice)]);
   }
 
-  status(): { node: string; engine: string; notices: number } {
-    return { node: this.node, engine: this.sql.engine, notices: this.noticesSeen };
+  status(): { node: string; engine: string; notices: number; resyncs: number } {
+    return { node: this.node, engine: this.sql.engine, notices: this.noticesSeen, resyncs: this.resynced };
   }
 
   private dispatch(payload: string): void {
@@ -84,6 +85,7 @@ export class SharedState {
   }
 
   private async resyncAll(): Promise<void> {
+    this.resynced++;
     this.logger.info('shared-state subscription re-established; reloading');
     for (const fn of this.resyncs) {
       try {
