@@ -190,9 +190,10 @@ export function parseConfig(text: string, file: string | null = null): Config {
     controlPlane: {
       xdsAddress: cpRaw['xds_address'] ?? CONFIG_DEFAULTS.xdsAddress,
       httpAddress: cpRaw['http_address'] ?? CONFIG_DEFAULTS.httpAddress,
-      issuer: (
-        cpRaw['issuer'] ?? `http://${cpRaw['http_address'] ?? CONFIG_DEFAULTS.httpAddress}`
-      ).replace(/\/$/, ''),
+      issuer: (cpRaw['issuer'] ?? `http://${cpRaw['http_address'] ?? CONFIG_DEFAULTS.httpAddress}`).replace(
+        /\/$/,
+        '',
+      ),
     },
     envoy: {
       adminPort: envoyRaw['admin_port'] ?? CONFIG_DEFAULTS.envoyAdminPort,

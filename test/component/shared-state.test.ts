@@ -153,7 +153,7 @@ describe.skipIf(!DATABASE_URL)(
       const iat = Math.floor(Date.now() / 1000) - 5;
       const admin = await openAuditStore({ url: db.url });
       try {
-          // Cut node one's LISTEN connection (as a network failure or a server restart would).
+        // Cut node one's LISTEN connection (as a network failure or a server restart would).
         await admin.sql.query(
           `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
          WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`,
@@ -191,7 +191,7 @@ describe.skipIf(!DATABASE_URL)(
       expect(seen.at(-1)!.origin).toBe('one');
 
       const newest = seen.at(-1)!.revision;
-    // A node restarting with the old file serves the newest revision instead.
+      // A node restarting with the old file serves the newest revision instead.
       const stale = await SharedTargets.open(two.state, [target('a')], {
         logger: silent,
         onRevision: () => undefined,

@@ -39,7 +39,11 @@ describe('parseConfig defaults', () => {
       },
       audit: { store: { kind: 'embedded' }, spoolDir: '/etc/chaperone/.chaperone/spool' },
       authz: { addresses: ['127.0.0.1:9191'] },
-      controlPlane: { xdsAddress: '127.0.0.1:18000', httpAddress: '127.0.0.1:8181', issuer: 'http://127.0.0.1:8181' },
+      controlPlane: {
+        xdsAddress: '127.0.0.1:18000',
+        httpAddress: '127.0.0.1:8181',
+        issuer: 'http://127.0.0.1:8181',
+      },
       envoy: { adminPort: 9901, caFile: '/etc/ssl/certs/ca-certificates.crt' },
     } satisfies Config);
   });
@@ -114,7 +118,11 @@ envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
       spoolDir: '/var/spool/chaperone',
     });
     expect(c.authz.addresses).toEqual(['10.0.0.1:9191', '10.0.0.2:9191']);
-    expect(c.controlPlane).toEqual({ xdsAddress: '0.0.0.0:18000', httpAddress: '127.0.0.1:8282', issuer: 'http://127.0.0.1:8282' });
+    expect(c.controlPlane).toEqual({
+      xdsAddress: '0.0.0.0:18000',
+      httpAddress: '127.0.0.1:8282',
+      issuer: 'http://127.0.0.1:8282',
+    });
     expect(c.envoy).toEqual({ adminPort: 9902, caFile: '/etc/pki/ca.pem' });
   });
 
