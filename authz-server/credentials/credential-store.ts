@@ -64,33 +64,61 @@ export type InjectedHeaders =
 const FILE_POLL_MS = 500;
 
 export class CredentialStore {
-  private readonly slots: Slot[] = [];
-  private readonly byTarget = new Map<string, Slot[]>();
+  private slots: Slot[] = [];
+  private byTarget = new Map<string, Slot[]>();
   private readonly watched = new Set<string>();
 
   constructor(
     specs: Record<string, CredentialSpec[]>,
     private readonly opts: { env?: NodeJS.ProcessEnv; onChange?: (s: CredentialStatus) => void } = {},
   ) {
+    this.slots = CredentialStore.slotsFor(specs);
+    this.byTarget = CredentialStore.index(this.slots);
+  }
+
+  private static slotsFor(specs: Record<string, CredentialSpec[]>): Slot[] {
+    const slots: Slot[] = [];
     for (const [target, list] of Object.entries(specs)) {
       for (const spec of list) {
         const format = spec.format ?? '{}';
         if (!format.includes('{}'))
           throw new CredentialError(`credential ${target}/${spec.header}: format must contain {}`);
-        const slot: Slot = {
+        slots.push({
           target,
           header: spec.header.toLowerCase(),
           ref: parseCredentialRef(spec.value),
           format,
           value: null,
           problem: 'not loaded yet',
-        };
-        this.slots.push(slot);
-        const forTarget = this.byTarget.get(target) ?? [];
-        forTarget.push(slot);
-        this.byTarget.set(target, forTarget);
+        });
       }
     }
+    return slots;
+  }
+
+  private static index(slots: Slot[]): Map<string, Slot[]> {
+    const byTarget = new Map<string, Slot[]>();
+    for (const slot of slots) byTarget.set(slot.target, [...(byTarget.get(slot.target) ?? []), slot]);
+    return byTarget;
+  }
+
+  /**
+   * The targets changed (a config edit, a fleet revision): resolves the new set off to the side and
+   * swaps it in whole, so a Check sees either the old credentials or the new ones, never a mix.
+   */
+  async replace(specs: Record<string, CredentialSpec[]>): Promise<CredentialStatus[]> {
+    const slots = CredentialStore.slotsFor(specs);
+    await Promise.all(slots.map((s) => this.resolve(s)));
+    this.slots = slots;
+    this.byTarget = CredentialStore.index(slots);
+    const files = new Set(slots.flatMap((s) => (s.ref.kind === 'file' ? [s.ref.path] : [])));
+    for (const path of this.watched) {
+      if (files.has(path)) continue;
+      unwatchFile(path);
+      this.watched.delete(path);
+    }
+    this.watch();
+    return this.status();
   }
 
   /** Resolves every reference; returns the status of each (unresolvable ones deny their target). */

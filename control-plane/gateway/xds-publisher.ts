@@ -48,6 +48,7 @@ export class XdsPublisher {
   constructor(
     private readonly ads: AdsServer,
     private readonly logger: Logger,
+    /** Runs with each config published (the authz server follows its targets' credentials). */
     private readonly onConfig?: (config: Config) => void,
   ) {}
 
@@ -63,6 +64,8 @@ export class XdsPublisher {
     }
     this.ads.setSnapshot(built.snapshot);
     this.base = config;
+    // Also when the Envoy resources are unchanged: credential references never reach Envoy.
+    this.onConfig?.(config);
     this.last = { ok: true, version: built.snapshot.version, errors: [] };
     return this.last;
   }
@@ -116,10 +119,7 @@ export class XdsPublisher {
             'config served here but not written to the shared store; other nodes keep the previous revision',
           ),
         );
-      if (outcome.version !== before) {
-        this.logger.info({ file: path, version: outcome.version }, 'config published');
-        this.onConfig?.(config);
-      }
+      if (outcome.version !== before) this.logger.info({ file: path, version: outcome.version }, 'config published');
     }
     return outcome;
   }

@@ -34,9 +34,13 @@ let standaloneAddr: string;
 const tokens: Record<string, string> = {};
 
 /** Both nodes trust A's dev issuer, route to A's demo upstream, share the store and the agent issuer. */
-function fleetYaml(extraTargets = '') {
+function fleetYaml(extraTargets = '', demoCredential = false) {
   return (p: GatewayPorts) =>
     devGatewayYaml({ ...p, idp: portsA.idp, demo: portsA.demo }, extraTargets)
+      .replace(
+        '      path_prefix: /demo\n',
+        `      path_prefix: /demo\n${demoCredential ? '    credentials:\n      - header: authorization\n        value: env:FLEET_DEMO_TOKEN\n        format: Bearer {}\n' : ''}`,
+      )
       .replace('store: embedded', `store: ${db.url}`)
       .replace(
         `  http_address: 127.0.0.1:${p.api}\n`,
@@ -72,8 +76,9 @@ describe.skipIf(!DATABASE_URL)(
       db = await createTestDatabase('chaperone_fleet');
       portsA = await gatewayPorts();
       const portsB = await gatewayPorts();
-      a = await startGatewayProcess({ ports: portsA, yaml: fleetYaml() });
-      b = await startGatewayProcess({ ports: portsB, yaml: fleetYaml() });
+      const env = { FLEET_DEMO_TOKEN: 'fleet-demo-secret' };
+      a = await startGatewayProcess({ ports: portsA, yaml: fleetYaml(), env });
+      b = await startGatewayProcess({ ports: portsB, yaml: fleetYaml(), env });
       standaloneAddr = `127.0.0.1:${await freePort()}`;
       standalone = spawn(
         process.execPath,
@@ -151,6 +156,23 @@ describe.skipIf(!DATABASE_URL)(
       };
       expect(status.xds.config.fleet.origin).toContain(`127.0.0.1:${a.ports.api}`);
       expect(status.xds.config.fleet.revision).toBeGreaterThanOrEqual(2);
+    });
+
+    it('a credential added to a target on one node is injected by the other node’s authz server', async () => {
+      const seen = async () =>
+        (
+          (await (await via(b, '/demo/items', { token: tokens['alice'] })).json()) as {
+            seen: { authorization_header_present: boolean };
+          }
+        ).seen.authorization_header_present;
+      expect(await seen()).toBe(false);
+      const extra = `  - name: extra\n    upstream: http://127.0.0.1:${portsA.demo}\n    match:\n      path_prefix: /extra\n`;
+      await writeFile(a.configPath, fleetYaml(extra, true)(a.ports));
+      await waitFor(seen, { what: "the credential at B's authz server", timeoutMs: 10_000, intervalMs: 50 });
+      // The secret is injected at the edge; the revision in the store holds only the reference.
+      const status = await (await fetch(`${b.api}/status`)).text();
+      expect(status).not.toContain('fleet-demo-secret');
+      expect(status).toContain('env:FLEET_DEMO_TOKEN');
     });
 
     it('an approval given through one control plane lets the request through the other’s Envoy, once', async () => {
