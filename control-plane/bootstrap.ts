@@ -10,6 +10,8 @@ export interface BootstrapOptions {
   xdsAddress: string;
   adminAddress?: string;
   adminPort: number;
+  /** Incremental xDS (DELTA_GRPC): only changed resources travel. Default: state of the world. */
+  delta?: boolean;
 }
 
 export const XDS_CLUSTER = 'chaperone_xds';
@@ -32,7 +34,7 @@ export function envoyBootstrap(o: BootstrapOptions): Record<string, unknown> {
     },
     dynamic_resources: {
       ads_config: {
-        api_type: 'GRPC',
+        api_type: o.delta ? 'DELTA_GRPC' : 'GRPC',
         transport_api_version: 'V3',
         set_node_on_first_message_only: true,
         grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],

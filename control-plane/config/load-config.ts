@@ -198,6 +198,7 @@ export function parseConfig(text: string, file: string | null = null): Config {
     envoy: {
       adminPort: envoyRaw['admin_port'] ?? CONFIG_DEFAULTS.envoyAdminPort,
       caFile: envoyRaw['ca_file'] ?? CONFIG_DEFAULTS.envoyCaFile,
+      deltaXds: envoyRaw['delta_xds'] ?? false,
     },
   };
   lineTables.set(config, source.lineOf);

@@ -67,5 +67,5 @@ export interface Config {
   authz: { addresses: string[] };
   /** `issuer`: the agent-token issuer URL (the fleet's shared API URL; default http://<httpAddress>). */
   controlPlane: { xdsAddress: string; httpAddress: string; issuer: string };
-  envoy: { adminPort: number; caFile: string };
+  envoy: { adminPort: number; caFile: string; deltaXds: boolean };
 }

@@ -252,12 +252,14 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     // Credentials follow the served targets: a target added by an edit or a fleet revision gets its
     // credential injected without a restart.
     const publisher = new XdsPublisher(ads, logger.child({ component: 'config' }), (served) => {
-      authz.credentials.replace(credentialSpecs(served)).catch((err: unknown) =>
-        logger.error(
-          { err: err instanceof Error ? err.message : String(err) },
-          'credentials of the new targets rejected; the previous ones stay in force',
-        ),
-      );
+      authz.credentials
+        .replace(credentialSpecs(served))
+        .catch((err: unknown) =>
+          logger.error(
+            { err: err instanceof Error ? err.message : String(err) },
+            'credentials of the new targets rejected; the previous ones stay in force',
+          ),
+        );
     });
     // Targets are the fleet's: this node's file joins the revisions in the store, newer ones from other
     // control planes are served as they arrive.
@@ -283,6 +285,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         nodeId,
         xdsAddress: config.controlPlane.xdsAddress,
         adminPort: config.envoy.adminPort,
+        delta: config.envoy.deltaXds,
       }),
       bootstrapPath: join(o.stateDir, 'envoy', `${nodeId}.bootstrap.json`),
       adminUrl,

@@ -1,4 +1,4 @@
-// Aggregated Discovery Service, state of the world. Keeps, per stream, what the client has been sent,
+// Aggregated Discovery Service: state of the world here, incremental (delta) in delta-stream.ts. Keeps, per stream, what the client has been sent,
 // what it acknowledged and what it rejected. One ADS stream is processed in order by Envoy, so
 // sending clusters → endpoints → listeners → routes back to back applies them in that order; when a
 // change removes resources, a first pass keeps the old ones alongside the new and a second pass, in
@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
+import { DeltaAdsStream, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse } from './delta-stream.ts';
 import { ADD_ORDER, REMOVE_ORDER, SHORT_NAME, type TypeUrl, WILDCARD_TYPES } from './resource-types.ts';
 import type { EncodedResource, XdsSnapshot } from './snapshot.ts';
 
@@ -51,6 +52,7 @@ interface TypeState {
 export interface StreamStatus {
   streamId: string;
   nodeId: string;
+  mode: 'sotw' | 'delta';
   connectedAt: Date;
   acked: Record<string, string | null>;
   lastNack: NackRecord | null;
@@ -59,6 +61,16 @@ export interface StreamStatus {
 export interface AdsEvents {
   ack: [{ nodeId: string; typeUrl: string; version: string }];
   nack: [{ nodeId: string } & NackRecord];
+}
+
+/** One ADS stream, either protocol variant, as the server drives it. */
+export interface XdsStream {
+  readonly id: string;
+  readonly nodeId: string;
+  sync(): void;
+  close(): void;
+  status(): StreamStatus;
+  isCurrent(): boolean;
 }
 
 const CONTROL_PLANE_ID = 'chaperone';
@@ -70,7 +82,7 @@ function versionOf(resources: Iterable<EncodedResource>): string {
   return h.digest('hex').slice(0, 16);
 }
 
-class AdsStream {
+class AdsStream implements XdsStream {
   readonly id = randomUUID();
   readonly connectedAt = new Date();
   nodeId = '';
@@ -212,6 +224,7 @@ class AdsStream {
     return {
       streamId: this.id,
       nodeId: this.nodeId,
+      mode: 'sotw',
       connectedAt: this.connectedAt,
       acked,
       lastNack: this.lastNack,
@@ -234,7 +247,7 @@ class AdsStream {
 export class AdsServer extends EventEmitter<AdsEvents> {
   private defaultSnapshot: XdsSnapshot | null = null;
   private readonly nodeSnapshots = new Map<string, XdsSnapshot>();
-  private readonly streams = new Set<AdsStream>();
+  private readonly streams = new Set<XdsStream>();
 
   constructor(readonly log: Logger) {
     super();
@@ -276,31 +289,46 @@ export class AdsServer extends EventEmitter<AdsEvents> {
     server.addService(ads.service, {
       StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => {
         const stream = new AdsStream(call, this);
-        this.streams.add(stream);
-        const done = () => {
-          if (!this.streams.delete(stream)) return;
-          stream.close();
-          this.log.info({ node: stream.nodeId, stream: stream.id }, 'xds: stream closed');
-        };
-        call.on('data', (req: DiscoveryRequest) => {
-          const first = !stream.nodeId;
-          try {
-            stream.onRequest(req);
-          } catch (err) {
-            this.log.error({ err: String(err) }, 'xds: request handling failed');
-          }
-          if (first) this.log.info({ node: stream.nodeId, stream: stream.id }, 'xds: stream opened');
-        });
-        call.on('end', () => {
-          done();
-          call.end();
-        });
-        call.on('error', done);
-        call.on('cancelled', done);
+        this.serve(call, stream, (req: DiscoveryRequest) => stream.onRequest(req));
       },
-      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-        call.emit('error', { code: 12, details: 'delta xDS is not supported; use state of the world (ADS)' });
+      DeltaAggregatedResources: (
+        call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+      ) => {
+        const stream = new DeltaAdsStream(call, this);
+        this.serve(call, stream, (req: DeltaDiscoveryRequest) => stream.onRequest(req));
       },
     });
+  }
+
+  private serve<Req>(
+    call: grpc.ServerDuplexStream<Req, unknown>,
+    stream: XdsStream,
+    onRequest: (req: Req) => void,
+  ): void {
+    this.streams.add(stream);
+    const done = () => {
+      if (!this.streams.delete(stream)) return;
+      stream.close();
+      this.log.info({ node: stream.nodeId, stream: stream.id }, 'xds: stream closed');
+    };
+    call.on('data', (req: Req) => {
+      const first = !stream.nodeId;
+      try {
+        onRequest(req);
+      } catch (err) {
+        this.log.error({ err: String(err) }, 'xds: request handling failed');
+      }
+      if (first)
+        this.log.info(
+          { node: stream.nodeId, stream: stream.id, mode: stream.status().mode },
+          'xds: stream opened',
+        );
+    });
+    call.on('end', () => {
+      done();
+      call.end();
+    });
+    call.on('error', done);
+    call.on('cancelled', done);
   }
 }

@@ -44,7 +44,7 @@ describe('parseConfig defaults', () => {
         httpAddress: '127.0.0.1:8181',
         issuer: 'http://127.0.0.1:8181',
       },
-      envoy: { adminPort: 9901, caFile: '/etc/ssl/certs/ca-certificates.crt' },
+      envoy: { adminPort: 9901, caFile: '/etc/ssl/certs/ca-certificates.crt', deltaXds: false },
     } satisfies Config);
   });
 
@@ -123,7 +123,7 @@ envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
       httpAddress: '127.0.0.1:8282',
       issuer: 'http://127.0.0.1:8282',
     });
-    expect(c.envoy).toEqual({ adminPort: 9902, caFile: '/etc/pki/ca.pem' });
+    expect(c.envoy).toEqual({ adminPort: 9902, caFile: '/etc/pki/ca.pem', deltaXds: false });
   });
 
   it('loads and translates the documented example', async () => {
