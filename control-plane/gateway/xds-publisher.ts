@@ -119,7 +119,8 @@ export class XdsPublisher {
             'config served here but not written to the shared store; other nodes keep the previous revision',
           ),
         );
-      if (outcome.version !== before) this.logger.info({ file: path, version: outcome.version }, 'config published');
+      if (outcome.version !== before)
+        this.logger.info({ file: path, version: outcome.version }, 'config published');
     }
     return outcome;
   }
