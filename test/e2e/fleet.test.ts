@@ -1,5 +1,5 @@
-// Scale-out: two gateways — each a control plane, an authz server and a real Envoy, started with the
-// real CLI — share one PostgreSQL. A change made through one (a config edit, an approval, a revocation)
+// Scale-out: two gateways — each a control plane, an authz server and a real Envoy (A's on state-of-the-
+// world xDS, B's on delta), started with the real CLI — share one PostgreSQL. A change made through one (a config edit, an approval, a revocation)
 // reaches the Envoys of the other through the store (LISTEN/NOTIFY), and the decisions of both land
 // in one hash chain.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -45,7 +45,9 @@ function fleetYaml(extraTargets = '', demoCredential = false) {
       .replace(
         `  http_address: 127.0.0.1:${p.api}\n`,
         `  http_address: 127.0.0.1:${p.api}\n  issuer: http://127.0.0.1:${portsA.api}\n`,
-      );
+      )
+      // B's Envoy speaks incremental xDS, A's state of the world: a fleet may mix them.
+      .concat(p.api === portsA.api ? '' : '  delta_xds: true\n');
 }
 
 function runCli(args: string[]): Promise<{ code: number; out: string }> {
@@ -152,8 +154,9 @@ describe.skipIf(!DATABASE_URL)(
       // Watch debounce (200 ms) → revision in PostgreSQL → NOTIFY → B translates → ADS → Envoy ACK.
       expect(Date.now() - edited).toBeLessThan(2_000);
       const status = (await (await fetch(`${b.api}/status`)).json()) as {
-        xds: { config: { fleet: { revision: number; origin: string } } };
+        xds: { config: { fleet: { revision: number; origin: string } }; streams: { mode: string }[] };
       };
+      expect(status.xds.streams.map((s) => s.mode)).toEqual(['delta']);
       expect(status.xds.config.fleet.origin).toContain(`127.0.0.1:${a.ports.api}`);
       expect(status.xds.config.fleet.revision).toBeGreaterThanOrEqual(2);
     });
