@@ -75,6 +75,17 @@ export interface XdsStream {
 
 const CONTROL_PLANE_ID = 'chaperone';
 
+/** A stream's status, whichever variant: what each type's client last acknowledged, the last NACK. */
+export function streamStatus(
+  s: { id: string; nodeId: string; connectedAt: Date; lastNack: NackRecord | null },
+  mode: StreamStatus['mode'],
+  types: ReadonlyMap<string, { ackedVersion: string | null }>,
+): StreamStatus {
+  const acked: Record<string, string | null> = {};
+  for (const [t, st] of types) acked[SHORT_NAME[t as TypeUrl] ?? t] = st.ackedVersion;
+  return { streamId: s.id, nodeId: s.nodeId, mode, connectedAt: s.connectedAt, acked, lastNack: s.lastNack };
+}
+
 function versionOf(resources: Iterable<EncodedResource>): string {
   const h = createHash('sha256');
   for (const r of [...resources].sort((a, b) => (a.name < b.name ? -1 : 1)))
@@ -219,16 +230,7 @@ class AdsStream implements XdsStream {
   }
 
   status(): StreamStatus {
-    const acked: Record<string, string | null> = {};
-    for (const [t, st] of this.types) acked[SHORT_NAME[t as TypeUrl] ?? t] = st.ackedVersion;
-    return {
-      streamId: this.id,
-      nodeId: this.nodeId,
-      mode: 'sotw',
-      connectedAt: this.connectedAt,
-      acked,
-      lastNack: this.lastNack,
-    };
+    return streamStatus(this, 'sotw', this.types);
   }
 
   /** True when the client acknowledged exactly what the current snapshot holds for it. */

@@ -7,7 +7,13 @@
 // resource versions are never resent, and the error is logged and shown in status.
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
-import type { AdsServer, NackRecord, StreamStatus, XdsStream } from './ads-server.ts';
+import {
+  type AdsServer,
+  type NackRecord,
+  type StreamStatus,
+  streamStatus,
+  type XdsStream,
+} from './ads-server.ts';
 import { ADD_ORDER, REMOVE_ORDER, SHORT_NAME, type TypeUrl, WILDCARD_TYPES } from './resource-types.ts';
 import type { EncodedResource } from './snapshot.ts';
 
@@ -211,16 +217,7 @@ export class DeltaAdsStream implements XdsStream {
   }
 
   status(): StreamStatus {
-    const acked: Record<string, string | null> = {};
-    for (const [t, st] of this.types) acked[SHORT_NAME[t as TypeUrl] ?? t] = st.ackedVersion;
-    return {
-      streamId: this.id,
-      nodeId: this.nodeId,
-      mode: this.mode,
-      connectedAt: this.connectedAt,
-      acked,
-      lastNack: this.lastNack,
-    };
+    return streamStatus(this, this.mode, this.types);
   }
 
   /** Nothing unacknowledged, and the client holds exactly what the snapshot has for it. */

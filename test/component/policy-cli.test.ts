@@ -1,6 +1,5 @@
 // `chaperone policy build|test|check` as CI runs them: the real CLI in a child process, the real OPA,
 // readable output and exit codes (0 ok, 1 failed, 2 usage).
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,17 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBundle } from '../../authz-server/policy/bundle-reader.ts';
 import { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
+import { runCli } from '../support/cli.ts';
 
-function chaperone(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [join(PROJECT_ROOT, 'cli/bin/chaperone.js'), ...args],
-      { cwd: PROJECT_ROOT, timeout: 120_000 },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, out: `${stdout}${stderr}` }),
-    );
-  });
-}
+const chaperone = (args: string[]) => runCli(args, { cwd: PROJECT_ROOT, timeoutMs: 120_000 });
 
 let dir: string;
 beforeAll(async () => {

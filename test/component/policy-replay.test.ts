@@ -1,7 +1,6 @@
 // `chaperone policy replay` on a recorded audit trail, in PGlite and in PostgreSQL: a candidate policy
 // that lets contractors read and stops engineering from reading shows exactly those changes, grouped,
 // and --max-changes turns it into a CI gate.
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +10,10 @@ import { buildInput } from '../../authz-server/input/build-input.ts';
 import type { DecisionRecord } from '../../control-plane/audit/records.ts';
 import { openAuditStore } from '../../control-plane/audit/store.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
+import { runCli } from '../support/cli.ts';
+
+const chaperone = (args: string[]) => runCli(args, { cwd: PROJECT_ROOT, timeoutMs: 120_000 });
+
 import { checkRequest } from '../support/authz-client.ts';
 import {
   createTestDatabase,
@@ -18,17 +21,6 @@ import {
   NO_POSTGRES_REASON,
   type TestDatabase,
 } from '../support/postgres.ts';
-
-function chaperone(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) =>
-    execFile(
-      process.execPath,
-      [join(PROJECT_ROOT, 'cli/bin/chaperone.js'), ...args],
-      { cwd: PROJECT_ROOT, timeout: 120_000 },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, out: `${stdout}${stderr}` }),
-    ),
-  );
-}
 
 /** A decision as the gateway records it: the real input builder's document, the verdict it got. */
 function recorded(

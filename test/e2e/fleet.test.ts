@@ -2,12 +2,13 @@
 // world xDS, B's on delta), started with the real CLI — share one PostgreSQL. A change made through one (a config edit, an approval, a revocation)
 // reaches the Envoys of the other through the store (LISTEN/NOTIFY), and the decisions of both land
 // in one hash chain.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 import { authzClient, deniedStatus } from '../support/authz-client.ts';
+import { runCli } from '../support/cli.ts';
 import {
   devGatewayYaml,
   type GatewayPorts,
@@ -48,17 +49,6 @@ function fleetYaml(extraTargets = '', demoCredential = false) {
       )
       // B's Envoy speaks incremental xDS, A's state of the world: a fleet may mix them.
       .concat(p.api === portsA.api ? '' : '  delta_xds: true\n');
-}
-
-function runCli(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [join(PROJECT_ROOT, 'cli/bin/chaperone.js'), ...args],
-      { timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, out: `${stdout}${stderr}` }),
-    );
-  });
 }
 
 function via(

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 import { authzClient, deniedStatus } from '../support/authz-client.ts';
+import { runCli } from '../support/cli.ts';
 import {
   devGatewayYaml,
   type GatewayProcess,
@@ -38,16 +39,6 @@ async function mintAgentToken(name: string, targets: string): Promise<string> {
   return res.out.trim().split('\n').at(-1)!;
 }
 
-function runCli(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [join(PROJECT_ROOT, 'cli/bin/chaperone.js'), ...args],
-      { timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, out: `${stdout}${stderr}` }),
-    );
-  });
-}
 const tokens: Record<string, string> = {};
 
 async function devToken(user: string): Promise<string> {
