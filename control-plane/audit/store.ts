@@ -6,8 +6,10 @@ import { type Checkpoint, checkCheckpoint } from './checkpoints.ts';
 import {
   accessLogKey,
   chainHash,
+  chainTextAsStored,
   type DecisionRecord,
   GENESIS_HASH,
+  linkHash,
   type StoredDecision,
   storable,
 } from './records.ts';
@@ -134,6 +136,67 @@ function unnestInsert(table: string, columns: [string, string][], rows: unknown[
   ];
 }
 
+/** Thrown inside the optimistic insert when one of the batch's decisions was stored already. */
+class AlreadyStored extends Error {}
+
+/** Rows per INSERT when the batch is pipelined (PostgreSQL). */
+const PIPELINE_ROWS = 128;
+
+const INSERT_DECISIONS = unnestInsert('decisions', DECISION_TYPED_COLUMNS, [])[0];
+const INSERT_DECISIONS_UNLESS_STORED = `WITH inserted AS (${INSERT_DECISIONS}
+     ON CONFLICT (decision_id) DO NOTHING RETURNING 1)
+   SELECT count(*)::int AS n FROM inserted`;
+
+// pushRow writes the columns in this order.
+if (
+  DECISION_TYPED_COLUMNS.map(([c]) => c).join() !==
+    ['seq', ...DECISION_COLUMNS, 'prev_hash', 'hash'].join() ||
+  DECISION_COLUMNS.join() !==
+    'decision_id,request_id,time,route_id,target,method,host,path,subject,issuer,actor,decision,http_status,reason,reason_code,policy_revision,latency_us,input,result,shadow'
+) {
+  throw new Error('pushRow is out of step with DECISION_COLUMNS');
+}
+
+/** One array per DECISION_TYPED_COLUMNS entry: the parameters of INSERT_DECISIONS. */
+const emptyColumns = (): unknown[][] => DECISION_TYPED_COLUMNS.map(() => []);
+
+/** Appends a row to the column arrays, in DECISION_TYPED_COLUMNS order; JSON columns as JSON text. */
+function pushRow(
+  c: unknown[][],
+  seq: number,
+  r: DecisionRecord,
+  actor: string,
+  input: string,
+  result: string,
+  shadow: string,
+  prev: string,
+  hash: string,
+): void {
+  c[0]!.push(seq);
+  c[1]!.push(r.decision_id);
+  c[2]!.push(r.request_id);
+  c[3]!.push(r.time);
+  c[4]!.push(r.route_id);
+  c[5]!.push(r.target);
+  c[6]!.push(r.method);
+  c[7]!.push(r.host);
+  c[8]!.push(r.path);
+  c[9]!.push(r.subject);
+  c[10]!.push(r.issuer);
+  c[11]!.push(actor);
+  c[12]!.push(r.decision);
+  c[13]!.push(r.http_status);
+  c[14]!.push(r.reason);
+  c[15]!.push(r.reason_code);
+  c[16]!.push(r.policy_revision);
+  c[17]!.push(r.latency_us);
+  c[18]!.push(input);
+  c[19]!.push(result);
+  c[20]!.push(shadow);
+  c[21]!.push(prev);
+  c[22]!.push(hash);
+}
+
 function rowToDecision(r: Record<string, unknown>): StoredDecision {
   const out: Record<string, unknown> = { ...r };
   out['seq'] = Number(r['seq']);
@@ -163,42 +226,94 @@ class SqlAuditStore implements AuditStore {
     return Number(row?.seq ?? 0);
   }
 
+  /**
+   * Extends the chain by the records not stored yet. Optimistic first: no look-up of the batch's
+   * decision ids, the insert itself notices one already stored (ON CONFLICT … DO NOTHING inserts fewer
+   * rows than sent); then the transaction is rolled back and the batch redone knowing which are stored.
+   * Only a resend after a crash pays twice.
+   */
   async insertDecisions(batch: DecisionRecord[]): Promise<number> {
     if (batch.length === 0) return 0;
-    return this.sql.transaction(async (tx) => {
-      // The chain is extended in one transaction; on PostgreSQL an advisory lock keeps two writers
-      // (two gateways sharing a store) from forking it.
-      if (this.sql.engine === 'postgres') await tx.query('SELECT pg_advisory_xact_lock(7265846)');
-      const existing = new Set(
-        (
-          await tx.query<{ decision_id: string }>(
-            'SELECT decision_id FROM decisions WHERE decision_id = ANY($1)',
-            [batch.map((r) => r.decision_id)],
-          )
-        ).map((r) => r.decision_id),
-      );
-      const [last] = await tx.query<{ seq: string | number; hash: string }>(
-        'SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1',
-      );
-      let seq = Number(last?.seq ?? 0);
-      let prev = last?.hash ?? GENESIS_HASH;
-      const rows: unknown[][] = [];
-      for (const raw of batch) {
-        if (existing.has(raw.decision_id)) continue;
-        existing.add(raw.decision_id);
-        // Hashed exactly as stored, so what verify reads back hashes the same.
+    try {
+      return await this.sql.transaction((tx) => this.extendChain(tx, batch, false));
+    } catch (err) {
+      if (!(err instanceof AlreadyStored)) throw err;
+    }
+    return this.sql.transaction((tx) => this.extendChain(tx, batch, true));
+  }
+
+  private async extendChain(
+    tx: Pick<Sql, 'query'>,
+    batch: DecisionRecord[],
+    lookUpStored: boolean,
+  ): Promise<number> {
+    const postgres = this.sql.engine === 'postgres';
+    // The chain is extended in one transaction; on PostgreSQL an advisory lock keeps two writers
+    // (two gateways sharing a store) from forking it.
+    if (postgres) await tx.query('SELECT pg_advisory_xact_lock(7265846)');
+    const seen = lookUpStored
+      ? new Set(
+          (
+            await tx.query<{ decision_id: string }>(
+              'SELECT decision_id FROM decisions WHERE decision_id = ANY($1)',
+              [batch.map((r) => r.decision_id)],
+            )
+          ).map((r) => r.decision_id),
+        )
+      : new Set<string>();
+    const [last] = await tx.query<{ seq: string | number; hash: string }>(
+      'SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1',
+    );
+    let seq = Number(last?.seq ?? 0);
+    let prev = last?.hash ?? GENESIS_HASH;
+    // On PostgreSQL the batch goes in pieces, each sent as soon as it is hashed: the server inserts one
+    // while the next is being hashed. (PGlite runs in this thread: one statement is cheapest there.)
+    const piece = postgres ? PIPELINE_ROWS : Number.POSITIVE_INFINITY;
+    const text = lookUpStored ? INSERT_DECISIONS : INSERT_DECISIONS_UNLESS_STORED;
+    let inFlight: Promise<void> | null = null;
+    const send = (columns: unknown[][], rows: number) => {
+      const sent = tx.query<{ n: number }>(text, columns).then((res) => {
+        if (!lookUpStored && Number(res[0]?.n) !== rows) throw new AlreadyStored();
+      });
+      sent.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
+      return sent;
+    };
+    let columns = emptyColumns();
+    let rows = 0;
+    let total = 0;
+    for (const raw of batch) {
+      if (seen.has(raw.decision_id)) continue;
+      seen.add(raw.decision_id);
+      seq += 1;
+      // Hashed exactly as stored, so what verify reads back hashes the same.
+      const c = chainTextAsStored(seq, raw);
+      let hash: string;
+      if (c) {
+        hash = linkHash(prev, c.text);
+        pushRow(columns, seq, raw, c.actor, c.input, c.result, c.shadow, prev, hash);
+      } else {
+        // The long way: a value storable changes (NUL, a lone surrogate), or one chainText refuses.
         const r = storable(raw);
-        seq += 1;
-        const hash = chainHash(prev, seq, r);
-        const values = DECISION_COLUMNS.map((c) =>
-          JSON_COLUMNS.has(c) ? JSON.stringify(r[c] ?? null) : r[c],
-        );
-        rows.push([seq, ...values, prev, hash]);
-        prev = hash;
+        hash = chainHash(prev, seq, r);
+        const json = (v: unknown) => JSON.stringify(v ?? null);
+        pushRow(columns, seq, r, json(r.actor), json(r.input), json(r.result), json(r.shadow), prev, hash);
       }
-      if (rows.length > 0) await tx.query(...unnestInsert('decisions', DECISION_TYPED_COLUMNS, rows));
-      return rows.length;
-    });
+      prev = hash;
+      rows += 1;
+      if (rows >= piece) {
+        if (inFlight) await inFlight;
+        inFlight = send(columns, rows);
+        total += rows;
+        columns = emptyColumns();
+        rows = 0;
+      }
+    }
+    if (inFlight) await inFlight;
+    if (rows > 0) {
+      await send(columns, rows);
+      total += rows;
+    }
+    return total;
   }
 
   async insertAccessLogs(batch: AccessLogEntry[]): Promise<number> {
