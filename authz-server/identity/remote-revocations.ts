@@ -3,11 +3,11 @@
 // promise) and checks every agent identity against the last list. If the control plane cannot be
 // reached, the last list stays in force and the failure is logged once per outage.
 import type { Logger } from 'pino';
-import { type RevocationList, revokedBy } from '../../control-plane/agents/agent-registry.ts';
+import { RevocationIndex, type RevocationList } from '../../control-plane/agents/agent-registry.ts';
 import type { Identity } from './verifier.ts';
 
 export class RemoteRevocations {
-  private list: RevocationList = { token_ids: [], users: {}, agents: {} };
+  private index = new RevocationIndex();
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
   lastUpdate: Date | null = null;
@@ -19,14 +19,14 @@ export class RemoteRevocations {
   ) {}
 
   revoked(identity: Identity): string | null {
-    return revokedBy(this.list, identity);
+    return this.index.revoked(identity);
   }
 
   async refresh(): Promise<void> {
     try {
       const res = await fetch(`${this.url}/agents/revocations`, { signal: AbortSignal.timeout(2000) });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      this.list = (await res.json()) as RevocationList;
+      this.index = new RevocationIndex((await res.json()) as RevocationList);
       this.lastUpdate = new Date();
       if (this.failing) this.logger.info('revocation list reachable again');
       this.failing = false;

@@ -41,24 +41,29 @@ export interface RevocationList {
   agents: Record<string, number>;
 }
 
-/** Applies a RevocationList to an identity (shared by the in-process registry and remote pollers). */
-export function revokedBy(
-  list: RevocationList,
-  identity: Parameters<RevocationCheck['revoked']>[0],
-): string | null {
-  const agent = identity.actor?.agent;
-  if (!agent) return null;
-  // `iat` has one-second resolution: a cutoff covers tokens from earlier seconds; tokens of the same
-  // second are covered by the explicit token id list (this registry issued and listed every one).
-  const issuedSec = typeof identity.claims['iat'] === 'number' ? identity.claims['iat'] : 0;
-  if (identity.token_id && list.token_ids.includes(identity.token_id))
-    return `agent token ${identity.token_id} was revoked`;
-  const user = list.users[identity.subject];
-  if (user !== undefined && issuedSec < Math.floor(user / 1000))
-    return `every agent of ${identity.subject} was revoked`;
-  const a = list.agents[`${identity.subject} ${agent}`];
-  if (a !== undefined && issuedSec < Math.floor(a / 1000)) return `agent ${agent} was revoked`;
-  return null;
+/** A RevocationList prepared for the Check path (shared by the registry and remote pollers): lookups, no scans. */
+export class RevocationIndex {
+  private readonly tokenIds: Set<string>;
+
+  constructor(readonly list: RevocationList = { token_ids: [], users: {}, agents: {} }) {
+    this.tokenIds = new Set(list.token_ids);
+  }
+
+  revoked(identity: Parameters<RevocationCheck['revoked']>[0]): string | null {
+    const agent = identity.actor?.agent;
+    if (!agent) return null;
+    // `iat` has one-second resolution: a cutoff covers tokens from earlier seconds; tokens of the same
+    // second are covered by the explicit token id list (the registry lists every one it revoked).
+    const issuedSec = typeof identity.claims['iat'] === 'number' ? identity.claims['iat'] : 0;
+    if (identity.token_id && this.tokenIds.has(identity.token_id))
+      return `agent token ${identity.token_id} was revoked`;
+    const user = this.list.users[identity.subject];
+    if (user !== undefined && issuedSec < Math.floor(user / 1000))
+      return `every agent of ${identity.subject} was revoked`;
+    const a = this.list.agents[`${identity.subject} ${agent}`];
+    if (a !== undefined && issuedSec < Math.floor(a / 1000)) return `agent ${agent} was revoked`;
+    return null;
+  }
 }
 
 interface Usage {
@@ -95,7 +100,7 @@ function recordOf(r: Record<string, unknown>): AgentTokenRecord {
 }
 
 export class AgentRegistry implements RevocationCheck {
-  private list_: RevocationList = { token_ids: [], users: {}, agents: {} };
+  private index = new RevocationIndex();
   /** Usage seen by this node since the last flush, added to the store's counters in one go. */
   private usage = new Map<string, Usage>();
   private flushTimer: NodeJS.Timeout | null = null;
@@ -139,7 +144,7 @@ export class AgentRegistry implements RevocationCheck {
       if (c.agent === '') next.users[c.user_subject] = at;
       else next.agents[`${c.user_subject} ${c.agent}`] = at;
     }
-    this.list_ = next;
+    this.index = new RevocationIndex(next);
   }
 
   async register(
@@ -156,12 +161,11 @@ export class AgentRegistry implements RevocationCheck {
   }
 
   revoked(identity: Parameters<RevocationCheck['revoked']>[0]): string | null {
-    if (!identity.actor?.agent) return null;
-    return revokedBy(this.list_, identity);
+    return this.index.revoked(identity);
   }
 
   revocations(): RevocationList {
-    return this.list_;
+    return this.index.list;
   }
 
   observe(e: DecisionEvent): void {
