@@ -6,6 +6,7 @@
 // table, so every authz server and control plane of a fleet sees the same ones; the approved grants —
 // all the Check path reads — are mirrored in memory and reloaded on each change notice.
 import { createHash, randomUUID } from 'node:crypto';
+import { coalesced } from '../../control-plane/state/coalesce.ts';
 import type { SharedState } from '../../control-plane/state/shared-state.ts';
 
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'used';
@@ -96,8 +97,10 @@ export class ApprovalStore {
 
   static async open(state: SharedState, o: { now?: () => number } = {}): Promise<ApprovalStore> {
     const store = new ApprovalStore(state, o.now ?? Date.now);
-    state.on('approval', (n) => (n.id ? store.reload(n.id) : store.reloadAll()));
-    state.onResync(() => store.reloadAll());
+    // One read at a time: a late answer to an earlier read must not overwrite a newer state.
+    const reloadAll = coalesced(() => store.reloadAll());
+    state.on('approval', (n) => (n.id ? store.reloadOne(n.id) : reloadAll()));
+    state.onResync(reloadAll);
     await store.reloadAll();
     return store;
   }
@@ -110,6 +113,22 @@ export class ApprovalStore {
     const held = this.grants.get(r.fingerprint);
     if (r.status === 'approved' && !this.expired(r)) this.grants.set(r.fingerprint, r);
     else if (held?.id === r.id) this.grants.delete(r.fingerprint);
+  }
+
+  private readonly reloads = new Map<string, Promise<void>>();
+
+  /** Reloads one request; reads of the same id run one after another (different ids are independent). */
+  private reloadOne(id: string): Promise<void> {
+    const next = (this.reloads.get(id) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => this.reload(id));
+    this.reloads.set(id, next);
+    void next
+      .finally(() => {
+        if (this.reloads.get(id) === next) this.reloads.delete(id);
+      })
+      .catch(() => undefined);
+    return next;
   }
 
   private async reload(id: string): Promise<void> {

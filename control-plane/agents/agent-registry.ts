@@ -4,6 +4,7 @@
 // announced, and every authz server of the fleet checks it on each Check from its in-memory copy, so it
 // takes effect on the next request.
 import type { DecisionEvent } from '../../authz-server/check-pipeline.ts';
+import { coalesced } from '../state/coalesce.ts';
 import type { SharedState } from '../state/shared-state.ts';
 
 export interface AgentTokenRecord {
@@ -128,8 +129,10 @@ export class AgentRegistry implements RevocationCheck {
     return this.state.sql;
   }
 
-  /** Rebuilds the in-memory revocation list from the store. */
-  async reload(): Promise<void> {
+  /** Rebuilds the in-memory revocation list from the store (never two reads at once). */
+  readonly reload = coalesced(() => this.read());
+
+  private async read(): Promise<void> {
     const [tokens, cutoffs] = await Promise.all([
       this.sql.query<{ token_id: string }>(
         'SELECT token_id FROM agent_tokens WHERE revoked_at IS NOT NULL AND expires_at > now()',

@@ -3,6 +3,7 @@
 // an agent token issued through one control plane is accepted by every authz server of the fleet.
 import type { JWK } from 'jose';
 import type { AgentKeys } from '../agents/agent-keys.ts';
+import { coalesced } from './coalesce.ts';
 import type { SharedState } from './shared-state.ts';
 
 /** Tokens live at most 24 h; a retired key is published that long so they verify until they expire. */
@@ -84,7 +85,9 @@ export class FleetKeys {
     });
   }
 
-  private async reload(): Promise<void> {
+  private readonly reload = coalesced(() => this.read());
+
+  private async read(): Promise<void> {
     const rows = await this.state.sql.query<{ public_jwk: unknown; retired_at: unknown }>(
       'SELECT public_jwk, retired_at FROM signing_keys ORDER BY created_at DESC',
     );
