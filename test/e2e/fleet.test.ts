@@ -32,6 +32,7 @@ let portsA: GatewayPorts;
 /** A third authz server on its own (`chaperone authz serve --store`), a member of the same fleet. */
 let standalone: ChildProcess;
 let standaloneAddr: string;
+let standaloneOut = '';
 const tokens: Record<string, string> = {};
 
 /** Both nodes trust A's dev issuer, route to A's demo upstream, share the store and the agent issuer. */
@@ -95,13 +96,25 @@ describe.skipIf(!DATABASE_URL)(
           '--log-level',
           'warn',
         ],
-        { stdio: 'ignore' },
+        { stdio: ['ignore', 'pipe', 'pipe'] },
       );
+      standalone.stdout?.on('data', (b: Buffer) => {
+        standaloneOut += b.toString();
+      });
+      standalone.stderr?.on('data', (b: Buffer) => {
+        standaloneOut += b.toString();
+      });
+      // It compiles the policy directory at start; on a busy machine that takes a while.
+      await waitFor(() => standaloneOut.includes('listening on') || standalone.exitCode !== null, {
+        what: 'the standalone authz server',
+        timeoutMs: 120_000,
+      });
+      if (standalone.exitCode !== null) throw new Error(`chaperone authz serve exited:\n${standaloneOut}`);
       for (const u of ['alice', 'bob', 'carol']) {
         const res = await fetch(`${a.api}/dev/token?user=${u}`);
         tokens[u] = ((await res.json()) as { token: string }).token;
       }
-    }, 180_000);
+    }, 300_000);
 
     afterAll(async () => {
       standalone?.kill('SIGTERM');
@@ -280,6 +293,6 @@ describe.skipIf(!DATABASE_URL)(
         },
         { what: "every node's denials of the revoked agent in the trail", timeoutMs: 15_000 },
       );
-    });
+    }, 120_000);
   },
 );
