@@ -216,7 +216,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       onDecision: (e) => agents.observe(e),
       recorder: audit.recorder,
       credentials: credentialSpecs(config),
-      approvals: { store: approvals, statusUrl: (id) => `${apiBase}/approvals/status?id=${id}` },
+      // The fleet's public API (control_plane.issuer): any node answers for any approval.
+      approvals: { store: approvals, statusUrl: (id) => `${agentIssuer}/approvals/status?id=${id}` },
     });
     stack.push({ name: 'authz', stop: () => authz.close() });
     say('authz server', `${authz.address}  policy ${authz.policy.current()?.revision ?? 'none'}`);
