@@ -146,21 +146,33 @@ export async function openPglite(dataDir: string | null): Promise<Sql> {
   };
 }
 
-/** Applies `NNNN_name.sql` files in order, each once, each in a transaction. Returns the versions applied now. */
+/** Serialises migrations of every process on one PostgreSQL database (nodes of a fleet starting at once). */
+const MIGRATION_LOCK = 7265847;
+
+/**
+ * Applies `NNNN_name.sql` files in order, each once, each in a transaction. Returns the versions applied
+ * now. On PostgreSQL each step holds an advisory lock and re-reads what is applied, so several nodes
+ * starting together on an empty database apply each migration exactly once.
+ */
 export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<string[]> {
-  await sql.exec(
-    'CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())',
-  );
+  const lock = async (tx: Pick<Sql, 'query'>) => {
+    if (sql.engine === 'postgres') await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+  };
+  await sql.transaction(async (tx) => {
+    await lock(tx);
+    await tx.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())',
+    );
+  });
   const files = (await readdir(dir)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort();
-  const applied = new Set(
-    (await sql.query<{ version: string }>('SELECT version FROM schema_migrations')).map((r) => r.version),
-  );
   const now: string[] = [];
   for (const file of files) {
     const version = file.slice(0, 4);
-    if (applied.has(version)) continue;
     const text = await readFile(join(dir, file), 'utf8');
-    await sql.transaction(async (tx) => {
+    const applied = await sql.transaction(async (tx) => {
+      await lock(tx);
+      const done = await tx.query('SELECT 1 FROM schema_migrations WHERE version = $1', [version]);
+      if (done.length > 0) return false;
       // Statements one by one: the extended protocol (used for parameters) takes one statement at a time.
       for (const stmt of text
         .split(/;\s*(?:\n|$)/)
@@ -169,8 +181,9 @@ export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<string[]>
         await tx.query(stmt);
       }
       await tx.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
+      return true;
     });
-    now.push(version);
+    if (applied) now.push(version);
   }
   return now;
 }

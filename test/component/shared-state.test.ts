@@ -169,6 +169,21 @@ describe.skipIf(!DATABASE_URL)(
       }
     });
 
+    it('nodes starting together on an empty database apply each migration once', async () => {
+      const empty = await createTestDatabase('chaperone_migrate');
+      const stores = await Promise.all([1, 2, 3].map(() => openAuditStore({ url: empty.url })));
+      try {
+        const applied = await Promise.all(stores.map((s) => s.migrate()));
+        // Every migration applied by exactly one of them; none failed.
+        expect(applied.flat().sort()).toEqual(['0001', '0002', '0003', '0004']);
+        const rows = await stores[0]!.sql.query<{ version: string }>('SELECT version FROM schema_migrations');
+        expect(rows.map((r) => r.version).sort()).toEqual(['0001', '0002', '0003', '0004']);
+      } finally {
+        for (const s of stores) await s.close();
+        await empty.drop();
+      }
+    });
+
     it('config revisions: the newest wins everywhere; a stale file does not roll the fleet back', async () => {
       const seen: ConfigRevision[] = [];
       const a = await SharedTargets.open(one.state, [target('a')], {
