@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
+import { runCli } from '../support/cli.ts';
 
 function run(cmd: string, args: string[]): Promise<{ code: number; out: string; stdout: string }> {
   return new Promise((resolve) => {
@@ -49,6 +50,18 @@ describe('chaperone envoy bootstrap', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('--delta asks for incremental xDS', async () => {
+    const res = await runCli(['envoy', 'bootstrap', '--node-id', 'edge-8', '--delta', '--format', 'json']);
+    expect(res.code, res.out).toBe(0);
+    const b = JSON.parse(res.out) as { dynamic_resources: { ads_config: { api_type: string } } };
+    expect(b.dynamic_resources.ads_config.api_type).toBe('DELTA_GRPC');
+    const plain = await runCli(['envoy', 'bootstrap', '--node-id', 'edge-8', '--format', 'json']);
+    expect(
+      (JSON.parse(plain.out) as { dynamic_resources: { ads_config: { api_type: string } } }).dynamic_resources
+        .ads_config.api_type,
+    ).toBe('GRPC');
   });
 
   it('rejects a bad admin port as a usage error', async () => {
