@@ -2,7 +2,6 @@
 // here verbatim as the reference. The faster one (and chainText's fixed key order, and the fast path's
 // "stored as it is" shortcut) must give byte for byte what the reference gives, on random and awkward
 // values: unicode, lone surrogates, NUL, -0, 1e21, nested arrays, holes, undefined members, Dates…
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   canonicalJson,
@@ -13,42 +12,8 @@ import {
   linkHash,
   storable,
 } from '../../control-plane/audit/records.ts';
+import { referenceCanonicalJson, referenceChainHash } from '../support/audit-reference.ts';
 
-// ---- the reference: the serializer and chain hash as first shipped, unchanged ----
-function referenceCanonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v ?? null);
-  if (Array.isArray(v)) return `[${v.map(referenceCanonicalJson).join(',')}]`;
-  const keys = Object.keys(v as Record<string, unknown>)
-    .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${referenceCanonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
-}
-
-function referenceChainHash(prevHash: string, seq: number, r: DecisionRecord): string {
-  const covered = {
-    seq,
-    decision_id: r.decision_id,
-    request_id: r.request_id,
-    time: new Date(r.time).toISOString(),
-    route_id: r.route_id,
-    target: r.target,
-    method: r.method,
-    host: r.host,
-    path: r.path,
-    subject: r.subject,
-    issuer: r.issuer,
-    actor: r.actor ?? null,
-    decision: r.decision,
-    http_status: r.http_status,
-    reason: r.reason,
-    reason_code: r.reason_code,
-    policy_revision: r.policy_revision,
-    input: r.input ?? null,
-    result: r.result ?? null,
-    ...(r.shadow ? { shadow: r.shadow } : {}),
-  };
-  return createHash('sha256').update(prevHash).update(referenceCanonicalJson(covered)).digest('hex');
-}
 // ---- end of the reference ----
 
 /** mulberry32: a seeded generator, so a failure reproduces. */

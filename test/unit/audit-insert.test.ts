@@ -2,49 +2,18 @@
 // hashes the first chain code gives, pieces of a pipelined batch stay in order, and the optimistic insert
 // (no look-up of the batch's ids) still stores each decision once: resends, overlaps, in-batch repeats.
 // PGlite always; PostgreSQL too when DATABASE_URL is set.
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DecisionRecord, GENESIS_HASH, storable } from '../../control-plane/audit/records.ts';
 import { type AuditStore, openAuditStore } from '../../control-plane/audit/store.ts';
+import { referenceChainHash } from '../support/audit-reference.ts';
 import { createTestDatabase, DATABASE_URL, NO_POSTGRES_REASON } from '../support/postgres.ts';
 
-/** The first version of the chain hash (see audit-canonical.test.ts), over storable(r) as the store hashes. */
-function referenceCanonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v ?? null);
-  if (Array.isArray(v)) return `[${v.map(referenceCanonicalJson).join(',')}]`;
-  const keys = Object.keys(v as Record<string, unknown>)
-    .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${referenceCanonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
-}
-
+/** The first version of the chain, over storable(r) as the store hashes. */
 function referenceChain(records: DecisionRecord[]): string[] {
   let prev = GENESIS_HASH;
   return records.map((raw, i) => {
-    const r = storable(raw);
-    const covered = {
-      seq: i + 1,
-      decision_id: r.decision_id,
-      request_id: r.request_id,
-      time: new Date(r.time).toISOString(),
-      route_id: r.route_id,
-      target: r.target,
-      method: r.method,
-      host: r.host,
-      path: r.path,
-      subject: r.subject,
-      issuer: r.issuer,
-      actor: r.actor ?? null,
-      decision: r.decision,
-      http_status: r.http_status,
-      reason: r.reason,
-      reason_code: r.reason_code,
-      policy_revision: r.policy_revision,
-      input: r.input ?? null,
-      result: r.result ?? null,
-      ...(r.shadow ? { shadow: r.shadow } : {}),
-    };
-    prev = createHash('sha256').update(prev).update(referenceCanonicalJson(covered)).digest('hex');
+    prev = referenceChainHash(prev, i + 1, storable(raw));
     return prev;
   });
 }
