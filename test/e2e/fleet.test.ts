@@ -2,13 +2,11 @@
 // world xDS, B's on delta), started with the real CLI — share one PostgreSQL. A change made through one (a config edit, an approval, a revocation)
 // reaches the Envoys of the other through the store (LISTEN/NOTIFY), and the decisions of both land
 // in one hash chain.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../../lib/tools.ts';
 import { authzClient, deniedStatus } from '../support/authz-client.ts';
-import { runCli } from '../support/cli.ts';
+import { type AuthzServeProcess, runCli, startAuthzServe } from '../support/cli.ts';
 import {
   devGatewayYaml,
   type GatewayPorts,
@@ -30,9 +28,8 @@ let a: GatewayProcess;
 let b: GatewayProcess;
 let portsA: GatewayPorts;
 /** A third authz server on its own (`chaperone authz serve --store`), a member of the same fleet. */
-let standalone: ChildProcess;
+let standalone: AuthzServeProcess;
 let standaloneAddr: string;
-let standaloneOut = '';
 const tokens: Record<string, string> = {};
 
 /** Both nodes trust A's dev issuer, route to A's demo upstream, share the store and the agent issuer. */
@@ -73,43 +70,19 @@ describe.skipIf(!DATABASE_URL)(
       a = await startGatewayProcess({ ports: portsA, yaml: fleetYaml(), env });
       b = await startGatewayProcess({ ports: portsB, yaml: fleetYaml(), env });
       standaloneAddr = `127.0.0.1:${await freePort()}`;
-      standalone = spawn(
-        process.execPath,
-        [
-          join(PROJECT_ROOT, 'cli/bin/chaperone.js'),
-          'authz',
-          'serve',
-          '--addr',
-          standaloneAddr,
-          '--policy-dir',
-          join(PROJECT_ROOT, 'policies'),
-          '--issuer',
-          `http://127.0.0.1:${portsA.idp}`,
-          '--audience',
-          'chaperone',
-          '--control-plane',
-          a.api,
-          '--store',
-          db.url,
-          '--spool-dir',
-          join(a.dir, 'standalone-spool'),
-          '--log-level',
-          'warn',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      standalone.stdout?.on('data', (b: Buffer) => {
-        standaloneOut += b.toString();
-      });
-      standalone.stderr?.on('data', (b: Buffer) => {
-        standaloneOut += b.toString();
-      });
-      // It compiles the policy directory at start; on a busy machine that takes a while.
-      await waitFor(() => standaloneOut.includes('listening on') || standalone.exitCode !== null, {
-        what: 'the standalone authz server',
-        timeoutMs: 120_000,
-      });
-      if (standalone.exitCode !== null) throw new Error(`chaperone authz serve exited:\n${standaloneOut}`);
+      standalone = startAuthzServe(standaloneAddr, [
+        '--issuer',
+        `http://127.0.0.1:${portsA.idp}`,
+        '--audience',
+        'chaperone',
+        '--control-plane',
+        a.api,
+        '--store',
+        db.url,
+        '--spool-dir',
+        join(a.dir, 'standalone-spool'),
+      ]);
+      await standalone.ready();
       for (const u of ['alice', 'bob', 'carol']) {
         const res = await fetch(`${a.api}/dev/token?user=${u}`);
         tokens[u] = ((await res.json()) as { token: string }).token;
@@ -117,7 +90,7 @@ describe.skipIf(!DATABASE_URL)(
     }, 300_000);
 
     afterAll(async () => {
-      standalone?.kill('SIGTERM');
+      standalone?.stop();
       await a?.cleanup();
       await b?.cleanup();
       await db?.drop();

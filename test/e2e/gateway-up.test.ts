@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 import { authzClient, deniedStatus } from '../support/authz-client.ts';
-import { runCli } from '../support/cli.ts';
+import { runCli, startAuthzServe } from '../support/cli.ts';
 import {
   devGatewayYaml,
   type GatewayProcess,
@@ -353,27 +353,14 @@ describe('chaperone up --dev', () => {
   it('propagates a revocation to a standalone authz server within 5 seconds, and audits it', async () => {
     const agentToken = await mintAgentToken('fleet-bot', 'demo');
     const port = await freePort();
-    const authz = spawn(
-      process.execPath,
-      [
-        join(PROJECT_ROOT, 'cli/bin/chaperone.js'),
-        'authz',
-        'serve',
-        '--addr',
-        `127.0.0.1:${port}`,
-        '--policy-dir',
-        join(PROJECT_ROOT, 'policies'),
-        '--issuer',
-        `http://127.0.0.1:${gw.ports.idp}`,
-        '--audience',
-        'chaperone',
-        '--control-plane',
-        gw.api,
-        '--log-level',
-        'warn',
-      ],
-      { stdio: 'ignore' },
-    );
+    const authz = startAuthzServe(`127.0.0.1:${port}`, [
+      '--issuer',
+      `http://127.0.0.1:${gw.ports.idp}`,
+      '--audience',
+      'chaperone',
+      '--control-plane',
+      gw.api,
+    ]);
     const client = authzClient(`127.0.0.1:${port}`);
     try {
       const check = () =>
@@ -406,7 +393,7 @@ describe('chaperone up --dev', () => {
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
       client.close();
-      authz.kill('SIGTERM');
+      authz.stop();
     }
     await waitFor(
       async () => {

@@ -1,7 +1,8 @@
 // The `chaperone` CLI exactly as a user runs it (the bin wrapper in a child process).
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
+import { waitFor } from './wait.ts';
 
 export const CHAPERONE_BIN = join(PROJECT_ROOT, 'cli/bin/chaperone.js');
 
@@ -18,4 +19,54 @@ export function runCli(
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, out: `${stdout}${stderr}` }),
     );
   });
+}
+
+export interface AuthzServeProcess {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves once it listens; rejects with its output if it exits first or takes too long. */
+  ready(timeoutMs?: number): Promise<void>;
+  stop(): void;
+}
+
+/** `chaperone authz serve` on `addr` with the shipped policies, plus `args` (issuer, control plane…). */
+export function startAuthzServe(addr: string, args: string[]): AuthzServeProcess {
+  const child = spawn(
+    process.execPath,
+    [
+      CHAPERONE_BIN,
+      'authz',
+      'serve',
+      '--addr',
+      addr,
+      '--policy-dir',
+      join(PROJECT_ROOT, 'policies'),
+      '--log-level',
+      'warn',
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  child.stderr?.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  return {
+    child,
+    output: () => out,
+    ready: async (timeoutMs = 120_000) => {
+      // It compiles the policy directory at start; on a busy machine that takes a while.
+      await waitFor(() => out.includes('listening on') || child.exitCode !== null, {
+        what: 'chaperone authz serve',
+        timeoutMs,
+      });
+      if (child.exitCode !== null) throw new Error(`chaperone authz serve exited:\n${out}`);
+    },
+    stop: () => {
+      child.kill('SIGTERM');
+    },
+  };
 }
