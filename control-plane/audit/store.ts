@@ -61,7 +61,8 @@ export interface AuditStore {
   close(): Promise<void>;
 }
 
-const DECISION_COLUMNS = [
+/** The decision record's stored columns, in insert order. */
+export const DECISION_COLUMNS = [
   'decision_id',
   'request_id',
   'time',
@@ -84,7 +85,10 @@ const DECISION_COLUMNS = [
   'shadow',
 ] as const;
 
-const JSON_COLUMNS = new Set(['actor', 'input', 'result', 'shadow']);
+/** The columns stored as jsonb. */
+export const DECISION_JSON_COLUMNS = ['actor', 'input', 'result', 'shadow'] as const;
+
+const JSON_COLUMNS = new Set<string>(DECISION_JSON_COLUMNS);
 
 const SQL_TYPE: Record<string, string> = {
   time: 'timestamptz',

@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authzClient, deniedStatus } from '../support/authz-client.ts';
+import { authzClient, checkDemoWith, deniedStatus } from '../support/authz-client.ts';
 import { type AuthzServeProcess, runCli, startAuthzServe } from '../support/cli.ts';
 import {
   devGatewayYaml,
@@ -200,12 +200,7 @@ describe.skipIf(!DATABASE_URL)(
       expect((await via(a, '/demo/items', { token: agentToken })).status).toBe(200);
       expect((await via(b, '/demo/items', { token: agentToken })).status).toBe(200);
       const client = authzClient(standaloneAddr);
-      const checkStandalone = () =>
-        client.check({
-          path: '/demo/items',
-          headers: { authorization: `Bearer ${agentToken}` },
-          contextExtensions: { route_id: 'demo/0', target: 'demo' },
-        });
+      const checkStandalone = () => checkDemoWith(client, agentToken);
       await waitFor(async () => (await checkStandalone()).status.code === 0, {
         what: 'the standalone fleet member to allow the agent',
         timeoutMs: 60_000,

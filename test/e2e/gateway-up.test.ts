@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
-import { authzClient, deniedStatus } from '../support/authz-client.ts';
+import { authzClient, checkDemoWith, deniedStatus } from '../support/authz-client.ts';
 import { runCli, startAuthzServe } from '../support/cli.ts';
 import {
   devGatewayYaml,
@@ -363,12 +363,7 @@ describe('chaperone up --dev', () => {
     ]);
     const client = authzClient(`127.0.0.1:${port}`);
     try {
-      const check = () =>
-        client.check({
-          path: '/demo/items',
-          headers: { authorization: `Bearer ${agentToken}` },
-          contextExtensions: { route_id: 'demo/0', target: 'demo' },
-        });
+      const check = () => checkDemoWith(client, agentToken);
       await waitFor(async () => (await check()).status.code === 0, {
         what: 'the standalone authz server to allow the agent',
         timeoutMs: 60_000,

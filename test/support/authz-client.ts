@@ -106,3 +106,12 @@ export function deniedStatus(res: CheckResponse): number {
   };
   return names[String(code)] ?? Number(code);
 }
+
+/** A Check for GET /demo/items on the demo route with a bearer token (a standalone server's view). */
+export function checkDemoWith(client: AuthzClient, token: string): Promise<CheckResponse> {
+  return client.check({
+    path: '/demo/items',
+    headers: { authorization: `Bearer ${token}` },
+    contextExtensions: { route_id: 'demo/0', target: 'demo' },
+  });
+}

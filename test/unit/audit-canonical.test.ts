@@ -12,6 +12,7 @@ import {
   linkHash,
   storable,
 } from '../../control-plane/audit/records.ts';
+import { DECISION_COLUMNS, DECISION_JSON_COLUMNS } from '../../control-plane/audit/store.ts';
 import { referenceCanonicalJson, referenceChainHash } from '../support/audit-reference.ts';
 
 // ---- end of the reference ----
@@ -299,30 +300,6 @@ describe('chainHash', () => {
   });
 });
 
-const STORED = [
-  'decision_id',
-  'request_id',
-  'time',
-  'route_id',
-  'target',
-  'method',
-  'host',
-  'path',
-  'subject',
-  'issuer',
-  'actor',
-  'decision',
-  'http_status',
-  'reason',
-  'reason_code',
-  'policy_revision',
-  'latency_us',
-  'input',
-  'result',
-  'shadow',
-] as const;
-const JSON_COLUMNS = ['actor', 'input', 'result', 'shadow'] as const;
-
 describe('chainTextAsStored (the insert fast path)', () => {
   const check = (seq: number, r: DecisionRecord) => {
     const fast = chainTextAsStored(seq, r);
@@ -334,7 +311,7 @@ describe('chainTextAsStored (the insert fast path)', () => {
       expect(fast).toBeNull(); // the long way throws as it always did
       return 'threw';
     }
-    const unchanged = STORED.every(
+    const unchanged = DECISION_COLUMNS.every(
       (c) => Object.is(s[c], r[c]) || referenceCanonicalJson(s[c]) === referenceCanonicalJson(r[c]),
     );
     if (!fast) return unchanged ? 'long way' : 'sanitised';
@@ -343,7 +320,7 @@ describe('chainTextAsStored (the insert fast path)', () => {
     // …and then the text is the reference's canonical text of the stored record,
     expect(linkHash('', fast.text)).toBe(referenceChainHash('', seq, s));
     // and each JSON column holds the JSON value the long way stores (jsonb keeps no key order).
-    for (const c of JSON_COLUMNS) {
+    for (const c of DECISION_JSON_COLUMNS) {
       const want = JSON.stringify(s[c] ?? null);
       expect(fast[c] === undefined ? undefined : JSON.parse(fast[c])).toEqual(
         want === undefined ? undefined : JSON.parse(want),
