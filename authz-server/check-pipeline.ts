@@ -3,11 +3,11 @@
 // failure becomes a deny with its own reason code (fail closed), distinct from a policy deny.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type ApprovalRequest, type ApprovalStore, fingerprintOf } from './approvals/approval-store.ts';
+import type { AuthzErrorCode } from '../contracts/errors.ts';
+import { describeThrown } from '../contracts/errors.ts';
+import { type ApprovalRequest, type ApprovalStore, fingerprintOf } from '../fleet/approval-store.ts';
+import type { Identity, IdentityVerifier } from '../identity/verifier.ts';
 import type { CredentialStore } from './credentials/credential-store.ts';
-import type { AuthzErrorCode } from './errors.ts';
-import { describeThrown } from './errors.ts';
-import type { Identity, IdentityVerifier } from './identity/verifier.ts';
 import { buildInput } from './input/build-input.ts';
 import type { PolicyStore } from './policy/policy-store.ts';
 import { protocolHook } from './protocols/index.ts';

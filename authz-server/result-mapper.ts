@@ -1,7 +1,7 @@
 // Maps a policy result (OPA-Envoy semantics: a boolean, or an object with `allowed` and optional
 // header/status/body fields) to the ext_authz v3 CheckResponse, and builds the responses the server
 // produces on its own (errors, identity failures). Everything here is pure.
-import type { AuthzErrorCode } from './errors.ts';
+import type { AuthzErrorCode } from '../contracts/errors.ts';
 
 export const DECISION_ID_HEADER = 'x-chaperone-decision-id';
 

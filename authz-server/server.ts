@@ -4,13 +4,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import pino, { type Logger } from 'pino';
+import { AUTHZ_DEFAULTS } from '../config/authz-defaults.ts';
+import { ChaperoneError } from '../contracts/errors.ts';
+import type { ApprovalStore } from '../fleet/approval-store.ts';
+import { type IdentityOptions, IdentityVerifier } from '../identity/verifier.ts';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
-import type { ApprovalStore } from './approvals/approval-store.ts';
 import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
-import { AUTHZ_DEFAULTS } from './defaults.ts';
-import { ChaperoneError } from './errors.ts';
-import { type IdentityOptions, IdentityVerifier } from './identity/verifier.ts';
 import { type PolicySource, PolicyStore } from './policy/policy-store.ts';
 
 export interface AuthzServerOptions {

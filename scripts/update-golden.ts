@@ -1,7 +1,7 @@
-// Regenerates the translator's golden files (control-plane/translate/testdata): run
+// Regenerates the translator's golden files (xds/translate/testdata): run
 // `tsx scripts/update-golden.ts` after an intended change to the config → Envoy translation, then
 // review the diff. CI fails when regeneration would change a committed file.
-import { GOLDEN_DIR, updateGolden } from '../control-plane/translate/golden.ts';
+import { GOLDEN_DIR, updateGolden } from '../xds/translate/golden.ts';
 
 const { written, removed } = updateGolden();
 for (const f of written) console.log(`wrote   ${f}`);

@@ -3,8 +3,8 @@
 // path, undecodable query, unparsable or incomplete body each become a typed deny, never an input
 // with the doubtful part left out. Pure and synchronous; it runs on every Check, so it copies only
 // the objects it has to change.
-import { AUTHZ_DEFAULTS } from '../defaults.ts';
-import type { AuthzErrorCode } from '../errors.ts';
+import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
+import type { AuthzErrorCode } from '../../contracts/errors.ts';
 import { readBody } from './body.ts';
 import type {
   IdentityErrorInfo,

@@ -3,7 +3,7 @@
 // produced by OPA itself; anything unexpected is rejected rather than guessed at.
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { BundleError } from '../errors.ts';
+import { BundleError } from '../../contracts/errors.ts';
 
 export interface PolicyBundle {
   /** sha256 of the bundle bytes (hex, first 16 chars): names the policy revision in decisions. */

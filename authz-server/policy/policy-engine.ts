@@ -1,7 +1,7 @@
 // One loaded WASM policy, reused for every evaluation (opa-wasm instances are synchronous and Node
 // runs one evaluation at a time, so sharing is safe). Errors never escape: every outcome is a value.
 import { loadPolicy } from '@open-policy-agent/opa-wasm';
-import { describeThrown } from '../errors.ts';
+import { describeThrown } from '../../contracts/errors.ts';
 import type { PolicyBundle } from './bundle-reader.ts';
 import { createHostBuiltins } from './host-builtins.ts';
 

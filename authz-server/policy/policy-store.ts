@@ -6,9 +6,9 @@ import { type FSWatcher, watch } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { buildWasmBundle } from '../../cli/policy/opa-runner.ts';
-import { BundleError, describeThrown } from '../errors.ts';
+import { BundleError, describeThrown } from '../../contracts/errors.ts';
 import { readBundle } from './bundle-reader.ts';
+import { buildWasmBundle } from './opa-runner.ts';
 import { PolicyEngine } from './policy-engine.ts';
 
 export type PolicySource =

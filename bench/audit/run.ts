@@ -6,9 +6,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import type { DecisionRecord } from '../../control-plane/audit/records.ts';
-import { Spool } from '../../control-plane/audit/spool.ts';
-import { type AuditStore, openAuditStore } from '../../control-plane/audit/store.ts';
+import type { DecisionRecord } from '../../audit/records.ts';
+import { Spool } from '../../audit/spool.ts';
+import { type AuditStore, openAuditStore } from '../../audit/store.ts';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);

@@ -7,10 +7,10 @@
 import { cpus, totalmem } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { AdsServer } from '../../control-plane/xds/ads-server.ts';
-import { TYPE } from '../../control-plane/xds/resource-types.ts';
-import { XdsSnapshot } from '../../control-plane/xds/snapshot.ts';
 import { loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
+import { AdsServer } from '../../xds/server/ads-server.ts';
+import { TYPE } from '../../xds/server/resource-types.ts';
+import { XdsSnapshot } from '../../xds/server/snapshot.ts';
 
 const list = (name: string, def: number[]) => {
   const i = process.argv.indexOf(`--${name}`);

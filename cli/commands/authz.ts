@@ -3,16 +3,16 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
-import { ApprovalStore } from '../../authz-server/approvals/approval-store.ts';
-import { AUTHZ_DEFAULTS } from '../../authz-server/defaults.ts';
-import { RemoteRevocations } from '../../authz-server/identity/remote-revocations.ts';
+import { SpoolRecorder } from '../../audit/recorder.ts';
+import { Shipper } from '../../audit/shipper.ts';
+import { Spool } from '../../audit/spool.ts';
+import { openAuditStore } from '../../audit/store.ts';
 import { type AuthzServerOptions, startAuthzServer } from '../../authz-server/server.ts';
-import { AgentRegistry } from '../../control-plane/agents/agent-registry.ts';
-import { SpoolRecorder } from '../../control-plane/audit/recorder.ts';
-import { Shipper } from '../../control-plane/audit/shipper.ts';
-import { Spool } from '../../control-plane/audit/spool.ts';
-import { openAuditStore } from '../../control-plane/audit/store.ts';
-import { SharedState } from '../../control-plane/state/shared-state.ts';
+import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
+import { AgentRegistry } from '../../fleet/agent-registry.ts';
+import { ApprovalStore } from '../../fleet/approval-store.ts';
+import { SharedState } from '../../fleet/shared-state.ts';
+import { RemoteRevocations } from '../../identity/remote-revocations.ts';
 
 interface ServeOptions {
   addr: string;

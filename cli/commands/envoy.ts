@@ -2,8 +2,8 @@
 // and clusters from Chaperone's ADS server and send access logs to its ALS (both on one gRPC port).
 import type { Command } from 'commander';
 import yaml from 'js-yaml';
-import { envoyBootstrap } from '../../control-plane/bootstrap.ts';
-import { CONFIG_DEFAULTS } from '../../control-plane/config/defaults.ts';
+import { CONFIG_DEFAULTS } from '../../config/defaults.ts';
+import { envoyBootstrap } from '../../xds/bootstrap.ts';
 
 export function registerEnvoyCommands(program: Command): void {
   const envoy = program.command('envoy').description('Envoy helpers');

@@ -6,14 +6,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { AUTHZ_DEFAULTS } from '../../authz-server/defaults.ts';
+import { openAuditStore } from '../../audit/store.ts';
 import { readBundle } from '../../authz-server/policy/bundle-reader.ts';
-import { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
-import { openAuditStore } from '../../control-plane/audit/store.ts';
-import { parseSince } from '../../control-plane/gateway/audit-runtime.ts';
-import { PROJECT_ROOT, ToolNotFoundError } from '../../lib/tools.ts';
-import { type FixtureOutcome, loadFixtures, runFixtures } from '../policy/fixtures.ts';
-import { junitXml } from '../policy/junit.ts';
 import {
   buildWasmBundle,
   formatIssue,
@@ -21,7 +15,13 @@ import {
   runOpaFmtCheck,
   runOpaTest,
   runRegalLint,
-} from '../policy/opa-runner.ts';
+} from '../../authz-server/policy/opa-runner.ts';
+import { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
+import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
+import { parseSince } from '../../gateway/audit-runtime.ts';
+import { PROJECT_ROOT, ToolNotFoundError } from '../../lib/tools.ts';
+import { type FixtureOutcome, loadFixtures, runFixtures } from '../policy/fixtures.ts';
+import { junitXml } from '../policy/junit.ts';
 import { replay } from '../policy/replay.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);

@@ -4,11 +4,11 @@
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
-import { ConfigError } from '../../control-plane/config/errors.ts';
-import { loadConfig } from '../../control-plane/config/load-config.ts';
-import type { Config } from '../../control-plane/config/types.ts';
-import { openAuditRuntime } from '../../control-plane/gateway/audit-runtime.ts';
-import { type Gateway, startGateway } from '../../control-plane/gateway/gateway.ts';
+import { ConfigError } from '../../config/errors.ts';
+import { loadConfig } from '../../config/load-config.ts';
+import type { Config } from '../../config/types.ts';
+import { openAuditRuntime } from '../../gateway/audit-runtime.ts';
+import { type Gateway, startGateway } from '../../gateway/gateway.ts';
 import { assertPortsFree, PortInUseError } from '../../lib/ports.ts';
 import { startDemoUpstream } from '../dev/demo-upstream.ts';
 import { DEV_DEFAULTS, devConfig } from '../dev/dev-config.ts';

@@ -2,8 +2,8 @@
 // the shipped policy library and the embedded audit store. Written as chaperone.yaml text and loaded
 // through the same parser and schema as a user's file, so dev mode exercises the real config path.
 import { join } from 'node:path';
-import { parseConfig } from '../../control-plane/config/load-config.ts';
-import type { Config } from '../../control-plane/config/types.ts';
+import { parseConfig } from '../../config/load-config.ts';
+import type { Config } from '../../config/types.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 
 export const DEV_DEFAULTS = {

@@ -8,7 +8,7 @@ import { buildInput } from '../../authz-server/input/build-input.ts';
 import type { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
 import { protocolHook } from '../../authz-server/protocols/index.ts';
 import { type CheckResponseMessage, mapPolicyResult, serverDeny } from '../../authz-server/result-mapper.ts';
-import { parseYamlSource } from '../../control-plane/config/yaml-source.ts';
+import { parseYamlSource } from '../../config/yaml-source.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 
 export interface FixtureCase {

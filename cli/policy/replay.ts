@@ -2,9 +2,10 @@
 // bundle, and report what would change — allow→deny and deny→allow — grouped by user, agent, target
 // and path, with example requests. The recorded inputs were masked before storage (no tokens), and the
 // identity in them is the verified one, so replay needs no credentials.
+
+import type { StoredDecision } from '../../audit/records.ts';
+import type { AuditStore } from '../../audit/store.ts';
 import type { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
-import type { StoredDecision } from '../../control-plane/audit/records.ts';
-import type { AuditStore } from '../../control-plane/audit/store.ts';
 
 export interface ReplayChange {
   decision_id: string;

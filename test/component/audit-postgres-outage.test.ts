@@ -9,9 +9,9 @@ import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
-import { AgentKeys } from '../../control-plane/agents/agent-keys.ts';
-import { parseConfig } from '../../control-plane/config/load-config.ts';
-import { type OpenedAudit, openAuditRuntime } from '../../control-plane/gateway/audit-runtime.ts';
+import { parseConfig } from '../../config/load-config.ts';
+import { AgentKeys } from '../../fleet/agent-keys.ts';
+import { type OpenedAudit, openAuditRuntime } from '../../gateway/audit-runtime.ts';
 import { type AuthzClient, authzClient, headerOf } from '../support/authz-client.ts';
 import {
   NO_PRIVATE_POSTGRES_REASON,

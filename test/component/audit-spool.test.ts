@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { maskInput, maskResult, REDACTED, SpoolRecorder } from '../../audit/recorder.ts';
+import type { DecisionRecord } from '../../audit/records.ts';
+import { Shipper } from '../../audit/shipper.ts';
+import { type AppendHandle, Spool } from '../../audit/spool.ts';
+import { type AuditStore, openAuditStore } from '../../audit/store.ts';
 import type { DecisionEvent } from '../../authz-server/check-pipeline.ts';
-import { maskInput, maskResult, REDACTED, SpoolRecorder } from '../../control-plane/audit/recorder.ts';
-import type { DecisionRecord } from '../../control-plane/audit/records.ts';
-import { Shipper } from '../../control-plane/audit/shipper.ts';
-import { type AppendHandle, Spool } from '../../control-plane/audit/spool.ts';
-import { type AuditStore, openAuditStore } from '../../control-plane/audit/store.ts';
 import { waitFor } from '../support/wait.ts';
 
 const silent = pino({ level: 'silent' });
@@ -342,8 +342,8 @@ describe('shipper', () => {
 
 describe('signed checkpoints', () => {
   it('pin the chain: a rewrite that recomputes every hash is still caught', async () => {
-    const { AgentKeys } = await import('../../control-plane/agents/agent-keys.ts');
-    const { chainHash } = await import('../../control-plane/audit/records.ts');
+    const { AgentKeys } = await import('../../fleet/agent-keys.ts');
+    const { chainHash } = await import('../../audit/records.ts');
     const signer = await AgentKeys.open(null);
     const store = await openAuditStore({});
     await store.migrate();

@@ -5,10 +5,10 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AccessLogEntry } from '../../control-plane/als/access-log-service.ts';
-import { BatchingAccessLogSink } from '../../control-plane/audit/access-log-sink.ts';
-import type { DecisionRecord } from '../../control-plane/audit/records.ts';
-import { type AuditStore, openAuditStore } from '../../control-plane/audit/store.ts';
+import type { AccessLogEntry } from '../../audit/access-log-service.ts';
+import { BatchingAccessLogSink } from '../../audit/access-log-sink.ts';
+import type { DecisionRecord } from '../../audit/records.ts';
+import { type AuditStore, openAuditStore } from '../../audit/store.ts';
 import { createTestDatabase, DATABASE_URL, NO_POSTGRES_REASON } from '../support/postgres.ts';
 import { waitFor } from '../support/wait.ts';
 

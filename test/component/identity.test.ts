@@ -9,7 +9,7 @@ import {
   type IdentityOptions,
   type IdentityResult,
   IdentityVerifier,
-} from '../../authz-server/identity/verifier.ts';
+} from '../../identity/verifier.ts';
 import { type OidcProvider, startOidcProvider } from '../support/oidc-provider.ts';
 import { waitFor } from '../support/wait.ts';
 

@@ -6,9 +6,9 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DecisionRecord } from '../../audit/records.ts';
+import { openAuditStore } from '../../audit/store.ts';
 import { buildInput } from '../../authz-server/input/build-input.ts';
-import type { DecisionRecord } from '../../control-plane/audit/records.ts';
-import { openAuditStore } from '../../control-plane/audit/store.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 import { runCli } from '../support/cli.ts';
 

@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { maskInput } from '../../audit/recorder.ts';
+import { toDecisionRecord } from '../../audit/records.ts';
+import { openAuditStore } from '../../audit/store.ts';
 import type { DecisionEvent } from '../../authz-server/check-pipeline.ts';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
-import { maskInput } from '../../control-plane/audit/recorder.ts';
-import { toDecisionRecord } from '../../control-plane/audit/records.ts';
-import { openAuditStore } from '../../control-plane/audit/store.ts';
 import { type AuthzClient, authzClient, deniedStatus } from '../support/authz-client.ts';
 
 let dir: string;

@@ -5,12 +5,12 @@
 // file does not roll the fleet back.
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApprovalStore } from '../../authz-server/approvals/approval-store.ts';
-import { AgentRegistry } from '../../control-plane/agents/agent-registry.ts';
-import { type AuditStore, openAuditStore } from '../../control-plane/audit/store.ts';
-import type { TargetConfig } from '../../control-plane/config/types.ts';
-import { type ConfigRevision, SharedTargets } from '../../control-plane/state/config-revisions.ts';
-import { SharedState } from '../../control-plane/state/shared-state.ts';
+import { type AuditStore, openAuditStore } from '../../audit/store.ts';
+import type { TargetConfig } from '../../config/types.ts';
+import { AgentRegistry } from '../../fleet/agent-registry.ts';
+import { ApprovalStore } from '../../fleet/approval-store.ts';
+import { type ConfigRevision, SharedTargets } from '../../fleet/config-revisions.ts';
+import { SharedState } from '../../fleet/shared-state.ts';
 import {
   createTestDatabase,
   DATABASE_URL,

@@ -4,10 +4,10 @@
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdsServer } from '../../control-plane/xds/ads-server.ts';
-import { TYPE } from '../../control-plane/xds/resource-types.ts';
-import { XdsSnapshot } from '../../control-plane/xds/snapshot.ts';
 import { loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
+import { AdsServer } from '../../xds/server/ads-server.ts';
+import { TYPE } from '../../xds/server/resource-types.ts';
+import { XdsSnapshot } from '../../xds/server/snapshot.ts';
 import { waitFor } from '../support/wait.ts';
 
 interface Response {

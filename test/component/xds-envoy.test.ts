@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { envoyBootstrap } from '../../control-plane/bootstrap.ts';
-import { type EnvoyProcess, startEnvoy } from '../../control-plane/envoy-process.ts';
-import { AdsServer } from '../../control-plane/xds/ads-server.ts';
-import { XdsSnapshot } from '../../control-plane/xds/snapshot.ts';
+import { type EnvoyProcess, startEnvoy } from '../../gateway/envoy-process.ts';
+import { envoyBootstrap } from '../../xds/bootstrap.ts';
+import { AdsServer } from '../../xds/server/ads-server.ts';
+import { XdsSnapshot } from '../../xds/server/snapshot.ts';
 import { freePort } from '../support/ports.ts';
 import { waitFor } from '../support/wait.ts';
 

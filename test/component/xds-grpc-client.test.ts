@@ -7,8 +7,8 @@ import { loadSync } from '@grpc/proto-loader';
 import { HealthImplementation, protoPath } from 'grpc-health-check';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdsServer } from '../../control-plane/xds/ads-server.ts';
-import { XdsSnapshot } from '../../control-plane/xds/snapshot.ts';
+import { AdsServer } from '../../xds/server/ads-server.ts';
+import { XdsSnapshot } from '../../xds/server/snapshot.ts';
 import { waitFor } from '../support/wait.ts';
 
 const HCM =

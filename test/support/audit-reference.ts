@@ -1,7 +1,7 @@
 // The audit chain's canonical JSON and hash exactly as first shipped: every existing store was hashed
 // with these, so the production code is compared against them (never changed).
 import { createHash } from 'node:crypto';
-import type { DecisionRecord } from '../../control-plane/audit/records.ts';
+import type { DecisionRecord } from '../../audit/records.ts';
 
 export function referenceCanonicalJson(v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v ?? null);

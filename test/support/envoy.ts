@@ -1,12 +1,12 @@
 // A real Envoy for end-to-end tests: renders a bootstrap template into a temp dir and runs it with
-// the product's own process manager (control-plane/envoy-process.ts), so tests and `chaperone up`
+// the product's own process manager (gateway/envoy-process.ts), so tests and `chaperone up`
 // start Envoy the same way.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEnvoy as startEnvoyProcess } from '../../control-plane/envoy-process.ts';
+import { startEnvoy as startEnvoyProcess } from '../../gateway/envoy-process.ts';
 
-export { EnvoyStartError } from '../../control-plane/envoy-process.ts';
+export { EnvoyStartError } from '../../gateway/envoy-process.ts';
 
 export interface StartEnvoyOptions {
   /** A complete, rendered bootstrap (YAML or JSON text, or an object). */

@@ -1,5 +1,5 @@
 // A verified identity as the authz server's verifier produces it, for suites that build inputs directly.
-import type { Identity } from '../../authz-server/identity/verifier.ts';
+import type { Identity } from '../../identity/verifier.ts';
 
 export function verifiedIdentity(subject = 'alice', over: Partial<Identity> = {}): Identity {
   return {

@@ -11,8 +11,8 @@ import {
   type DecisionRecord,
   linkHash,
   storable,
-} from '../../control-plane/audit/records.ts';
-import { DECISION_COLUMNS, DECISION_JSON_COLUMNS } from '../../control-plane/audit/store.ts';
+} from '../../audit/records.ts';
+import { DECISION_COLUMNS, DECISION_JSON_COLUMNS } from '../../audit/store.ts';
 import { referenceCanonicalJson, referenceChainHash } from '../support/audit-reference.ts';
 
 // ---- end of the reference ----

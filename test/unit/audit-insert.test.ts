@@ -4,8 +4,8 @@
 // PGlite always; PostgreSQL too when DATABASE_URL is set.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DecisionRecord, GENESIS_HASH, storable } from '../../control-plane/audit/records.ts';
-import { type AuditStore, openAuditStore } from '../../control-plane/audit/store.ts';
+import { type DecisionRecord, GENESIS_HASH, storable } from '../../audit/records.ts';
+import { type AuditStore, openAuditStore } from '../../audit/store.ts';
 import { referenceChainHash } from '../support/audit-reference.ts';
 import { createTestDatabase, DATABASE_URL, NO_POSTGRES_REASON } from '../support/postgres.ts';
 

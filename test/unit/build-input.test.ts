@@ -10,7 +10,6 @@ import { promisify } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AUTHZ_DEFAULTS } from '../../authz-server/defaults.ts';
 import { MAX_JSON_DEPTH } from '../../authz-server/input/body.ts';
 import {
   type BuildInputOptions,
@@ -21,6 +20,7 @@ import {
   type ProtocolContext,
 } from '../../authz-server/input/build-input.ts';
 import { structToJson, timestampToRfc3339 } from '../../authz-server/input/protojson.ts';
+import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
 import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
 import { checkRequest, type RequestSpec } from '../support/authz-client.ts';

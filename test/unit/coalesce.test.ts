@@ -1,6 +1,6 @@
 // Mirrored-state reloads run one at a time, and a call made during a run gets a run that starts after it.
 import { describe, expect, it } from 'vitest';
-import { coalesced } from '../../control-plane/state/coalesce.ts';
+import { coalesced } from '../../lib/coalesce.ts';
 
 describe('coalesced', () => {
   it('never overlaps runs and folds calls made during a run into one more run', async () => {

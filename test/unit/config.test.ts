@@ -5,10 +5,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, type ConfigIssue } from '../../control-plane/config/errors.ts';
-import { envoyDuration, loadConfig, parseConfig } from '../../control-plane/config/load-config.ts';
-import type { Config } from '../../control-plane/config/types.ts';
-import { buildIr } from '../../control-plane/ir/build-ir.ts';
+import { ConfigError, type ConfigIssue } from '../../config/errors.ts';
+import { envoyDuration, loadConfig, parseConfig } from '../../config/load-config.ts';
+import type { Config } from '../../config/types.ts';
+import { buildIr } from '../../xds/ir/build-ir.ts';
 
 function configError(fn: () => unknown): ConfigError {
   try {

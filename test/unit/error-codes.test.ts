@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-const source = readFileSync(new URL('../../authz-server/errors.ts', import.meta.url), 'utf8');
+const source = readFileSync(new URL('../../contracts/errors.ts', import.meta.url), 'utf8');
 const docs = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 const union = source.slice(
   source.indexOf('export type AuthzErrorCode'),

@@ -1,4 +1,4 @@
-// Golden files of config → IR → Envoy resources (control-plane/translate/testdata), plus the
+// Golden files of config → IR → Envoy resources (xds/translate/testdata), plus the
 // properties every output must have whatever the case: determinism, the hardening of every HTTP
 // connection manager, route ↔ authz context, no credential material, and strict validation.
 // `UPDATE_GOLDEN=1 npx vitest run test/unit/translate-golden.test.ts` (or `tsx scripts/update-golden.ts`)
@@ -6,20 +6,20 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, parseConfig } from '../../control-plane/config/load-config.ts';
-import { buildIr } from '../../control-plane/ir/build-ir.ts';
-import type { Ir } from '../../control-plane/ir/types.ts';
-import { TranslateError } from '../../control-plane/translate/errors.ts';
+import { loadConfig, parseConfig } from '../../config/load-config.ts';
+import { buildIr } from '../../xds/ir/build-ir.ts';
+import type { Ir } from '../../xds/ir/types.ts';
+import type { EnvoyResourcesJson } from '../../xds/server/snapshot.ts';
+import { TranslateError } from '../../xds/translate/errors.ts';
 import {
   GOLDEN_DIR,
   goldenCases,
   goldenPaths,
   renderGoldenCase,
   updateGolden,
-} from '../../control-plane/translate/golden.ts';
-import { translate } from '../../control-plane/translate/translate.ts';
-import { validateResources } from '../../control-plane/translate/validate.ts';
-import type { EnvoyResourcesJson } from '../../control-plane/xds/snapshot.ts';
+} from '../../xds/translate/golden.ts';
+import { translate } from '../../xds/translate/translate.ts';
+import { validateResources } from '../../xds/translate/validate.ts';
 
 const cases = goldenCases();
 

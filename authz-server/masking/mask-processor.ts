@@ -1,0 +1,109 @@
+// Envoy's external processing (envoy.service.ext_proc.v3) for response masking. Envoy sends each
+// response's headers with the ext_authz dynamic metadata; when the decision carried `masks`, the
+// processor asks for the buffered body, rewrites it (authz-server/masking) and reports counts per
+// detector — otherwise it lets the body stream through untouched. A streaming response on a masked
+// route is refused (502): it is never passed through unmasked.
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { fromStruct } from '../../audit/access-log-service.ts';
+import { loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
+import { type MaskSpec, maskBody } from './masker.ts';
+
+export const EXT_PROC_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';
+const AUTHZ_NAMESPACE = 'envoy.filters.http.ext_authz';
+
+export interface MaskEvent {
+  decisionId: string | null;
+  counts: Record<string, number>;
+  contentType: string | null;
+}
+
+function headerValue(headers: any, name: string): string | undefined {
+  for (const h of headers?.headers?.headers ?? []) {
+    if (String(h.key).toLowerCase() !== name) continue;
+    if (typeof h.value === 'string' && h.value !== '') return h.value;
+    if (h.rawValue) return Buffer.from(h.rawValue).toString('utf8');
+  }
+  return undefined;
+}
+
+export function addMaskProcessor(
+  server: grpc.Server,
+  o: { logger: Logger; onMasked?: (e: MaskEvent) => void },
+): void {
+  const root = loadEnvoyProtos([EXT_PROC_PROTO]);
+  const svc = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.ext_proc.v3.ExternalProcessor');
+  server.addService(svc.service, {
+    Process: (call: grpc.ServerDuplexStream<any, any>) => {
+      let masks: MaskSpec | null = null;
+      let decisionId: string | null = null;
+      let contentType: string | undefined;
+      call.on('data', (msg: any) => {
+        try {
+          if (msg.responseHeaders) {
+            const md = fromStruct(msg.metadataContext?.filterMetadata?.[AUTHZ_NAMESPACE]);
+            decisionId = typeof md['decision_id'] === 'string' ? md['decision_id'] : null;
+            masks = md['masks'] && typeof md['masks'] === 'object' ? (md['masks'] as MaskSpec) : null;
+            contentType = headerValue(msg.responseHeaders, 'content-type');
+            if (!masks) {
+              call.write({ responseHeaders: {}, modeOverride: { responseBodyMode: 'NONE' } });
+              return;
+            }
+            if (/^text\/event-stream/i.test(contentType ?? '')) {
+              call.write({
+                immediateResponse: {
+                  status: { code: 'BadGateway' },
+                  body: Buffer.from(
+                    JSON.stringify({
+                      error: 'ERR_STREAM_NOT_MASKABLE',
+                      reason: 'streaming responses are refused on a masked route',
+                    }),
+                  ),
+                  details: 'chaperone_masking_refused_stream',
+                },
+              });
+              return;
+            }
+            call.write({
+              responseHeaders: { response: { headerMutation: { removeHeaders: ['content-length'] } } },
+              modeOverride: { responseBodyMode: 'BUFFERED' },
+            });
+            return;
+          }
+          if (msg.responseBody) {
+            if (!masks) {
+              call.write({ responseBody: {} });
+              return;
+            }
+            const text = Buffer.from(msg.responseBody.body ?? []).toString('utf8');
+            const masked = maskBody(text, contentType, masks);
+            o.onMasked?.({ decisionId, counts: masked.counts, contentType: contentType ?? null });
+            call.write({ responseBody: { response: { bodyMutation: { body: Buffer.from(masked.body) } } } });
+            return;
+          }
+          // Anything else this processor did not ask for: continue unchanged.
+          if (msg.requestHeaders) call.write({ requestHeaders: {} });
+          else if (msg.requestBody) call.write({ requestBody: {} });
+          else if (msg.responseTrailers) call.write({ responseTrailers: {} });
+          else if (msg.requestTrailers) call.write({ requestTrailers: {} });
+        } catch (err) {
+          // Fail closed: a body that cannot be masked is not sent.
+          o.logger.error(
+            { decision_id: decisionId, err: err instanceof Error ? err.message : String(err) },
+            'masking failed',
+          );
+          call.write({
+            immediateResponse: {
+              status: { code: 'BadGateway' },
+              body: Buffer.from(
+                JSON.stringify({ error: 'ERR_MASKING_FAILED', reason: 'the response could not be masked' }),
+              ),
+            },
+          });
+        }
+      });
+      call.on('end', () => call.end());
+      call.on('error', () => undefined);
+    },
+  });
+}

@@ -1,0 +1,29 @@
+// Defaults of chaperone.yaml, one place, each with the reason for its value. Every address binds
+// loopback: exposing the gateway, its admin port or the control plane is a deliberate choice.
+import { AUTHZ_DEFAULTS } from './authz-defaults.ts';
+
+export const CONFIG_DEFAULTS = {
+  /** The egress listener agents send plain HTTP to. */
+  listener: { name: 'egress', address: '127.0.0.1', port: 10000 },
+  /** Envoy's conventional admin port; always bound on 127.0.0.1 (the admin API can stop Envoy). */
+  envoyAdminPort: 9901,
+  /** Debian/Ubuntu/Alpine system CA bundle, used to verify https upstreams without their own ca_file. */
+  envoyCaFile: '/etc/ssl/certs/ca-certificates.crt',
+  /** ADS and the access-log service share one gRPC port, so an Envoy needs one static cluster. */
+  xdsAddress: '127.0.0.1:18000',
+  /** Health, status and audit queries. */
+  httpAddress: '127.0.0.1:8181',
+  /** OPA-Envoy's conventional ext_authz address, so existing Envoy configs point here unchanged. */
+  authzAddress: AUTHZ_DEFAULTS.address,
+  policyDir: AUTHZ_DEFAULTS.policyDir,
+  entrypoint: AUTHZ_DEFAULTS.entrypoint,
+  /** `Authorization: Bearer <jwt>`, what OAuth clients send. */
+  tokenHeader: 'authorization',
+  clockToleranceSec: AUTHZ_DEFAULTS.clockToleranceSec,
+  /** PGlite in-process: nothing to install for a single node. */
+  auditStore: 'embedded',
+  spoolDir: '.chaperone/spool',
+  protocol: 'http',
+  /** Credential header value template: the secret as is. */
+  credentialFormat: '{}',
+} as const;

@@ -1,0 +1,286 @@
+// The agent inventory and kill switch. Every agent token Chaperone issues is registered in the store
+// (who launched it, when, for which targets); decisions made with one add to its counters. Revocation —
+// one token, every token of an agent name, or every agent of a user — is written to the store and
+// announced, and every authz server of the fleet checks it on each Check from its in-memory copy, so it
+// takes effect on the next request.
+import type { DecisionEvent } from '../authz-server/check-pipeline.ts';
+import { coalesced } from '../lib/coalesce.ts';
+import type { SharedState } from './shared-state.ts';
+
+export interface AgentTokenRecord {
+  token_id: string;
+  agent: string;
+  run_id: string;
+  user: string;
+  targets: string[] | null;
+  issued_at: string;
+  expires_at: string;
+  revoked_at: string | null;
+  revoked_by: string | null;
+  last_seen: string | null;
+  requests: number;
+  denied: number;
+  targets_used: string[];
+}
+
+export interface RevocationCheck {
+  /** A reason when the identity's token is revoked, else null. */
+  revoked(identity: {
+    token_id: string | null;
+    subject: string;
+    actor: { agent?: string } | null;
+    claims: Record<string, unknown>;
+  }): string | null;
+}
+
+/** What an authz server needs to enforce revocations, as the control plane publishes it. */
+export interface RevocationList {
+  token_ids: string[];
+  /** user → epoch ms: agent tokens of the user issued at or before it are revoked. */
+  users: Record<string, number>;
+  /** `${user} ${agent}` → epoch ms. */
+  agents: Record<string, number>;
+}
+
+/** A RevocationList prepared for the Check path (shared by the registry and remote pollers): lookups, no scans. */
+export class RevocationIndex {
+  private readonly tokenIds: Set<string>;
+
+  constructor(readonly list: RevocationList = { token_ids: [], users: {}, agents: {} }) {
+    this.tokenIds = new Set(list.token_ids);
+  }
+
+  revoked(identity: Parameters<RevocationCheck['revoked']>[0]): string | null {
+    const agent = identity.actor?.agent;
+    if (!agent) return null;
+    // `iat` has one-second resolution: a cutoff covers tokens from earlier seconds; tokens of the same
+    // second are covered by the explicit token id list (the registry lists every one it revoked).
+    const issuedSec = typeof identity.claims['iat'] === 'number' ? identity.claims['iat'] : 0;
+    if (identity.token_id && this.tokenIds.has(identity.token_id))
+      return `agent token ${identity.token_id} was revoked`;
+    const user = this.list.users[identity.subject];
+    if (user !== undefined && issuedSec < Math.floor(user / 1000))
+      return `every agent of ${identity.subject} was revoked`;
+    const a = this.list.agents[`${identity.subject} ${agent}`];
+    if (a !== undefined && issuedSec < Math.floor(a / 1000)) return `agent ${agent} was revoked`;
+    return null;
+  }
+}
+
+interface Usage {
+  requests: number;
+  denied: number;
+  lastSeen: string;
+  targets: Set<string>;
+}
+
+const iso = (v: unknown): string | null =>
+  v === null || v === undefined
+    ? null
+    : v instanceof Date
+      ? v.toISOString()
+      : new Date(String(v)).toISOString();
+
+function recordOf(r: Record<string, unknown>): AgentTokenRecord {
+  const json = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
+  return {
+    token_id: String(r['token_id']),
+    agent: String(r['agent']),
+    run_id: String(r['run_id']),
+    user: String(r['user_subject']),
+    targets: (json(r['targets']) as string[] | null) ?? null,
+    issued_at: iso(r['issued_at'])!,
+    expires_at: iso(r['expires_at'])!,
+    revoked_at: iso(r['revoked_at']),
+    revoked_by: (r['revoked_by'] as string | null) ?? null,
+    last_seen: iso(r['last_seen']),
+    requests: Number(r['requests']),
+    denied: Number(r['denied']),
+    targets_used: (json(r['targets_used']) as string[]) ?? [],
+  };
+}
+
+export class AgentRegistry implements RevocationCheck {
+  private index = new RevocationIndex();
+  /** Usage seen by this node since the last flush, added to the store's counters in one go. */
+  private usage = new Map<string, Usage>();
+  private flushTimer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly state: SharedState,
+    private readonly now: () => number,
+  ) {}
+
+  static async open(
+    state: SharedState,
+    o: { now?: () => number; flushMs?: number } = {},
+  ): Promise<AgentRegistry> {
+    const registry = new AgentRegistry(state, o.now ?? Date.now);
+    state.on('revocations', () => registry.reload());
+    state.onResync(() => registry.reload());
+    await registry.reload();
+    registry.flushTimer = setInterval(() => void registry.flush(), o.flushMs ?? 1000);
+    registry.flushTimer.unref();
+    return registry;
+  }
+
+  private get sql() {
+    return this.state.sql;
+  }
+
+  /** Rebuilds the in-memory revocation list from the store (never two reads at once). */
+  readonly reload = coalesced(() => this.read());
+
+  private async read(): Promise<void> {
+    const [tokens, cutoffs] = await Promise.all([
+      this.sql.query<{ token_id: string }>(
+        'SELECT token_id FROM agent_tokens WHERE revoked_at IS NOT NULL AND expires_at > now()',
+      ),
+      this.sql.query<{ user_subject: string; agent: string; cutoff: unknown }>(
+        'SELECT user_subject, agent, cutoff FROM agent_cutoffs',
+      ),
+    ]);
+    const next: RevocationList = { token_ids: tokens.map((t) => t.token_id), users: {}, agents: {} };
+    for (const c of cutoffs) {
+      const at = Date.parse(iso(c.cutoff)!);
+      if (c.agent === '') next.users[c.user_subject] = at;
+      else next.agents[`${c.user_subject} ${c.agent}`] = at;
+    }
+    this.index = new RevocationIndex(next);
+  }
+
+  async register(
+    r: Omit<
+      AgentTokenRecord,
+      'revoked_at' | 'revoked_by' | 'last_seen' | 'requests' | 'denied' | 'targets_used'
+    >,
+  ): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO agent_tokens (token_id, agent, run_id, user_subject, targets, issued_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [r.token_id, r.agent, r.run_id, r.user, JSON.stringify(r.targets), r.issued_at, r.expires_at],
+    );
+  }
+
+  revoked(identity: Parameters<RevocationCheck['revoked']>[0]): string | null {
+    return this.index.revoked(identity);
+  }
+
+  revocations(): RevocationList {
+    return this.index.list;
+  }
+
+  observe(e: DecisionEvent): void {
+    const actor = e.actor as { agent?: string } | null;
+    if (!actor?.agent) return;
+    const tokenId = (e.input as { identity?: { token_id?: string } } | null)?.identity?.token_id;
+    if (!tokenId) return;
+    let u = this.usage.get(tokenId);
+    if (!u) {
+      u = { requests: 0, denied: 0, lastSeen: '', targets: new Set() };
+      this.usage.set(tokenId, u);
+    }
+    u.requests++;
+    if (e.verdict.decision !== 'allow') u.denied++;
+    u.lastSeen = e.time.toISOString();
+    if (e.target) u.targets.add(e.target);
+  }
+
+  /** Adds this node's usage counts to the store (one transaction); kept for the next try on failure. */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(async () => {
+      if (this.usage.size === 0) return;
+      const batch = this.usage;
+      this.usage = new Map();
+      try {
+        await this.sql.transaction(async (tx) => {
+          for (const [id, u] of batch) {
+            await tx.query(
+              `UPDATE agent_tokens SET requests = requests + $2, denied = denied + $3,
+                 last_seen = GREATEST(last_seen, $4::timestamptz),
+                 targets_used = (SELECT coalesce(jsonb_agg(DISTINCT t), '[]'::jsonb)
+                                 FROM jsonb_array_elements_text(targets_used || $5::jsonb) AS t)
+               WHERE token_id = $1`,
+              [id, u.requests, u.denied, u.lastSeen, JSON.stringify([...u.targets])],
+            );
+          }
+        });
+      } catch {
+        for (const [id, u] of batch) {
+          const now = this.usage.get(id);
+          if (!now) this.usage.set(id, u);
+          else {
+            now.requests += u.requests;
+            now.denied += u.denied;
+            for (const t of u.targets) now.targets.add(t);
+          }
+        }
+      }
+    });
+    return this.flushing;
+  }
+
+  async list(filter: { user?: string; agent?: string; tokenId?: string } = {}): Promise<AgentTokenRecord[]> {
+    await this.flush();
+    const rows = await this.sql.query<Record<string, unknown>>(
+      `SELECT * FROM agent_tokens
+       WHERE ($1::text IS NULL OR user_subject = $1) AND ($2::text IS NULL OR agent = $2)
+         AND ($3::text IS NULL OR token_id = $3)
+       ORDER BY issued_at DESC LIMIT 1000`,
+      [filter.user ?? null, filter.agent ?? null, filter.tokenId ?? null],
+    );
+    return rows.map(recordOf);
+  }
+
+  /** Revokes by token id, by agent name (of a user), or every agent of a user. Returns what it hit. */
+  async revoke(
+    by: string,
+    what: { tokenId?: string; agent?: string; user?: string },
+  ): Promise<AgentTokenRecord[]> {
+    const at = new Date(this.now()).toISOString();
+    const hit = await this.sql.transaction(async (tx) => {
+      let rows: Record<string, unknown>[] = [];
+      const mark = `UPDATE agent_tokens SET revoked_at = coalesce(revoked_at, $1), revoked_by = coalesce(revoked_by, $2)`;
+      if (what.tokenId) {
+        rows = await tx.query(`${mark} WHERE token_id = $3 RETURNING *`, [at, by, what.tokenId]);
+      } else if (what.agent) {
+        rows = await tx.query(
+          `${mark} WHERE agent = $3 AND ($4::text IS NULL OR user_subject = $4) RETURNING *`,
+          [at, by, what.agent, what.user ?? null],
+        );
+        const users = new Set(
+          rows.map((r) => String(r['user_subject'])).concat(what.user ? [what.user] : []),
+        );
+        for (const u of users) await this.cutoff(tx, u, what.agent, at, by);
+      } else if (what.user) {
+        rows = await tx.query(`${mark} WHERE user_subject = $3 RETURNING *`, [at, by, what.user]);
+        await this.cutoff(tx, what.user, '', at, by);
+      }
+      await this.state.notify(tx, 'revocations');
+      return rows.map(recordOf);
+    });
+    // This node applies it before answering, not when its own notice comes back.
+    await this.reload();
+    return hit;
+  }
+
+  private async cutoff(
+    tx: Pick<SharedState['sql'], 'query'>,
+    user: string,
+    agent: string,
+    at: string,
+    by: string,
+  ): Promise<void> {
+    await tx.query(
+      `INSERT INTO agent_cutoffs (user_subject, agent, cutoff, revoked_by) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (user_subject, agent) DO UPDATE SET cutoff = EXCLUDED.cutoff, revoked_by = EXCLUDED.revoked_by`,
+      [user, agent, at, by],
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    await this.flush();
+  }
+}

@@ -1,0 +1,102 @@
+// Every node signs agent tokens and audit checkpoints with its own key (kept in its state directory);
+// the public halves are registered in the store, so any node's JWKS verifies what any other signed and
+// an agent token issued through one control plane is accepted by every authz server of the fleet.
+import type { JWK } from 'jose';
+import { coalesced } from '../lib/coalesce.ts';
+import type { AgentKeys } from './agent-keys.ts';
+import type { SharedState } from './shared-state.ts';
+
+/** Tokens live at most 24 h; a retired key is published that long so they verify until they expire. */
+const RETIRED_PUBLISHED_MS = 24 * 3.6e6;
+
+interface FleetKey {
+  jwk: JWK;
+  retiredAt: number | null;
+}
+
+export class FleetKeys {
+  private fleet: FleetKey[] = [];
+
+  private constructor(
+    private readonly state: SharedState,
+    private readonly local: AgentKeys,
+  ) {}
+
+  static async open(state: SharedState, local: AgentKeys): Promise<FleetKeys> {
+    const keys = new FleetKeys(state, local);
+    state.on('keys', () => keys.reload());
+    state.onResync(() => keys.reload());
+    await keys.register();
+    await keys.reload();
+    return keys;
+  }
+
+  get kid(): string {
+    return this.local.kid;
+  }
+
+  get signingKey(): AgentKeys['signingKey'] {
+    return this.local.signingKey;
+  }
+
+  /** Keys that verify live tokens: every node's active key and keys retired within a day. */
+  jwks(): { keys: JWK[] } {
+    const cutoff = Date.now() - RETIRED_PUBLISHED_MS;
+    return this.merged(this.fleet.filter((k) => k.retiredAt === null || k.retiredAt > cutoff));
+  }
+
+  /** Every key the fleet ever registered: what old signed checkpoints are verified with. */
+  allJwks(): { keys: JWK[] } {
+    return this.merged(this.fleet);
+  }
+
+  private merged(from: FleetKey[]): { keys: JWK[] } {
+    const seen = new Set<string>();
+    const out: JWK[] = [];
+    for (const k of [...this.local.jwks().keys, ...from.map((f) => f.jwk)]) {
+      if (seen.has(k.kid as string)) continue;
+      seen.add(k.kid as string);
+      out.push(k);
+    }
+    return { keys: out };
+  }
+
+  async rotate(): Promise<void> {
+    const before = this.local.kid;
+    await this.local.rotate();
+    await this.register(before);
+    await this.reload();
+  }
+
+  /** Registers this node's public keys (the current one active, earlier ones retired). */
+  private async register(retired?: string): Promise<void> {
+    const [current, ...previous] = this.local.jwks().keys;
+    await this.state.sql.transaction(async (tx) => {
+      const insert = `INSERT INTO signing_keys (kid, node, public_jwk, retired_at) VALUES ($1, $2, $3, $4)
+                      ON CONFLICT (kid) DO NOTHING`;
+      await tx.query(insert, [current!.kid, this.state.node, JSON.stringify(current), null]);
+      for (const k of previous)
+        await tx.query(insert, [k.kid, this.state.node, JSON.stringify(k), new Date().toISOString()]);
+      if (retired)
+        await tx.query('UPDATE signing_keys SET retired_at = now() WHERE kid = $1 AND retired_at IS NULL', [
+          retired,
+        ]);
+      await this.state.notify(tx, 'keys');
+    });
+  }
+
+  private readonly reload = coalesced(() => this.read());
+
+  private async read(): Promise<void> {
+    const rows = await this.state.sql.query<{ public_jwk: unknown; retired_at: unknown }>(
+      'SELECT public_jwk, retired_at FROM signing_keys ORDER BY created_at DESC',
+    );
+    this.fleet = rows.map((r) => ({
+      jwk: (typeof r.public_jwk === 'string' ? JSON.parse(r.public_jwk) : r.public_jwk) as JWK,
+      retiredAt:
+        r.retired_at === null
+          ? null
+          : Date.parse(String(r.retired_at instanceof Date ? r.retired_at.toISOString() : r.retired_at)),
+    }));
+  }
+}

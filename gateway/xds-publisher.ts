@@ -1,0 +1,144 @@
+// Config file → IR → Envoy resources → validated snapshot → ADS. Reloads are coalesced; a config or
+// translation error keeps the last good snapshot serving and is reported with file, line and field.
+import { type FSWatcher, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { ConfigError } from '../config/errors.ts';
+import { loadConfig } from '../config/load-config.ts';
+import type { Config } from '../config/types.ts';
+import type { ConfigRevision, SharedTargets } from '../fleet/config-revisions.ts';
+import { buildIr } from '../xds/ir/build-ir.ts';
+import type { AdsServer } from '../xds/server/ads-server.ts';
+import { XdsSnapshot } from '../xds/server/snapshot.ts';
+import { TranslateError } from '../xds/translate/errors.ts';
+import { translate } from '../xds/translate/translate.ts';
+
+export interface PublishOutcome {
+  ok: boolean;
+  version: string | null;
+  /** Human-readable problems (`file:line: path: message`), empty on success. */
+  errors: string[];
+}
+
+/** Builds the snapshot for a config; pure apart from the strict proto encoding it runs. */
+export function snapshotFor(
+  config: Config,
+): { ok: true; snapshot: XdsSnapshot } | { ok: false; errors: string[] } {
+  try {
+    const resources = translate(buildIr(config));
+    const built = XdsSnapshot.build(resources);
+    if (!built.ok)
+      return { ok: false, errors: built.errors.map((e) => `${e.resource}: ${e.path}: ${e.message}`) };
+    return { ok: true, snapshot: built.snapshot };
+  } catch (err) {
+    if (err instanceof ConfigError) return { ok: false, errors: [err.message] };
+    if (err instanceof TranslateError) return { ok: false, errors: [err.message] };
+    throw err;
+  }
+}
+
+export class XdsPublisher {
+  /** The last config published: a fleet revision replaces its targets, keeping this node's own parts. */
+  private base: Config | null = null;
+  private fleet: SharedTargets | null = null;
+  private watcher: FSWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private last: PublishOutcome = { ok: false, version: null, errors: ['nothing published yet'] };
+
+  constructor(
+    private readonly ads: AdsServer,
+    private readonly logger: Logger,
+    /** Runs with each config published (the authz server follows its targets' credentials). */
+    private readonly onConfig?: (config: Config) => void,
+  ) {}
+
+  status(): PublishOutcome {
+    return this.last;
+  }
+
+  publish(config: Config): PublishOutcome {
+    const built = snapshotFor(config);
+    if (!built.ok) {
+      this.last = { ok: false, version: this.ads.status().version, errors: built.errors };
+      return this.last;
+    }
+    this.ads.setSnapshot(built.snapshot);
+    this.base = config;
+    // Also when the Envoy resources are unchanged: credential references never reach Envoy.
+    this.onConfig?.(config);
+    this.last = { ok: true, version: built.snapshot.version, errors: [] };
+    return this.last;
+  }
+
+  /** Shares targets with the fleet: file changes are proposed, newer fleet revisions served. */
+  joinFleet(fleet: SharedTargets): void {
+    this.fleet = fleet;
+  }
+
+  /** Serves a fleet revision's targets with this node's listeners and addresses. */
+  publishRevision(r: ConfigRevision): PublishOutcome {
+    if (!this.base) return this.last;
+    const outcome = this.publish({ ...this.base, targets: r.targets });
+    if (outcome.ok)
+      this.logger.info({ revision: r.revision, version: outcome.version }, 'fleet config published');
+    else
+      this.logger.error(
+        { revision: r.revision, errors: outcome.errors },
+        'fleet config revision rejected here; the last good config keeps serving',
+      );
+    return outcome;
+  }
+
+  async reloadFrom(path: string): Promise<PublishOutcome> {
+    let config: Config;
+    try {
+      config = await loadConfig(path);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.last = { ok: false, version: this.ads.status().version, errors: [message] };
+      this.logger.error(
+        { file: path, errors: this.last.errors },
+        'config rejected; the last good config keeps serving',
+      );
+      return this.last;
+    }
+    if (this.fleet) config = this.fleet.merge(config);
+    const before = this.ads.status().version;
+    const outcome = this.publish(config);
+    if (!outcome.ok) {
+      this.logger.error(
+        { file: path, errors: outcome.errors },
+        'config rejected; the last good config keeps serving',
+      );
+    } else {
+      await this.fleet
+        ?.propose(config.targets)
+        .catch((err: unknown) =>
+          this.logger.error(
+            { err: err instanceof Error ? err.message : String(err) },
+            'config served here but not written to the shared store; other nodes keep the previous revision',
+          ),
+        );
+      if (outcome.version !== before)
+        this.logger.info({ file: path, version: outcome.version }, 'config published');
+    }
+    return outcome;
+  }
+
+  /** Watches the config file; bursts of writes (editors save in several steps) become one reload. */
+  watchFile(path: string, debounceMs = 200): void {
+    // The directory, not the file: editors and `kubectl`-style mounts replace the file by rename,
+    // which ends a watch on the old inode.
+    const name = basename(path);
+    this.watcher = watch(dirname(path), { persistent: false }, (_event, changed) => {
+      if (changed !== null && changed !== name) return;
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(() => void this.reloadFrom(path), debounceMs);
+    });
+  }
+
+  close(): void {
+    this.watcher?.close();
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

@@ -1,0 +1,189 @@
+// One small SQL surface over both engines, so the store's queries and the migrations are written once:
+// PostgreSQL through `pg` (a pool) and PGlite (PostgreSQL compiled to WASM, in-process).
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import { PROJECT_ROOT } from '../lib/tools.ts';
+
+export interface Sql {
+  readonly engine: 'postgres' | 'pglite';
+  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  /** Runs `fn` in one transaction (serialised per connection). */
+  transaction<T>(fn: (tx: Pick<Sql, 'query'>) => Promise<T>): Promise<T>;
+  exec(text: string): Promise<void>;
+  /**
+   * Subscribes to NOTIFY on `channel`. `onResync` runs after the subscription was re-established
+   * (notices sent while it was down are lost, so the subscriber reloads what it mirrors). Returns an
+   * unsubscribe function.
+   */
+  listen(
+    channel: string,
+    onNotice: (payload: string) => void,
+    onResync: () => void,
+  ): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+export const MIGRATIONS_DIR = join(PROJECT_ROOT, 'store', 'migrations');
+
+export class AuditStoreError extends Error {
+  readonly code = 'ERR_AUDIT_STORE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AuditStoreError';
+  }
+}
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'an unparsable database URL';
+  }
+}
+
+/**
+ * LISTEN on a connection of its own (a pooled one would be handed to other queries). When the
+ * connection drops (server restart, network), it is re-established with backoff and `onResync` runs.
+ */
+async function listenPostgres(
+  url: string,
+  channel: string,
+  onNotice: (payload: string) => void,
+  onResync: () => void,
+): Promise<() => Promise<void>> {
+  let client: pg.Client | null = null;
+  let stopped = false;
+  let retryTimer: NodeJS.Timeout | null = null;
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    c.on('error', () => undefined);
+    c.on('notification', (n) => {
+      if (n.channel === channel) onNotice(n.payload ?? '');
+    });
+    await c.connect();
+    await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    c.on('end', () => {
+      if (client === c) client = null;
+      if (!stopped) retry(250);
+    });
+    client = c;
+  };
+  const retry = (delay: number) => {
+    retryTimer = setTimeout(() => {
+      connect().then(onResync, () => {
+        if (!stopped) retry(Math.min(delay * 2, 5000));
+      });
+    }, delay);
+    retryTimer.unref();
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    if (retryTimer) clearTimeout(retryTimer);
+    await client?.end().catch(() => undefined);
+  };
+}
+
+export async function openPostgres(url: string): Promise<Sql> {
+  const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 5000 });
+  // An idle client's error (the server restarted) must not crash the process; the next query retries.
+  pool.on('error', () => undefined);
+  return {
+    engine: 'postgres',
+    listen: (channel, onNotice, onResync) => listenPostgres(url, channel, onNotice, onResync),
+    query: async (text, params) => (await pool.query(text, params as unknown[])).rows,
+    exec: async (text) => {
+      await pool.query(text);
+    },
+    transaction: async (fn) => {
+      const client = await pool.connect();
+      // A checked-out client has no pool listener: a connection lost mid-transaction (the server
+      // stopped) would otherwise be an uncaught 'error' event and end the process.
+      let broken: Error | undefined;
+      const onError = (err: Error) => {
+        broken = err;
+      };
+      client.on('error', onError);
+      try {
+        await client.query('BEGIN');
+        const out = await fn({ query: async (t, p) => (await client.query(t, p as unknown[])).rows });
+        await client.query('COMMIT');
+        return out;
+      } catch (err) {
+        if (!broken) await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.removeListener('error', onError);
+        // A broken client is discarded, not returned to the pool.
+        client.release(broken);
+      }
+    },
+    close: () => pool.end(),
+  };
+}
+
+export async function openPglite(dataDir: string | null): Promise<Sql> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const db = dataDir ? new PGlite(dataDir) : new PGlite();
+  await db.waitReady;
+  return {
+    engine: 'pglite',
+    // One in-process database: nothing to reconnect, so no resync.
+    listen: (channel, onNotice) => db.listen(channel, onNotice).then((off) => () => off()),
+    query: async (text, params) => (await db.query(text, params as unknown[])).rows as never[],
+    exec: async (text) => {
+      await db.exec(text);
+    },
+    transaction: (fn) =>
+      db.transaction((tx) =>
+        fn({ query: async (t, p) => (await tx.query(t, p as unknown[])).rows as never[] }),
+      ),
+    close: () => db.close(),
+  };
+}
+
+/** Serialises migrations of every process on one PostgreSQL database (nodes of a fleet starting at once). */
+const MIGRATION_LOCK = 7265847;
+
+/**
+ * Applies `NNNN_name.sql` files in order, each once, each in a transaction. Returns the versions applied
+ * now. On PostgreSQL each step holds an advisory lock and re-reads what is applied, so several nodes
+ * starting together on an empty database apply each migration exactly once.
+ */
+export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const lock = async (tx: Pick<Sql, 'query'>) => {
+    if (sql.engine === 'postgres') await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+  };
+  await sql.transaction(async (tx) => {
+    await lock(tx);
+    await tx.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())',
+    );
+  });
+  const files = (await readdir(dir)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  const now: string[] = [];
+  for (const file of files) {
+    const version = file.slice(0, 4);
+    const text = await readFile(join(dir, file), 'utf8');
+    const applied = await sql.transaction(async (tx) => {
+      await lock(tx);
+      const done = await tx.query('SELECT 1 FROM schema_migrations WHERE version = $1', [version]);
+      if (done.length > 0) return false;
+      // Statements one by one: the extended protocol (used for parameters) takes one statement at a time.
+      for (const stmt of text
+        .split(/;\s*(?:\n|$)/)
+        .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
+        .filter(Boolean)) {
+        await tx.query(stmt);
+      }
+      await tx.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
+      return true;
+    });
+    if (applied) now.push(version);
+  }
+  return now;
+}

@@ -1,0 +1,108 @@
+// The intermediate representation between chaperone.yaml and Envoy: what the gateway serves, with
+// every name, default and ordering decided, and nothing Envoy-specific in shape. Built by
+// buildIr(config), consumed by translate(ir). Plain data: deep-equal IRs translate identically.
+import type { TargetProtocol } from '../../config/types.ts';
+
+export type { TargetProtocol };
+
+export interface IrEndpoint {
+  /** IP literal (no brackets) or DNS name. */
+  host: string;
+  port: number;
+}
+
+/**
+ * How Envoy finds a cluster's endpoints. `eds`: IP endpoints published as a ClusterLoadAssignment
+ * over ADS (changes need no cluster update). `logical_dns`: one DNS name, re-resolved, connections
+ * follow the answer (what external APIs behind DNS load balancers need; EDS cannot carry names).
+ * `static` / `strict_dns`: inline endpoints, for Chaperone's own services.
+ */
+export type IrDiscovery = 'eds' | 'logical_dns' | 'strict_dns' | 'static';
+
+export interface IrUpstreamTls {
+  /** Server name sent in the handshake; null for an IP upstream without an explicit SNI. */
+  sni: string | null;
+  /** CA bundle on the Envoy host that must have signed the upstream certificate. */
+  caFile: string;
+  /** What the certificate must name: the SNI host, or the IP for an IP upstream. */
+  subjectAltName: { type: 'DNS' | 'IP_ADDRESS'; value: string };
+}
+
+export interface IrCluster {
+  name: string;
+  discovery: IrDiscovery;
+  endpoints: IrEndpoint[];
+  tls: IrUpstreamTls | null;
+  /** Speak HTTP/2 (gRPC services) instead of HTTP/1.1. */
+  http2: boolean;
+  connectTimeout: string;
+}
+
+export interface IrRouteMatch {
+  /** Path prefix, '/' for everything. */
+  pathPrefix: string;
+  /**
+   * true: match at a segment boundary (`/demo` matches /demo and /demo/x, not /demox); used when the
+   * configured prefix does not end with '/'.
+   */
+  segmentBoundary: boolean;
+}
+
+export interface IrRoute {
+  /** `<target>/0`: stable, sent to the authz server and named in access logs. */
+  routeId: string;
+  target: string;
+  protocol: TargetProtocol;
+  match: IrRouteMatch;
+  prefixRewrite: string | null;
+  /** Envoy duration; null: Envoy's default. */
+  timeout: string | null;
+  /** Host header sent upstream (host[:port] of the upstream URL). */
+  hostRewrite: string;
+  cluster: string;
+  /** Content hash of this route's IR, its cluster and its credential references. */
+  checksum: string;
+}
+
+export interface IrVirtualHost {
+  name: string;
+  /** Host names (`*` for any host). */
+  domains: string[];
+  /** In match order: first match wins. */
+  routes: IrRoute[];
+}
+
+export interface IrListener {
+  name: string;
+  address: string;
+  port: number;
+  /** RDS name of this listener's RouteConfiguration. */
+  routeConfigName: string;
+  virtualHosts: IrVirtualHost[];
+  /** log_name of the gRPC access log. */
+  accessLogName: string;
+}
+
+/** Per target: what the authz server needs besides the route (credential references, never values). */
+export interface IrTarget {
+  name: string;
+  protocol: TargetProtocol;
+  routeId: string;
+  cluster: string;
+  credentials: { header: string; ref: string; format: string }[];
+}
+
+export interface Ir {
+  /** Sorted by name. */
+  listeners: IrListener[];
+  /** Target clusters and the authz cluster, sorted by name. */
+  clusters: IrCluster[];
+  /** Sorted by name. */
+  targets: IrTarget[];
+  /** Cluster of the ext_authz gRPC service (part of `clusters`). */
+  authzCluster: string;
+  /** Cluster of the gRPC access-log service (the control plane: static in every Envoy's bootstrap). */
+  accessLogCluster: string;
+  /** Content hash of the whole IR. */
+  revision: string;
+}
