@@ -5,6 +5,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
+import { fromStruct } from '../lib/proto-struct.ts';
 
 export interface AccessLogEntry {
   requestId: string;
@@ -29,31 +30,6 @@ export interface AccessLogEntry {
 export interface AccessLogSink {
   /** Resolves once the entries are stored (or queued for storing). */
   write(entries: AccessLogEntry[]): Promise<void>;
-}
-
-type StructValue = {
-  nullValue?: unknown;
-  numberValue?: number;
-  stringValue?: string;
-  boolValue?: boolean;
-  structValue?: { fields?: Record<string, StructValue> };
-  listValue?: { values?: StructValue[] };
-};
-
-function fromValue(v: StructValue | undefined): unknown {
-  if (!v) return null;
-  if (v.structValue) return fromStruct(v.structValue);
-  if (v.listValue) return (v.listValue.values ?? []).map(fromValue);
-  if (v.stringValue !== undefined) return v.stringValue;
-  if (v.numberValue !== undefined) return v.numberValue;
-  if (v.boolValue !== undefined) return v.boolValue;
-  return null;
-}
-
-export function fromStruct(s: { fields?: Record<string, StructValue> } | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = fromValue(v);
-  return out;
 }
 
 const durationMs = (d: { seconds?: number; nanos?: number } | undefined) =>

@@ -1,6 +1,6 @@
 // The authz server's DecisionRecorder: masks secrets out of the policy input, then spools the decision
 // durably. The input is copied, never changed in place (it shares objects with the live request).
-import type { DecisionEvent, DecisionRecorder } from '../authz-server/check-pipeline.ts';
+import type { DecisionEvent, DecisionRecorder } from '../contracts/decision.ts';
 import { toDecisionRecord } from './records.ts';
 import type { Spool } from './spool.ts';
 

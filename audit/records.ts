@@ -1,6 +1,6 @@
 // The shapes the audit trail stores, and the canonical form its hash chain is computed over.
 import { createHash } from 'node:crypto';
-import type { DecisionEvent } from '../authz-server/check-pipeline.ts';
+import type { DecisionEvent } from '../contracts/decision.ts';
 import type { AccessLogEntry } from './access-log-service.ts';
 
 /** A decision as spooled and stored (JSON-safe: time as ISO string). */

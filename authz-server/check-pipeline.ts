@@ -3,8 +3,10 @@
 // failure becomes a deny with its own reason code (fail closed), distinct from a policy deny.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { DecisionEvent, DecisionRecorder, ShadowOutcome } from '../contracts/decision.ts';
 import type { AuthzErrorCode } from '../contracts/errors.ts';
 import { describeThrown } from '../contracts/errors.ts';
+import { decodeRouteContext } from '../contracts/ext-authz.ts';
 import { type ApprovalRequest, type ApprovalStore, fingerprintOf } from '../fleet/approval-store.ts';
 import type { Identity, IdentityVerifier } from '../identity/verifier.ts';
 import type { CredentialStore } from './credentials/credential-store.ts';
@@ -14,41 +16,7 @@ import { protocolHook } from './protocols/index.ts';
 import { mcpApprovalError } from './protocols/mcp.ts';
 import { type CheckResponseMessage, mapPolicyResult, serverDeny, type Verdict } from './result-mapper.ts';
 
-/** The fields of a decision worth keeping; the audit trail and the decision log share them. */
-export interface DecisionEvent {
-  decisionId: string;
-  requestId: string;
-  time: Date;
-  routeId: string | null;
-  target: string | null;
-  method: string;
-  host: string;
-  /** Path without the query string: queries may carry secrets. */
-  path: string;
-  subject: string | null;
-  issuer: string | null;
-  actor: unknown;
-  verdict: Verdict;
-  policyRevision: string;
-  latencyUs: number;
-  /** Shadow mode: what the candidate policy would have decided (never enforced). */
-  shadow?: ShadowOutcome;
-  /** The policy input, for replay; the caller masks secrets before storing it. */
-  input: unknown;
-  result: unknown;
-}
-
-/** Durable recording hook: ALLOW is only returned once this resolves. */
-export interface DecisionRecorder {
-  record(event: DecisionEvent): Promise<void>;
-}
-
-export interface ShadowOutcome {
-  revision: string;
-  decision: 'allow' | 'deny' | 'error';
-  /** True when the candidate disagrees with the enforced answer. */
-  differs: boolean;
-}
+export type { DecisionEvent, DecisionRecorder, ShadowOutcome };
 
 export interface CheckMetrics {
   total: number;
@@ -111,14 +79,14 @@ const STATUS_FOR_CODE: Partial<Record<AuthzErrorCode, number>> = {
 function resolveRoute(req: unknown): CheckState {
   const attrs = (req as { attributes?: Record<string, any> } | null)?.attributes ?? {};
   const http: HttpAttrs = attrs['request']?.['http'] ?? {};
-  const ext: Record<string, string> = attrs['contextExtensions'] ?? {};
+  const route = decodeRouteContext(attrs['contextExtensions']);
   return {
     decisionId: randomUUID(),
     started: process.hrtime.bigint(),
     http,
     headers: http.headers ?? {},
-    routeId: ext['route_id'] ?? null,
-    target: ext['target'] ?? null,
+    routeId: route.routeId,
+    target: route.target,
   };
 }
 

@@ -1,21 +1,15 @@
 // Maps a policy result (OPA-Envoy semantics: a boolean, or an object with `allowed` and optional
 // header/status/body fields) to the ext_authz v3 CheckResponse, and builds the responses the server
 // produces on its own (errors, identity failures). Everything here is pure.
+
+import type { Verdict } from '../contracts/decision.ts';
 import type { AuthzErrorCode } from '../contracts/errors.ts';
-
-export const DECISION_ID_HEADER = 'x-chaperone-decision-id';
-
-/** Headers a client must never be able to assert itself; stripped from every allowed request. */
-export const CLIENT_IDENTITY_HEADERS = [
-  'x-forwarded-user',
-  'x-forwarded-email',
-  'x-forwarded-groups',
-  'x-forwarded-preferred-username',
-  'x-auth-request-user',
-  'x-auth-request-email',
-  'x-auth-request-groups',
-];
-const CHAPERONE_HEADER_PREFIX = 'x-chaperone-';
+import {
+  CHAPERONE_HEADER_PREFIX,
+  CLIENT_IDENTITY_HEADERS,
+  DECISION_ID_HEADER,
+} from '../contracts/ext-authz.ts';
+import { type StructMessage, toStruct } from '../lib/proto-struct.ts';
 
 // google.rpc.Code values used in CheckResponse.status.
 const RPC_OK = 0;
@@ -40,13 +34,7 @@ export interface CheckResponseMessage {
   dynamicMetadata?: StructMessage;
 }
 
-/** What the pipeline decided, in the shape the audit record and decision log use. */
-export interface Verdict {
-  decision: 'allow' | 'deny' | 'approval_required' | 'error';
-  httpStatus: number;
-  reason: string;
-  reasonCode: string;
-}
+export type { Verdict };
 
 export type MapOutcome =
   | { ok: true; response: CheckResponseMessage; verdict: Verdict }
@@ -57,42 +45,6 @@ export interface MapContext {
   policyRevision: string;
   /** Lower-case header names the client sent (to strip identity headers it must not assert). */
   requestHeaderNames: Iterable<string>;
-}
-
-// --- google.protobuf.Struct encoding (proto-loader does not map JSON to Struct by itself) ---
-export interface StructMessage {
-  fields: Record<string, ValueMessage>;
-}
-type ValueMessage =
-  | { nullValue: 'NULL_VALUE' }
-  | { numberValue: number }
-  | { stringValue: string }
-  | { boolValue: boolean }
-  | { structValue: StructMessage }
-  | { listValue: { values: ValueMessage[] } };
-
-function toValue(v: unknown, depth: number): ValueMessage {
-  if (depth > 32) return { stringValue: '[depth limit]' };
-  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
-  switch (typeof v) {
-    case 'number':
-      return { numberValue: v };
-    case 'string':
-      return { stringValue: v };
-    case 'boolean':
-      return { boolValue: v };
-    case 'object':
-      if (Array.isArray(v)) return { listValue: { values: v.map((x) => toValue(x, depth + 1)) } };
-      return { structValue: toStruct(v as Record<string, unknown>, depth + 1) };
-    default:
-      return { stringValue: String(v) };
-  }
-}
-
-export function toStruct(obj: Record<string, unknown>, depth = 0): StructMessage {
-  const fields: Record<string, ValueMessage> = {};
-  for (const [k, v] of Object.entries(obj)) fields[k] = toValue(v, depth);
-  return { fields };
 }
 
 // --- result parsing ---

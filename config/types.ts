@@ -11,9 +11,9 @@ export interface ListenerConfig {
 }
 
 /** The authz server's issuer settings, as the config produces them. */
-export type { IssuerConfig } from '../identity/verifier.ts';
+export type { IssuerConfig } from '../contracts/identity.ts';
 
-import type { IssuerConfig } from '../identity/verifier.ts';
+import type { IssuerConfig } from '../contracts/identity.ts';
 
 export interface IdentityConfig {
   issuers: IssuerConfig[];

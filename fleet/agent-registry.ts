@@ -3,7 +3,7 @@
 // one token, every token of an agent name, or every agent of a user — is written to the store and
 // announced, and every authz server of the fleet checks it on each Check from its in-memory copy, so it
 // takes effect on the next request.
-import type { DecisionEvent } from '../authz-server/check-pipeline.ts';
+import type { DecisionEvent } from '../contracts/decision.ts';
 import { coalesced } from '../lib/coalesce.ts';
 import type { SharedState } from './shared-state.ts';
 

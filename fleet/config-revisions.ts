@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config, TargetConfig } from '../config/types.ts';
-import { canonicalJson } from '../xds/ir/hash.ts';
+import { canonicalJson } from '../lib/content-hash.ts';
 import type { SharedState } from './shared-state.ts';
 
 export interface ConfigRevision {

@@ -8,11 +8,11 @@ import { type ApiHandler, type HttpApi, startHttpApi } from '../api/http-api.ts'
 import { AGENT_AUDIENCE, agentRoutes } from '../api/routes/agents.ts';
 import { approvalRoutes } from '../api/routes/approvals.ts';
 import { type AccessLogSink, addAccessLogService } from '../audit/access-log-service.ts';
-import type { DecisionRecorder } from '../authz-server/check-pipeline.ts';
 import type { CredentialSpec } from '../authz-server/credentials/credential-store.ts';
 import { addMaskProcessor } from '../authz-server/masking/mask-processor.ts';
 import { type AuthzServer, startAuthzServer } from '../authz-server/server.ts';
 import type { Config } from '../config/types.ts';
+import type { DecisionRecorder } from '../contracts/decision.ts';
 import { AgentRegistry } from '../fleet/agent-registry.ts';
 import { ApprovalStore } from '../fleet/approval-store.ts';
 import { SharedTargets } from '../fleet/config-revisions.ts';

@@ -3,28 +3,9 @@
 // (sub, groups, act) that has the wrong type rejects the token rather than being guessed at, since a
 // policy that reads `groups` must be able to trust it.
 
-export interface Actor {
-  sub: string;
-  agent?: string;
-  run_id?: string;
-}
+import type { Actor, Identity } from '../contracts/identity.ts';
 
-export interface Identity {
-  issuer: string;
-  subject: string;
-  audience: string[];
-  email: string | null;
-  name: string | null;
-  groups: string[];
-  /** RFC 8693 `act` claim: who acts on the subject's behalf (an agent), or null. */
-  actor: Actor | null;
-  /** `jti` */
-  token_id: string | null;
-  /** Epoch seconds. */
-  expires_at: number;
-  /** The verified payload. */
-  claims: Record<string, unknown>;
-}
+export type { Actor, Identity };
 
 /** A claim with the wrong shape; the message names the claim, never its value. */
 export class ClaimShapeError extends Error {

@@ -20,18 +20,9 @@ import { TokenCache } from './token-cache.ts';
 
 export type { Actor, Identity } from './claims.ts';
 
-export interface IssuerConfig {
-  /** Exact `iss`; discovery at `${issuer}/.well-known/openid-configuration`. */
-  issuer: string;
-  /** `aud` must contain one of them. */
-  audiences: string[];
-  /** Skip discovery when given. */
-  jwksUri?: string;
-  /** Dot path into the claims, default 'groups'. */
-  groupsClaim?: string;
-  /** Default: RS256/384/512, PS256/384/512, ES256/384/512, EdDSA; never HS* or none. */
-  algorithms?: string[];
-}
+import type { IssuerConfig } from '../contracts/identity.ts';
+
+export type { IssuerConfig };
 
 export interface IdentityOptions {
   issuers: IssuerConfig[];

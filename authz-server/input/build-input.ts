@@ -3,8 +3,10 @@
 // path, undecodable query, unparsable or incomplete body each become a typed deny, never an input
 // with the doubtful part left out. Pure and synchronous; it runs on every Check, so it copies only
 // the objects it has to change.
+
 import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
 import type { AuthzErrorCode } from '../../contracts/errors.ts';
+import { type DecodedRouteContext, decodeRouteContext } from '../../contracts/ext-authz.ts';
 import { readBody } from './body.ts';
 import type {
   IdentityErrorInfo,
@@ -84,17 +86,9 @@ function headerReader(http: Obj): (name: string) => string | undefined {
   };
 }
 
-function stringOrNull(v: unknown): string | null {
-  return typeof v === 'string' ? v : null;
-}
-
-function routeOf(ext: unknown): RouteRef | null {
-  if (!isObject(ext)) return null;
-  const id = stringOrNull(ext['route_id']);
-  const target = stringOrNull(ext['target']);
-  const checksum = stringOrNull(ext['checksum']);
-  if (id === null && target === null && checksum === null) return null;
-  return { id, target, checksum };
+function routeOf(rc: DecodedRouteContext): RouteRef | null {
+  if (rc.routeId === null && rc.target === null && rc.checksum === null) return null;
+  return { id: rc.routeId, target: rc.target, checksum: rc.checksum };
 }
 
 /**
@@ -147,8 +141,8 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
   const converted = attributesToProtojson(attributes, request, http);
   if (!converted.ok) return malformed(converted.reason);
 
-  const ext = attributes['contextExtensions'];
-  const route = routeOf(ext);
+  const routeContext = decodeRouteContext(attributes['contextExtensions']);
+  const route = routeOf(routeContext);
   const input: PolicyInput = {
     attributes: converted.attributes,
     parsed_path: path.segments,
@@ -161,9 +155,9 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
   };
   if (body.parsed !== undefined) input.parsed_body = body.parsed;
 
-  const protocolName = isObject(ext) ? ext['protocol'] : undefined;
+  const protocolName = routeContext.protocol;
   // Plain HTTP is the absence of a protocol view, not a protocol to parse.
-  if (typeof protocolName === 'string' && protocolName !== '' && protocolName !== 'http') {
+  if (protocolName !== null && protocolName !== 'http') {
     if (!options.protocol) {
       // The route's policy expects a protocol view; without one it would judge a partial picture.
       return {
@@ -182,7 +176,7 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
       bodyText: body.text,
       truncatedBody: body.truncated,
       route,
-      contextExtensions: ext as Record<string, string>,
+      rewrite: routeContext.rewrite,
     };
     const outcome = options.protocol(ctx);
     if (!outcome.ok) return outcome;

@@ -59,8 +59,8 @@ export interface ProtocolContext {
   bodyText: string | undefined;
   truncatedBody: boolean;
   route: RouteRef | null;
-  /** The route's context_extensions (path_prefix / prefix_rewrite when the route rewrites the path). */
-  contextExtensions: Readonly<Record<string, string>>;
+  /** Set when the route rewrites its prefix: the upstream sees another path than the client sent. */
+  rewrite: { pathPrefix: string; prefixRewrite: string } | null;
 }
 
 export type ProtocolOutcome =

@@ -5,8 +5,8 @@
 // route is refused (502): it is never passed through unmasked.
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { fromStruct } from '../../audit/access-log-service.ts';
 import { loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
+import { fromStruct } from '../../lib/proto-struct.ts';
 import { type MaskSpec, maskBody } from './masker.ts';
 
 export const EXT_PROC_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';

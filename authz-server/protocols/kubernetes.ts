@@ -22,9 +22,8 @@ const CONNECT_SUBRESOURCES = new Set(['exec', 'attach', 'portforward']);
 
 /** The path the API server will see: the client's path with the route's prefix rewrite applied. */
 function upstreamSegments(ctx: ProtocolContext): readonly string[] {
-  const prefix = ctx.contextExtensions['path_prefix'];
-  const rewrite = ctx.contextExtensions['prefix_rewrite'];
-  if (!prefix || rewrite === undefined) return ctx.parsedPath;
+  if (!ctx.rewrite) return ctx.parsedPath;
+  const { pathPrefix: prefix, prefixRewrite: rewrite } = ctx.rewrite;
   const path = `/${ctx.parsedPath.join('/')}`;
   if (!path.startsWith(prefix)) return ctx.parsedPath;
   const rewritten = `${rewrite}${path.slice(prefix.length)}`.replace(/^\/+/, '');

@@ -11,7 +11,7 @@ import type { DecisionRecord } from '../../audit/records.ts';
 import { Shipper } from '../../audit/shipper.ts';
 import { type AppendHandle, Spool } from '../../audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../../audit/store.ts';
-import type { DecisionEvent } from '../../authz-server/check-pipeline.ts';
+import type { DecisionEvent } from '../../contracts/decision.ts';
 import { waitFor } from '../support/wait.ts';
 
 const silent = pino({ level: 'silent' });

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DecisionEvent } from '../../authz-server/check-pipeline.ts';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
+import type { DecisionEvent } from '../../contracts/decision.ts';
 import { type AuthzClient, authzClient, deniedStatus } from '../support/authz-client.ts';
 
 let dir: string;

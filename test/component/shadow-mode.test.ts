@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maskInput } from '../../audit/recorder.ts';
 import { toDecisionRecord } from '../../audit/records.ts';
 import { openAuditStore } from '../../audit/store.ts';
-import type { DecisionEvent } from '../../authz-server/check-pipeline.ts';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
+import type { DecisionEvent } from '../../contracts/decision.ts';
 import { type AuthzClient, authzClient, deniedStatus } from '../support/authz-client.ts';
 
 let dir: string;

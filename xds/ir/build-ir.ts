@@ -6,8 +6,8 @@ import { isIP } from 'node:net';
 import { ConfigError, type ConfigIssue } from '../../config/errors.ts';
 import { configIssue, sortIssues } from '../../config/load-config.ts';
 import type { Config, TargetConfig } from '../../config/types.ts';
+import { contentHash } from '../../lib/content-hash.ts';
 import { XDS_CLUSTER } from '../bootstrap.ts';
-import { contentHash } from './hash.ts';
 import type {
   Ir,
   IrCluster,

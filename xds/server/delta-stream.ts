@@ -7,15 +7,16 @@
 // resource versions are never resent, and the error is logged and shown in status.
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
+import { ADD_ORDER, REMOVE_ORDER, SHORT_NAME, type TypeUrl, WILDCARD_TYPES } from './resource-types.ts';
+import type { EncodedResource } from './snapshot.ts';
 import {
-  type AdsServer,
+  CONTROL_PLANE_ID,
   type NackRecord,
+  type StreamHost,
   type StreamStatus,
   streamStatus,
   type XdsStream,
-} from './ads-server.ts';
-import { ADD_ORDER, REMOVE_ORDER, SHORT_NAME, type TypeUrl, WILDCARD_TYPES } from './resource-types.ts';
-import type { EncodedResource } from './snapshot.ts';
+} from './stream.ts';
 
 export interface DeltaDiscoveryRequest {
   node?: { id?: string; cluster?: string };
@@ -54,8 +55,6 @@ interface DeltaTypeState {
   ackedVersion: string | null;
 }
 
-const CONTROL_PLANE_ID = 'chaperone';
-
 export class DeltaAdsStream implements XdsStream {
   readonly id = randomUUID();
   readonly connectedAt = new Date();
@@ -67,7 +66,7 @@ export class DeltaAdsStream implements XdsStream {
 
   constructor(
     private readonly call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
-    private readonly server: AdsServer,
+    private readonly server: StreamHost,
   ) {}
 
   onRequest(req: DeltaDiscoveryRequest): void {

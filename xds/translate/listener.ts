@@ -1,7 +1,11 @@
 // IrListener → envoy.config.listener.v3.Listener: one HTTP connection manager with the same
 // hardening as envoy/bootstrap-static.yaml (see envoy/README.md for each setting's reason), routes
 // over RDS, and the request-outcome record streamed to Chaperone's gRPC access-log service.
-import { CLIENT_IDENTITY_HEADERS, DECISION_ID_HEADER } from '../../authz-server/result-mapper.ts';
+import {
+  CHAPERONE_HEADER_PREFIX,
+  CLIENT_IDENTITY_HEADERS,
+  DECISION_ID_HEADER,
+} from '../../contracts/ext-authz.ts';
 import type { Ir, IrListener } from '../ir/types.ts';
 import {
   ADS_CONFIG_SOURCE,
@@ -28,7 +32,6 @@ export const EXT_AUTHZ_SETTINGS = {
 } as const;
 
 /** Every header Chaperone sets starts with this; a client-sent one is removed before ext_authz runs. */
-export const CHAPERONE_HEADER_PREFIX = 'x-chaperone-';
 
 function headerMutationFilter(): Record<string, unknown> {
   return {

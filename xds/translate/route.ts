@@ -1,6 +1,7 @@
 // IrListener → envoy.config.route.v3.RouteConfiguration (served over RDS under the listener's
 // routeConfigName). Every route tells the authz server, through ext_authz context_extensions,
 // which route and which config revision (checksum) Envoy is running.
+import { encodeRouteContext } from '../../contracts/ext-authz.ts';
 import type { IrListener, IrRoute } from '../ir/types.ts';
 import { EXT_AUTHZ_FILTER, EXT_AUTHZ_PER_ROUTE_TYPE } from './envoy-names.ts';
 
@@ -29,17 +30,16 @@ function envoyRoute(route: IrRoute): Record<string, unknown> {
       [EXT_AUTHZ_FILTER]: {
         '@type': EXT_AUTHZ_PER_ROUTE_TYPE,
         check_settings: {
-          context_extensions: {
-            route_id: route.routeId,
+          context_extensions: encodeRouteContext({
+            routeId: route.routeId,
             target: route.target,
             checksum: route.checksum,
             protocol: route.protocol,
-            // With a rewrite the upstream sees another path than the client sent; protocol decoders
-            // (Kubernetes request info) must judge the upstream's path.
-            ...(route.prefixRewrite !== null
-              ? { path_prefix: route.match.pathPrefix, prefix_rewrite: route.prefixRewrite }
-              : {}),
-          },
+            rewrite:
+              route.prefixRewrite !== null
+                ? { pathPrefix: route.match.pathPrefix, prefixRewrite: route.prefixRewrite }
+                : null,
+          }),
         },
       },
     },

@@ -1,0 +1,81 @@
+// The contract between the xDS translator (which writes Envoy's routes) and the authz server (which
+// reads Envoy's CheckRequests): context_extensions keys and the headers Chaperone owns. Both sides
+// import this module, so a key cannot be renamed on one side only.
+
+/** Every header Chaperone sets upstream starts with this; Envoy strips client-sent ones at the edge. */
+export const CHAPERONE_HEADER_PREFIX = 'x-chaperone-';
+
+/** Sent to the client and the upstream on every decision: joins a response to its audit record. */
+export const DECISION_ID_HEADER = `${CHAPERONE_HEADER_PREFIX}decision-id`;
+
+/** Headers a client must never be able to assert itself; stripped from every allowed request. */
+export const CLIENT_IDENTITY_HEADERS: readonly string[] = [
+  'x-forwarded-user',
+  'x-forwarded-email',
+  'x-forwarded-groups',
+  'x-forwarded-preferred-username',
+  'x-auth-request-user',
+  'x-auth-request-email',
+  'x-auth-request-groups',
+];
+
+/** What a route tells the authz server about itself (ext_authz `check_settings.context_extensions`). */
+export interface RouteContext {
+  routeId: string;
+  target: string;
+  /** Content hash of the config revision Envoy runs: the authz server can detect skew. */
+  checksum: string;
+  /** The route's protocol view (`http` = none). */
+  protocol: string;
+  /** Set when the route rewrites its prefix: protocol decoders must judge the upstream's path. */
+  rewrite: { pathPrefix: string; prefixRewrite: string } | null;
+}
+
+const KEY = {
+  routeId: 'route_id',
+  target: 'target',
+  checksum: 'checksum',
+  protocol: 'protocol',
+  pathPrefix: 'path_prefix',
+  prefixRewrite: 'prefix_rewrite',
+} as const;
+
+/** Translator side: the context_extensions map of a route. */
+export function encodeRouteContext(r: RouteContext): Record<string, string> {
+  return {
+    [KEY.routeId]: r.routeId,
+    [KEY.target]: r.target,
+    [KEY.checksum]: r.checksum,
+    [KEY.protocol]: r.protocol,
+    ...(r.rewrite
+      ? { [KEY.pathPrefix]: r.rewrite.pathPrefix, [KEY.prefixRewrite]: r.rewrite.prefixRewrite }
+      : {}),
+  };
+}
+
+/** What the authz server can rely on from a CheckRequest's context_extensions (absent keys → null). */
+export interface DecodedRouteContext {
+  routeId: string | null;
+  target: string | null;
+  checksum: string | null;
+  protocol: string | null;
+  rewrite: { pathPrefix: string; prefixRewrite: string } | null;
+}
+
+/** Authz side: reads context_extensions as decoded by proto-loader (a plain string map). */
+export function decodeRouteContext(ext: unknown): DecodedRouteContext {
+  const m = ext !== null && typeof ext === 'object' ? (ext as Record<string, unknown>) : {};
+  const str = (k: string): string | null => {
+    const v = m[k];
+    return typeof v === 'string' && v !== '' ? v : null;
+  };
+  const pathPrefix = str(KEY.pathPrefix);
+  const prefixRewrite = typeof m[KEY.prefixRewrite] === 'string' ? (m[KEY.prefixRewrite] as string) : null;
+  return {
+    routeId: str(KEY.routeId),
+    target: str(KEY.target),
+    checksum: str(KEY.checksum),
+    protocol: str(KEY.protocol),
+    rewrite: pathPrefix !== null && prefixRewrite !== null ? { pathPrefix, prefixRewrite } : null,
+  };
+}
