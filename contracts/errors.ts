@@ -1,7 +1,11 @@
-// Typed errors of the authz server. Every deny the server produces on its own (not by policy) carries
-// one of these codes; docs/errors.md documents each (a test checks that). `publicMessage` is what a
-// denied client may see; `message`/`cause` are for the log only and never hold tokens or secrets.
+// One error catalog for all of Chaperone. Two kinds of code:
+// - deny codes: a Check the authz server denies on its own (not because a policy said no). Each has its
+//   HTTP status and the public reason a denied client sees, here and nowhere else;
+// - operational codes: start-up, configuration, store, CLI and API failures.
+// docs/errors.md documents every code (test/unit/error-codes.test.ts checks). `publicMessage` is what a
+// client may see; `message`/`cause` are for the log only and never hold tokens or secrets.
 
+/** Why the authz server denied a Check by itself. */
 export type AuthzErrorCode =
   | 'ERR_TOKEN_MISSING'
   | 'ERR_TOKEN_MALFORMED'
@@ -30,14 +34,30 @@ export type AuthzErrorCode =
   | 'ERR_PROTOCOL_AMBIGUOUS'
   | 'ERR_INTERNAL';
 
+/** Failures outside a Check: start-up, configuration, the store, the CLI, the HTTP API. */
+export type OperationalErrorCode =
+  | 'ERR_CONFIG_INVALID'
+  | 'ERR_TRANSLATE'
+  | 'ERR_PORT_IN_USE'
+  | 'ERR_TOOL_NOT_FOUND'
+  | 'ERR_ENVOY_START'
+  | 'ERR_AUDIT_STORE'
+  | 'ERR_SPOOL_IO'
+  | 'ERR_API_REQUEST'
+  | 'ERR_APPROVAL'
+  | 'ERR_MASK_SPEC_INVALID'
+  | 'ERR_BUILTIN';
+
+export type ErrorCode = AuthzErrorCode | OperationalErrorCode;
+
 export class ChaperoneError extends Error {
-  readonly code: AuthzErrorCode;
-  /** Safe to return to the client in a deny body. */
+  readonly code: ErrorCode;
+  /** Safe to return to the client (or print to a CLI user): never holds tokens or secrets. */
   readonly publicMessage: string;
 
-  constructor(code: AuthzErrorCode, publicMessage: string, options?: { cause?: unknown; detail?: string }) {
+  constructor(code: ErrorCode, publicMessage: string, options?: { cause?: unknown; detail?: string }) {
     super(options?.detail ? `${publicMessage}: ${options.detail}` : publicMessage, { cause: options?.cause });
-    this.name = 'ChaperoneError';
+    this.name = new.target.name;
     this.code = code;
     this.publicMessage = publicMessage;
   }
@@ -51,7 +71,6 @@ export class BundleError extends ChaperoneError {
     options?: { cause?: unknown },
   ) {
     super('ERR_BUNDLE_INVALID', message, options);
-    this.name = 'BundleError';
   }
 }
 

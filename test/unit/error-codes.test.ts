@@ -1,14 +1,17 @@
-// Every error code the authz server can produce is documented in docs/errors.md.
+// Every error code Chaperone can produce (deny codes and operational codes) is documented in docs/errors.md.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 const source = readFileSync(new URL('../../contracts/errors.ts', import.meta.url), 'utf8');
 const docs = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
-const union = source.slice(
-  source.indexOf('export type AuthzErrorCode'),
-  source.indexOf(';', source.indexOf('export type AuthzErrorCode')),
+const unionOf = (name: string) =>
+  source.slice(
+    source.indexOf(`export type ${name}`),
+    source.indexOf(';', source.indexOf(`export type ${name}`)),
+  );
+const codes = ['AuthzErrorCode', 'OperationalErrorCode'].flatMap((name) =>
+  [...unionOf(name).matchAll(/'(ERR_[A-Z_]+)'/g)].map((m) => m[1]!),
 );
-const codes = [...union.matchAll(/'(ERR_[A-Z_]+)'/g)].map((m) => m[1]!);
 
 describe('docs/errors.md', () => {
   it('finds the error codes', () => {
