@@ -79,7 +79,8 @@ for (const mode of ['sotw', 'delta'] as const) {
 
     const get = async (port = listenPort) => {
       try {
-        return await (await fetch(`http://127.0.0.1:${port}/`)).text();
+        // A fresh connection each time: a kept-alive one to a removed (draining) listener still answers.
+        return await (await fetch(`http://127.0.0.1:${port}/`, { headers: { connection: 'close' } })).text();
       } catch {
         return null;
       }
