@@ -3,7 +3,7 @@
 // produces on its own (errors, identity failures). Everything here is pure.
 
 import type { Verdict } from '../contracts/decision.ts';
-import type { AuthzErrorCode } from '../contracts/errors.ts';
+import { denyOf, type ServerDenyCode } from '../contracts/errors.ts';
 import {
   CHAPERONE_HEADER_PREFIX,
   CLIENT_IDENTITY_HEADERS,
@@ -38,7 +38,7 @@ export type { Verdict };
 
 export type MapOutcome =
   | { ok: true; response: CheckResponseMessage; verdict: Verdict }
-  | { ok: false; code: AuthzErrorCode; detail: string };
+  | { ok: false; code: 'ERR_POLICY_RESULT_INVALID'; detail: string };
 
 export interface MapContext {
   decisionId: string;
@@ -122,102 +122,95 @@ function metadata(ctx: MapContext, extra: unknown, verdict: Verdict, masks?: unk
   return toStruct(base);
 }
 
-/** Maps a policy result to a CheckResponse; an ill-formed result is an error (→ deny upstream). */
-export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
-  let obj: PolicyResultObject;
-  if (typeof result === 'boolean') obj = { allowed: result };
-  else if (isPlainObject(result) && typeof result['allowed'] === 'boolean')
-    obj = result as unknown as PolicyResultObject;
-  else {
-    return {
-      ok: false,
-      code: 'ERR_POLICY_RESULT_INVALID',
-      detail: 'policy result must be a boolean or an object with a boolean "allowed"',
-    };
-  }
-  const reason =
-    typeof obj.reason === 'string' ? obj.reason : obj.allowed ? 'allowed by policy' : 'denied by policy';
+type FieldCheck<T> = { ok: true; value: T } | { ok: false; detail: string };
 
-  if (obj.allowed) {
-    const headers = headerOptions('headers', obj.headers, false);
-    if (!headers.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: headers.detail };
-    const respHeaders = headerOptions('response_headers_to_add', obj.response_headers_to_add, true);
-    if (!respHeaders.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: respHeaders.detail };
-    const remove = stringList('request_headers_to_remove', obj.request_headers_to_remove);
-    if (!remove.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: remove.detail };
-    const qRemove = stringList('query_parameters_to_remove', obj.query_parameters_to_remove);
-    if (!qRemove.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: qRemove.detail };
-    const qSet: { key: string; value: string }[] = [];
-    if (obj.query_parameters_to_set !== undefined) {
-      if (!isPlainObject(obj.query_parameters_to_set)) {
-        return {
-          ok: false,
-          code: 'ERR_POLICY_RESULT_INVALID',
-          detail: '"query_parameters_to_set" must be an object',
-        };
-      }
-      for (const [key, value] of Object.entries(obj.query_parameters_to_set)) {
-        for (const v of Array.isArray(value) ? value : [value]) {
-          if (typeof v !== 'string') {
-            return {
-              ok: false,
-              code: 'ERR_POLICY_RESULT_INVALID',
-              detail: `"query_parameters_to_set.${key}" must be a string`,
-            };
-          }
-          qSet.push({ key, value: v });
-        }
-      }
-    }
-    // Identity headers the client sent are removed unless the policy itself sets them (then the
-    // policy's value overwrites the client's).
-    const setByPolicy = new Set(headers.options.map((h) => h.header.key));
-    const toRemove = new Set(remove.list);
-    for (const name of ctx.requestHeaderNames) {
-      if (setByPolicy.has(name)) continue;
-      if (name.startsWith(CHAPERONE_HEADER_PREFIX) || CLIENT_IDENTITY_HEADERS.includes(name))
-        toRemove.add(name);
-    }
-    const verdict: Verdict = { decision: 'allow', httpStatus: 200, reason, reasonCode: 'ALLOWED' };
-    return {
-      ok: true,
-      verdict,
-      response: {
-        status: { code: RPC_OK },
-        okResponse: {
-          headers: [...headers.options, decisionHeader(ctx.decisionId)],
-          headersToRemove: [...toRemove],
-          responseHeadersToAdd: [...respHeaders.options, decisionHeader(ctx.decisionId)],
-          queryParametersToSet: qSet,
-          queryParametersToRemove: qRemove.list,
-        },
-        dynamicMetadata: metadata(ctx, obj.dynamic_metadata, verdict, obj.masks),
-      },
-    };
-  }
+function invalid(detail: string): MapOutcome {
+  return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail };
+}
 
-  const status = parseStatus(obj.http_status, 403);
-  if (status === null) {
-    return {
-      ok: false,
-      code: 'ERR_POLICY_RESULT_INVALID',
-      detail: '"http_status" must be an integer from 200 to 599',
-    };
+/** `query_parameters_to_set`: an object of name → string or array of strings. */
+function queryParameters(v: unknown): FieldCheck<{ key: string; value: string }[]> {
+  if (v === undefined) return { ok: true, value: [] };
+  if (!isPlainObject(v)) return { ok: false, detail: '"query_parameters_to_set" must be an object' };
+  const out: { key: string; value: string }[] = [];
+  for (const [key, value] of Object.entries(v)) {
+    for (const one of Array.isArray(value) ? value : [value]) {
+      if (typeof one !== 'string') {
+        return { ok: false, detail: `"query_parameters_to_set.${key}" must be a string` };
+      }
+      out.push({ key, value: one });
+    }
   }
+  return { ok: true, value: out };
+}
+
+/**
+ * Identity headers the client sent are removed unless the policy itself sets them (then the policy's
+ * value overwrites the client's).
+ */
+function headersToRemove(
+  policyRemoves: string[],
+  setByPolicy: HeaderValueOption[],
+  requestHeaderNames: Iterable<string>,
+): string[] {
+  const set = new Set(setByPolicy.map((h) => h.header.key));
+  const toRemove = new Set(policyRemoves);
+  for (const name of requestHeaderNames) {
+    if (set.has(name)) continue;
+    if (name.startsWith(CHAPERONE_HEADER_PREFIX) || CLIENT_IDENTITY_HEADERS.includes(name))
+      toRemove.add(name);
+  }
+  return [...toRemove];
+}
+
+function allowOf(obj: PolicyResultObject, reason: string, ctx: MapContext): MapOutcome {
   const headers = headerOptions('headers', obj.headers, false);
-  if (!headers.ok) return { ok: false, code: 'ERR_POLICY_RESULT_INVALID', detail: headers.detail };
-  let body = '';
-  if (typeof obj.body === 'string') body = obj.body;
-  else if (obj.body !== undefined) {
-    // Our extension: an object body is sent as JSON.
-    body = JSON.stringify(obj.body);
-    if (!headers.options.some((h) => h.header.key === 'content-type')) {
-      headers.options.push({
-        header: { key: 'content-type', value: 'application/json' },
-        appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD',
-      });
-    }
+  if (!headers.ok) return invalid(headers.detail);
+  const respHeaders = headerOptions('response_headers_to_add', obj.response_headers_to_add, true);
+  if (!respHeaders.ok) return invalid(respHeaders.detail);
+  const remove = stringList('request_headers_to_remove', obj.request_headers_to_remove);
+  if (!remove.ok) return invalid(remove.detail);
+  const qRemove = stringList('query_parameters_to_remove', obj.query_parameters_to_remove);
+  if (!qRemove.ok) return invalid(qRemove.detail);
+  const qSet = queryParameters(obj.query_parameters_to_set);
+  if (!qSet.ok) return invalid(qSet.detail);
+  const verdict: Verdict = { decision: 'allow', httpStatus: 200, reason, reasonCode: 'ALLOWED' };
+  return {
+    ok: true,
+    verdict,
+    response: {
+      status: { code: RPC_OK },
+      okResponse: {
+        headers: [...headers.options, decisionHeader(ctx.decisionId)],
+        headersToRemove: headersToRemove(remove.list, headers.options, ctx.requestHeaderNames),
+        responseHeadersToAdd: [...respHeaders.options, decisionHeader(ctx.decisionId)],
+        queryParametersToSet: qSet.value,
+        queryParametersToRemove: qRemove.list,
+      },
+      dynamicMetadata: metadata(ctx, obj.dynamic_metadata, verdict, obj.masks),
+    },
+  };
+}
+
+/** The deny body: a string as is; an object (our extension) as JSON, with its content type. */
+function denyBody(body: unknown, headers: HeaderValueOption[]): string {
+  if (typeof body === 'string') return body;
+  if (body === undefined) return '';
+  if (!headers.some((h) => h.header.key === 'content-type')) {
+    headers.push({
+      header: { key: 'content-type', value: 'application/json' },
+      appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD',
+    });
   }
+  return JSON.stringify(body);
+}
+
+function denyOfResult(obj: PolicyResultObject, reason: string, ctx: MapContext): MapOutcome {
+  const status = parseStatus(obj.http_status, 403);
+  if (status === null) return invalid('"http_status" must be an integer from 200 to 599');
+  const headers = headerOptions('headers', obj.headers, false);
+  if (!headers.ok) return invalid(headers.detail);
+  const body = denyBody(obj.body, headers.options);
   const verdict: Verdict = {
     decision: 'deny',
     httpStatus: status,
@@ -239,14 +232,35 @@ export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
   };
 }
 
-/** A deny the server makes on its own (bad path, policy error, …): JSON body with the code. */
+/** Maps a policy result to a CheckResponse; an ill-formed result is an error (→ deny upstream). */
+export function mapPolicyResult(result: unknown, ctx: MapContext): MapOutcome {
+  let obj: PolicyResultObject;
+  if (typeof result === 'boolean') obj = { allowed: result };
+  else if (isPlainObject(result) && typeof result['allowed'] === 'boolean')
+    obj = result as unknown as PolicyResultObject;
+  else return invalid('policy result must be a boolean or an object with a boolean "allowed"');
+  const reason =
+    typeof obj.reason === 'string' ? obj.reason : obj.allowed ? 'allowed by policy' : 'denied by policy';
+  return obj.allowed ? allowOf(obj, reason, ctx) : denyOfResult(obj, reason, ctx);
+}
+
+/** A response the server decides on its own, with its verdict. */
+export interface Decided {
+  response: CheckResponseMessage;
+  verdict: Verdict;
+}
+
+/**
+ * A deny the server makes on its own (bad path, policy error, …): JSON body with the code. Status,
+ * verdict and public reason come from the deny catalog (contracts/errors.ts); `detail` reaches the
+ * client only for the codes whose catalog entry says it describes the client's own request.
+ */
 export function serverDeny(
-  code: AuthzErrorCode,
-  publicReason: string,
-  httpStatus: number,
+  code: ServerDenyCode,
   ctx: Pick<MapContext, 'decisionId' | 'policyRevision'>,
-  decision: Verdict['decision'] = 'deny',
-): { response: CheckResponseMessage; verdict: Verdict } {
+  detail?: string,
+): Decided {
+  const { status: httpStatus, verdict: decision, publicReason } = denyOf(code, detail);
   const verdict: Verdict = { decision, httpStatus, reason: publicReason, reasonCode: code };
   const body = JSON.stringify({ error: code, reason: publicReason, decision_id: ctx.decisionId });
   return {

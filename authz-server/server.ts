@@ -53,6 +53,95 @@ function policySource(p: AuthzServerOptions['policy']): PolicySource {
   };
 }
 
+/** The enforcing policy (its first load must succeed) and the shadow candidate, if any. */
+async function loadPolicies(
+  opts: AuthzServerOptions,
+  logger: Logger,
+): Promise<{ policy: PolicyStore; shadow: PolicyStore | null }> {
+  const policy = new PolicyStore(policySource(opts.policy), {
+    onLoaded: (s) => logger.info({ policy_revision: s.revision }, 'policy loaded'),
+    onError: (e) => logger.error({ errors: e.errors }, e.message),
+  });
+  if (!(await policy.reload())) {
+    const err = policy.lastError();
+    throw new ChaperoneError('ERR_POLICY_MISSING', err?.message ?? 'policy could not be loaded');
+  }
+  if (opts.policy.watch) policy.watch();
+  if (!opts.shadow) return { policy, shadow: null };
+  const shadow = new PolicyStore(policySource(opts.shadow), {
+    onLoaded: (s) => logger.info({ shadow_revision: s.revision }, 'shadow policy loaded'),
+    onError: (e) => logger.error({ errors: e.errors }, `shadow policy: ${e.message}`),
+  });
+  if (!(await shadow.reload())) {
+    policy.close();
+    throw new ChaperoneError(
+      'ERR_POLICY_MISSING',
+      `shadow policy could not be loaded: ${shadow.lastError()?.message ?? 'unknown error'}`,
+    );
+  }
+  shadow.watch();
+  return { policy, shadow };
+}
+
+async function startIdentity(opts: AuthzServerOptions, logger: Logger): Promise<IdentityVerifier | null> {
+  if (!opts.identity || opts.identity.issuers.length === 0) {
+    logger.warn('no identity issuer configured: every request reaches the policy unauthenticated');
+    return null;
+  }
+  const identity = new IdentityVerifier(opts.identity);
+  // Prefetch discovery and keys so the first request does not pay for them; failure is not fatal
+  // (the verifier retries later), but it is worth a warning.
+  await identity
+    .warmUp()
+    .catch((err: unknown) => logger.warn({ err: String(err) }, 'identity warm-up failed'));
+  return identity;
+}
+
+async function loadCredentials(credentials: CredentialStore, logger: Logger): Promise<void> {
+  for (const c of await credentials.load()) {
+    if (!c.ready)
+      logger.warn(
+        { target: c.target, header: c.header, ref: c.ref, problem: c.problem },
+        'credential unavailable: its target denies until it resolves',
+      );
+  }
+  credentials.watch();
+}
+
+function listen(server: grpc.Server, address: string): Promise<number> {
+  return new Promise<number>((resolvePort, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
+      if (err) {
+        reject(
+          new ChaperoneError('ERR_INTERNAL', `cannot listen on ${address}: ${err.message}`, { cause: err }),
+        );
+      } else resolvePort(boundPort);
+    });
+  });
+}
+
+/** The gRPC server with Authorization/Check answered by the pipeline, and grpc.health.v1. */
+function grpcServer(pipeline: CheckPipeline): { server: grpc.Server; health: HealthImplementation } {
+  const root = loadEnvoyProtos([EXT_AUTHZ_PROTO]);
+  const authorization = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.auth.v3.Authorization');
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(authorization.service, {
+    Check: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      pipeline.check(call.request).then(
+        (response) => callback(null, response),
+        // CheckPipeline.check never rejects; this is belt and braces.
+        (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }),
+      );
+    },
+  });
+  const health = new HealthImplementation({ '': 'SERVING', [HEALTH_SERVICE]: 'SERVING' });
+  health.addToServer(server);
+  return { server, health };
+}
+
 export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzServer> {
   const logger = opts.logger ?? pino({ name: 'chaperone-authz' });
   // Validated first: an inline secret in the config must fail before anything starts.
@@ -63,54 +152,9 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
         'credential changed',
       ),
   });
-  const root = loadEnvoyProtos([EXT_AUTHZ_PROTO]);
-  const authorization = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.auth.v3.Authorization');
-
-  const policy = new PolicyStore(policySource(opts.policy), {
-    onLoaded: (s) => logger.info({ policy_revision: s.revision }, 'policy loaded'),
-    onError: (e) => logger.error({ errors: e.errors }, e.message),
-  });
-  if (!(await policy.reload())) {
-    const err = policy.lastError();
-    throw new ChaperoneError('ERR_POLICY_MISSING', err?.message ?? 'policy could not be loaded');
-  }
-  if (opts.policy.watch) policy.watch();
-
-  const identity =
-    opts.identity && opts.identity.issuers.length > 0 ? new IdentityVerifier(opts.identity) : null;
-  if (identity) {
-    // Prefetch discovery and keys so the first request does not pay for them; failure is not fatal
-    // (the verifier retries later), but it is worth a warning.
-    await identity
-      .warmUp()
-      .catch((err: unknown) => logger.warn({ err: String(err) }, 'identity warm-up failed'));
-  } else {
-    logger.warn('no identity issuer configured: every request reaches the policy unauthenticated');
-  }
-
-  for (const c of await credentials.load()) {
-    if (!c.ready)
-      logger.warn(
-        { target: c.target, header: c.header, ref: c.ref, problem: c.problem },
-        'credential unavailable: its target denies until it resolves',
-      );
-  }
-  credentials.watch();
-
-  let shadow: PolicyStore | null = null;
-  if (opts.shadow) {
-    shadow = new PolicyStore(policySource(opts.shadow), {
-      onLoaded: (s) => logger.info({ shadow_revision: s.revision }, 'shadow policy loaded'),
-      onError: (e) => logger.error({ errors: e.errors }, `shadow policy: ${e.message}`),
-    });
-    if (!(await shadow.reload())) {
-      throw new ChaperoneError(
-        'ERR_POLICY_MISSING',
-        `shadow policy could not be loaded: ${shadow.lastError()?.message ?? 'unknown error'}`,
-      );
-    }
-    shadow.watch();
-  }
+  const { policy, shadow } = await loadPolicies(opts, logger);
+  const identity = await startIdentity(opts, logger);
+  await loadCredentials(credentials, logger);
 
   const metrics: CheckMetrics = { total: 0, allowed: 0, denied: 0, errors: {} };
   const pipeline = new CheckPipeline({
@@ -127,33 +171,9 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     ...(opts.recorder ? { recorder: opts.recorder } : {}),
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
   });
-
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': 16 * 1024 * 1024,
-    'grpc.keepalive_permit_without_calls': 1,
-  });
-  server.addService(authorization.service, {
-    Check: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      pipeline.check(call.request).then(
-        (response) => callback(null, response),
-        // CheckPipeline.check never rejects; this is belt and braces.
-        (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }),
-      );
-    },
-  });
-  const health = new HealthImplementation({ '': 'SERVING', [HEALTH_SERVICE]: 'SERVING' });
-  health.addToServer(server);
-
+  const { server, health } = grpcServer(pipeline);
   const address = opts.address ?? AUTHZ_DEFAULTS.address;
-  const port = await new Promise<number>((resolvePort, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
-      if (err) {
-        reject(
-          new ChaperoneError('ERR_INTERNAL', `cannot listen on ${address}: ${err.message}`, { cause: err }),
-        );
-      } else resolvePort(boundPort);
-    });
-  });
+  const port = await listen(server, address);
   const host = address.slice(0, address.lastIndexOf(':'));
   logger.info({ address: `${host}:${port}` }, 'authz server listening');
 

@@ -3,16 +3,15 @@
 // (sub, groups, act) that has the wrong type rejects the token rather than being guessed at, since a
 // policy that reads `groups` must be able to trust it.
 
+import { ChaperoneError } from '../contracts/errors.ts';
 import type { Actor, Identity } from '../contracts/identity.ts';
 
 export type { Actor, Identity };
 
-/** A claim with the wrong shape; the message names the claim, never its value. */
-export class ClaimShapeError extends Error {
-  readonly code = 'ERR_TOKEN_CLAIMS';
+/** A claim with the wrong shape; the message names the claim, never its value, so a client may read it. */
+export class ClaimShapeError extends ChaperoneError {
   constructor(message: string) {
-    super(message);
-    this.name = 'ClaimShapeError';
+    super('ERR_TOKEN_CLAIMS', message);
   }
 }
 

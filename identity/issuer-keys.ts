@@ -10,27 +10,30 @@ import {
   type JWTVerifyGetKey,
   errors as joseErrors,
 } from 'jose';
+import { ChaperoneError } from '../contracts/errors.ts';
 
 export type KeyLookup = (
   header: JWSHeaderParameters,
   token: FlattenedJWSInput,
 ) => ReturnType<JWTVerifyGetKey>;
 
-/** Discovery or JWKS could not be fetched or parsed. The message is safe for logs (no tokens in it). */
-export class JwksUnavailableError extends Error {
-  readonly code = 'ERR_JWKS_UNAVAILABLE';
+/**
+ * Discovery or JWKS could not be fetched or parsed. The message names the issuer and what failed (no
+ * tokens, no key material); a denied client reads the verifier's fixed reason instead.
+ */
+export class JwksUnavailableError extends ChaperoneError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'JwksUnavailableError';
+    super('ERR_JWKS_UNAVAILABLE', message, options);
   }
 }
 
-/** No key of the issuer matches the token's header, even after the refresh the rules allow. */
-export class NoMatchingKeyError extends Error {
-  readonly code = 'ERR_NO_MATCHING_KEY';
+/**
+ * No key of the issuer matches the token's header, even after the refresh the rules allow. To the
+ * client this is a signature that does not verify, hence its code.
+ */
+export class NoMatchingKeyError extends ChaperoneError {
   constructor() {
-    super("no signing key of the issuer matches the token's key id");
-    this.name = 'NoMatchingKeyError';
+    super('ERR_TOKEN_SIGNATURE', "no signing key of the issuer matches the token's key id");
   }
 }
 

@@ -20,6 +20,7 @@ import { TokenCache } from './token-cache.ts';
 
 export type { Actor, Identity } from './claims.ts';
 
+import { ChaperoneError } from '../contracts/errors.ts';
 import type { IssuerConfig } from '../contracts/identity.ts';
 
 export type { IssuerConfig };
@@ -85,11 +86,9 @@ function fail(code: IdentityErrorCode, reason: string): IdentityResult {
 }
 
 /** Thrown on bad configuration at construction: the server must not start with a lax verifier. */
-export class IdentityConfigError extends Error {
-  readonly code = 'ERR_IDENTITY_CONFIG';
+export class IdentityConfigError extends ChaperoneError {
   constructor(message: string) {
-    super(message);
-    this.name = 'IdentityConfigError';
+    super('ERR_CONFIG_INVALID', message);
   }
 }
 

@@ -4,6 +4,7 @@
 // an error, a log line or a status object: those name the target, the header and the reference.
 import { unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { ChaperoneError } from '../../contracts/errors.ts';
 
 export interface CredentialSpec {
   /** Header to set on the upstream request, e.g. `authorization` or `x-api-key`. */
@@ -16,11 +17,13 @@ export interface CredentialSpec {
 
 export type CredentialRef = { kind: 'env'; name: string } | { kind: 'file'; path: string };
 
-export class CredentialError extends Error {
-  readonly code = 'ERR_CREDENTIAL_UNAVAILABLE';
+/**
+ * A credential entry of the configuration that cannot be used (an inline secret, a format without `{}`).
+ * A reference that does not resolve at run time is not an error but a deny (ERR_CREDENTIAL_UNAVAILABLE).
+ */
+export class CredentialError extends ChaperoneError {
   constructor(message: string) {
-    super(message);
-    this.name = 'CredentialError';
+    super('ERR_CONFIG_INVALID', message);
   }
 }
 

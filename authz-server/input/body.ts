@@ -2,7 +2,7 @@
 // cannot see whole is never judged as if it were whole (OPA-Envoy missed partial bodies without a
 // Content-Length), and a body that claims to be JSON but is not is refused, not silently ignored:
 // the upstream might parse it more leniently than we do.
-import type { AuthzErrorCode } from '../../contracts/errors.ts';
+import type { ServerDenyCode } from '../../contracts/errors.ts';
 import { parseFormEncoded } from './query.ts';
 
 /** Containers nested deeper than this are refused: deep JSON costs stack in later consumers. */
@@ -22,7 +22,7 @@ export type BodyOutcome =
       parsed?: unknown /** The decoded text of a parsed body (protocol decoders re-read it strictly). */;
       text?: string;
     }
-  | { ok: false; code: AuthzErrorCode; reason: string };
+  | { ok: false; code: ServerDenyCode; reason: string };
 
 type MediaKind = 'json' | 'form' | 'other';
 

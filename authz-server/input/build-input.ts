@@ -5,7 +5,7 @@
 // the objects it has to change.
 
 import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
-import type { AuthzErrorCode } from '../../contracts/errors.ts';
+import type { ServerDenyCode } from '../../contracts/errors.ts';
 import { type DecodedRouteContext, decodeRouteContext } from '../../contracts/ext-authz.ts';
 import { readBody } from './body.ts';
 import type {
@@ -20,6 +20,7 @@ import type {
 import { attributesToProtojson } from './protojson.ts';
 import { parseFormEncoded } from './query.ts';
 import { checkRawPath } from './raw-path.ts';
+import { readRequestHeaders } from './request-headers.ts';
 
 export type {
   IdentityErrorInfo,
@@ -49,7 +50,7 @@ export interface BuildInputOptions {
 
 export type BuildInputResult =
   | { ok: true; input: PolicyInput }
-  | { ok: false; code: AuthzErrorCode; reason: string };
+  | { ok: false; code: ServerDenyCode; reason: string };
 
 const VERSION: InputVersion = Object.freeze({ ext_authz: 'v3', encoding: 'protojson' });
 
@@ -63,32 +64,59 @@ function malformed(reason: string): BuildInputResult {
   return { ok: false, code: 'ERR_REQUEST_MALFORMED', reason };
 }
 
-/** Header lookup by lower-case name; Envoy sends `headers`, or `headerMap` with encode_raw_headers. */
-function headerReader(http: Obj): (name: string) => string | undefined {
-  const headers = http['headers'];
-  if (isObject(headers)) {
-    return (name) => {
-      const v = Object.hasOwn(headers, name) ? headers[name] : undefined;
-      return typeof v === 'string' ? v : undefined;
-    };
-  }
-  const map = http['headerMap'];
-  const list = isObject(map) && Array.isArray(map['headers']) ? (map['headers'] as unknown[]) : [];
-  return (name) => {
-    const values: string[] = [];
-    for (const h of list) {
-      if (!isObject(h) || typeof h['key'] !== 'string' || h['key'].toLowerCase() !== name) continue;
-      if (typeof h['value'] === 'string' && h['value'] !== '') values.push(h['value']);
-      else if (h['rawValue'] instanceof Uint8Array) values.push(Buffer.from(h['rawValue']).toString('utf8'));
-    }
-    // Envoy joins repeated headers with ',' in the `headers` map; do the same.
-    return values.length === 0 ? undefined : values.join(',');
-  };
-}
-
 function routeOf(rc: DecodedRouteContext): RouteRef | null {
   if (rc.routeId === null && rc.target === null && rc.checksum === null) return null;
   return { id: rc.routeId, target: rc.target, checksum: rc.checksum };
+}
+
+type Failure = Extract<BuildInputResult, { ok: false }>;
+
+/** The request target (path and query), split here and never handed to a URL parser. */
+function readTarget(
+  target: string,
+): { ok: true; segments: string[]; query: PolicyInput['parsed_query'] } | Failure {
+  const q = target.indexOf('?');
+  const rawPath = q === -1 ? target : target.slice(0, q);
+  if (rawPath.charCodeAt(0) !== 0x2f) {
+    // `*` (asterisk form), `host:443` (authority form), `http://…` (absolute form): not a path at all.
+    return failure('ERR_REQUEST_MALFORMED', 'request target is not an absolute path');
+  }
+  const path = checkRawPath(rawPath);
+  if (!path.ok) return failure('ERR_PATH_NONCANONICAL', `non-canonical path: ${path.reason}`);
+  const rawQuery = q === -1 ? '' : target.slice(q + 1);
+  if (rawQuery.includes('#')) return failure('ERR_REQUEST_MALFORMED', 'request target has a fragment');
+  const query = parseFormEncoded(rawQuery);
+  if (!query.ok) return failure('ERR_REQUEST_MALFORMED', `query string: ${query.reason}`);
+  return { ok: true, segments: path.segments, query: query.values };
+}
+
+function failure(code: Failure['code'], reason: string): Failure {
+  return { ok: false, code, reason };
+}
+
+/** http.rawBody (bytes, with pack_as_bytes) or http.body (string); empty reads as no body. */
+function rawBodyOf(http: Obj): Uint8Array | string | undefined {
+  const rawBody = http['rawBody'];
+  const bodyString = http['body'];
+  if (rawBody instanceof Uint8Array && rawBody.length > 0) return rawBody;
+  return typeof bodyString === 'string' && bodyString !== '' ? bodyString : undefined;
+}
+
+/** `input.protocol` for a route that declares a protocol view; plain HTTP is the absence of one. */
+function protocolView(
+  ctx: Omit<ProtocolContext, 'name'>,
+  name: string | null,
+  hook: ProtocolHook | undefined,
+): { ok: true; value?: unknown } | Failure {
+  if (name === null || name === 'http') return { ok: true };
+  if (!hook) {
+    // The route's policy expects a protocol view; without one it would judge a partial picture.
+    return failure(
+      'ERR_PROTOCOL_INVALID',
+      `route declares protocol "${name}" but no protocol support is loaded`,
+    );
+  }
+  return hook({ name, ...ctx });
 }
 
 /**
@@ -103,36 +131,13 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
   if (!isObject(request) || !isObject(http)) return malformed('CheckRequest has no HTTP request attributes');
   const method = http['method'];
   if (typeof method !== 'string' || method === '') return malformed('request method is missing');
-  const target = http['path'];
-  if (typeof target !== 'string' || target === '') return malformed('request path is missing');
+  const targetText = http['path'];
+  if (typeof targetText !== 'string' || targetText === '') return malformed('request path is missing');
+  const target = readTarget(targetText);
+  if (!target.ok) return target;
 
-  // path: the raw request target is split here, never handed to a URL parser.
-  const q = target.indexOf('?');
-  const rawPath = q === -1 ? target : target.slice(0, q);
-  if (rawPath.charCodeAt(0) !== 0x2f) {
-    // `*` (asterisk form), `host:443` (authority form), `http://…` (absolute form): not a path at all.
-    return malformed('request target is not an absolute path');
-  }
-  const path = checkRawPath(rawPath);
-  if (!path.ok) {
-    return { ok: false, code: 'ERR_PATH_NONCANONICAL', reason: `non-canonical path: ${path.reason}` };
-  }
-
-  const rawQuery = q === -1 ? '' : target.slice(q + 1);
-  if (rawQuery.includes('#')) return malformed('request target has a fragment');
-  const query = parseFormEncoded(rawQuery);
-  if (!query.ok) return malformed(`query string: ${query.reason}`);
-
-  const header = headerReader(http);
-  const rawBody = http['rawBody'];
-  const bodyString = http['body'];
-  const raw =
-    rawBody instanceof Uint8Array && rawBody.length > 0
-      ? rawBody
-      : typeof bodyString === 'string' && bodyString !== ''
-        ? bodyString
-        : undefined;
-  const body = readBody(raw, header, {
+  const header = readRequestHeaders(http).get;
+  const body = readBody(rawBodyOf(http), header, {
     requireCompleteBody: options.requireCompleteBody,
     maxBodyBytes: options.maxBodyBytes ?? AUTHZ_DEFAULTS.maxBodyBytes,
   });
@@ -145,8 +150,8 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
   const route = routeOf(routeContext);
   const input: PolicyInput = {
     attributes: converted.attributes,
-    parsed_path: path.segments,
-    parsed_query: query.values,
+    parsed_path: target.segments,
+    parsed_query: target.query,
     truncated_body: body.truncated,
     version: VERSION,
     identity: auth.identity,
@@ -154,33 +159,22 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
     route,
   };
   if (body.parsed !== undefined) input.parsed_body = body.parsed;
-
-  const protocolName = routeContext.protocol;
-  // Plain HTTP is the absence of a protocol view, not a protocol to parse.
-  if (protocolName !== null && protocolName !== 'http') {
-    if (!options.protocol) {
-      // The route's policy expects a protocol view; without one it would judge a partial picture.
-      return {
-        ok: false,
-        code: 'ERR_PROTOCOL_INVALID',
-        reason: `route declares protocol "${protocolName}" but no protocol support is loaded`,
-      };
-    }
-    const ctx: ProtocolContext = {
-      name: protocolName,
+  const protocol = protocolView(
+    {
       method,
       header,
-      parsedPath: path.segments,
-      parsedQuery: query.values,
+      parsedPath: target.segments,
+      parsedQuery: target.query,
       parsedBody: body.parsed,
       bodyText: body.text,
       truncatedBody: body.truncated,
       route,
       rewrite: routeContext.rewrite,
-    };
-    const outcome = options.protocol(ctx);
-    if (!outcome.ok) return outcome;
-    input.protocol = outcome.value;
-  }
+    },
+    routeContext.protocol,
+    options.protocol,
+  );
+  if (!protocol.ok) return protocol;
+  if ('value' in protocol) input.protocol = protocol.value;
   return { ok: true, input };
 }

@@ -2,7 +2,7 @@
 // protojson, version, parsed_path, parsed_query, parsed_body, truncated_body) plus Chaperone's
 // verified identity and route. schemas/input.schema.json describes the same shape for
 // `opa check --strict --schema` and for validation in tests; keep the two in step.
-import type { AuthzErrorCode } from '../../contracts/errors.ts';
+import type { ServerDenyCode } from '../../contracts/errors.ts';
 /** The verified caller as the policy sees it: the verifier's Identity (one definition, in identity/claims.ts). */
 import type { Identity as InputIdentity } from '../../identity/claims.ts';
 import type { FormValues } from './query.ts';
@@ -65,7 +65,7 @@ export interface ProtocolContext {
 
 export type ProtocolOutcome =
   | { ok: true; value: unknown }
-  | { ok: false; code: AuthzErrorCode; reason: string };
+  | { ok: false; code: ServerDenyCode; reason: string };
 
 /**
  * Computes `input.protocol` for a route that declares a protocol. Extension point: the protocol

@@ -5,6 +5,7 @@
 // route is refused (502): it is never passed through unmasked.
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { denyOf } from '../../contracts/errors.ts';
 import { loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
 import { fromStruct } from '../../lib/proto-struct.ts';
 import { type MaskSpec, maskBody } from './masker.ts';
@@ -25,6 +26,18 @@ function headerValue(headers: any, name: string): string | undefined {
     if (h.rawValue) return Buffer.from(h.rawValue).toString('utf8');
   }
   return undefined;
+}
+
+/** An immediate response in place of a body that must not reach the client; status and reason from the deny catalog. */
+function refusal(code: 'ERR_STREAM_NOT_MASKABLE' | 'ERR_MASKING_FAILED', details?: string) {
+  const { status, publicReason } = denyOf(code);
+  return {
+    immediateResponse: {
+      status: { code: status },
+      body: Buffer.from(JSON.stringify({ error: code, reason: publicReason })),
+      ...(details ? { details } : {}),
+    },
+  };
 }
 
 export function addMaskProcessor(
@@ -50,18 +63,7 @@ export function addMaskProcessor(
               return;
             }
             if (/^text\/event-stream/i.test(contentType ?? '')) {
-              call.write({
-                immediateResponse: {
-                  status: { code: 'BadGateway' },
-                  body: Buffer.from(
-                    JSON.stringify({
-                      error: 'ERR_STREAM_NOT_MASKABLE',
-                      reason: 'streaming responses are refused on a masked route',
-                    }),
-                  ),
-                  details: 'chaperone_masking_refused_stream',
-                },
-              });
+              call.write(refusal('ERR_STREAM_NOT_MASKABLE', 'chaperone_masking_refused_stream'));
               return;
             }
             call.write({
@@ -92,14 +94,7 @@ export function addMaskProcessor(
             { decision_id: decisionId, err: err instanceof Error ? err.message : String(err) },
             'masking failed',
           );
-          call.write({
-            immediateResponse: {
-              status: { code: 'BadGateway' },
-              body: Buffer.from(
-                JSON.stringify({ error: 'ERR_MASKING_FAILED', reason: 'the response could not be masked' }),
-              ),
-            },
-          });
+          call.write(refusal('ERR_MASKING_FAILED'));
         }
       });
       call.on('end', () => call.end());

@@ -2,6 +2,8 @@
 // (email, payment card with a Luhn check, US SSN, AWS access key, bearer token, custom regex) — and the
 // body is rewritten before it leaves the gateway. Only counts per detector are reported, never values.
 
+import { ChaperoneError } from '../../contracts/errors.ts';
+
 export type DetectorSpec = string | { name: string; regex: string };
 
 export interface MaskSpec {
@@ -15,8 +17,11 @@ export interface MaskResult {
   counts: Record<string, number>;
 }
 
-export class MaskSpecError extends Error {
-  readonly code = 'ERR_MASK_SPEC';
+/** A policy's `masks` field that is not a valid mask specification; the message names the bad part. */
+export class MaskSpecError extends ChaperoneError {
+  constructor(message: string) {
+    super('ERR_MASK_SPEC_INVALID', message);
+  }
 }
 
 interface Detector {

@@ -217,7 +217,7 @@ export function runFixture(
     { requireCompleteBody: true, protocol: protocolHook },
   );
   if (!built.ok) {
-    const d = serverDeny(built.code, built.reason, 400, ctx);
+    const d = serverDeny(built.code, ctx, built.reason);
     actual = actualOf(d.response, d.verdict.reason, null);
   } else {
     if (c.approval)
@@ -228,16 +228,17 @@ export function runFixture(
       };
     const out = engine.evaluate(built.input);
     if (!out.ok) {
-      const d = serverDeny(out.code, out.detail ?? out.code, 403, ctx);
-      actual = actualOf(d.response, d.verdict.reason, null);
+      // A policy author reads the evaluation detail, which a client never sees.
+      const d = serverDeny(out.code, ctx);
+      actual = actualOf(d.response, out.detail, null);
     } else {
       const mapped = mapPolicyResult(out.result, {
         ...ctx,
         requestHeaderNames: Object.keys((req as any).attributes.request.http.headers),
       });
       if (!mapped.ok) {
-        const d = serverDeny(mapped.code, mapped.detail, 403, ctx);
-        actual = actualOf(d.response, d.verdict.reason, out.result);
+        const d = serverDeny(mapped.code, ctx);
+        actual = actualOf(d.response, mapped.detail, out.result);
       } else actual = actualOf(mapped.response, mapped.verdict.reason, out.result);
     }
   }
