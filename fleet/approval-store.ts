@@ -6,6 +6,7 @@
 // table, so every authz server and control plane of a fleet sees the same ones; the approved grants —
 // all the Check path reads — are mirrored in memory and reloaded on each change notice.
 import { createHash, randomUUID } from 'node:crypto';
+import { ChaperoneError } from '../contracts/errors.ts';
 import { coalesced } from '../lib/coalesce.ts';
 import type { SharedState } from './shared-state.ts';
 
@@ -38,13 +39,15 @@ export interface ApprovalSpec {
   reason?: string;
 }
 
-export class ApprovalError extends Error {
+/** Why a decision was refused; the HTTP API answers with it as its error code. */
+export type ApprovalRefusal = 'not_found' | 'forbidden' | 'self_approval' | 'not_pending' | 'invalid';
+
+export class ApprovalError extends ChaperoneError {
   constructor(
-    readonly code: 'not_found' | 'forbidden' | 'self_approval' | 'not_pending' | 'invalid',
+    readonly kind: ApprovalRefusal,
     message: string,
   ) {
-    super(message);
-    this.name = 'ApprovalError';
+    super('ERR_APPROVAL', message);
   }
 }
 

@@ -263,7 +263,7 @@ describe('translate', () => {
       error = err;
     }
     expect(error).toBeInstanceOf(TranslateError);
-    expect((error as TranslateError).code).toBe('ERR_TRANSLATE_INVALID');
+    expect((error as TranslateError).code).toBe('ERR_TRANSLATE');
     expect((error as TranslateError).message).toBe(messageOf(message));
   });
 });
