@@ -246,20 +246,21 @@ export class ApprovalStore {
    * one-time grant another authz server used first, a grant that expired or was withdrawn).
    */
   async claim(id: string): Promise<boolean> {
-    const { claimed, now } = await this.sql.transaction(async (tx) => {
+    const { claimed, latest } = await this.sql.transaction(async (tx) => {
       const [row] = await tx.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1 FOR UPDATE', [
         id,
       ]);
-      if (!row) return { claimed: false, now: null };
+      if (!row) return { claimed: false, latest: null };
       const r = docOf(row);
       // Not a grant any more (spent, withdrawn): what the lock read is the newest state.
-      if (r.status !== 'approved') return { claimed: false, now: r };
-      if (this.expired(r)) return { claimed: false, now: await this.write(tx, { ...r, status: 'expired' }) };
+      if (r.status !== 'approved') return { claimed: false, latest: r };
+      if (this.expired(r))
+        return { claimed: false, latest: await this.write(tx, { ...r, status: 'expired' }) };
       const spent = { ...r, uses: r.uses + 1, status: r.mode === 'once' ? ('used' as const) : r.status };
-      return { claimed: true, now: await this.write(tx, spent) };
+      return { claimed: true, latest: await this.write(tx, spent) };
     });
     // After the commit: a reload started before it must not bring the grant back.
-    if (now) this.hold(now);
+    if (latest) this.hold(latest);
     return claimed;
   }
 
