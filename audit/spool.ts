@@ -16,6 +16,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ChaperoneError } from '../contracts/errors.ts';
 
 export interface SpoolPosition {
   segment: number;
@@ -35,11 +36,9 @@ export interface SpoolOptions {
   openForAppend?: (path: string) => Promise<AppendHandle>;
 }
 
-export class SpoolError extends Error {
-  readonly code = 'ERR_AUDIT_SPOOL';
+export class SpoolError extends ChaperoneError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'SpoolError';
+    super('ERR_SPOOL_IO', message, options);
   }
 }
 

@@ -1,6 +1,7 @@
 // The audit store: decisions (hash-chained) and access-log entries, on PostgreSQL or PGlite with the
 // same SQL. Inserts are idempotent (decision id / entry key), so a shipper may resend after a crash.
 import type { JWK } from 'jose';
+import { ChaperoneError } from '../contracts/errors.ts';
 import { migrate, openPglite, openPostgres, redactUrl, type Sql } from '../store/sql.ts';
 import type { AccessLogEntry } from './access-log-service.ts';
 import { type Checkpoint, checkCheckpoint } from './checkpoints.ts';
@@ -140,8 +141,15 @@ function unnestInsert(table: string, columns: [string, string][], rows: unknown[
   ];
 }
 
-/** Thrown inside the optimistic insert when one of the batch's decisions was stored already. */
-class AlreadyStored extends Error {}
+/**
+ * Thrown inside the optimistic insert when one of the batch's decisions was stored already (a retry
+ * after a commit whose answer was lost); caught by the caller, which then looks up what is stored.
+ */
+class AlreadyStored extends ChaperoneError {
+  constructor() {
+    super('ERR_AUDIT_STORE', 'a decision of the batch is stored already');
+  }
+}
 
 /** Rows per INSERT when the batch is pipelined (PostgreSQL). */
 const PIPELINE_ROWS = 128;

@@ -5,6 +5,7 @@
 // value; a sequence's children are its items. Shapes the pairing cannot follow (explicit `?` keys
 // without values, flow pairs inside sequences) fall back to the nearest ancestor's line.
 import yaml from 'js-yaml';
+import { ChaperoneError } from '../contracts/errors.ts';
 
 interface YamlNode {
   line: number;
@@ -23,15 +24,15 @@ export interface YamlSource {
   lineOf(path: string): number | undefined;
 }
 
-export class YamlSyntaxError extends Error {
+/** The file is not YAML; the loader turns it into a ConfigError with its position. */
+export class YamlSyntaxError extends ChaperoneError {
   constructor(
     readonly reason: string,
     /** 1-based. */
     readonly line: number | undefined,
     readonly column: number | undefined,
   ) {
-    super(reason);
-    this.name = 'YamlSyntaxError';
+    super('ERR_CONFIG_INVALID', reason);
   }
 }
 

@@ -4,7 +4,7 @@
 // announced, and every authz server of the fleet checks it on each Check from its in-memory copy, so it
 // takes effect on the next request.
 import type { DecisionEvent } from '../contracts/decision.ts';
-import { coalesced } from '../lib/coalesce.ts';
+import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
 
 export interface AgentTokenRecord {
@@ -100,8 +100,13 @@ function recordOf(r: Record<string, unknown>): AgentTokenRecord {
   };
 }
 
+const NO_REVOCATIONS = new RevocationIndex();
+
 export class AgentRegistry implements RevocationCheck {
-  private index = new RevocationIndex();
+  /** The fleet's revocations as one record: rebuilt from the store whenever they change. */
+  private readonly revocationsMirror = new Mirror<'revocations', RevocationIndex>({
+    loadAll: async () => [['revocations', await this.readRevocations()]],
+  });
   /** Usage seen by this node since the last flush, added to the store's counters in one go. */
   private usage = new Map<string, Usage>();
   private flushTimer: NodeJS.Timeout | null = null;
@@ -117,8 +122,7 @@ export class AgentRegistry implements RevocationCheck {
     o: { now?: () => number; flushMs?: number } = {},
   ): Promise<AgentRegistry> {
     const registry = new AgentRegistry(state, o.now ?? Date.now);
-    state.on('revocations', () => registry.reload());
-    state.onResync(() => registry.reload());
+    state.follow('revocations', registry.revocationsMirror);
     await registry.reload();
     registry.flushTimer = setInterval(() => void registry.flush(), o.flushMs ?? 1000);
     registry.flushTimer.unref();
@@ -129,10 +133,12 @@ export class AgentRegistry implements RevocationCheck {
     return this.state.sql;
   }
 
-  /** Rebuilds the in-memory revocation list from the store (never two reads at once). */
-  readonly reload = coalesced(() => this.read());
+  /** Rebuilds the in-memory revocation list from the store. */
+  reload(): Promise<void> {
+    return this.revocationsMirror.reloadAll();
+  }
 
-  private async read(): Promise<void> {
+  private async readRevocations(): Promise<RevocationIndex> {
     const [tokens, cutoffs] = await Promise.all([
       this.sql.query<{ token_id: string }>(
         'SELECT token_id FROM agent_tokens WHERE revoked_at IS NOT NULL AND expires_at > now()',
@@ -147,7 +153,7 @@ export class AgentRegistry implements RevocationCheck {
       if (c.agent === '') next.users[c.user_subject] = at;
       else next.agents[`${c.user_subject} ${c.agent}`] = at;
     }
-    this.index = new RevocationIndex(next);
+    return new RevocationIndex(next);
   }
 
   async register(
@@ -164,11 +170,11 @@ export class AgentRegistry implements RevocationCheck {
   }
 
   revoked(identity: Parameters<RevocationCheck['revoked']>[0]): string | null {
-    return this.index.revoked(identity);
+    return (this.revocationsMirror.get('revocations') ?? NO_REVOCATIONS).revoked(identity);
   }
 
   revocations(): RevocationList {
-    return this.index.list;
+    return (this.revocationsMirror.get('revocations') ?? NO_REVOCATIONS).list;
   }
 
   observe(e: DecisionEvent): void {

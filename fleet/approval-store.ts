@@ -4,9 +4,10 @@
 // one of the named groups — never the requester — approves or denies it; the grant then matches only
 // the same fingerprint, once (default) or until it expires. Requests live in the store's `approvals`
 // table, so every authz server and control plane of a fleet sees the same ones; the approved grants —
-// all the Check path reads — are mirrored in memory and reloaded on each change notice.
+// all the Check path reads — are held in a Mirror and reloaded on each change notice.
 import { createHash, randomUUID } from 'node:crypto';
-import { coalesced } from '../lib/coalesce.ts';
+import { ChaperoneError } from '../contracts/errors.ts';
+import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
 
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'used';
@@ -38,13 +39,15 @@ export interface ApprovalSpec {
   reason?: string;
 }
 
-export class ApprovalError extends Error {
+/** Why a decision was refused; the HTTP API answers with it as its error code. */
+export type ApprovalRefusal = 'not_found' | 'forbidden' | 'self_approval' | 'not_pending' | 'invalid';
+
+export class ApprovalError extends ChaperoneError {
   constructor(
-    readonly code: 'not_found' | 'forbidden' | 'self_approval' | 'not_pending' | 'invalid',
+    readonly kind: ApprovalRefusal,
     message: string,
   ) {
-    super(message);
-    this.name = 'ApprovalError';
+    super('ERR_APPROVAL', message);
   }
 }
 
@@ -87,21 +90,40 @@ function docOf(row: { doc: unknown }): ApprovalRequest {
 }
 
 export class ApprovalStore {
-  /** Approved grants by fingerprint: what `grantFor` answers from, with no I/O. */
-  private readonly grants = new Map<string, ApprovalRequest>();
+  /** Approved, unexpired grants by approval id, as the store has them. */
+  private readonly grants: Mirror<string, ApprovalRequest>;
+  /** The same grants by fingerprint: what `grantFor` answers from, with no I/O. */
+  private readonly byFingerprint = new Map<string, ApprovalRequest>();
 
   private constructor(
     private readonly state: SharedState,
     private readonly now: () => number,
-  ) {}
+  ) {
+    const grantsOf = (rows: { doc: unknown }[]) =>
+      rows.map(docOf).flatMap((r) => (this.isGrant(r) ? [[r.id, r] as const] : []));
+    this.grants = new Mirror(
+      {
+        loadAll: async () =>
+          grantsOf(await this.sql.query("SELECT doc FROM approvals WHERE status = 'approved'")),
+        loadSome: async (ids) =>
+          grantsOf(
+            await this.sql.query("SELECT doc FROM approvals WHERE id = ANY($1) AND status = 'approved'", [
+              ids,
+            ]),
+          ),
+      },
+      (_id, grant, previous) => {
+        if (previous && this.byFingerprint.get(previous.fingerprint)?.id === previous.id)
+          this.byFingerprint.delete(previous.fingerprint);
+        if (grant) this.byFingerprint.set(grant.fingerprint, grant);
+      },
+    );
+  }
 
   static async open(state: SharedState, o: { now?: () => number } = {}): Promise<ApprovalStore> {
     const store = new ApprovalStore(state, o.now ?? Date.now);
-    // One read at a time: a late answer to an earlier read must not overwrite a newer state.
-    const reloadAll = coalesced(() => store.reloadAll());
-    state.on('approval', (n) => (n.id ? store.reloadOne(n.id) : reloadAll()));
-    state.onResync(reloadAll);
-    await store.reloadAll();
+    state.follow('approval', store.grants);
+    await store.grants.reloadAll();
     return store;
   }
 
@@ -109,39 +131,13 @@ export class ApprovalStore {
     return this.state.sql;
   }
 
-  private mirror(r: ApprovalRequest): void {
-    const held = this.grants.get(r.fingerprint);
-    if (r.status === 'approved' && !this.expired(r)) this.grants.set(r.fingerprint, r);
-    else if (held?.id === r.id) this.grants.delete(r.fingerprint);
+  private isGrant(r: ApprovalRequest): boolean {
+    return r.status === 'approved' && !this.expired(r);
   }
 
-  private readonly reloads = new Map<string, Promise<void>>();
-
-  /** Reloads one request; reads of the same id run one after another (different ids are independent). */
-  private reloadOne(id: string): Promise<void> {
-    const next = (this.reloads.get(id) ?? Promise.resolve())
-      .catch(() => undefined)
-      .then(() => this.reload(id));
-    this.reloads.set(id, next);
-    void next
-      .finally(() => {
-        if (this.reloads.get(id) === next) this.reloads.delete(id);
-      })
-      .catch(() => undefined);
-    return next;
-  }
-
-  private async reload(id: string): Promise<void> {
-    const [row] = await this.sql.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1', [id]);
-    if (row) this.mirror(docOf(row));
-  }
-
-  private async reloadAll(): Promise<void> {
-    const rows = await this.sql.query<{ doc: unknown }>(
-      "SELECT doc FROM approvals WHERE status = 'approved'",
-    );
-    this.grants.clear();
-    for (const row of rows) this.mirror(docOf(row));
+  /** A request as this process just committed (or read under lock) it: held when it is a grant. */
+  private hold(r: ApprovalRequest): void {
+    this.grants.set(r.id, this.isGrant(r) ? r : undefined);
   }
 
   private expired(r: ApprovalRequest): boolean {
@@ -153,14 +149,15 @@ export class ApprovalStore {
     return r.status === 'approved' && this.expired(r) ? { ...r, status: 'expired' } : r;
   }
 
-  private async write(tx: Reader, r: ApprovalRequest): Promise<void> {
+  /** Writes a request and announces it (inside the caller's transaction); returns it. */
+  private async write(tx: Reader, r: ApprovalRequest): Promise<ApprovalRequest> {
     await tx.query('UPDATE approvals SET status = $2, doc = $3 WHERE id = $1', [
       r.id,
       r.status,
       JSON.stringify(r),
     ]);
     await this.state.notify(tx, 'approval', r.id);
-    this.mirror(r);
+    return r;
   }
 
   private async pendingFor(tx: Reader, fingerprint: string): Promise<ApprovalRequest | null> {
@@ -221,10 +218,10 @@ export class ApprovalStore {
 
   /** A usable grant for this fingerprint, from memory (approved, unexpired, unused when one-time). */
   grantFor(fingerprint: string): ApprovalRequest | null {
-    const r = this.grants.get(fingerprint);
+    const r = this.byFingerprint.get(fingerprint);
     if (!r) return null;
     if (this.expired(r)) {
-      this.grants.delete(fingerprint);
+      this.grants.set(r.id, undefined);
       return null;
     }
     return r;
@@ -235,11 +232,12 @@ export class ApprovalStore {
    * approval-required path (never the common one) asks the store before creating a new request.
    */
   async freshGrantFor(fingerprint: string): Promise<ApprovalRequest | null> {
-    const rows = await this.sql.query<{ doc: unknown }>(
-      "SELECT doc FROM approvals WHERE fingerprint = $1 AND status = 'approved'",
+    const rows = await this.sql.query<{ id: string }>(
+      "SELECT id FROM approvals WHERE fingerprint = $1 AND status = 'approved'",
       [fingerprint],
     );
-    for (const row of rows) this.mirror(docOf(row));
+    // Through the mirror, so this read is ordered with the reloads notices start.
+    if (rows.length > 0) await this.grants.reload(rows.map((r) => r.id));
     return this.grantFor(fingerprint);
   }
 
@@ -248,23 +246,22 @@ export class ApprovalStore {
    * one-time grant another authz server used first, a grant that expired or was withdrawn).
    */
   async claim(id: string): Promise<boolean> {
-    return this.sql.transaction(async (tx) => {
+    const { claimed, latest } = await this.sql.transaction(async (tx) => {
       const [row] = await tx.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1 FOR UPDATE', [
         id,
       ]);
-      if (!row) return false;
+      if (!row) return { claimed: false, latest: null };
       const r = docOf(row);
-      if (r.status !== 'approved') {
-        this.mirror(r);
-        return false;
-      }
-      if (this.expired(r)) {
-        await this.write(tx, { ...r, status: 'expired' });
-        return false;
-      }
-      await this.write(tx, { ...r, uses: r.uses + 1, status: r.mode === 'once' ? 'used' : r.status });
-      return true;
+      // Not a grant any more (spent, withdrawn): what the lock read is the newest state.
+      if (r.status !== 'approved') return { claimed: false, latest: r };
+      if (this.expired(r))
+        return { claimed: false, latest: await this.write(tx, { ...r, status: 'expired' }) };
+      const spent = { ...r, uses: r.uses + 1, status: r.mode === 'once' ? ('used' as const) : r.status };
+      return { claimed: true, latest: await this.write(tx, spent) };
     });
+    // After the commit: a reload started before it must not bring the grant back.
+    if (latest) this.hold(latest);
+    return claimed;
   }
 
   async get(id: string): Promise<ApprovalRequest | null> {
@@ -296,7 +293,7 @@ export class ApprovalStore {
     verdict: 'approve' | 'deny',
     opts: { mode?: 'once' | 'window'; ttl?: string } = {},
   ): Promise<ApprovalRequest> {
-    return this.sql.transaction(async (tx) => {
+    const decided = await this.sql.transaction(async (tx) => {
       const [row] = await tx.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1 FOR UPDATE', [
         id,
       ]);
@@ -312,18 +309,19 @@ export class ApprovalStore {
         throw new ApprovalError('self_approval', 'a reviewer cannot decide their own request');
       }
       if (r.status !== 'pending') throw new ApprovalError('not_pending', `request ${id} is ${r.status}`);
-      const decided: ApprovalRequest = {
+      const next: ApprovalRequest = {
         ...r,
         status: verdict === 'approve' ? 'approved' : 'denied',
         decided_at: new Date(this.now()).toISOString(),
         decided_by: reviewer.subject,
       };
       if (verdict === 'approve') {
-        decided.mode = opts.mode ?? 'once';
-        decided.expires_at = new Date(this.now() + (opts.ttl ? parseTtl(opts.ttl) : r.ttl_ms)).toISOString();
+        next.mode = opts.mode ?? 'once';
+        next.expires_at = new Date(this.now() + (opts.ttl ? parseTtl(opts.ttl) : r.ttl_ms)).toISOString();
       }
-      await this.write(tx, decided);
-      return decided;
+      return this.write(tx, next);
     });
+    this.hold(decided);
+    return decided;
   }
 }

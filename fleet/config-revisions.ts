@@ -1,12 +1,13 @@
 // The routing configuration — the `targets` every Envoy of the fleet serves — is kept in the store as
 // numbered revisions. A control plane whose config file changes writes a revision; every control plane
 // serves the newest one, so a change made through one reaches the Envoys of all. Listeners, addresses
-// and ports stay node-local (each node's own file).
-
+// and ports stay node-local (each node's own file). The newest revision is held in a Mirror (one
+// record), reloaded on each `config` notice and after a lost LISTEN connection.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config, TargetConfig } from '../config/types.ts';
 import { canonicalJson } from '../lib/content-hash.ts';
+import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
 
 export interface ConfigRevision {
@@ -19,7 +20,10 @@ export interface ConfigRevision {
 const shaOf = (targets: TargetConfig[]) => createHash('sha256').update(canonicalJson(targets)).digest('hex');
 
 export class SharedTargets {
-  private current: ConfigRevision | null = null;
+  /** The fleet's newest revision, as this node last read or wrote it. */
+  private readonly newest: Mirror<'newest', ConfigRevision>;
+  /** The revision this node serves: a newer one read from the store is served, an older one never. */
+  private served = 0;
   /** The targets of this node's file when last read: only a change to them is proposed to the fleet. */
   private fileSha: string | null = null;
 
@@ -27,7 +31,23 @@ export class SharedTargets {
     private readonly state: SharedState,
     private readonly logger: Logger,
     private readonly onRevision: (r: ConfigRevision) => void,
-  ) {}
+  ) {
+    this.newest = new Mirror(
+      {
+        loadAll: async () => {
+          const latest = await this.latest();
+          return latest ? [['newest', latest]] : [];
+        },
+      },
+      (_key, revision) => {
+        if (revision && revision.revision > this.served) this.serve(revision);
+      },
+    );
+  }
+
+  private get current(): ConfigRevision | null {
+    return this.newest.get('newest') ?? null;
+  }
 
   /**
    * Joins the fleet's configuration with this node's file. The file's targets become a new revision
@@ -58,10 +78,10 @@ export class SharedTargets {
         revision = latest;
       } else revision = await shared.write(fileTargets, sha);
     }
-    shared.current = revision;
+    shared.served = revision.revision;
+    shared.newest.set('newest', revision);
     shared.fileSha = sha;
-    state.on('config', () => shared.follow());
-    state.onResync(() => shared.follow());
+    state.follow('config', shared.newest);
     return { shared, revision };
   }
 
@@ -89,7 +109,10 @@ export class SharedTargets {
   async propose(targets: TargetConfig[]): Promise<void> {
     const sha = shaOf(targets);
     if (this.current?.sha256 === sha) return;
-    this.current = await this.write(targets, sha);
+    const written = await this.write(targets, sha);
+    // Served already (it came from this node's file): recorded, not announced to onRevision.
+    this.served = Math.max(this.served, written.revision);
+    this.newest.set('newest', written);
   }
 
   private async latest(): Promise<ConfigRevision | null> {
@@ -119,15 +142,12 @@ export class SharedTargets {
     });
   }
 
-  /** Serves the newest revision when it is newer than what this node serves. */
-  private async follow(): Promise<void> {
-    const latest = await this.latest();
-    if (!latest || (this.current && latest.revision <= this.current.revision)) return;
-    this.current = latest;
+  private serve(revision: ConfigRevision): void {
+    this.served = revision.revision;
     this.logger.info(
-      { revision: latest.revision, origin: latest.origin },
+      { revision: revision.revision, origin: revision.origin },
       'serving the fleet config revision',
     );
-    this.onRevision(latest);
+    this.onRevision(revision);
   }
 }

@@ -2,8 +2,8 @@
 // the public halves are registered in the store, so any node's JWKS verifies what any other signed and
 // an agent token issued through one control plane is accepted by every authz server of the fleet.
 import type { JWK } from 'jose';
-import { coalesced } from '../lib/coalesce.ts';
 import type { AgentKeys } from './agent-keys.ts';
+import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
 
 /** Tokens live at most 24 h; a retired key is published that long so they verify until they expire. */
@@ -15,7 +15,8 @@ interface FleetKey {
 }
 
 export class FleetKeys {
-  private fleet: FleetKey[] = [];
+  /** Every node's public keys by kid, newest first when loaded. */
+  private readonly fleet = new Mirror<string, FleetKey>({ loadAll: () => this.read() });
 
   private constructor(
     private readonly state: SharedState,
@@ -24,10 +25,9 @@ export class FleetKeys {
 
   static async open(state: SharedState, local: AgentKeys): Promise<FleetKeys> {
     const keys = new FleetKeys(state, local);
-    state.on('keys', () => keys.reload());
-    state.onResync(() => keys.reload());
+    state.follow('keys', keys.fleet);
     await keys.register();
-    await keys.reload();
+    await keys.fleet.reloadAll();
     return keys;
   }
 
@@ -42,12 +42,12 @@ export class FleetKeys {
   /** Keys that verify live tokens: every node's active key and keys retired within a day. */
   jwks(): { keys: JWK[] } {
     const cutoff = Date.now() - RETIRED_PUBLISHED_MS;
-    return this.merged(this.fleet.filter((k) => k.retiredAt === null || k.retiredAt > cutoff));
+    return this.merged([...this.fleet.values()].filter((k) => k.retiredAt === null || k.retiredAt > cutoff));
   }
 
   /** Every key the fleet ever registered: what old signed checkpoints are verified with. */
   allJwks(): { keys: JWK[] } {
-    return this.merged(this.fleet);
+    return this.merged([...this.fleet.values()]);
   }
 
   private merged(from: FleetKey[]): { keys: JWK[] } {
@@ -65,7 +65,7 @@ export class FleetKeys {
     const before = this.local.kid;
     await this.local.rotate();
     await this.register(before);
-    await this.reload();
+    await this.fleet.reloadAll();
   }
 
   /** Registers this node's public keys (the current one active, earlier ones retired). */
@@ -85,18 +85,19 @@ export class FleetKeys {
     });
   }
 
-  private readonly reload = coalesced(() => this.read());
-
-  private async read(): Promise<void> {
-    const rows = await this.state.sql.query<{ public_jwk: unknown; retired_at: unknown }>(
-      'SELECT public_jwk, retired_at FROM signing_keys ORDER BY created_at DESC',
+  private async read(): Promise<[string, FleetKey][]> {
+    const rows = await this.state.sql.query<{ kid: string; public_jwk: unknown; retired_at: unknown }>(
+      'SELECT kid, public_jwk, retired_at FROM signing_keys ORDER BY created_at DESC',
     );
-    this.fleet = rows.map((r) => ({
-      jwk: (typeof r.public_jwk === 'string' ? JSON.parse(r.public_jwk) : r.public_jwk) as JWK,
-      retiredAt:
-        r.retired_at === null
-          ? null
-          : Date.parse(String(r.retired_at instanceof Date ? r.retired_at.toISOString() : r.retired_at)),
-    }));
+    return rows.map((r) => [
+      r.kid,
+      {
+        jwk: (typeof r.public_jwk === 'string' ? JSON.parse(r.public_jwk) : r.public_jwk) as JWK,
+        retiredAt:
+          r.retired_at === null
+            ? null
+            : Date.parse(String(r.retired_at instanceof Date ? r.retired_at.toISOString() : r.retired_at)),
+      },
+    ]);
   }
 }

@@ -1,9 +1,10 @@
 // The fleet's shared state travels through the store itself: writers change rows and NOTIFY in the
 // same transaction (PostgreSQL delivers the notice on commit, to every listener, the writer included);
-// each process keeps what its hot path reads in memory and reloads it on the notice. No cluster
-// protocol of our own: a node that lost its LISTEN connection reloads everything once it is back.
+// each process keeps what its hot path reads in a Mirror (mirror.ts) and reloads it on the notice. No
+// cluster protocol of our own: a node that lost its LISTEN connection reloads everything once it is back.
 import type { Logger } from 'pino';
 import type { Sql } from '../store/sql.ts';
+import type { Mirror } from './mirror.ts';
 
 export const STATE_CHANNEL = 'chaperone_state';
 
@@ -51,6 +52,15 @@ export class SharedState {
   /** Runs after a lost subscription came back: reload everything mirrored. */
   onResync(fn: () => void | Promise<void>): void {
     this.resyncs.push(fn);
+  }
+
+  /**
+   * Keeps `mirror` current with the notices of `kind`: one naming a record reloads that record, any
+   * other reloads everything, and so does every resync (notices sent while LISTEN was down are lost).
+   */
+  follow<K extends string>(kind: StateKind, mirror: Pick<Mirror<K, unknown>, 'reload' | 'reloadAll'>): void {
+    this.on(kind, (n) => (n.id ? mirror.reload([n.id as K]) : mirror.reloadAll()));
+    this.onResync(() => mirror.reloadAll());
   }
 
   /** Announces a change; call inside the transaction that made it, so the notice follows the commit. */

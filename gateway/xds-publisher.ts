@@ -9,7 +9,7 @@ import type { Config } from '../config/types.ts';
 import type { ConfigRevision, SharedTargets } from '../fleet/config-revisions.ts';
 import { buildIr } from '../xds/ir/build-ir.ts';
 import type { AdsServer } from '../xds/server/ads-server.ts';
-import { XdsSnapshot } from '../xds/server/snapshot.ts';
+import type { XdsSnapshot } from '../xds/server/snapshot.ts';
 import { TranslateError } from '../xds/translate/errors.ts';
 import { translate } from '../xds/translate/translate.ts';
 
@@ -25,11 +25,7 @@ export function snapshotFor(
   config: Config,
 ): { ok: true; snapshot: XdsSnapshot } | { ok: false; errors: string[] } {
   try {
-    const resources = translate(buildIr(config));
-    const built = XdsSnapshot.build(resources);
-    if (!built.ok)
-      return { ok: false, errors: built.errors.map((e) => `${e.resource}: ${e.path}: ${e.message}`) };
-    return { ok: true, snapshot: built.snapshot };
+    return { ok: true, snapshot: translate(buildIr(config)).snapshot };
   } catch (err) {
     if (err instanceof ConfigError) return { ok: false, errors: [err.message] };
     if (err instanceof TranslateError) return { ok: false, errors: [err.message] };

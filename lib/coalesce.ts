@@ -6,14 +6,18 @@ export function coalesced(fn: () => Promise<void>): () => Promise<void> {
   let running: Promise<void> | null = null;
   let next: Promise<void> | null = null;
   const run = (): Promise<void> => {
-    running = fn().finally(() => {
-      running = null;
+    const current: Promise<void> = fn().finally(() => {
+      if (running === current) running = null;
     });
-    return running;
+    running = current;
+    return current;
   };
   return () => {
+    // `next` first: between the end of a run and the start of the queued one, `running` is already
+    // null, and a call there must join the queued run rather than start one beside it.
+    if (next) return next;
     if (!running) return run();
-    next ??= running
+    next = running
       .catch(() => undefined)
       .then(() => {
         next = null;

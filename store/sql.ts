@@ -3,6 +3,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
+import { ChaperoneError } from '../contracts/errors.ts';
 import { PROJECT_ROOT } from '../lib/tools.ts';
 
 export interface Sql {
@@ -26,11 +27,10 @@ export interface Sql {
 
 export const MIGRATIONS_DIR = join(PROJECT_ROOT, 'store', 'migrations');
 
-export class AuditStoreError extends Error {
-  readonly code = 'ERR_AUDIT_STORE';
+/** The store cannot be opened, migrated or written. Messages carry URLs only through redactUrl. */
+export class AuditStoreError extends ChaperoneError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'AuditStoreError';
+    super('ERR_AUDIT_STORE', message, options);
   }
 }
 

@@ -5,7 +5,7 @@ import { ApprovalError, type ApprovalRequest, type ApprovalStore } from '../../f
 import type { Identity, IdentityVerifier } from '../../identity/verifier.ts';
 import { ApiError, type ApiHandler, type ApiRequest } from '../http-api.ts';
 
-const STATUS_FOR: Record<ApprovalError['code'], number> = {
+const STATUS_FOR: Record<ApprovalError['kind'], number> = {
   not_found: 404,
   forbidden: 403,
   self_approval: 403,
@@ -79,7 +79,7 @@ export function approvalRoutes(
         });
         return { status: 200, body: view(r) };
       } catch (err) {
-        if (err instanceof ApprovalError) throw new ApiError(STATUS_FOR[err.code], err.code, err.message);
+        if (err instanceof ApprovalError) throw new ApiError(STATUS_FOR[err.kind], err.kind, err.message);
         throw err;
       }
     };

@@ -110,7 +110,7 @@ describe('spool', () => {
     disk.failing = true;
     const failed = await Promise.allSettled([spool.append(record(2)), spool.append(record(3))]);
     expect(failed.map((f) => f.status)).toEqual(['rejected', 'rejected']);
-    expect((failed[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_AUDIT_SPOOL' });
+    expect((failed[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_SPOOL_IO' });
     disk.failing = false;
     await spool.append(record(4));
     const { records, bad } = await spool.read(await spool.readAck(), 100);

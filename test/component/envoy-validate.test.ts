@@ -1,4 +1,5 @@
-// The real Envoy accepts what the translator generates: each golden case and the documented example
+// The real Envoy accepts what the translator generates: each golden `.out.yaml` file (as committed,
+// checked against the translator by test/unit/translate-golden.test.ts) and the documented example
 // become a bootstrap with the resources inlined as static resources (RDS → inline route_config, EDS →
 // STATIC with the ClusterLoadAssignment inline, the control-plane cluster from our own bootstrap), and
 // `envoy --mode validate` must exit 0. A broken resource is stopped by the strict proto check before
@@ -8,15 +9,16 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { rootCertificates } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import yaml from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load-config.ts';
 import { locateTool } from '../../lib/tools.ts';
 import { envoyBootstrap } from '../../xds/bootstrap.ts';
 import { buildIr } from '../../xds/ir/build-ir.ts';
-import type { EnvoyResourcesJson } from '../../xds/server/snapshot.ts';
-import { goldenCases, renderGoldenCase } from '../../xds/translate/golden.ts';
+import { type EnvoyResourcesJson, type SnapshotError, XdsSnapshot } from '../../xds/server/snapshot.ts';
 import { translate } from '../../xds/translate/translate.ts';
-import { validateResources } from '../../xds/translate/validate.ts';
+import { GoldenDir } from '../support/golden.ts';
 
 let dir = '';
 let caFile = '';
@@ -98,10 +100,16 @@ async function envoyValidate(bootstrap: Json): Promise<{ code: number | null; ou
   return { code, output };
 }
 
-const valid = goldenCases().flatMap((name) => {
-  const r = renderGoldenCase(name);
-  return r.kind === 'out' ? [[name, r.resources] as [string, EnvoyResourcesJson]] : [];
-});
+const golden = new GoldenDir(fileURLToPath(new URL('../../xds/translate/testdata', import.meta.url)), []);
+const valid = golden
+  .cases('.out.yaml')
+  .map((name) => [name, yaml.load(golden.read(`${name}.out.yaml`)!) as EnvoyResourcesJson] as const);
+
+/** What publication would refuse: the problems XdsSnapshot.build reports. */
+function problems(resources: EnvoyResourcesJson): SnapshotError[] {
+  const built = XdsSnapshot.build(resources);
+  return built.ok ? [] : built.errors;
+}
 
 describe('envoy --mode validate accepts the generated resources', () => {
   it('has golden cases to check', () => {
@@ -115,7 +123,7 @@ describe('envoy --mode validate accepts the generated resources', () => {
   });
 
   it('examples/chaperone.yaml', async () => {
-    const resources = translate(buildIr(await loadConfig(resolve('examples/chaperone.yaml'))));
+    const { resources } = translate(buildIr(await loadConfig(resolve('examples/chaperone.yaml'))));
     const { code, output } = await envoyValidate(staticBootstrap(resources));
     expect(code, output).toBe(0);
   });
@@ -135,7 +143,7 @@ describe('a broken resource is stopped before it reaches Envoy', () => {
     const resources = structuredClone(valid[0]![1]);
     const hcm = (resources.listeners[0] as Json)['filter_chains'][0].filters[0].typed_config;
     hcm.normalise_path = true;
-    expect(validateResources(resources)).toEqual([
+    expect(problems(resources)).toEqual([
       {
         resource: 'Listener[egress]',
         path: 'filter_chains[0].filters[0].typed_config.normalise_path',
@@ -150,7 +158,7 @@ describe('a broken resource is stopped before it reaches Envoy', () => {
     const hcm = (resources.listeners[0] as Json)['filter_chains'][0].filters[0].typed_config;
     hcm.path_with_escaped_slashes_action = 'ALLOW';
     hcm.http_filters[1].typed_config.with_request_body.max_request_bytes = '8 KiB';
-    expect(validateResources(resources)).toEqual([
+    expect(problems(resources)).toEqual([
       {
         resource: 'Listener[egress]',
         path: 'filter_chains[0].filters[0].typed_config.path_with_escaped_slashes_action',
@@ -168,7 +176,7 @@ describe('a broken resource is stopped before it reaches Envoy', () => {
   it('reports a dangling EDS cluster', () => {
     const resources = structuredClone(valid.find(([name]) => name === 'minimal')![1]);
     resources.endpoints = [];
-    expect(validateResources(resources)).toEqual([
+    expect(problems(resources)).toEqual([
       {
         resource: 'Cluster[target/demo]',
         path: 'type',

@@ -104,7 +104,7 @@ describe.skipIf(!DATABASE_URL)(
 
       await expect(
         two.approvals.decide(r1.id, { subject: 'alice', groups: ['security'] }, 'approve'),
-      ).rejects.toMatchObject({ code: 'self_approval' });
+      ).rejects.toMatchObject({ code: 'ERR_APPROVAL', kind: 'self_approval' });
       await two.approvals.decide(r1.id, { subject: 'carol', groups: ['security'] }, 'approve');
       await waitFor(() => one.approvals.grantFor('fp-1') !== null, {
         what: 'the grant on node one',

@@ -28,6 +28,25 @@ describe('coalesced', () => {
     expect(second).toBe(third);
   });
 
+  it('a call made as a run ends joins the queued run instead of starting one beside it', async () => {
+    let active = 0;
+    let maxActive = 0;
+    const reload = coalesced(async () => {
+      active++;
+      maxActive = Math.max(maxActive, active);
+      await new Promise((r) => setTimeout(r, 5));
+      active--;
+    });
+    const first = reload();
+    const second = reload();
+    await first;
+    // The first run is over and the queued one has not started yet.
+    const third = reload();
+    await Promise.all([second, third]);
+    expect(maxActive).toBe(1);
+    expect(third).toBe(second);
+  });
+
   it('a failed run does not block the next one, and its caller sees the failure', async () => {
     let n = 0;
     const reload = coalesced(async () => {

@@ -1,6 +1,6 @@
-// The Check path stays readable: no function under authz-server/ is longer than 80 lines (counted on
-// the function's text, signature included), so every step reads at a glance. protocols/ and
-// policy/builtins/ are being split under the same issue by their own change and join this list then.
+// Code read most stays readable: no function (method, arrow or nested function, signature included)
+// over 80 lines in the Check path, the xDS compiler and server, and the gateway's start-up.
+// protocols/ and policy/builtins/ are being split by their own change and join the list then.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import ts from 'typescript';
@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 
 const MAX_LINES = 80;
-const ROOTS = ['authz-server'];
+const ROOTS = ['authz-server', 'xds'];
 const NOT_YET = ['authz-server/protocols/', 'authz-server/policy/builtins/'];
 
 function sourceFiles(dir: string): string[] {
@@ -44,7 +44,7 @@ describe(`functions are at most ${MAX_LINES} lines`, () => {
       const files = sourceFiles(join(PROJECT_ROOT, root)).filter(
         (f) => !NOT_YET.some((prefix) => relative(PROJECT_ROOT, f).startsWith(prefix)),
       );
-      expect(files.length).toBeGreaterThan(10);
+      expect(files.length).toBeGreaterThan(5);
       expect(files.flatMap(longFunctions)).toEqual([]);
     });
   }

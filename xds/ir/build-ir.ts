@@ -28,6 +28,9 @@ const TARGET_CONNECT_TIMEOUT = '5s';
 /** The authz server is local or near: a slow connect means it is down, and Check fails closed. */
 const AUTHZ_CONNECT_TIMEOUT = '0.25s';
 
+/** Reports a problem at a config field path. */
+type Issue = (path: string, message: string) => void;
+
 interface Upstream {
   scheme: 'http' | 'https';
   host: string;
@@ -45,11 +48,7 @@ function nonCanonicalPath(path: string): boolean {
   return path.split('/').some((seg) => seg === '.' || seg === '..');
 }
 
-function parseUpstream(
-  t: TargetConfig,
-  at: string,
-  issue: (path: string, message: string) => void,
-): Upstream | null {
+function parseUpstream(t: TargetConfig, at: string, issue: Issue): Upstream | null {
   // Messages never quote the URL: it could carry user info.
   let url: URL;
   try {
@@ -120,100 +119,112 @@ function routeOrder(a: TargetRoute, b: TargetRoute): number {
   return a.route.target < b.route.target ? -1 : a.route.target > b.route.target ? 1 : 0;
 }
 
-export function buildIr(config: Config): Ir {
-  const issues: ConfigIssue[] = [];
-  const issue = (path: string, message: string) => issues.push(configIssue(config, path, message));
+const NON_CANONICAL = 'must be a canonical path (no //, dot segments, %, ?, #, \\, ; or spaces)';
 
-  const clusters: IrCluster[] = [];
-  const targets: IrTarget[] = [];
-  const targetRoutes: TargetRoute[] = [];
+/** Checks a target's path prefix and rewrite; returns the prefix it matches ('/' when none is set). */
+function targetPrefix(t: TargetConfig, at: string, issue: Issue): string {
+  const { pathPrefix } = t.match;
+  if (pathPrefix !== null && nonCanonicalPath(pathPrefix)) issue(`${at}.match.path_prefix`, NON_CANONICAL);
+  if (t.prefixRewrite !== null && nonCanonicalPath(t.prefixRewrite))
+    issue(`${at}.prefix_rewrite`, NON_CANONICAL);
+  const prefix = pathPrefix ?? '/';
+  if (t.prefixRewrite !== null && prefix.endsWith('/') !== t.prefixRewrite.endsWith('/')) {
+    // `/openai/` → `/v1` would glue segments together (/openai/chat → /v1chat).
+    issue(
+      `${at}.prefix_rewrite`,
+      `must end with "/" exactly when match.path_prefix does (${prefix.endsWith('/') ? 'it does' : 'it does not'})`,
+    );
+  }
+  return prefix;
+}
 
-  config.targets.forEach((t, i) => {
-    const at = `targets[${i}]`;
-    const upstream = parseUpstream(t, `${at}.upstream`, issue);
-    const { pathPrefix } = t.match;
-    if (pathPrefix !== null && nonCanonicalPath(pathPrefix)) {
-      issue(
-        `${at}.match.path_prefix`,
-        'must be a canonical path (no //, dot segments, %, ?, #, \\, ; or spaces)',
-      );
-    }
-    if (t.prefixRewrite !== null && nonCanonicalPath(t.prefixRewrite)) {
-      issue(
-        `${at}.prefix_rewrite`,
-        'must be a canonical path (no //, dot segments, %, ?, #, \\, ; or spaces)',
-      );
-    }
-    const prefix = pathPrefix ?? '/';
-    if (t.prefixRewrite !== null && prefix.endsWith('/') !== t.prefixRewrite.endsWith('/')) {
-      // `/openai/` → `/v1` would glue segments together (/openai/chat → /v1chat).
-      issue(
-        `${at}.prefix_rewrite`,
-        `must end with "/" exactly when match.path_prefix does (${prefix.endsWith('/') ? 'it does' : 'it does not'})`,
-      );
-    }
-    let tls: IrUpstreamTls | null = null;
-    if (upstream?.scheme === 'http' && t.tls !== null) {
-      issue(`${at}.tls`, 'is only valid with an https:// upstream');
-    }
-    if (upstream?.scheme === 'https') {
-      const sni = t.tls?.sni?.toLowerCase() ?? (upstream.isIp ? null : upstream.host.toLowerCase());
-      tls = {
-        sni,
-        caFile: t.tls?.caFile ?? config.envoy.caFile,
-        subjectAltName:
-          sni !== null ? { type: 'DNS', value: sni } : { type: 'IP_ADDRESS', value: upstream.host },
-      };
-    }
-    if (!upstream) return;
+/** How Envoy verifies an https upstream: the SNI host, or the IP, must be named by its certificate. */
+function upstreamTls(
+  config: Config,
+  t: TargetConfig,
+  upstream: Upstream | null,
+  at: string,
+  issue: Issue,
+): IrUpstreamTls | null {
+  if (upstream?.scheme === 'http' && t.tls !== null)
+    issue(`${at}.tls`, 'is only valid with an https:// upstream');
+  if (upstream?.scheme !== 'https') return null;
+  const sni = t.tls?.sni?.toLowerCase() ?? (upstream.isIp ? null : upstream.host.toLowerCase());
+  return {
+    sni,
+    caFile: t.tls?.caFile ?? config.envoy.caFile,
+    subjectAltName: sni !== null ? { type: 'DNS', value: sni } : { type: 'IP_ADDRESS', value: upstream.host },
+  };
+}
 
-    const cluster: IrCluster = {
-      name: targetClusterName(t.name),
-      discovery: upstream.isIp ? 'eds' : 'logical_dns',
-      endpoints: [{ host: upstream.host, port: upstream.port }],
-      tls,
-      http2: false,
-      connectTimeout: TARGET_CONNECT_TIMEOUT,
-    };
-    const credentials = t.credentials.map((c) => ({ header: c.header, ref: c.value, format: c.format }));
-    const routeWithoutChecksum: Omit<IrRoute, 'checksum'> = {
-      routeId: routeIdOf(t.name),
-      target: t.name,
-      protocol: t.protocol,
-      match: { pathPrefix: prefix, segmentBoundary: prefix !== '/' && !prefix.endsWith('/') },
-      prefixRewrite: t.prefixRewrite,
-      timeout: t.timeout,
-      hostRewrite: upstream.authority,
-      cluster: cluster.name,
-    };
-    const route: IrRoute = {
-      ...routeWithoutChecksum,
-      checksum: contentHash({ route: routeWithoutChecksum, cluster, credentials }),
-    };
-    clusters.push(cluster);
-    targets.push({
+interface TargetIr {
+  cluster: IrCluster;
+  target: IrTarget;
+  route: TargetRoute;
+}
+
+/** One target's cluster, route and authz entry; null (with issues reported) when it cannot be served. */
+function targetIr(config: Config, t: TargetConfig, index: number, issue: Issue): TargetIr | null {
+  const at = `targets[${index}]`;
+  const upstream = parseUpstream(t, `${at}.upstream`, issue);
+  const prefix = targetPrefix(t, at, issue);
+  const tls = upstreamTls(config, t, upstream, at, issue);
+  if (!upstream) return null;
+  const cluster: IrCluster = {
+    name: targetClusterName(t.name),
+    discovery: upstream.isIp ? 'eds' : 'logical_dns',
+    endpoints: [{ host: upstream.host, port: upstream.port }],
+    tls,
+    http2: false,
+    connectTimeout: TARGET_CONNECT_TIMEOUT,
+  };
+  const credentials = t.credentials.map((c) => ({ header: c.header, ref: c.value, format: c.format }));
+  const routeWithoutChecksum: Omit<IrRoute, 'checksum'> = {
+    routeId: routeIdOf(t.name),
+    target: t.name,
+    protocol: t.protocol,
+    match: { pathPrefix: prefix, segmentBoundary: prefix !== '/' && !prefix.endsWith('/') },
+    prefixRewrite: t.prefixRewrite,
+    timeout: t.timeout,
+    hostRewrite: upstream.authority,
+    cluster: cluster.name,
+  };
+  const route: IrRoute = {
+    ...routeWithoutChecksum,
+    checksum: contentHash({ route: routeWithoutChecksum, cluster, credentials }),
+  };
+  return {
+    cluster,
+    target: {
       name: t.name,
       protocol: t.protocol,
       routeId: route.routeId,
       cluster: cluster.name,
       credentials,
-    });
-    targetRoutes.push({ route, hosts: t.match.hosts.map((h) => h.toLowerCase()), index: i });
-  });
+    },
+    route: { route, hosts: t.match.hosts.map((h) => h.toLowerCase()), index },
+  };
+}
 
-  checkUnreachable(targetRoutes, issue);
-  checkListenerSockets(config, issue);
-
-  const authzEndpoints = config.authz.addresses.map(parseHostPort);
-  clusters.push({
+function authzCluster(config: Config): IrCluster {
+  const endpoints = config.authz.addresses.map(parseHostPort);
+  return {
     name: AUTHZ_CLUSTER,
-    discovery: authzEndpoints.every((e) => isIP(e.host) !== 0) ? 'static' : 'strict_dns',
-    endpoints: authzEndpoints,
+    discovery: endpoints.every((e) => isIP(e.host) !== 0) ? 'static' : 'strict_dns',
+    endpoints,
     tls: null,
     http2: true,
     connectTimeout: AUTHZ_CONNECT_TIMEOUT,
-  });
+  };
+}
 
+export function buildIr(config: Config): Ir {
+  const issues: ConfigIssue[] = [];
+  const issue: Issue = (path, message) => issues.push(configIssue(config, path, message));
+  const built = config.targets.flatMap((t, i) => targetIr(config, t, i, issue) ?? []);
+  const targetRoutes = built.map((b) => b.route);
+  checkUnreachable(targetRoutes, issue);
+  checkListenerSockets(config, issue);
   if (issues.length > 0) throw new ConfigError(config.file, sortIssues(issues));
 
   const listeners: IrListener[] = config.listeners.map((l) => ({
@@ -224,11 +235,10 @@ export function buildIr(config: Config): Ir {
     virtualHosts: virtualHosts(l.name, targetRoutes),
     accessLogName: `chaperone.${l.name}`,
   }));
-
   const withoutRevision = {
     listeners: listeners.sort(byName),
-    clusters: clusters.sort(byName),
-    targets: targets.sort(byName),
+    clusters: [...built.map((b) => b.cluster), authzCluster(config)].sort(byName),
+    targets: built.map((b) => b.target).sort(byName),
     authzCluster: AUTHZ_CLUSTER,
     accessLogCluster: XDS_CLUSTER,
   };
@@ -253,7 +263,7 @@ function virtualHosts(listener: string, routes: TargetRoute[]): IrVirtualHost[] 
 }
 
 /** Two targets that would match exactly the same requests: the second could never be reached. */
-function checkUnreachable(routes: TargetRoute[], issue: (path: string, message: string) => void): void {
+function checkUnreachable(routes: TargetRoute[], issue: Issue): void {
   const seen = new Map<string, TargetRoute>();
   for (const r of [...routes].sort((a, b) => a.index - b.index)) {
     const match = `${r.route.match.segmentBoundary ? 'segment' : 'prefix'}\0${r.route.match.pathPrefix}`;
@@ -272,7 +282,7 @@ function checkUnreachable(routes: TargetRoute[], issue: (path: string, message: 
   }
 }
 
-function checkListenerSockets(config: Config, issue: (path: string, message: string) => void): void {
+function checkListenerSockets(config: Config, issue: Issue): void {
   const wildcard = (a: string) => a === '0.0.0.0' || a === '::';
   config.listeners.forEach((l, i) => {
     const j = config.listeners.findIndex(

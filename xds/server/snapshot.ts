@@ -1,10 +1,11 @@
 // An immutable, validated set of Envoy resources. Building one encodes every resource strictly
 // against Envoy's protos and checks cross-references (a route's cluster exists, an EDS cluster has
 // endpoints, a listener's RDS name has a route configuration); a snapshot with any error is never
-// built, so it can never be published.
+// built, so it can never be published. Each resource is encoded here, once: streams and nodes all send
+// these bytes, whatever their number.
 import { createHash } from 'node:crypto';
 import { loadEnvoyRoot } from '../../lib/envoy-proto.ts';
-import { encodeProtoJson } from '../../lib/protojson.ts';
+import { type EncodeResult, encodeProtoJson } from '../../lib/protojson.ts';
 import { ADD_ORDER, MESSAGE_NAME, TYPE, type TypeUrl } from './resource-types.ts';
 
 export interface EncodedResource {
@@ -27,6 +28,13 @@ export interface SnapshotError {
   message: string;
 }
 
+/** Encodes one resource (proto3 JSON, proto field names) as the named Envoy message. */
+export type ResourceEncoder = (messageName: string, resource: Record<string, unknown>) => EncodeResult;
+
+/** Strict encoding against Envoy's own protos: an unknown field, a wrong type or a bad enum is an error. */
+export const encodeEnvoyResource: ResourceEncoder = (messageName, resource) =>
+  encodeProtoJson(loadEnvoyRoot(), messageName, resource);
+
 export class XdsSnapshot {
   private constructor(
     readonly resources: ReadonlyMap<TypeUrl, ReadonlyMap<string, EncodedResource>>,
@@ -40,8 +48,8 @@ export class XdsSnapshot {
 
   static build(
     json: EnvoyResourcesJson,
+    encode: ResourceEncoder = encodeEnvoyResource,
   ): { ok: true; snapshot: XdsSnapshot } | { ok: false; errors: SnapshotError[] } {
-    const root = loadEnvoyRoot();
     const errors: SnapshotError[] = [];
     const byType = new Map<TypeUrl, Map<string, EncodedResource>>();
     const lists: [TypeUrl, Record<string, unknown>[], string][] = [
@@ -63,7 +71,7 @@ export class XdsSnapshot {
           errors.push({ resource: label, path: nameField, message: `duplicate resource name "${name}"` });
           continue;
         }
-        const encoded = encodeProtoJson(root, MESSAGE_NAME[type], resource);
+        const encoded = encode(MESSAGE_NAME[type], resource);
         if (!encoded.ok) {
           for (const e of encoded.errors) errors.push({ resource: label, path: e.path, message: e.message });
           continue;

@@ -1,15 +1,22 @@
 // IR → Envoy xDS resources (proto3 JSON with proto field names, the shape XdsSnapshot.build takes):
 // a Listener and a RouteConfiguration per listener, a Cluster per target plus the authz cluster,
-// and a ClusterLoadAssignment per EDS cluster. Pure and deterministic (every list sorted by name);
-// the result is validated strictly before it is returned, so a resource Envoy would reject or
-// misread never leaves here.
+// and a ClusterLoadAssignment per EDS cluster. Pure and deterministic (every list sorted by name).
+// The resources are validated by building the snapshot that publishes them — strict encoding against
+// Envoy's protos, references resolved — so a resource Envoy would reject or misread never leaves here,
+// and each one is encoded once: the snapshot returned is the one the ADS server sends.
 import type { Ir } from '../ir/types.ts';
-import type { EnvoyResourcesJson } from '../server/snapshot.ts';
+import { type EnvoyResourcesJson, type ResourceEncoder, XdsSnapshot } from '../server/snapshot.ts';
 import { clusterResource, loadAssignment } from './cluster.ts';
 import { type ResourceIssue, TranslateError } from './errors.ts';
 import { listenerResource } from './listener.ts';
 import { routeConfigurationResource } from './route.ts';
-import { validateResources } from './validate.ts';
+
+export interface Translation {
+  /** The resources as proto3 JSON: what the golden files hold and what `envoy --mode validate` reads. */
+  resources: EnvoyResourcesJson;
+  /** The same resources, encoded and validated, ready to publish. */
+  snapshot: XdsSnapshot;
+}
 
 const PROTOCOLS = new Set(['http', 'mcp', 'llm', 'kubernetes', 'graphql']);
 
@@ -49,7 +56,8 @@ function unsupported(ir: Ir): ResourceIssue[] {
   return issues;
 }
 
-export function translate(ir: Ir): EnvoyResourcesJson {
+/** Throws TranslateError listing every problem. `encode` is the strict Envoy encoder unless a test counts. */
+export function translate(ir: Ir, encode?: ResourceEncoder): Translation {
   const problems = unsupported(ir);
   if (problems.length > 0) throw new TranslateError(problems);
   const resources: EnvoyResourcesJson = {
@@ -61,7 +69,7 @@ export function translate(ir: Ir): EnvoyResourcesJson {
       .map(loadAssignment)
       .sort(byKey('cluster_name')),
   };
-  const issues = validateResources(resources);
-  if (issues.length > 0) throw new TranslateError(issues);
-  return resources;
+  const built = XdsSnapshot.build(resources, encode);
+  if (!built.ok) throw new TranslateError(built.errors);
+  return { resources, snapshot: built.snapshot };
 }
