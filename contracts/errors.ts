@@ -22,6 +22,7 @@ export type AuthzErrorCode =
   | 'ERR_REQUEST_MALFORMED'
   | 'ERR_BODY_UNPARSABLE'
   | 'ERR_BODY_TRUNCATED'
+  | 'ERR_BODY_CONTENT_TYPE'
   | 'ERR_POLICY_MISSING'
   | 'ERR_POLICY_UNDEFINED'
   | 'ERR_POLICY_EVAL'
@@ -32,6 +33,7 @@ export type AuthzErrorCode =
   | 'ERR_APPROVAL_SPENT'
   | 'ERR_PROTOCOL_INVALID'
   | 'ERR_PROTOCOL_AMBIGUOUS'
+  | 'ERR_PROTOCOL_LIMIT'
   | 'ERR_INTERNAL';
 
 /** Failures outside a Check: start-up, configuration, the store, the CLI, the HTTP API. */

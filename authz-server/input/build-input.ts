@@ -174,6 +174,8 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
       parsedQuery: query.values,
       parsedBody: body.parsed,
       bodyText: body.text,
+      bodyPresent: body.present,
+      bodyMediaType: body.mediaType,
       truncatedBody: body.truncated,
       route,
       rewrite: routeContext.rewrite,
