@@ -1,13 +1,14 @@
 // Envoy's external processing (envoy.service.ext_proc.v3) for response masking. Envoy sends each
 // response's headers with the ext_authz dynamic metadata; when the decision carried `masks`, the
 // processor asks for the buffered body, rewrites it (authz-server/masking) and reports counts per
-// detector — otherwise it lets the body stream through untouched. A streaming response on a masked
-// route is refused (502): it is never passed through unmasked.
+// detector — otherwise it lets the body stream through untouched. A masked response that cannot be
+// masked as declared is replaced by a 502, never passed through: a stream (text/event-stream), a
+// partial response (206, Content-Range), an encoded body, or a path mask on a body that is not JSON.
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
 import { fromStruct } from '../../lib/proto-struct.ts';
-import { type MaskSpec, maskBody } from './masker.ts';
+import { type MaskSpec, maskBody, UnmaskableResponseError, unmaskableReason } from './masker.ts';
 
 export const EXT_PROC_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';
 const AUTHZ_NAMESPACE = 'envoy.filters.http.ext_authz';
@@ -16,6 +17,20 @@ export interface MaskEvent {
   decisionId: string | null;
   counts: Record<string, number>;
   contentType: string | null;
+}
+
+/** The error response that replaces a body that must not be sent. */
+function refusal(error: string, reason: string, details: string) {
+  return {
+    immediateResponse: {
+      status: { code: 'BadGateway' },
+      headers: {
+        setHeaders: [{ header: { key: 'content-type', rawValue: Buffer.from('application/json') } }],
+      },
+      body: Buffer.from(JSON.stringify({ error, reason })),
+      details,
+    },
+  };
 }
 
 function headerValue(headers: any, name: string): string | undefined {
@@ -50,18 +65,28 @@ export function addMaskProcessor(
               return;
             }
             if (/^text\/event-stream/i.test(contentType ?? '')) {
-              call.write({
-                immediateResponse: {
-                  status: { code: 'BadGateway' },
-                  body: Buffer.from(
-                    JSON.stringify({
-                      error: 'ERR_STREAM_NOT_MASKABLE',
-                      reason: 'streaming responses are refused on a masked route',
-                    }),
-                  ),
-                  details: 'chaperone_masking_refused_stream',
-                },
-              });
+              call.write(
+                refusal(
+                  'ERR_STREAM_NOT_MASKABLE',
+                  'streaming responses are refused on a masked route',
+                  'chaperone_masking_refused_stream',
+                ),
+              );
+              return;
+            }
+            const status = Number(headerValue(msg.responseHeaders, ':status'));
+            const why = unmaskableReason(
+              {
+                status: Number.isInteger(status) ? status : null,
+                contentType,
+                contentEncoding: headerValue(msg.responseHeaders, 'content-encoding'),
+                contentRange: headerValue(msg.responseHeaders, 'content-range'),
+              },
+              masks,
+            );
+            if (why) {
+              o.logger.warn({ decision_id: decisionId, reason: why }, 'masked response refused');
+              call.write(refusal('ERR_RESPONSE_NOT_MASKABLE', why, 'chaperone_masking_refused_response'));
               return;
             }
             call.write({
@@ -88,18 +113,20 @@ export function addMaskProcessor(
           else if (msg.requestTrailers) call.write({ requestTrailers: {} });
         } catch (err) {
           // Fail closed: a body that cannot be masked is not sent.
+          if (err instanceof UnmaskableResponseError) {
+            o.logger.warn({ decision_id: decisionId, reason: err.message }, 'masked response refused');
+            call.write(
+              refusal('ERR_RESPONSE_NOT_MASKABLE', err.message, 'chaperone_masking_refused_response'),
+            );
+            return;
+          }
           o.logger.error(
             { decision_id: decisionId, err: err instanceof Error ? err.message : String(err) },
             'masking failed',
           );
-          call.write({
-            immediateResponse: {
-              status: { code: 'BadGateway' },
-              body: Buffer.from(
-                JSON.stringify({ error: 'ERR_MASKING_FAILED', reason: 'the response could not be masked' }),
-              ),
-            },
-          });
+          call.write(
+            refusal('ERR_MASKING_FAILED', 'the response could not be masked', 'chaperone_masking_failed'),
+          );
         }
       });
       call.on('end', () => call.end());

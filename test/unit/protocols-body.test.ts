@@ -111,12 +111,13 @@ describe('Content-Type', () => {
   });
 
   it.each(['mcp', 'llm', 'graphql'])('a %s route takes application/json only', (protocol) => {
-    for (const headers of [
+    const variants: Record<string, string>[] = [
       {},
       { 'content-type': 'text/plain' },
       { 'content-type': 'text/json' },
       { 'content-type': 'application/x-www-form-urlencoded' },
-    ]) {
+    ];
+    for (const headers of variants) {
       expect(build('{"jsonrpc":"2.0","id":1,"method":"tools/list"}', headers, protocol)).toMatchObject({
         ok: false,
         code: 'ERR_BODY_CONTENT_TYPE',
