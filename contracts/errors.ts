@@ -22,6 +22,7 @@ export type AuthzErrorCode =
   | 'ERR_REQUEST_MALFORMED'
   | 'ERR_BODY_UNPARSABLE'
   | 'ERR_BODY_TRUNCATED'
+  | 'ERR_BODY_CONTENT_TYPE'
   | 'ERR_POLICY_MISSING'
   | 'ERR_POLICY_UNDEFINED'
   | 'ERR_POLICY_EVAL'
@@ -31,8 +32,10 @@ export type AuthzErrorCode =
   | 'ERR_APPROVAL_SPENT'
   | 'ERR_PROTOCOL_INVALID'
   | 'ERR_PROTOCOL_AMBIGUOUS'
+  | 'ERR_PROTOCOL_LIMIT'
   | 'ERR_MASKING_FAILED'
   | 'ERR_STREAM_NOT_MASKABLE'
+  | 'ERR_RESPONSE_NOT_MASKABLE'
   | 'ERR_INTERNAL';
 
 /** Failures outside a Check: start-up, configuration, the store, the CLI, the HTTP API. */
@@ -106,6 +109,13 @@ export const DENY_CATALOG: { readonly [C in AuthzErrorCode]: DenyRule } = {
   ERR_BODY_TRUNCATED: server(413, 'deny', 'the request body is incomplete', requestDetail),
   ERR_PROTOCOL_INVALID: server(400, 'deny', 'the request is not a valid protocol message', requestDetail),
   ERR_PROTOCOL_AMBIGUOUS: server(400, 'deny', 'the request can be read more than one way', requestDetail),
+  ERR_PROTOCOL_LIMIT: server(400, 'deny', 'the request exceeds a protocol limit', requestDetail),
+  ERR_BODY_CONTENT_TYPE: server(
+    400,
+    'deny',
+    'the request body has an unacceptable content type',
+    requestDetail,
+  ),
   ERR_POLICY_MISSING: server(503, 'deny', 'no policy is loaded'),
   ERR_POLICY_UNDEFINED: server(403, 'error', 'policy decision is undefined'),
   ERR_POLICY_EVAL: server(403, 'error', 'policy evaluation failed'),
@@ -121,6 +131,12 @@ export const DENY_CATALOG: { readonly [C in AuthzErrorCode]: DenyRule } = {
   // The response path (ext_proc mask processor): the body is refused, never sent unmasked.
   ERR_MASKING_FAILED: server(502, 'error', 'the response could not be masked'),
   ERR_STREAM_NOT_MASKABLE: server(502, 'deny', 'streaming responses are refused on a masked route'),
+  ERR_RESPONSE_NOT_MASKABLE: server(
+    502,
+    'deny',
+    'the response cannot be masked as the policy declared',
+    (why) => `the response cannot be masked as the policy declared: ${why}`,
+  ),
   ERR_INTERNAL: server(500, 'deny', 'internal error in the authorization server'),
 };
 

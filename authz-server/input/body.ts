@@ -1,12 +1,16 @@
 // The request body as the policy sees it: `truncated_body` and `parsed_body`. A body the policy
 // cannot see whole is never judged as if it were whole (OPA-Envoy missed partial bodies without a
 // Content-Length), and a body that claims to be JSON but is not is refused, not silently ignored:
-// the upstream might parse it more leniently than we do.
+// the upstream might parse it more leniently than we do. JSON goes through the strict reader
+// (duplicate and case-variant keys, rounded numbers refused); a repeated or malformed Content-Type,
+// or a charset other than UTF-8 on JSON/form, is refused (ERR_BODY_CONTENT_TYPE). Bodies of other
+// types stay unparsed: the body rules of the shipped library and the protocol views refuse them.
 import type { ServerDenyCode } from '../../contracts/errors.ts';
 import { parseFormEncoded } from './query.ts';
+import { parseStrictJson, STRICT_JSON_MAX_DEPTH } from './strict-json.ts';
 
 /** Containers nested deeper than this are refused: deep JSON costs stack in later consumers. */
-export const MAX_JSON_DEPTH = 64;
+export const MAX_JSON_DEPTH = STRICT_JSON_MAX_DEPTH;
 
 export const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
 
@@ -19,35 +23,87 @@ export type BodyOutcome =
   | {
       ok: true;
       truncated: boolean;
-      parsed?: unknown /** The decoded text of a parsed body (protocol decoders re-read it strictly). */;
+      /** A body was sent (complete or not). */
+      present: boolean;
+      /** The body's media type (type/subtype, lower-case), null when none was declared. */
+      mediaType: string | null;
+      parsed?: unknown;
+      /** The decoded text of a parsed body. */
       text?: string;
     }
   | { ok: false; code: ServerDenyCode; reason: string };
 
-type MediaKind = 'json' | 'form' | 'other';
-
-/** Media type without parameters, lower-cased: JSON is application/json or any `+json` type. */
-export function mediaKind(contentType: string | undefined): MediaKind {
-  if (!contentType) return 'other';
-  const semi = contentType.indexOf(';');
-  const type = (semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
-  if (type === 'application/json' || (type.endsWith('+json') && type.indexOf('/') > 0)) return 'json';
-  if (type === 'application/x-www-form-urlencoded') return 'form';
-  return 'other';
+/** A Content-Type header read as RFC 9110 defines it: `type/subtype *( ; name=value )`. */
+export interface MediaType {
+  /** type/subtype, lower-case. */
+  type: string;
+  /** The charset parameter, lower-case, unquoted; null when absent. */
+  charset: string | null;
 }
 
-/** True when a parsed JSON value nests arrays/objects more than `limit` levels deep. */
-function nestsDeeperThan(value: unknown, limit: number): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  if (limit === 0) return true;
-  if (Array.isArray(value)) {
-    for (const item of value) if (nestsDeeperThan(item, limit - 1)) return true;
-    return false;
+export type ContentTypeRead = { ok: true; media: MediaType | null } | { ok: false; reason: string };
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Splits on `sep` outside quoted strings (a quoted parameter may hold ',' or ';'). */
+function splitOutsideQuotes(s: string, sep: string): string[] | null {
+  const parts: string[] = [];
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (quoted && c === '\\') i++;
+    else if (c === '"') quoted = !quoted;
+    else if (!quoted && c === sep) {
+      parts.push(s.slice(start, i));
+      start = i + 1;
+    }
   }
-  for (const key in value) {
-    if (nestsDeeperThan((value as Record<string, unknown>)[key], limit - 1)) return true;
+  if (quoted) return null;
+  parts.push(s.slice(start));
+  return parts;
+}
+
+/**
+ * Reads a Content-Type value. A repeated header (Envoy joins repeats with ",") or a malformed one is
+ * refused: which of two types a server believes is anyone's guess.
+ */
+export function readContentType(value: string | undefined): ContentTypeRead {
+  if (value === undefined || value.trim() === '') return { ok: true, media: null };
+  const repeats = splitOutsideQuotes(value, ',');
+  if (!repeats) return { ok: false, reason: 'content-type has an unterminated quoted string' };
+  if (repeats.filter((r) => r.trim() !== '').length > 1)
+    return { ok: false, reason: 'content-type is repeated' };
+  const parts = splitOutsideQuotes(repeats.find((r) => r.trim() !== '') ?? '', ';') ?? [];
+  const [type, subtype, ...extra] = (parts[0] ?? '').trim().split('/');
+  if (!type || !subtype || extra.length > 0 || !TOKEN.test(type) || !TOKEN.test(subtype))
+    return { ok: false, reason: 'content-type is not a media type' };
+  let charset: string | null = null;
+  for (const param of parts.slice(1)) {
+    if (param.trim() === '') continue;
+    const eq = param.indexOf('=');
+    const name = param.slice(0, eq).trim().toLowerCase();
+    let v = param.slice(eq + 1).trim();
+    if (eq === -1 || !TOKEN.test(name))
+      return { ok: false, reason: 'content-type has a malformed parameter' };
+    if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) v = v.slice(1, -1).replace(/\\(.)/g, '$1');
+    else if (!TOKEN.test(v)) return { ok: false, reason: 'content-type has a malformed parameter' };
+    if (name === 'charset') {
+      if (charset !== null) return { ok: false, reason: 'content-type repeats its charset' };
+      charset = v.toLowerCase();
+    }
   }
-  return false;
+  return { ok: true, media: { type: `${type}/${subtype}`.toLowerCase(), charset } };
+}
+
+type MediaKind = 'json' | 'form' | 'other';
+
+/** JSON is application/json or any `+json` type; `text/json` and friends are not (they stay unread). */
+export function mediaKind(media: MediaType | null): MediaKind {
+  if (!media) return 'other';
+  if (media.type === 'application/json' || media.type.endsWith('+json')) return 'json';
+  if (media.type === 'application/x-www-form-urlencoded') return 'form';
+  return 'other';
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -90,32 +146,43 @@ export function readBody(
         reason: 'request body did not reach the authorization check in full',
       };
     }
-    return { ok: true, truncated: true };
   }
-  if (raw === undefined || received === 0) return { ok: true, truncated: false };
+  const present = received > 0 || truncated;
+  const contentType = readContentType(header('content-type'));
+  if (!contentType.ok) {
+    if (!present) return { ok: true, truncated: false, present, mediaType: null };
+    return { ok: false, code: 'ERR_BODY_CONTENT_TYPE', reason: contentType.reason };
+  }
+  const mediaType = contentType.media?.type ?? null;
+  if (truncated) return { ok: true, truncated: true, present, mediaType };
+  if (raw === undefined || received === 0) return { ok: true, truncated: false, present, mediaType };
 
-  const kind = mediaKind(header('content-type'));
-  if (kind === 'other') return { ok: true, truncated: false };
+  const kind = mediaKind(contentType.media);
+  if (kind === 'other') return { ok: true, truncated: false, present, mediaType };
+  const charset = contentType.media?.charset ?? null;
+  if (charset !== null && charset !== 'utf-8' && charset !== 'utf8') {
+    return {
+      ok: false,
+      code: 'ERR_BODY_CONTENT_TYPE',
+      reason: `request body charset ${charset.slice(0, 40)} is not UTF-8`,
+    };
+  }
   const text = bodyText(raw);
   if (text === null)
     return { ok: false, code: 'ERR_BODY_UNPARSABLE', reason: 'request body is not valid UTF-8' };
 
   if (kind === 'json') {
-    let parsed: unknown;
-    try {
-      // JSON.parse defines "__proto__" as an own data key, never as the prototype: no pollution.
-      parsed = JSON.parse(text);
-    } catch {
-      return { ok: false, code: 'ERR_BODY_UNPARSABLE', reason: 'request body is not valid JSON' };
+    const json = parseStrictJson(text, MAX_JSON_DEPTH);
+    if (!json.ok) {
+      const reason =
+        json.problem === 'too_deep'
+          ? `request body nests deeper than ${MAX_JSON_DEPTH} levels`
+          : json.problem === 'syntax'
+            ? 'request body is not valid JSON'
+            : `request body is ambiguous JSON: ${json.message}`;
+      return { ok: false, code: 'ERR_BODY_UNPARSABLE', reason };
     }
-    if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) {
-      return {
-        ok: false,
-        code: 'ERR_BODY_UNPARSABLE',
-        reason: `request body nests deeper than ${MAX_JSON_DEPTH} levels`,
-      };
-    }
-    return { ok: true, truncated: false, parsed, text };
+    return { ok: true, truncated: false, present, mediaType, parsed: json.value, text };
   }
   const form = parseFormEncoded(text);
   if (!form.ok) {
@@ -125,5 +192,5 @@ export function readBody(
       reason: `request body is not valid form data: ${form.reason}`,
     };
   }
-  return { ok: true, truncated: false, parsed: form.values, text };
+  return { ok: true, truncated: false, present, mediaType, parsed: form.values, text };
 }

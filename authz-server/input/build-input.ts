@@ -167,6 +167,8 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
       parsedQuery: target.query,
       parsedBody: body.parsed,
       bodyText: body.text,
+      bodyPresent: body.present,
+      bodyMediaType: body.mediaType,
       truncatedBody: body.truncated,
       route,
       rewrite: routeContext.rewrite,

@@ -55,8 +55,12 @@ export interface ProtocolContext {
   parsedQuery: Readonly<FormValues>;
   /** undefined when there is no parsed body (absent, truncated or of a type not parsed). */
   parsedBody: unknown;
-  /** The body text behind parsedBody (JSON or form), for decoders that must re-read it strictly. */
+  /** The body text behind parsedBody (JSON or form). */
   bodyText: string | undefined;
+  /** A body was sent, parsed or not. */
+  bodyPresent: boolean;
+  /** Its declared media type (type/subtype, lower-case); null when none was declared. */
+  bodyMediaType: string | null;
   truncatedBody: boolean;
   route: RouteRef | null;
   /** Set when the route rewrites its prefix: the upstream sees another path than the client sent. */

@@ -1,14 +1,15 @@
 // Envoy's external processing (envoy.service.ext_proc.v3) for response masking. Envoy sends each
 // response's headers with the ext_authz dynamic metadata; when the decision carried `masks`, the
 // processor asks for the buffered body, rewrites it (authz-server/masking) and reports counts per
-// detector — otherwise it lets the body stream through untouched. A streaming response on a masked
-// route is refused (502): it is never passed through unmasked.
+// detector — otherwise it lets the body stream through untouched. A masked response that cannot be
+// masked as declared is replaced by a 502, never passed through: a stream (text/event-stream), a
+// partial response (206, Content-Range), an encoded body, or a path mask on a body that is not JSON.
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { denyOf } from '../../contracts/errors.ts';
 import { loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
 import { fromStruct } from '../../lib/proto-struct.ts';
-import { type MaskSpec, maskBody } from './masker.ts';
+import { type MaskSpec, maskBody, UnmaskableResponseError, unmaskableReason } from './masker.ts';
 
 export const EXT_PROC_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';
 const AUTHZ_NAMESPACE = 'envoy.filters.http.ext_authz';
@@ -18,6 +19,8 @@ export interface MaskEvent {
   counts: Record<string, number>;
   contentType: string | null;
 }
+
+/** The error response that replaces a body that must not be sent. */
 
 function headerValue(headers: any, name: string): string | undefined {
   for (const h of headers?.headers?.headers ?? []) {
@@ -29,13 +32,19 @@ function headerValue(headers: any, name: string): string | undefined {
 }
 
 /** An immediate response in place of a body that must not reach the client; status and reason from the deny catalog. */
-function refusal(code: 'ERR_STREAM_NOT_MASKABLE' | 'ERR_MASKING_FAILED', details?: string) {
-  const { status, publicReason } = denyOf(code);
+type RefusalCode = 'ERR_STREAM_NOT_MASKABLE' | 'ERR_MASKING_FAILED' | 'ERR_RESPONSE_NOT_MASKABLE';
+
+/** The response that replaces one that cannot be masked: status and reason from the deny catalog. */
+function refusal(code: RefusalCode, details: string, why?: string) {
+  const { status, publicReason: reason } = denyOf(code, why);
   return {
     immediateResponse: {
       status: { code: status },
-      body: Buffer.from(JSON.stringify({ error: code, reason: publicReason })),
-      ...(details ? { details } : {}),
+      headers: {
+        setHeaders: [{ header: { key: 'content-type', rawValue: Buffer.from('application/json') } }],
+      },
+      body: Buffer.from(JSON.stringify({ error: code, reason })),
+      details,
     },
   };
 }
@@ -66,6 +75,21 @@ export function addMaskProcessor(
               call.write(refusal('ERR_STREAM_NOT_MASKABLE', 'chaperone_masking_refused_stream'));
               return;
             }
+            const status = Number(headerValue(msg.responseHeaders, ':status'));
+            const why = unmaskableReason(
+              {
+                status: Number.isInteger(status) ? status : null,
+                contentType,
+                contentEncoding: headerValue(msg.responseHeaders, 'content-encoding'),
+                contentRange: headerValue(msg.responseHeaders, 'content-range'),
+              },
+              masks,
+            );
+            if (why) {
+              o.logger.warn({ decision_id: decisionId, reason: why }, 'masked response refused');
+              call.write(refusal('ERR_RESPONSE_NOT_MASKABLE', 'chaperone_masking_refused_response', why));
+              return;
+            }
             call.write({
               responseHeaders: { response: { headerMutation: { removeHeaders: ['content-length'] } } },
               modeOverride: { responseBodyMode: 'BUFFERED' },
@@ -90,11 +114,18 @@ export function addMaskProcessor(
           else if (msg.requestTrailers) call.write({ requestTrailers: {} });
         } catch (err) {
           // Fail closed: a body that cannot be masked is not sent.
+          if (err instanceof UnmaskableResponseError) {
+            o.logger.warn({ decision_id: decisionId, reason: err.message }, 'masked response refused');
+            call.write(
+              refusal('ERR_RESPONSE_NOT_MASKABLE', 'chaperone_masking_refused_response', err.message),
+            );
+            return;
+          }
           o.logger.error(
             { decision_id: decisionId, err: err instanceof Error ? err.message : String(err) },
             'masking failed',
           );
-          call.write(refusal('ERR_MASKING_FAILED'));
+          call.write(refusal('ERR_MASKING_FAILED', 'chaperone_masking_failed'));
         }
       });
       call.on('end', () => call.end());

@@ -24,6 +24,37 @@ export class MaskSpecError extends ChaperoneError {
   }
 }
 
+/** A response that cannot be masked as its spec declares: it must not be sent at all. */
+export class UnmaskableResponseError extends Error {
+  readonly code = 'ERR_RESPONSE_NOT_MASKABLE';
+}
+
+/** What the response headers say about the body to come. */
+export interface ResponseHead {
+  status: number | null;
+  contentType: string | undefined;
+  contentEncoding: string | undefined;
+  contentRange: string | undefined;
+}
+
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+
+/**
+ * Why a response cannot be masked as `spec` declares, before its body is read; null when it can.
+ * A part of a body (206, Content-Range) may split a secret across responses; an encoded body hides
+ * it from the detectors; a path mask needs a JSON body (`text/json` and friends are not).
+ */
+export function unmaskableReason(head: ResponseHead, spec: MaskSpec): string | null {
+  if (head.status === 206 || head.contentRange !== undefined)
+    return 'a partial (ranged) response cannot be masked';
+  const encoding = head.contentEncoding?.trim().toLowerCase();
+  if (encoding && encoding !== 'identity')
+    return `a ${encoding.slice(0, 20)}-encoded response cannot be masked`;
+  if ((spec.paths?.length ?? 0) > 0 && !JSON_TYPE.test(head.contentType ?? ''))
+    return 'a response masked by JSON path must be application/json';
+  return null;
+}
+
 interface Detector {
   name: string;
   re: RegExp;
@@ -131,20 +162,29 @@ function maskStrings(node: unknown, detectors: Detector[], counts: Record<string
   return node;
 }
 
-/** Masks a response body. JSON bodies keep their structure; anything else is masked as text. */
+/**
+ * Masks a response body. JSON bodies keep their structure; anything else is masked as text. Throws
+ * UnmaskableResponseError when path masks cannot apply (not JSON): such a body is never sent.
+ */
 export function maskBody(body: string, contentType: string | undefined, spec: MaskSpec): MaskResult {
   const counts: Record<string, number> = {};
   const detectors = compileDetectors(spec.detectors);
-  const isJson = /^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType ?? '');
+  const isJson = JSON_TYPE.test(contentType ?? '');
+  const pathMasks = spec.paths ?? [];
+  if (pathMasks.length > 0 && !isJson)
+    throw new UnmaskableResponseError('a response masked by JSON path must be application/json');
   if (isJson) {
     let value: unknown;
     try {
       value = JSON.parse(body);
     } catch {
-      // Declared JSON that is not: mask it as text, never pass it through untouched.
+      // Declared JSON that is not: path masks cannot apply, so it is not sent; detectors alone can
+      // still mask it as text.
+      if (pathMasks.length > 0)
+        throw new UnmaskableResponseError('a response masked by JSON path is not valid JSON');
       return { body: maskText(body, detectors, counts), counts };
     }
-    for (const p of spec.paths ?? []) value = maskPath(value, parsePath(p), counts);
+    for (const p of pathMasks) value = maskPath(value, parsePath(p), counts);
     value = maskStrings(value, detectors, counts);
     return { body: JSON.stringify(value), counts };
   }

@@ -1,228 +1,310 @@
-// GraphQL requests as policy input: the operation that will run (type and name) and its top-level
-// fields, so a policy can refuse mutations or a field without parsing GraphQL in Rego. A small lexer
-// and a parser for the executable subset a decision needs: operations, selection sets, aliases,
-// arguments (skipped), directives (skipped), fragments (top-level spreads resolved). Several operations
-// without an operationName is ambiguous; anything unparsable is refused.
+// GraphQL requests as policy input: the operation that will run (type and name) and every field it
+// selects as a full path (`viewer.repository.deployKeys`), fragments expanded, aliases resolved to the
+// field they call. The document is read by graphql-js, the reference implementation most servers run,
+// so comments, block strings and escapes are tokenised exactly as the server will; the operation is
+// picked as graphql-js's executor picks it.
+//
+// Order matters: bounds first (query size, then tokens inside graphql-js's parser, then depth, aliases
+// and fragment expansion while walking), so a small hostile document costs microseconds, not the event
+// loop. Request parameters are read as GraphQL-over-HTTP defines (GET: URL query; POST: JSON body),
+// and anything two servers could read differently is refused as ambiguous: parameters in the URL of a
+// POST, repeated or case-variant parameter names, a GET with a body, several operations without
+// `operationName`, two operations of the same name.
+import {
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  GraphQLError,
+  Kind,
+  type OperationDefinitionNode,
+  parse,
+  type SelectionSetNode,
+} from 'graphql';
 import type { ProtocolContext, ProtocolOutcome } from '../input/policy-input.ts';
+import { foldKey, parseStrictJson } from '../input/strict-json.ts';
+import { GRAPHQL_LIMITS, type GraphqlLimits } from './limits.ts';
+
+export type OperationType = 'query' | 'mutation' | 'subscription';
 
 export interface GraphqlView {
   name: 'graphql';
-  operation_type: 'query' | 'mutation' | 'subscription';
+  operation_type: OperationType;
   operation_name: string | null;
+  /** Every selected field as a dotted path of field names (not aliases), sorted, each once. */
   fields: string[];
+  /** The top-level fields of the operation. */
+  root_fields: string[];
+  /** Every field name selected anywhere in the operation, sorted, each once. */
+  field_names: string[];
+  /** Every operation of the document (only `operation_*` runs). */
+  operations: { operation_type: OperationType; operation_name: string | null }[];
+  /** Deepest field nesting, fragments expanded (root fields are depth 1). */
+  depth: number;
+  /** Aliased fields, fragments expanded. */
+  aliases: number;
 }
 
-type Tok = { k: 'name' | 'punct' | 'string' | 'number'; v: string };
+/** The GraphQL-over-HTTP request parameters. */
+const PARAMS = ['query', 'operationName', 'variables', 'extensions'] as const;
+const FOLDED_PARAMS = new Map(PARAMS.map((p) => [foldKey(p), p]));
 
-class GraphqlSyntaxError extends Error {}
+type Outcome<T> = { ok: true; value: T } | { ok: false; code: Refusal['code']; reason: string };
+type Refusal = Extract<ProtocolOutcome, { ok: false }>;
 
-function lex(src: string): Tok[] {
-  const toks: Tok[] = [];
-  let i = 0;
-  while (i < src.length) {
-    const c = src[i]!;
-    if (c === '#') {
-      while (i < src.length && src[i] !== '\n') i++;
-    } else if (/[\s,\ufeff]/.test(c)) i++;
-    else if (src.startsWith('"""', i)) {
-      const end = src.indexOf('"""', i + 3);
-      if (end === -1) throw new GraphqlSyntaxError('unterminated block string');
-      toks.push({ k: 'string', v: src.slice(i + 3, end) });
-      i = end + 3;
-    } else if (c === '"') {
-      let j = i + 1;
-      while (j < src.length && src[j] !== '"') j += src[j] === '\\' ? 2 : 1;
-      if (j >= src.length) throw new GraphqlSyntaxError('unterminated string');
-      toks.push({ k: 'string', v: src.slice(i + 1, j) });
-      i = j + 1;
-    } else if (src.startsWith('...', i)) {
-      toks.push({ k: 'punct', v: '...' });
-      i += 3;
-    } else if ('{}()[]:=@$!|&'.includes(c)) {
-      toks.push({ k: 'punct', v: c });
-      i++;
-    } else if (/[A-Za-z_]/.test(c)) {
-      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(src.slice(i))!;
-      toks.push({ k: 'name', v: m[0] });
-      i += m[0].length;
-    } else if (/[-0-9]/.test(c)) {
-      const m = /^-?\d+(\.\d+)?([eE][+-]?\d+)?/.exec(src.slice(i));
-      if (!m) throw new GraphqlSyntaxError('bad number');
-      toks.push({ k: 'number', v: m[0] });
-      i += m[0].length;
-    } else throw new GraphqlSyntaxError(`unexpected character ${JSON.stringify(c)}`);
-  }
-  return toks;
+const refuse = (
+  code: Refusal['code'],
+  reason: string,
+): { ok: false; code: Refusal['code']; reason: string } => ({
+  ok: false,
+  code,
+  reason: `GraphQL: ${reason}`,
+});
+
+interface Params {
+  query: unknown;
+  operationName: unknown;
+  variables: unknown;
+  extensions: unknown;
 }
 
-interface Selection {
-  field?: string;
-  spread?: string;
-  inline?: Selection[];
+/** A parameter name spelled another way than the spec's (case-insensitive servers would read it). */
+function variantOfParam(key: string): string | undefined {
+  const param = FOLDED_PARAMS.get(foldKey(key));
+  return param !== undefined && param !== key ? param : undefined;
 }
 
-interface Operation {
-  type: GraphqlView['operation_type'];
-  name: string | null;
-  selections: Selection[];
-}
-
-function parse(toks: Tok[]): { ops: Operation[]; fragments: Map<string, Selection[]> } {
-  let p = 0;
-  const peek = () => toks[p];
-  const next = () => {
-    const t = toks[p++];
-    if (!t) throw new GraphqlSyntaxError('unexpected end of document');
-    return t;
-  };
-  const expect = (v: string) => {
-    const t = next();
-    if (t.v !== v || t.k === 'string') throw new GraphqlSyntaxError(`expected "${v}"`);
-  };
-  // Skips a balanced (...) or [...] group, e.g. arguments or variable definitions.
-  const skipGroup = (open: string, close: string) => {
-    expect(open);
-    let depth = 1;
-    while (depth > 0) {
-      const t = next();
-      if (t.k === 'punct' && t.v === open) depth++;
-      else if (t.k === 'punct' && t.v === close) depth--;
-    }
-  };
-  const directives = () => {
-    while (peek()?.v === '@') {
-      next();
-      next();
-      if (peek()?.v === '(') skipGroup('(', ')');
-    }
-  };
-  const selectionSet = (): Selection[] => {
-    expect('{');
-    const out: Selection[] = [];
-    while (peek()?.v !== '}') {
-      if (peek()?.v === '...') {
-        next();
-        if (peek()?.k === 'name' && peek()?.v !== 'on') {
-          out.push({ spread: next().v });
-          directives();
-        } else {
-          if (peek()?.v === 'on') {
-            next();
-            next();
-          }
-          directives();
-          out.push({ inline: selectionSet() });
-        }
-        continue;
-      }
-      const first = next();
-      if (first.k !== 'name') throw new GraphqlSyntaxError('expected a field');
-      let field = first.v;
-      if (peek()?.v === ':') {
-        next(); // alias: the field is what follows
-        const real = next();
-        if (real.k !== 'name') throw new GraphqlSyntaxError('expected a field after an alias');
-        field = real.v;
-      }
-      if (peek()?.v === '(') skipGroup('(', ')');
-      directives();
-      if (peek()?.v === '{') selectionSet();
-      out.push({ field });
-    }
-    expect('}');
-    return out;
-  };
-  const ops: Operation[] = [];
-  const fragments = new Map<string, Selection[]>();
-  while (p < toks.length) {
-    const t = peek()!;
-    if (t.v === '{') {
-      ops.push({ type: 'query', name: null, selections: selectionSet() });
-    } else if (t.k === 'name' && (t.v === 'query' || t.v === 'mutation' || t.v === 'subscription')) {
-      next();
-      const name = peek()?.k === 'name' ? next().v : null;
-      if (peek()?.v === '(') skipGroup('(', ')');
-      directives();
-      ops.push({ type: t.v, name, selections: selectionSet() });
-    } else if (t.k === 'name' && t.v === 'fragment') {
-      next();
-      const name = next().v;
-      expect('on');
-      next();
-      directives();
-      fragments.set(name, selectionSet());
-    } else throw new GraphqlSyntaxError(`unexpected "${t.v}"`);
-  }
-  return { ops, fragments };
-}
-
-function topFields(
-  sel: Selection[],
-  fragments: Map<string, Selection[]>,
-  seen = new Set<string>(),
-): string[] {
-  const out: string[] = [];
-  for (const s of sel) {
-    if (s.field) out.push(s.field);
-    else if (s.inline) out.push(...topFields(s.inline, fragments, seen));
-    else if (s.spread) {
-      if (seen.has(s.spread)) throw new GraphqlSyntaxError(`fragment cycle through ${s.spread}`);
-      const f = fragments.get(s.spread);
-      if (!f) throw new GraphqlSyntaxError(`unknown fragment ${s.spread}`);
-      out.push(...topFields(f, fragments, new Set([...seen, s.spread])));
-    }
-  }
-  return [...new Set(out)];
-}
-
-export function parseGraphql(ctx: ProtocolContext): ProtocolOutcome {
-  const invalid = (reason: string): ProtocolOutcome => ({
-    ok: false,
-    code: 'ERR_PROTOCOL_INVALID',
-    reason: `GraphQL: ${reason}`,
-  });
-  let query: unknown;
-  let operationName: unknown;
+function readParams(ctx: ProtocolContext): Outcome<Params> {
+  const urlKeys = Object.keys(ctx.parsedQuery).filter((k) => FOLDED_PARAMS.has(foldKey(k)));
   if (ctx.method === 'GET') {
-    query = ctx.parsedQuery['query']?.[0];
-    operationName = ctx.parsedQuery['operationName']?.[0];
-  } else if (ctx.method === 'POST') {
-    const body = ctx.parsedBody as Record<string, unknown> | undefined;
-    if (!body || typeof body !== 'object' || Array.isArray(body))
-      return invalid('a POST needs a JSON object body (batches are refused)');
-    query = body['query'];
-    operationName = body['operationName'] ?? undefined;
-  } else return invalid(`HTTP method ${ctx.method} is not used by GraphQL`);
-  if (typeof query !== 'string' || query.trim() === '') return invalid('query is required');
-  if (operationName !== undefined && operationName !== null && typeof operationName !== 'string')
-    return invalid('operationName must be a string');
-  try {
-    const { ops, fragments } = parse(lex(query));
-    if (ops.length === 0) return invalid('the document has no operation');
-    let op: Operation | undefined;
-    if (typeof operationName === 'string') {
-      op = ops.find((o) => o.name === operationName);
-      if (!op) return invalid(`no operation named ${operationName}`);
-    } else if (ops.length > 1) {
-      return {
-        ok: false,
-        code: 'ERR_PROTOCOL_AMBIGUOUS',
-        reason: 'GraphQL: several operations and no operationName',
-      };
-    } else op = ops[0]!;
-    // A GET must not run a mutation (GraphQL over HTTP): refuse rather than let a cached link mutate.
-    if (ctx.method === 'GET' && op.type !== 'query') return invalid(`a ${op.type} cannot be sent with GET`);
+    if (ctx.bodyPresent) return refuse('ERR_PROTOCOL_AMBIGUOUS', 'a GET request carries a body');
+    const out: Params = {
+      query: undefined,
+      operationName: undefined,
+      variables: undefined,
+      extensions: undefined,
+    };
+    for (const key of urlKeys) {
+      const variant = variantOfParam(key);
+      if (variant)
+        return refuse('ERR_PROTOCOL_AMBIGUOUS', `URL parameter "${key}" is a variant of "${variant}"`);
+      const values = ctx.parsedQuery[key]!;
+      if (values.length !== 1) return refuse('ERR_PROTOCOL_AMBIGUOUS', `URL parameter "${key}" is repeated`);
+      out[key as keyof Params] = values[0];
+    }
+    // GET carries variables and extensions as JSON text, read as strictly as a body.
+    for (const k of ['variables', 'extensions'] as const) {
+      if (typeof out[k] !== 'string') continue;
+      const json = parseStrictJson(out[k] as string);
+      if (!json.ok) return refuse('ERR_PROTOCOL_INVALID', `${k} is not valid JSON: ${json.message}`);
+      out[k] = json.value;
+    }
+    return { ok: true, value: out };
+  }
+  if (ctx.method === 'POST') {
+    if (urlKeys.length > 0)
+      return refuse(
+        'ERR_PROTOCOL_AMBIGUOUS',
+        `a POST carries "${urlKeys[0]}" in the URL (servers differ on which wins)`,
+      );
+    const body = ctx.parsedBody;
+    if (Array.isArray(body)) return refuse('ERR_PROTOCOL_INVALID', 'batched requests are not accepted');
+    if (typeof body !== 'object' || body === null)
+      return refuse('ERR_PROTOCOL_INVALID', 'a POST needs a JSON object body');
+    const o = body as Record<string, unknown>;
+    for (const key of Object.keys(o)) {
+      const variant = variantOfParam(key);
+      if (variant) return refuse('ERR_PROTOCOL_AMBIGUOUS', `body key "${key}" is a variant of "${variant}"`);
+    }
     return {
       ok: true,
       value: {
-        name: 'graphql',
-        operation_type: op.type,
-        operation_name: op.name,
-        fields: topFields(op.selections, fragments),
-      } satisfies GraphqlView,
+        query: o['query'],
+        operationName: o['operationName'],
+        variables: o['variables'],
+        extensions: o['extensions'],
+      },
     };
+  }
+  return refuse('ERR_PROTOCOL_INVALID', `HTTP method ${ctx.method} is not used by GraphQL over HTTP`);
+}
+
+class WalkRefusal {
+  constructor(
+    readonly code: Refusal['code'],
+    readonly reason: string,
+  ) {}
+}
+
+interface Walk {
+  fragments: Map<string, FragmentDefinitionNode>;
+  used: Set<string>;
+  limits: GraphqlLimits;
+  /** Selections visited so far over the whole document: the expansion budget. */
+  visited: number;
+  aliases: number;
+}
+
+interface Collected {
+  paths: Set<string>;
+  depth: number;
+}
+
+/** Walks a selection set with fragments expanded, enforcing the bounds on every step. */
+function walk(
+  w: Walk,
+  set: SelectionSetNode,
+  prefix: string,
+  depth: number,
+  onPath: string[],
+  into: Collected,
+) {
+  for (const sel of set.selections) {
+    if (++w.visited > w.limits.maxExpandedFields)
+      throw new WalkRefusal(
+        'ERR_PROTOCOL_LIMIT',
+        `more than ${w.limits.maxExpandedFields} selections once fragments are expanded`,
+      );
+    if (sel.kind === Kind.FIELD) {
+      if (depth > w.limits.maxDepth)
+        throw new WalkRefusal(
+          'ERR_PROTOCOL_LIMIT',
+          `selections nest deeper than ${w.limits.maxDepth} levels`,
+        );
+      if (sel.alias && ++w.aliases > w.limits.maxAliases)
+        throw new WalkRefusal('ERR_PROTOCOL_LIMIT', `more than ${w.limits.maxAliases} aliases`);
+      const path = prefix === '' ? sel.name.value : `${prefix}.${sel.name.value}`;
+      into.paths.add(path);
+      if (depth > into.depth) into.depth = depth;
+      if (sel.selectionSet) walk(w, sel.selectionSet, path, depth + 1, onPath, into);
+    } else if (sel.kind === Kind.INLINE_FRAGMENT) {
+      walk(w, sel.selectionSet, prefix, depth, onPath, into);
+    } else {
+      const name = sel.name.value;
+      const def = w.fragments.get(name);
+      if (!def) throw new WalkRefusal('ERR_PROTOCOL_INVALID', `unknown fragment "${name}"`);
+      if (onPath.includes(name))
+        throw new WalkRefusal('ERR_PROTOCOL_INVALID', `fragment "${name}" spreads itself`);
+      w.used.add(name);
+      onPath.push(name);
+      walk(w, def.selectionSet, prefix, depth, onPath, into);
+      onPath.pop();
+    }
+  }
+}
+
+/** graphql-js's executor's choice (getOperationAST + buildExecutionContext), as a typed outcome. */
+function selectOperation(ops: OperationDefinitionNode[], operationName: string | null): Outcome<number> {
+  if (operationName !== null) {
+    const i = ops.findIndex((o) => o.name?.value === operationName);
+    return i === -1
+      ? refuse('ERR_PROTOCOL_INVALID', `no operation named "${operationName}"`)
+      : { ok: true, value: i };
+  }
+  if (ops.length > 1) return refuse('ERR_PROTOCOL_AMBIGUOUS', 'several operations and no operationName');
+  return { ok: true, value: 0 };
+}
+
+/** Parses and bounds one GraphQL document; the view of the operation `operationName` selects. */
+export function graphqlView(
+  query: string,
+  operationName: string | null,
+  limits: GraphqlLimits = GRAPHQL_LIMITS,
+): Outcome<GraphqlView> {
+  if (Buffer.byteLength(query, 'utf8') > limits.maxQueryBytes)
+    return refuse('ERR_PROTOCOL_LIMIT', `the query is larger than ${limits.maxQueryBytes} bytes`);
+  let doc: DocumentNode;
+  try {
+    doc = parse(query, { noLocation: true, maxTokens: limits.maxTokens });
   } catch (err) {
-    if (err instanceof GraphqlSyntaxError) return invalid(err.message);
+    if (!(err instanceof GraphQLError)) throw err;
+    // graphql-js 16 words it "Document contains more that <n> tokens. Parsing aborted."
+    if (/\d+ tokens\. Parsing aborted/.test(err.message))
+      return refuse('ERR_PROTOCOL_LIMIT', `the query has more than ${limits.maxTokens} tokens`);
+    return refuse('ERR_PROTOCOL_INVALID', err.message);
+  }
+  const ops: OperationDefinitionNode[] = [];
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const def of doc.definitions) {
+    if (def.kind === Kind.OPERATION_DEFINITION) ops.push(def);
+    else if (def.kind === Kind.FRAGMENT_DEFINITION) {
+      if (fragments.has(def.name.value))
+        return refuse('ERR_PROTOCOL_INVALID', `fragment "${def.name.value}" is defined twice`);
+      fragments.set(def.name.value, def);
+    } else return refuse('ERR_PROTOCOL_INVALID', `a ${def.kind} is not executable`);
+  }
+  if (ops.length === 0) return refuse('ERR_PROTOCOL_INVALID', 'the document has no operation');
+  if (ops.length > limits.maxOperations)
+    return refuse('ERR_PROTOCOL_LIMIT', `more than ${limits.maxOperations} operations in one document`);
+  const names = new Set<string>();
+  for (const op of ops) {
+    const name = op.name?.value;
+    if (name === undefined) continue;
+    if (names.has(name)) return refuse('ERR_PROTOCOL_AMBIGUOUS', `two operations are named "${name}"`);
+    names.add(name);
+  }
+  if (ops.length > 1 && ops.some((o) => !o.name))
+    return refuse('ERR_PROTOCOL_INVALID', 'an anonymous operation must be alone in its document');
+
+  // Every operation is walked (the server validates all of them), the selected one's paths are kept.
+  const chosen = selectOperation(ops, operationName);
+  const w: Walk = { fragments, used: new Set(), limits, visited: 0, aliases: 0 };
+  let collected: Collected = { paths: new Set(), depth: 0 };
+  let chosenAliases = 0;
+  try {
+    ops.forEach((op, i) => {
+      const into: Collected = { paths: new Set(), depth: 0 };
+      const before = w.aliases;
+      walk(w, op.selectionSet, '', 1, [], into);
+      if (chosen.ok && chosen.value === i) {
+        collected = into;
+        chosenAliases = w.aliases - before;
+      }
+    });
+  } catch (err) {
+    if (err instanceof WalkRefusal) return refuse(err.code, err.reason);
     throw err;
   }
+  for (const name of fragments.keys()) {
+    // graphql-js's validation refuses unused fragments too; refusing here keeps every fragment bounded.
+    if (!w.used.has(name)) return refuse('ERR_PROTOCOL_INVALID', `fragment "${name}" is never used`);
+  }
+  if (!chosen.ok) return chosen;
+  const op = ops[chosen.value]!;
+  const fields = [...collected.paths].sort();
+  return {
+    ok: true,
+    value: {
+      name: 'graphql',
+      operation_type: op.operation,
+      operation_name: op.name?.value ?? null,
+      fields,
+      root_fields: fields.filter((f) => !f.includes('.')),
+      field_names: [...new Set(fields.map((f) => f.slice(f.lastIndexOf('.') + 1)))].sort(),
+      operations: ops.map((o) => ({ operation_type: o.operation, operation_name: o.name?.value ?? null })),
+      depth: collected.depth,
+      aliases: chosenAliases,
+    },
+  };
+}
+
+export function parseGraphql(ctx: ProtocolContext, limits: GraphqlLimits = GRAPHQL_LIMITS): ProtocolOutcome {
+  const params = readParams(ctx);
+  if (!params.ok) return params;
+  const { query, operationName, variables, extensions } = params.value;
+  if (typeof query !== 'string' || query.trim() === '')
+    return refuse('ERR_PROTOCOL_INVALID', 'query is required');
+  if (operationName !== undefined && operationName !== null && typeof operationName !== 'string')
+    return refuse('ERR_PROTOCOL_INVALID', 'operationName must be a string');
+  for (const [k, v] of [
+    ['variables', variables],
+    ['extensions', extensions],
+  ] as const) {
+    if (v !== undefined && v !== null && (typeof v !== 'object' || Array.isArray(v)))
+      return refuse('ERR_PROTOCOL_INVALID', `${k} must be an object`);
+  }
+  const view = graphqlView(query, typeof operationName === 'string' ? operationName : null, limits);
+  if (!view.ok) return view;
+  // A GET must not run a mutation (GraphQL over HTTP): refuse rather than let a cached link mutate.
+  if (ctx.method === 'GET' && view.value.operation_type !== 'query')
+    return refuse('ERR_PROTOCOL_INVALID', `a ${view.value.operation_type} cannot be sent with GET`);
+  return view;
 }

@@ -1,13 +1,28 @@
-// Kubernetes API requests as policy input, derived from method + path the way kube-apiserver's
-// RequestInfoFactory does: verb (get/list/watch/create/update/patch/delete/deletecollection), API group
-// and version, namespace, resource, subresource and name. exec, attach and portforward always count as
-// `create`, whatever the HTTP method, so a read-only policy cannot be bypassed with a GET upgrade.
+// Kubernetes API requests as policy input: the request info kube-apiserver itself derives from method,
+// path and query (k8s.io/apiserver RequestInfoFactory), so the policy judges what the API server will
+// authorize — verb, API group and version, namespace, resource, subresource, name. Our own code, checked
+// against kube-apiserver's test table (test/unit/protocols-kubernetes.test.ts). Facts it follows:
+// - `/api/<v>/…` is the core group, `/apis/<group>/<v>/…` the others; fewer segments is not a resource;
+// - `proxy` and `watch` right after the version are verbs (`/api/v1/watch/pods`);
+// - `/namespaces/<ns>/status|finalize` are subresources of the namespace object, not resources in it;
+// - a GET without a name is `list`, or `watch` when the first `watch` value is anything but "0" or
+//   "false" (any case) — so `watch=` and `watch=yes` watch;
+// - a list or watch whose fieldSelector requires `metadata.name=<n>` (first match of the sorted terms)
+//   names <n>, unless the query fails to decode (then kube-apiserver drops the selector);
+// - a DELETE without a name is `deletecollection`.
+// One deliberate difference: exec, attach and portforward always count as `create`, whatever the HTTP
+// method, so a read-only policy cannot be bypassed with a GET websocket upgrade (kube-apiserver now
+// requires `create` for those upgrades too).
 import type { ProtocolContext, ProtocolOutcome } from '../input/policy-input.ts';
+import type { FormValues } from '../input/query.ts';
 
 export interface KubernetesView {
   name: 'kubernetes';
   is_resource_request: boolean;
   verb: string;
+  /** `api` or `apis`; null for a non-resource request. */
+  api_prefix: string | null;
+  /** '' for the core group. */
   api_group: string | null;
   api_version: string | null;
   namespace: string | null;
@@ -15,10 +30,26 @@ export interface KubernetesView {
   subresource: string | null;
   /** The object's name, when the request addresses one (or a list filtered to one). */
   object_name: string | null;
+  /** What follows the namespace: resource, name, subresource, and for proxy the rest of the path. */
+  parts: string[];
+  /** For list, watch and deletecollection: the first fieldSelector / labelSelector as sent. */
+  field_selector: string | null;
+  label_selector: string | null;
   path: string;
 }
 
 const CONNECT_SUBRESOURCES = new Set(['exec', 'attach', 'portforward']);
+const PATH_VERBS = new Set(['proxy', 'watch']);
+const NAMESPACE_SUBRESOURCES = new Set(['status', 'finalize']);
+const SELECTOR_VERBS = new Set(['list', 'watch', 'deletecollection']);
+const METHOD_VERBS: Record<string, string> = {
+  POST: 'create',
+  GET: 'get',
+  HEAD: 'get',
+  PUT: 'update',
+  PATCH: 'patch',
+  DELETE: 'delete',
+};
 
 /** The path the API server will see: the client's path with the route's prefix rewrite applied. */
 function upstreamSegments(ctx: ProtocolContext): readonly string[] {
@@ -30,104 +61,223 @@ function upstreamSegments(ctx: ProtocolContext): readonly string[] {
   return rewritten.split('/');
 }
 
-export function parseKubernetes(ctx: ProtocolContext): ProtocolOutcome {
-  const segs = upstreamSegments(ctx).filter((s, i, a) => !(s === '' && i === a.length - 1));
-  const path = `/${segs.join('/')}`;
-  const method = ctx.method.toUpperCase();
-  const nonResource = (): ProtocolOutcome => ({
-    ok: true,
-    value: {
-      name: 'kubernetes',
-      is_resource_request: false,
-      verb: method.toLowerCase(),
-      api_group: null,
-      api_version: null,
-      namespace: null,
-      resource: null,
-      subresource: null,
-      object_name: null,
-      path,
-    } satisfies KubernetesView,
-  });
-  let group: string;
-  let version: string | undefined;
-  let rest: string[];
-  if (segs[0] === 'api') {
-    group = '';
-    version = segs[1];
-    rest = segs.slice(2);
-  } else if (segs[0] === 'apis') {
-    group = segs[1] ?? '';
-    version = segs[2];
-    rest = segs.slice(3);
-  } else return nonResource();
-  if (!version || rest.length === 0) return nonResource(); // discovery documents
+/** Go's `strings.Split(strings.Trim(path, "/"), "/")` on an already split path. */
+function trimmedParts(segs: readonly string[]): string[] {
+  let start = 0;
+  let end = segs.length;
+  while (start < end && segs[start] === '') start++;
+  while (end > start && segs[end - 1] === '') end--;
+  return segs.slice(start, end);
+}
 
-  let verb: string;
-  let watchPrefix = false;
-  if (rest[0] === 'watch') {
-    // Legacy /watch/ prefix: deprecated, still served by kube-apiserver.
-    watchPrefix = true;
-    rest = rest.slice(1);
-  }
-  // As kube-apiserver: /namespaces/<ns>/<resource>… addresses a resource in <ns>; /namespaces/<ns>
-  // alone is the namespace object (resource "namespaces", name <ns>, namespace <ns>).
-  let namespace: string | null = null;
-  if (rest[0] === 'namespaces' && rest.length > 1) {
-    namespace = rest[1]!;
-    if (rest.length > 2) rest = rest.slice(2);
-  }
-  const resource = rest[0] ?? null;
-  let objectName = rest[1] ?? null;
-  const subresource = rest.length > 2 ? rest[2]! : null;
-  const watchQuery = ['1', 'true'].includes((ctx.parsedQuery['watch']?.[0] ?? '').toLowerCase());
-  switch (method) {
-    case 'GET':
-    case 'HEAD':
-      verb = objectName ? 'get' : watchPrefix || watchQuery ? 'watch' : 'list';
-      if (objectName && (watchPrefix || watchQuery)) verb = 'watch';
-      break;
-    case 'POST':
-      verb = 'create';
-      break;
-    case 'PUT':
-      verb = 'update';
-      break;
-    case 'PATCH':
-      verb = 'patch';
-      break;
-    case 'DELETE':
-      verb = objectName ? 'delete' : 'deletecollection';
-      break;
-    default:
-      return {
-        ok: false,
-        code: 'ERR_PROTOCOL_INVALID',
-        reason: `Kubernetes: HTTP method ${method} is not an API verb`,
-      };
-  }
-  if ((verb === 'list' || verb === 'watch') && !objectName) {
-    for (const sel of ctx.parsedQuery['fieldSelector'] ?? []) {
-      for (const term of sel.split(',')) {
-        const m = /^metadata\.name(?:=|==)(.+)$/.exec(term.trim());
-        if (m) objectName = m[1]!;
-      }
+/** `true` unless the value is "0" or "false" in any case: kube's query-parameter bool conversion. */
+function queryBool(values: readonly string[] | undefined): boolean {
+  if (!values || values.length === 0) return false;
+  const v = values[0]!;
+  return !(v === '0' || v.toLowerCase() === 'false');
+}
+
+/** fields.ParseSelector: terms split on unescaped ',', sorted; each `field(!=|==|=)value`. */
+function parseFieldSelector(selector: string): { field: string; op: string; value: string }[] | null {
+  const terms: string[] = [];
+  let start = 0;
+  let escaped = false;
+  for (let i = 0; i < selector.length; i++) {
+    const c = selector[i];
+    if (escaped) escaped = false;
+    else if (c === '\\') escaped = true;
+    else if (c === ',') {
+      terms.push(selector.slice(start, i));
+      start = i + 1;
     }
   }
-  if (subresource && CONNECT_SUBRESOURCES.has(subresource)) verb = 'create';
+  if (selector.length > 0) terms.push(selector.slice(start));
+  // Go sorts by bytes; JS compares UTF-16 units. They agree except around astral characters, which
+  // only reorder terms that do not both name metadata.name.
+  terms.sort();
+  const out: { field: string; op: string; value: string }[] = [];
+  for (const term of terms) {
+    if (term === '') continue;
+    let split: { field: string; op: string; rest: string } | null = null;
+    for (let i = 0; i < term.length && !split; i++) {
+      for (const op of ['!=', '==', '=']) {
+        if (term.startsWith(op, i)) {
+          split = { field: term.slice(0, i), op, rest: term.slice(i + op.length) };
+          break;
+        }
+      }
+    }
+    if (!split) return null;
+    let value = '';
+    let slash = false;
+    for (const c of split.rest) {
+      if (slash) {
+        if (c !== '\\' && c !== ',' && c !== '=') return null;
+        value += c;
+        slash = false;
+      } else if (c === '\\') slash = true;
+      else if (c === ',' || c === '=') return null;
+      else value += c;
+    }
+    if (slash) return null;
+    out.push({ field: split.field, op: split.op, value });
+  }
+  return out;
+}
+
+const LABEL_NAME = '[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?';
+const LABEL_KEY = new RegExp(
+  `^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?${LABEL_NAME}$`,
+);
+const LABEL_VALUE = new RegExp(`^(?:${LABEL_NAME})?$`);
+
+/**
+ * A label selector in the plain forms (`k`, `!k`, `k=v`, `k==v`, `k!=v`, comma-separated) that
+ * kube-apiserver certainly accepts. Anything else counts as a decoding failure, which only ever widens
+ * what the policy sees (the fieldSelector's name is dropped), never narrows it.
+ */
+function plainLabelSelector(selector: string): boolean {
+  if (selector === '') return true;
+  return selector.split(',').every((req) => {
+    const m = /^(!?)([^=!]+)(?:(==|!=|=)(.*))?$/.exec(req);
+    if (!m) return false;
+    const key = m[2]!;
+    if (!LABEL_KEY.test(key) || (key.includes('/') && key.indexOf('/') > 253)) return false;
+    if (m[1] === '!') return m[3] === undefined;
+    return m[3] === undefined || LABEL_VALUE.test(m[4]!);
+  });
+}
+
+function int64(value: string): boolean {
+  if (!/^[+-]?\d{1,19}$/.test(value)) return false;
+  const n = BigInt(value);
+  return n >= -(2n ** 63n) && n < 2n ** 63n;
+}
+
+/**
+ * Whether kube-apiserver's ListOptions decoding of this query certainly succeeds, and the field
+ * selector it yields (null: none). A failure makes kube-apiserver forget the selector.
+ */
+function decodeListOptions(query: Readonly<FormValues>): {
+  ok: boolean;
+  fieldSelector: ReturnType<typeof parseFieldSelector>;
+} {
+  const first = (k: string) => query[k]?.[0];
+  for (const k of ['limit', 'timeoutSeconds']) {
+    const v = first(k);
+    if (v !== undefined && !int64(v)) return { ok: false, fieldSelector: null };
+  }
+  const labels = first('labelSelector');
+  if (labels !== undefined && !plainLabelSelector(labels)) return { ok: false, fieldSelector: null };
+  const fields = first('fieldSelector');
+  if (fields === undefined) return { ok: true, fieldSelector: null };
+  const parsed = parseFieldSelector(fields);
+  return parsed ? { ok: true, fieldSelector: parsed } : { ok: false, fieldSelector: null };
+}
+
+/** content.IsPathSegmentName: a name that can be a path segment. */
+function pathSegmentName(name: string): boolean {
+  return name !== '.' && name !== '..' && !name.includes('/') && !name.includes('%');
+}
+
+export type RequestInfoOutcome = { ok: true; value: KubernetesView } | { ok: false; reason: string };
+
+/** kube-apiserver's RequestInfo for a method, the (upstream) path segments and the query. */
+export function kubernetesRequestInfo(
+  method: string,
+  segments: readonly string[],
+  query: Readonly<FormValues>,
+): RequestInfoOutcome {
+  let parts = trimmedParts(segments);
+  const view: KubernetesView = {
+    name: 'kubernetes',
+    is_resource_request: false,
+    verb: method.toLowerCase(),
+    api_prefix: null,
+    api_group: null,
+    api_version: null,
+    namespace: null,
+    resource: null,
+    subresource: null,
+    object_name: null,
+    parts: [],
+    field_selector: null,
+    label_selector: null,
+    path: `/${segments.join('/')}`,
+  };
+  const nonResource = { ok: true, value: view } as const;
+  if (parts.length < 3 || (parts[0] !== 'api' && parts[0] !== 'apis')) return nonResource;
+  const prefix = parts[0];
+  parts = parts.slice(1);
+  let group = '';
+  if (prefix === 'apis') {
+    if (parts.length < 3) return nonResource;
+    group = parts[0]!;
+    parts = parts.slice(1);
+  }
+  const version = parts[0]!;
+  parts = parts.slice(1);
+
+  let verb: string;
+  let verbFromPath = false;
+  if (PATH_VERBS.has(parts[0]!)) {
+    if (parts.length < 2) return { ok: false, reason: `Kubernetes: ${parts[0]} needs a resource` };
+    verb = parts[0]!;
+    parts = parts.slice(1);
+    verbFromPath = true;
+  } else {
+    const v = METHOD_VERBS[method.toUpperCase()];
+    if (v === undefined) return { ok: false, reason: `Kubernetes: HTTP method ${method} is not an API verb` };
+    verb = v;
+  }
+
+  let namespace: string | null = null;
+  if (parts[0] === 'namespaces' && parts.length > 1) {
+    namespace = parts[1]!;
+    if (parts.length > 2 && !NAMESPACE_SUBRESOURCES.has(parts[2]!)) parts = parts.slice(2);
+  }
+  const resource = parts[0] ?? null;
+  let name = parts.length >= 2 ? parts[1]! : '';
+  const subresource = parts.length >= 3 && verb !== 'proxy' ? parts[2]! : null;
+
+  if (name === '' && verb === 'get') {
+    const opts = decodeListOptions(query);
+    verb = queryBool(query['watch']) ? 'watch' : 'list';
+    const term = opts.ok
+      ? opts.fieldSelector?.find((t) => t.field === 'metadata.name' && t.op !== '!=')
+      : undefined;
+    if (term && pathSegmentName(term.value)) name = term.value;
+  }
+  if (name === '' && verb === 'delete') verb = 'deletecollection';
+  let fieldSelector: string | null = null;
+  let labelSelector: string | null = null;
+  if (!verbFromPath && SELECTOR_VERBS.has(verb)) {
+    fieldSelector = query['fieldSelector']?.[0] ?? null;
+    labelSelector = query['labelSelector']?.[0] ?? null;
+  }
+  if (subresource !== null && CONNECT_SUBRESOURCES.has(subresource)) verb = 'create';
   return {
     ok: true,
     value: {
-      name: 'kubernetes',
+      ...view,
       is_resource_request: true,
       verb,
+      api_prefix: prefix,
       api_group: group,
       api_version: version,
       namespace,
       resource,
       subresource,
-      object_name: objectName,
-      path,
-    } satisfies KubernetesView,
+      object_name: name === '' ? null : name,
+      parts,
+      field_selector: fieldSelector,
+      label_selector: labelSelector,
+    },
   };
+}
+
+export function parseKubernetes(ctx: ProtocolContext): ProtocolOutcome {
+  const info = kubernetesRequestInfo(ctx.method, upstreamSegments(ctx), ctx.parsedQuery);
+  if (!info.ok) return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: info.reason };
+  return { ok: true, value: info.value };
 }

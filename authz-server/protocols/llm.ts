@@ -1,6 +1,11 @@
 // LLM API requests as policy input: OpenAI chat completions and responses, Anthropic messages. The
 // fields a budget or model policy needs — provider, model, max tokens, streaming, tools offered,
 // message count and total prompt characters — without the policy walking three request formats.
+// Where servers disagree the request is refused: the token limit written several ways with different
+// values, a limit or `stream` of the wrong type (lenient servers coerce "100000" to a number). Hosted
+// tools — the ones the provider runs itself (OpenAI web_search, file_search, code_interpreter,
+// computer_use, mcp…; Anthropic server tools and mcp_servers) — are listed apart from function tools so
+// that a tool allow-list sees them. Duplicate and case-variant keys were refused by the strict reader.
 import type { ProtocolContext, ProtocolOutcome } from '../input/policy-input.ts';
 
 export interface LlmView {
@@ -10,7 +15,12 @@ export interface LlmView {
   model: string | null;
   max_tokens: number | null;
   stream: boolean;
+  /** Names of the tools the client runs (function and custom tools). */
   tools: string[];
+  /** Types of the tools the provider runs: `web_search_preview`, `mcp`, `web_search_20250305`, … */
+  hosted_tools: string[];
+  /** Remote MCP servers the provider will call for this request (OpenAI `mcp` tools, Anthropic `mcp_servers`). */
+  mcp_servers: { label: string | null; url: string | null }[];
   message_count: number;
   prompt_chars: number;
 }
@@ -36,16 +46,47 @@ function textChars(content: unknown): number {
   return 0;
 }
 
-function toolNames(tools: unknown): string[] {
-  if (!Array.isArray(tools)) return [];
-  const names: string[] = [];
+const TOKEN_LIMIT_FIELDS = ['max_tokens', 'max_completion_tokens', 'max_output_tokens'] as const;
+
+type ToolsRead =
+  | { ok: true; tools: string[]; hosted: string[]; mcp: LlmView['mcp_servers'] }
+  | { ok: false; reason: string };
+
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+/** Splits `tools` into client-run tools (by name) and provider-run tools (by type). */
+function readTools(tools: unknown, api: LlmView['api']): ToolsRead {
+  const out = { tools: [] as string[], hosted: [] as string[], mcp: [] as LlmView['mcp_servers'] };
+  if (tools === undefined || tools === null) return { ok: true, ...out };
+  if (!Array.isArray(tools)) return { ok: false, reason: 'tools must be an array' };
   for (const t of tools) {
-    if (!isObject(t)) continue;
-    const fn = t['function'];
-    if (isObject(fn) && typeof fn['name'] === 'string') names.push(fn['name']);
-    else if (typeof t['name'] === 'string') names.push(t['name']);
+    if (!isObject(t)) return { ok: false, reason: 'each tool must be an object' };
+    const type = t['type'];
+    if (type !== undefined && typeof type !== 'string')
+      return { ok: false, reason: 'tool type must be a string' };
+    if (api === 'messages') {
+      // Anthropic: client tools have no type (or "custom"); server tools are typed ("web_search_20250305").
+      if (type === undefined || type === 'custom') {
+        const name = str(t['name']);
+        if (name === null) return { ok: false, reason: 'a client tool needs a name' };
+        out.tools.push(name);
+      } else out.hosted.push(type);
+      continue;
+    }
+    // OpenAI: function/custom tools carry a name (chat: under `function`/`custom`); any other type is hosted.
+    if (type === 'function' || type === 'custom') {
+      const inner = t[type];
+      const name = isObject(inner) ? str(inner['name']) : str(t['name']);
+      if (name === null) return { ok: false, reason: `a ${type} tool needs a name` };
+      out.tools.push(name);
+    } else if (type === undefined) {
+      return { ok: false, reason: 'each tool needs a type' };
+    } else {
+      out.hosted.push(type);
+      if (type === 'mcp') out.mcp.push({ label: str(t['server_label']), url: str(t['server_url']) });
+    }
   }
-  return names;
+  return { ok: true, ...out };
 }
 
 const endsWith = (segs: readonly string[], tail: string[]) =>
@@ -70,6 +111,8 @@ export function parseLlm(ctx: ProtocolContext): ProtocolOutcome {
     max_tokens: null,
     stream: false,
     tools: [],
+    hosted_tools: [],
+    mcp_servers: [],
     message_count: 0,
     prompt_chars: 0,
   };
@@ -81,11 +124,45 @@ export function parseLlm(ctx: ProtocolContext): ProtocolOutcome {
   if (typeof body['model'] !== 'string')
     return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: 'LLM API: model is required' };
   view.model = body['model'];
-  for (const k of ['max_tokens', 'max_completion_tokens', 'max_output_tokens']) {
-    if (typeof body[k] === 'number') view.max_tokens = body[k] as number;
+  for (const k of TOKEN_LIMIT_FIELDS) {
+    const v = body[k];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number')
+      return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: `LLM API: ${k} must be a number` };
+    if (view.max_tokens !== null && view.max_tokens !== v)
+      return {
+        ok: false,
+        code: 'ERR_PROTOCOL_AMBIGUOUS',
+        reason: `LLM API: the token limit is given twice with different values (${TOKEN_LIMIT_FIELDS.filter((f) => typeof body[f] === 'number').join(', ')})`,
+      };
+    view.max_tokens = v;
   }
-  view.stream = body['stream'] === true;
-  view.tools = toolNames(body['tools']);
+  const stream = body['stream'];
+  if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
+    return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: 'LLM API: stream must be a boolean' };
+  view.stream = stream === true;
+  const tools = readTools(body['tools'], api);
+  if (!tools.ok) return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: `LLM API: ${tools.reason}` };
+  view.tools = tools.tools;
+  view.hosted_tools = tools.hosted;
+  view.mcp_servers = tools.mcp;
+  // Chat completions search the web when `web_search_options` is present; Anthropic's MCP connector
+  // calls the servers in `mcp_servers`.
+  if (body['web_search_options'] !== undefined && body['web_search_options'] !== null)
+    view.hosted_tools.push('web_search');
+  const mcpServers = body['mcp_servers'];
+  if (mcpServers !== undefined && mcpServers !== null) {
+    if (!Array.isArray(mcpServers) || !mcpServers.every(isObject))
+      return {
+        ok: false,
+        code: 'ERR_PROTOCOL_INVALID',
+        reason: 'LLM API: mcp_servers must be an array of objects',
+      };
+    for (const m of mcpServers) {
+      view.hosted_tools.push('mcp');
+      view.mcp_servers.push({ label: str(m['name']), url: str(m['url']) });
+    }
+  }
   let chars = 0;
   if (api === 'responses') {
     const input = body['input'];

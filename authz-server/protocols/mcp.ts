@@ -2,9 +2,9 @@
 // tool with which arguments, which resource or prompt — under `input.protocol`. Anything two parsers
 // could read differently is refused before the policy runs (ERR_PROTOCOL_INVALID): batches, duplicate,
 // case-variant or escaped keys, concatenated values, a method written with escapes, and Mcp-Method /
-// Mcp-Name headers that disagree with the body.
+// Mcp-Name headers that disagree with the body. The body arrives read by the strict JSON reader
+// (input/strict-json.ts), which refused duplicate, case-variant and escaped keys already.
 import type { ProtocolContext, ProtocolOutcome } from '../input/policy-input.ts';
-import { assertStrictJsonObject, StrictJsonError } from './strict-json.ts';
 
 export interface McpView {
   name: 'mcp';
@@ -47,14 +47,9 @@ export function parseMcp(ctx: ProtocolContext): ProtocolOutcome {
   if (ctx.method === 'GET' || ctx.method === 'DELETE') return { ok: true, value: base };
   if (ctx.method !== 'POST')
     return invalid(`HTTP method ${ctx.method} is not part of the streamable HTTP transport`);
+  if (Array.isArray(ctx.parsedBody)) return invalid('JSON-RPC batches are not accepted');
   if (ctx.bodyText === undefined || !isObject(ctx.parsedBody))
     return invalid('a POST must carry one JSON-RPC message');
-  try {
-    assertStrictJsonObject(ctx.bodyText);
-  } catch (err) {
-    if (err instanceof StrictJsonError) return invalid(err.message);
-    throw err;
-  }
   const msg = ctx.parsedBody;
   if (msg['jsonrpc'] !== '2.0') return invalid('jsonrpc must be "2.0"');
   // A response or error from the client (to a server request) has no method: allowed, nothing to judge.

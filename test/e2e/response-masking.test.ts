@@ -1,7 +1,10 @@
 // Response masking through real Envoy and Chaperone's ext_proc server: the policy's masks (a JSON path
 // and detectors, one of them custom) rewrite the upstream's response, checked byte for byte; a
-// streaming response on the masked route is refused; the audit trail records counts, never values.
+// streaming response on the masked route is refused, and so is every response that cannot be masked as
+// declared (a path mask on text/json or broken JSON, a 206 or ranged response, an encoded body); the
+// audit trail records counts, never values.
 import { createServer, type Server } from 'node:http';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   devGatewayYaml,
@@ -38,6 +41,22 @@ beforeAll(async () => {
     if (req.url?.endsWith('/customers')) {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(RECORD));
+    } else if (req.url?.endsWith('/text-json')) {
+      res.writeHead(200, { 'content-type': 'text/json' });
+      res.end(JSON.stringify(RECORD));
+    } else if (req.url?.endsWith('/broken-json')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(RECORD).slice(0, -2)}`);
+    } else if (req.url?.endsWith('/partial')) {
+      const body = JSON.stringify(RECORD);
+      res.writeHead(206, {
+        'content-type': 'application/json',
+        'content-range': `bytes 0-${body.length - 1}/${body.length * 2}`,
+      });
+      res.end(body);
+    } else if (req.url?.endsWith('/gzip')) {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+      res.end(gzipSync(JSON.stringify(RECORD)));
     } else if (req.url?.endsWith('/notes')) {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('call bob@example.com about card 4111-1111-1111-1111\n');
@@ -79,6 +98,21 @@ describe('response masking (ext_proc)', () => {
     const res = await get('/crm/stream');
     expect(res.status).toBe(502);
     expect(await res.text()).not.toContain('ann@example.com');
+  });
+
+  it.each([
+    ['a path mask on a text/json response', '/crm/text-json'],
+    ['a path mask on a response that is not valid JSON', '/crm/broken-json'],
+    ['a partial (206, Content-Range) response', '/crm/partial'],
+    ['a gzip-encoded response', '/crm/gzip'],
+  ])('does not send %s: it is replaced by a 502', async (_name, path) => {
+    const res = await get(path);
+    expect(res.status).toBe(502);
+    const raw = Buffer.from(await res.arrayBuffer());
+    const body = res.headers.get('content-encoding') === 'gzip' ? gunzipSync(raw).toString() : raw.toString();
+    expect(JSON.parse(body)).toMatchObject({ error: 'ERR_RESPONSE_NOT_MASKABLE' });
+    expect(body).not.toContain('123-45-6789');
+    expect(body).not.toContain('ann@example.com');
   });
 
   it('leaves routes without masks untouched', async () => {

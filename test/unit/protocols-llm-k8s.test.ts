@@ -46,6 +46,8 @@ describe('LLM APIs', () => {
       max_tokens: 512,
       stream: true,
       tools: ['search'],
+      hosted_tools: [],
+      mcp_servers: [],
       message_count: 2,
       prompt_chars: 13,
     });
@@ -88,6 +90,135 @@ describe('LLM APIs', () => {
     });
     expect(view('llm', 'POST', '/v1/messages', { model: 'm', messages: 'hi' })).toMatchObject({
       error: 'ERR_PROTOCOL_INVALID',
+    });
+  });
+});
+
+describe('LLM APIs: fields servers read differently are refused', () => {
+  it.each<[string, string, Record<string, unknown>, string]>([
+    [
+      'two token limits that disagree',
+      '/v1/chat/completions',
+      { model: 'm', max_tokens: 10, max_completion_tokens: 100_000, messages: [] },
+      'ERR_PROTOCOL_AMBIGUOUS',
+    ],
+    [
+      'three token limits, one different',
+      '/v1/responses',
+      { model: 'm', max_tokens: 10, max_completion_tokens: 10, max_output_tokens: 11, input: 'x' },
+      'ERR_PROTOCOL_AMBIGUOUS',
+    ],
+    [
+      'a token limit as a string',
+      '/v1/messages',
+      { model: 'm', max_tokens: '100000', messages: [] },
+      'ERR_PROTOCOL_INVALID',
+    ],
+    [
+      'stream as a string',
+      '/v1/messages',
+      { model: 'm', stream: 'true', messages: [] },
+      'ERR_PROTOCOL_INVALID',
+    ],
+    [
+      'a tool without a type (OpenAI)',
+      '/v1/responses',
+      { model: 'm', tools: [{ name: 'x' }] },
+      'ERR_PROTOCOL_INVALID',
+    ],
+    [
+      'tools not an array',
+      '/v1/chat/completions',
+      { model: 'm', tools: {}, messages: [] },
+      'ERR_PROTOCOL_INVALID',
+    ],
+  ])('%s → %s', (_name, path, body, code) => {
+    expect(view('llm', 'POST', path, body)).toMatchObject({ error: code });
+  });
+
+  it('accepts the same token limit written twice', () => {
+    expect(
+      view('llm', 'POST', '/v1/chat/completions', {
+        model: 'm',
+        max_tokens: 64,
+        max_completion_tokens: 64,
+        messages: [],
+      }),
+    ).toMatchObject({ max_tokens: 64 });
+  });
+
+  it('refuses duplicate and case-variant model keys before the view is built', () => {
+    for (const text of [
+      '{"model":"gpt-4o-mini","model":"gpt-5-max","messages":[]}',
+      '{"model":"gpt-4o-mini","Model":"gpt-5-max","messages":[]}',
+    ]) {
+      const req = checkRequest({
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: { 'content-type': 'application/json' },
+        body: text,
+        contextExtensions: { route_id: 'x/0', target: 'x', protocol: 'llm' },
+      });
+      const r = buildInput(
+        req,
+        { identity, identityError: null },
+        { requireCompleteBody: true, protocol: protocolHook },
+      );
+      expect(r).toMatchObject({ ok: false, code: 'ERR_BODY_UNPARSABLE' });
+    }
+  });
+});
+
+describe('LLM APIs: hosted tools are visible to a tool allow-list', () => {
+  it('lists OpenAI Responses hosted tools by type and remote MCP servers', () => {
+    expect(
+      view('llm', 'POST', '/v1/responses', {
+        model: 'o4',
+        input: 'hi',
+        tools: [
+          { type: 'function', name: 'lookup' },
+          { type: 'web_search_preview' },
+          { type: 'file_search', vector_store_ids: ['vs_1'] },
+          { type: 'code_interpreter', container: { type: 'auto' } },
+          { type: 'computer_use_preview', display_width: 1024 },
+          { type: 'mcp', server_label: 'deepwiki', server_url: 'https://mcp.deepwiki.com/mcp' },
+        ],
+      }),
+    ).toMatchObject({
+      tools: ['lookup'],
+      hosted_tools: ['web_search_preview', 'file_search', 'code_interpreter', 'computer_use_preview', 'mcp'],
+      mcp_servers: [{ label: 'deepwiki', url: 'https://mcp.deepwiki.com/mcp' }],
+    });
+  });
+
+  it('lists chat completions web search and custom tools', () => {
+    expect(
+      view('llm', 'POST', '/v1/chat/completions', {
+        model: 'gpt-4o-search-preview',
+        web_search_options: {},
+        tools: [{ type: 'custom', custom: { name: 'grammar' } }],
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    ).toMatchObject({ tools: ['grammar'], hosted_tools: ['web_search'] });
+  });
+
+  it('lists Anthropic server tools and the MCP connector', () => {
+    expect(
+      view('llm', 'POST', '/v1/messages', {
+        model: 'claude-x',
+        max_tokens: 100,
+        tools: [
+          { name: 'calc', input_schema: { type: 'object' } },
+          { type: 'web_search_20250305', name: 'web_search', max_uses: 5 },
+          { type: 'code_execution_20250522', name: 'code_execution' },
+        ],
+        mcp_servers: [{ type: 'url', url: 'https://example.com/sse', name: 'example' }],
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    ).toMatchObject({
+      tools: ['calc'],
+      hosted_tools: ['web_search_20250305', 'code_execution_20250522', 'mcp'],
+      mcp_servers: [{ label: 'example', url: 'https://example.com/sse' }],
     });
   });
 });
@@ -146,60 +277,5 @@ describe('Kubernetes API (kube-apiserver request info)', () => {
     ['GET', '/apis/apps/v1', { is_resource_request: false }],
   ])('%s %s', (method, path, expected) => {
     expect(view('kubernetes', method, path)).toMatchObject({ name: 'kubernetes', ...expected });
-  });
-});
-
-describe('GraphQL', () => {
-  it.each([
-    [
-      '{ viewer { login } repository(owner: "a") { name } }',
-      undefined,
-      { operation_type: 'query', operation_name: null, fields: ['viewer', 'repository'] },
-    ],
-    [
-      'mutation Del($id: ID!) { deleteRepo(id: $id) { ok } }',
-      undefined,
-      { operation_type: 'mutation', operation_name: 'Del', fields: ['deleteRepo'] },
-    ],
-    [
-      'query A { a } mutation B { wipe }',
-      'B',
-      { operation_type: 'mutation', operation_name: 'B', fields: ['wipe'] },
-    ],
-    [
-      'query Q { ...F me: viewer { id } } fragment F on Query { secrets # comment {\n }',
-      undefined,
-      { fields: ['secrets', 'viewer'] },
-    ],
-    [
-      'query Q { search(q: "} mutation {") { id } }',
-      undefined,
-      { operation_type: 'query', fields: ['search'] },
-    ],
-    [
-      'subscription S { events @include(if: true) { id } }',
-      undefined,
-      { operation_type: 'subscription', fields: ['events'] },
-    ],
-  ])('%s', (query, operationName, expected) => {
-    expect(
-      view('graphql', 'POST', '/graphql', { query, ...(operationName ? { operationName } : {}) }),
-    ).toMatchObject({
-      name: 'graphql',
-      ...expected,
-    });
-  });
-
-  it('refuses ambiguous, unparsable and hostile documents', () => {
-    expect(view('graphql', 'POST', '/graphql', { query: 'query A { a } query B { b }' })).toMatchObject({
-      error: 'ERR_PROTOCOL_AMBIGUOUS',
-    });
-    for (const query of ['{ a ', 'query { ...Missing }', 'fragment F on Q { ...F } { ...F }', '']) {
-      expect(view('graphql', 'POST', '/graphql', { query })).toMatchObject({ error: 'ERR_PROTOCOL_INVALID' });
-    }
-    expect(view('graphql', 'GET', '/graphql?query=mutation%20%7B%20wipe%20%7D')).toMatchObject({
-      error: 'ERR_PROTOCOL_INVALID',
-    });
-    expect(view('graphql', 'GET', '/graphql?query=%7B%20me%20%7D')).toMatchObject({ fields: ['me'] });
   });
 });

@@ -8,6 +8,8 @@ package chaperone.authz
 
 import rego.v1
 
+import data.chaperone.lib.paths
+
 # The target this request is for: the route's target from Envoy's context_extensions, or the first
 # path segment when the request arrived without route metadata (e.g. a hand-written Envoy config).
 target := input.route.target if {
@@ -74,17 +76,65 @@ tool_matches(rule) if {
 	name in {"*", mcp_call.tool}
 }
 
-vetoed(rule) if {
+# --- vetoes: [rule name, reason] for each matching rule a body or argument check refuses ---
+
+# `deny_if_body` fires when any value the body gives the field equals the rule's value. Keys are
+# compared without case (Go's encoding/json and others decode case-insensitively; the authz server
+# already refused bodies holding two spellings), and every value of a form field (form values are
+# arrays) or of a JSON array counts.
+vetoes contains [rule.name, veto.reason] if {
+	some rule in matching
 	veto := rule.deny_if_body
-	object.get(input, ["parsed_body", veto.field], null) == veto.equals
+	veto.equals in body_values(veto.field)
 }
 
-# An MCP tool argument must start with a prefix (e.g. a file tool confined to one directory).
-vetoed(rule) if {
+# A body the rule cannot read — sent in another content type (none, text/plain, text/json, multipart),
+# truncated, or not a JSON object — vetoes: the upstream may parse what the rule never saw.
+vetoes contains [rule.name, unreadable_body_reason] if {
+	some rule in matching
+	rule.deny_if_body
+	body_sent
+	not is_object(object.get(input, "parsed_body", null))
+}
+
+# An MCP tool argument must be a plain absolute path inside a directory (data.chaperone.lib.paths:
+# dot segments, encodings and backslashes are refused, not resolved).
+vetoes contains [rule.name, veto.reason] if {
+	some rule in matching
 	veto := rule.tool_argument_prefix
 	mcp_call.tool == veto.tool
-	not startswith(object.get(mcp_call.arguments, veto.argument, ""), veto.prefix)
+	not paths.within(object.get(mcp_call.arguments, veto.argument, null), veto.prefix)
 }
+
+vetoed(rule) if {
+	some [name, _] in vetoes
+	name == rule.name
+}
+
+body_values(field) := {v |
+	some key, value in input.parsed_body
+	is_string(key)
+	lower(key) == lower(field)
+	some v in as_list(value)
+}
+
+as_list(x) := x if is_array(x)
+
+else := [x]
+
+body_sent if input.truncated_body == true
+
+body_sent if input.attributes.request.http.body != ""
+
+body_sent if input.attributes.request.http.rawBody != ""
+
+body_content_type := input.attributes.request.http.headers["content-type"] if {
+	is_string(input.attributes.request.http.headers["content-type"])
+} else := "none"
+
+unreadable_body_reason := "the request body was truncated, so its body rule cannot be checked" if {
+	input.truncated_body == true
+} else := sprintf("the body rule cannot read a body of content type %s (send a JSON object or a form)", [body_content_type])
 
 granting contains rule if {
 	some rule in matching
@@ -205,9 +255,7 @@ approval_required := {
 
 veto_rule := [r | some r in vetoing; r.name == first_name(vetoing)][0]
 
-veto_reason := veto_rule.deny_if_body.reason if veto_rule.deny_if_body
-
-else := veto_rule.tool_argument_prefix.reason
+veto_reason := sort([reason | some [name, reason] in vetoes; name == veto_rule.name])[0]
 
 vetoed_by_body := {
 	"allowed": false,

@@ -230,3 +230,61 @@ test_mcp_tool_needing_approval if {
 	not d.allowed
 	d.approval.reviewers == ["security"]
 }
+
+body_req(body, content_type) := object.union(req(alice, "POST", ["demo", "items"]), {"attributes": {"request": {"http": {
+	"method": "POST",
+	"headers": {"content-type": content_type},
+	"body": body,
+}}}})
+
+test_body_rule_reads_form_values_and_key_variants if {
+	# Form bodies: values are arrays, a repeated field has several; keys are compared without case.
+	form := "application/x-www-form-urlencoded"
+	d1 := authz.decision with input as with_body(body_req("priority=low&priority=critical", form), {"priority": ["low", "critical"]})
+	d1.reason == "critical items need approval"
+	d2 := authz.decision with input as with_body(body_req("Priority=critical", form), {"Priority": ["critical"]})
+	d2.reason == "critical items need approval"
+	d3 := authz.decision with input as with_body(body_req("{}", "application/json"), {"PRIORITY": "critical"})
+	d3.reason == "critical items need approval"
+	d4 := authz.decision with input as with_body(body_req("{}", "application/json"), {"priority": ["critical"]})
+	not d4.allowed
+	ok := authz.decision with input as with_body(body_req("priority=low", form), {"priority": ["low"]})
+	ok.allowed
+}
+
+test_body_rule_refuses_bodies_it_cannot_read if {
+	# The authz server leaves text/plain, text/json and bodies without a content type unparsed.
+	d1 := authz.decision with input as body_req("{\"priority\":\"critical\"}", "text/plain")
+	not d1.allowed
+	d1.reason == "the body rule cannot read a body of content type text/plain (send a JSON object or a form)"
+	d2 := authz.decision with input as body_req("{\"priority\":\"critical\"}", "text/json")
+	not d2.allowed
+	d3 := authz.decision with input as with_body(body_req("[]", "application/json"), [{"priority": "critical"}])
+	not d3.allowed
+	d4 := authz.decision with input as object.union(req(alice, "POST", ["demo", "items"]), {"truncated_body": true})
+	d4.reason == "the request body was truncated, so its body rule cannot be checked"
+}
+
+test_rules_without_body_rules_ignore_unread_bodies if {
+	r := object.union(body_req("x", "text/plain"), {"parsed_path": ["demo", "other"]})
+	targets := {"demo": {"rules": [{"name": "any-post", "groups": ["engineering"], "methods": ["POST"], "paths": ["/demo/**"]}]}}
+	d := authz.decision with input as r with data.chaperone.targets as targets
+	d.allowed
+}
+
+test_mcp_tool_argument_spellings_that_escape_the_directory if {
+	every path in [
+		"/srv/public/../../etc/passwd",
+		"/srv/public/%2e%2e/etc/passwd",
+		"/srv/public\\..\\secret",
+		"/srv/public-other/a",
+		"srv/public/a",
+	] {
+		d := authz.decision with input as mcp_req(alice, "read_file", {"path": path})
+		d.reason == "read_file is confined to /srv/public/"
+	}
+	missing := authz.decision with input as mcp_req(alice, "read_file", {"Path": "/srv/public/a"})
+	not missing.allowed
+	ok := authz.decision with input as mcp_req(alice, "read_file", {"path": "/srv//public/a.txt"})
+	ok.allowed
+}
