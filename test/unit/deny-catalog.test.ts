@@ -21,7 +21,7 @@ describe('deny catalog', () => {
     });
   }
 
-  it('every public reason is short and fixed; only request codes and ERR_APPROVAL_SPENT show a detail', () => {
+  it('every public reason is short and fixed; only request codes, ERR_APPROVAL_SPENT and ERR_RESPONSE_NOT_MASKABLE show a detail', () => {
     const showsDetail = Object.entries(DENY_CATALOG)
       .filter(([, rule]) => rule.decidedBy === 'server' && rule.publicDetail)
       .map(([code]) => code)
@@ -29,12 +29,15 @@ describe('deny catalog', () => {
     expect(showsDetail).toEqual(
       [
         'ERR_APPROVAL_SPENT',
+        'ERR_BODY_CONTENT_TYPE',
         'ERR_BODY_TRUNCATED',
         'ERR_BODY_UNPARSABLE',
         'ERR_PATH_NONCANONICAL',
         'ERR_PROTOCOL_AMBIGUOUS',
         'ERR_PROTOCOL_INVALID',
+        'ERR_PROTOCOL_LIMIT',
         'ERR_REQUEST_MALFORMED',
+        'ERR_RESPONSE_NOT_MASKABLE',
       ].sort(),
     );
     for (const rule of Object.values(DENY_CATALOG)) {
