@@ -10,14 +10,30 @@ export interface PlannedBind {
   override: string;
 }
 
+// lib/ sits below contracts/ (the layering test), so these errors cannot extend ChaperoneError; they
+// carry its shape — a catalog code (docs/errors.md) and a public message — and callers dispatch on code.
+
 export class PortInUseError extends Error {
-  readonly code = 'ERR_PORT_IN_USE';
+  readonly code = 'ERR_PORT_IN_USE' as const;
+  readonly publicMessage: string;
   constructor(readonly bind: PlannedBind) {
     super(
       `${bind.component}: ${bind.host}:${bind.port} is already in use (another chaperone or program?); ` +
         `stop it or choose another address with ${bind.override}`,
     );
     this.name = 'PortInUseError';
+    this.publicMessage = this.message;
+  }
+}
+
+/** An address that is not `host:port` (a config or flag mistake). */
+export class InvalidAddressError extends Error {
+  readonly code = 'ERR_CONFIG_INVALID' as const;
+  readonly publicMessage: string;
+  constructor(readonly address: string) {
+    super(`invalid address "${address}": expected host:port`);
+    this.name = 'InvalidAddressError';
+    this.publicMessage = this.message;
   }
 }
 
@@ -41,7 +57,7 @@ export function splitHostPort(address: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(address);
   const port = m ? Number(m[2]) : Number.NaN;
   const host = m?.[1];
-  if (!host || port > 65535) throw new Error(`invalid address "${address}": expected host:port`);
+  if (!host || port > 65535) throw new InvalidAddressError(address);
   return { host, port };
 }
 
