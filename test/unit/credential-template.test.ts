@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CredentialStore } from '../../authz-server/credentials/credential-store.ts';
 
 describe('credential templates substitute literally', () => {
-  const secrets = ['a$&b', "x$'y", 'p$`q', 'dollar$$dollar', 'group$1', '$&$`$\'', '{}', 'plain'];
+  const secrets = ['a$&b', "x$'y", 'p$`q', 'dollar$$dollar', 'group$1', "$&$`$'", '{}', 'plain'];
   for (const secret of secrets) {
     it(`keeps ${JSON.stringify(secret)} as is in "Bearer {}"`, async () => {
       const store = new CredentialStore(
