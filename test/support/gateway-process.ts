@@ -102,6 +102,8 @@ export async function startGatewayProcess(
     yaml?: (p: GatewayPorts) => string;
     env?: Record<string, string>;
     wait?: boolean;
+    /** `--dev` (default): the dev issuer and demo upstream on the ports' idp/demo, dev tokens. */
+    dev?: boolean;
   } = {},
 ): Promise<GatewayProcess> {
   const ports = opts.ports ?? (await gatewayPorts());
@@ -113,13 +115,11 @@ export async function startGatewayProcess(
     [
       join(PROJECT_ROOT, 'cli/bin/chaperone.js'),
       'up',
-      '--dev',
+      ...(opts.dev === false
+        ? []
+        : ['--dev', '--dev-idp-port', String(ports.idp), '--demo-port', String(ports.demo)]),
       '--config',
       configPath,
-      '--dev-idp-port',
-      String(ports.idp),
-      '--demo-port',
-      String(ports.demo),
       '--log-level',
       'info',
     ],
