@@ -1,10 +1,13 @@
 // The gateway's component runner: components start in the listed order, a failed start rolls back
 // the ones already running in reverse (the failed one included, for what it half-started), /status is
 // composed from what is running, and stop goes in reverse even when one stop fails.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { type GatewayComponent, runComponents } from '../../gateway/component.ts';
 import { START_ORDER, startOrderNames } from '../../gateway/gateway.ts';
+import { PROJECT_ROOT } from '../../lib/tools.ts';
 import { waitFor } from '../support/wait.ts';
 
 const silent = pino({ level: 'silent' });
@@ -110,5 +113,14 @@ describe('START_ORDER', () => {
       'envoy',
     ]);
     expect(new Set(START_ORDER.map((make) => make().name)).size).toBe(START_ORDER.length);
+  });
+
+  it('is quoted by docs/architecture.md', () => {
+    const doc = readFileSync(join(PROJECT_ROOT, 'docs/architecture.md'), 'utf8').replace(/\s+/g, ' ');
+    expect(doc).toContain(
+      startOrderNames()
+        .map((n) => `\`${n}\``)
+        .join(' → '),
+    );
   });
 });
