@@ -9,7 +9,7 @@ import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { saveToken, tokenCachePath } from '../auth/token-cache.ts';
 import { DEV_DEFAULTS } from '../dev/dev-config.ts';
-import { action } from '../exit.ts';
+import { action, CliError, EXIT } from '../exit.ts';
 
 interface LoginOptions {
   issuer: string;
@@ -36,7 +36,10 @@ function openBrowser(url: string): void {
  */
 function awaitCallback(server: Server, redirectUri: string, state: string, timeoutMs: number): Promise<URL> {
   return new Promise<URL>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no sign-in within the time limit')), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new CliError('ERR_API_UNAUTHENTICATED', 'no sign-in within the time limit', EXIT.auth)),
+      timeoutMs,
+    );
     server.on('request', (req, res) => {
       const got = new URL(req.url ?? '/', redirectUri);
       if (got.pathname !== '/callback') {
