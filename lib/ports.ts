@@ -1,5 +1,6 @@
 // Checks, before anything starts, that every address `chaperone up` will bind is free, so a taken
 // port fails with the component's name and the flag that moves it instead of a half-started gateway.
+import { randomInt } from 'node:crypto';
 import { createServer } from 'node:net';
 
 export interface PlannedBind {
@@ -61,8 +62,21 @@ export function splitHostPort(address: string): { host: string; port: number } {
   return { host, port };
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (suites and benchmarks never use fixed ports). */
-export function freePort(): Promise<number> {
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago (suites and benchmarks never use fixed ports).
+ * Picked at random below Linux's ephemeral range (32768–60999): outgoing connections take their local
+ * port from that range, so under load one of them could take a port between this check and the bind
+ * (seen as EADDRINUSE in busy suite runs). Falls back to a kernel-assigned port if none is found.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + randomInt(12_000);
+    if (await probe('127.0.0.1', port)) return port;
+  }
+  return kernelPort();
+}
+
+function kernelPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
