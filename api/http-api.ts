@@ -1,32 +1,44 @@
-// Chaperone's HTTP API (default 127.0.0.1:8181): health, status and, in dev mode, demo tokens.
-// Small on purpose: a route table of `METHOD /path` → handler, JSON in and out, a bounded body, and
-// errors that never echo request content back (it may hold tokens).
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+// Chaperone's HTTP API server (default 127.0.0.1:8181). Small on purpose: a table of declared routes
+// (api/routes/), JSON in and out, and in front of every handler the same gates in the same order —
+// Host/Origin allow-list, route lookup, the caller the route declares (api/authenticate.ts), a bounded
+// body. Slow or piled-up clients are cut off (header and request timeouts, a connection cap). Errors
+// never echo request content back (it may hold tokens), and no CORS header is ever sent.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { ChaperoneError } from '../contracts/errors.ts';
+import { authenticate, type CallerAuth } from './authenticate.ts';
+import { ApiError } from './errors.ts';
+import type { HostAllowList } from './host-allow-list.ts';
+import { type ApiResponse, declarationProblem, type Route, routeKey } from './route.ts';
 
-export interface ApiResponse {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-}
+export { ApiError } from './errors.ts';
+export type { ApiHandler, ApiRequest, ApiResponse, Route } from './route.ts';
 
-export interface ApiRequest {
-  method: string;
-  url: URL;
-  headers: IncomingMessage['headers'];
-  /** Parsed JSON or form body; null when there is none. */
-  body: unknown;
-}
+/** Bounds on what one client can make the API hold. Each has a reason. */
+export const API_LIMITS = {
+  /** Request bodies are small JSON or form posts (an id, a token exchange). */
+  maxBodyBytes: 64 * 1024,
+  /** A client must send its headers within this time (slowloris). */
+  headersTimeoutMs: 10_000,
+  /** …and its whole request, body included. */
+  requestTimeoutMs: 30_000,
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: 5_000,
+  /** Connections beyond this are refused: the API is for operators and a few pollers, not traffic. */
+  maxConnections: 256,
+} as const;
 
-export type ApiHandler = (req: ApiRequest) => Promise<ApiResponse> | ApiResponse;
+export type ApiLimits = { -readonly [K in keyof typeof API_LIMITS]: number };
 
 export interface HttpApiOptions {
   host: string;
   port: number;
-  routes: Record<string, ApiHandler>;
+  routes: readonly Route[];
+  auth: CallerAuth;
+  hosts: HostAllowList;
   logger: Logger;
-  maxBodyBytes?: number;
+  limits?: Partial<ApiLimits>;
 }
 
 export interface HttpApi {
@@ -36,18 +48,9 @@ export interface HttpApi {
   close(): Promise<void>;
 }
 
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
-}
-
 async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  if (Number(req.headers['content-length'] ?? 0) > limit)
+    throw new ApiError(413, 'body_too_large', `request body exceeds ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -66,45 +69,90 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   }
 }
 
-export async function startHttpApi(o: HttpApiOptions): Promise<HttpApi> {
-  const limit = o.maxBodyBytes ?? 64 * 1024;
-  const server = createServer((req, res) => {
-    const send = (r: ApiResponse) => {
-      // A string body with its own content type (JSONL exports) goes out as is.
-      const raw = typeof r.body === 'string' && r.headers?.['content-type'] !== undefined;
-      const payload = raw ? (r.body as string) : JSON.stringify(r.body);
-      res.writeHead(r.status, {
-        'content-type': 'application/json',
-        'cache-control': 'no-store',
-        ...r.headers,
-      });
-      res.end(payload);
-    };
-    void (async () => {
-      const url = new URL(req.url ?? '/', 'http://chaperone.local');
-      const key = `${req.method ?? 'GET'} ${url.pathname}`;
-      const handler = o.routes[key];
-      if (!handler) {
-        const pathKnown = Object.keys(o.routes).some((k) => k.split(' ')[1] === url.pathname);
-        return send({
-          status: pathKnown ? 405 : 404,
-          body: { error: pathKnown ? 'method_not_allowed' : 'not_found' },
-        });
-      }
-      try {
-        const body = await readBody(req, limit);
-        send(await handler({ method: req.method ?? 'GET', url, headers: req.headers, body }));
-      } catch (err) {
-        if (err instanceof ApiError)
-          return send({ status: err.status, body: { error: err.code, reason: err.message } });
-        o.logger.error(
-          { route: key, err: err instanceof Error ? err.message : String(err) },
-          'api handler failed',
-        );
-        send({ status: 500, body: { error: 'internal_error' } });
-      }
-    })();
+function send(res: ServerResponse, r: ApiResponse): void {
+  // A string body with its own content type (JSONL exports) goes out as is.
+  const raw = typeof r.body === 'string' && r.headers?.['content-type'] !== undefined;
+  res.writeHead(r.status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...r.headers,
   });
+  res.end(raw ? (r.body as string) : JSON.stringify(r.body));
+}
+
+const isLoopbackPeer = (a: string | undefined) =>
+  a !== undefined && (a === '::1' || /^(::ffff:)?127\./.test(a));
+
+/** The route table, refusing a route without a valid caller declaration or declared twice. */
+export function routeTable(routes: readonly Route[]): Map<string, Route> {
+  const table = new Map<string, Route>();
+  for (const r of routes) {
+    const problem = declarationProblem(r);
+    if (problem) throw new ChaperoneError('ERR_GATEWAY_START', `HTTP API route ${routeKey(r)} ${problem}`);
+    if (table.has(routeKey(r)))
+      throw new ChaperoneError('ERR_GATEWAY_START', `HTTP API route ${routeKey(r)} is declared twice`);
+    table.set(routeKey(r), r);
+  }
+  return table;
+}
+
+/** Host gate → route → caller → body → handler. Throws ApiError for every refusal. */
+async function handle(o: HttpApiOptions, table: Map<string, Route>, req: IncomingMessage) {
+  if (!o.hosts.host(req.headers.host))
+    throw new ApiError(421, 'host_not_allowed', 'this API answers only to its own host names');
+  if (!o.hosts.origin(req.headers.origin))
+    throw new ApiError(403, 'origin_not_allowed', 'cross-origin requests are not served');
+  const url = new URL(req.url ?? '/', 'http://chaperone.local');
+  const route = table.get(`${req.method ?? 'GET'} ${url.pathname}`);
+  if (!route) {
+    const pathKnown = [...table.values()].some((r) => r.path === url.pathname);
+    throw pathKnown
+      ? new ApiError(405, 'method_not_allowed', 'method not allowed')
+      : new ApiError(404, 'not_found', 'no such route');
+  }
+  if (route.loopbackOnly && !isLoopbackPeer(req.socket.remoteAddress))
+    throw new ApiError(403, 'loopback_only', 'this route is served to loopback clients only');
+  const limit = o.limits?.maxBodyBytes ?? API_LIMITS.maxBodyBytes;
+  const { caller, roles, body } = await authenticate(
+    route.caller,
+    req.headers,
+    () => readBody(req, limit),
+    o.auth,
+  );
+  return route.handle({ method: route.method, url, headers: req.headers, body, caller, roles });
+}
+
+export async function startHttpApi(o: HttpApiOptions): Promise<HttpApi> {
+  const table = routeTable(o.routes);
+  const limits: ApiLimits = { ...API_LIMITS, ...o.limits };
+  const server = createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // Node checks the two timeouts above on this interval (default 30 s, too coarse for them).
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+    },
+    (req, res) => {
+      handle(o, table, req).then(
+        (r) => send(res, r),
+        (err: unknown) => {
+          if (err instanceof ApiError)
+            return send(res, { status: err.status, body: { error: err.error, reason: err.publicMessage } });
+          o.logger.error(
+            {
+              route: `${req.method} ${req.url?.split('?')[0]}`,
+              err: err instanceof Error ? err.message : String(err),
+            },
+            'api handler failed',
+          );
+          send(res, { status: 500, body: { error: 'internal_error' } });
+        },
+      );
+    },
+  );
+  server.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => {
@@ -113,8 +161,9 @@ export async function startHttpApi(o: HttpApiOptions): Promise<HttpApi> {
     });
   });
   const port = (server.address() as AddressInfo).port;
+  const host = o.host.includes(':') ? `[${o.host}]` : o.host;
   return {
-    url: `http://${o.host}:${port}`,
+    url: `http://${host}:${port}`,
     port,
     server,
     close: () =>

@@ -1,12 +1,17 @@
 // The `chaperone` command line. Each command group lives in cli/commands/<group>.ts and registers
-// itself here; exit codes: 0 ok, 1 a check failed (tests, policy), 2 usage or configuration error.
+// itself here. Every command ends the same way (cli/exit.ts, docs/cli.md): 0 ok, 1 failed, 2 usage or
+// environment, 3 not authenticated or not allowed.
 import { Command } from 'commander';
+import { EXIT } from './exit.ts';
 
 const program = new Command();
 program
   .name('chaperone')
   .description('Identity-aware, policy-as-code gateway for AI-agent egress')
-  .version('0.1.0');
+  .version('0.1.0')
+  // Commander's own errors (unknown option, missing argument) are usage errors: exit 2, not its 1.
+  // Subcommands inherit this, so it is set before any command group registers.
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage));
 
 const registrations = [
   import('./commands/policy.ts').then((m) => m.registerPolicyCommands(program)),
@@ -26,7 +31,7 @@ for (const r of await Promise.allSettled(registrations)) {
     process.stderr.write(
       `chaperone: a command group failed to load: ${r.reason instanceof Error ? r.reason.stack : String(r.reason)}\n`,
     );
-    process.exitCode = 1;
+    process.exitCode = EXIT.failed;
   }
 }
 await program.parseAsync(process.argv);

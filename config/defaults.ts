@@ -24,6 +24,13 @@ export const CONFIG_DEFAULTS = {
   auditStore: 'embedded',
   spoolDir: '.chaperone/spool',
   protocol: 'http',
+  /**
+   * Roles on the HTTP API (`access:`): nobody. Fail closed — the audit trail, approvals, /status and key
+   * rotation refuse everyone until the operator names the IdP groups that hold each role.
+   */
+  access: { admins: [], auditors: [], reviewers: [] } as Readonly<
+    Record<'admins' | 'auditors' | 'reviewers', readonly string[]>
+  >,
   /** Credential header value template: the secret as is. */
   credentialFormat: '{}',
 } as const;

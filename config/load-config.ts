@@ -10,6 +10,7 @@ import { CONFIG_DEFAULTS } from './defaults.ts';
 import { ConfigError, type ConfigIssue } from './errors.ts';
 import { schemaIssues } from './schema.ts';
 import type {
+  AccessConfig,
   AuditStoreConfig,
   Config,
   CredentialRefConfig,
@@ -180,6 +181,7 @@ export function parseConfig(text: string, file: string | null = null): Config {
     listeners,
     identity,
     targets,
+    access: accessOf(raw['access'] as Raw | undefined),
     policy: { source: policySource, entrypoint: policyRaw['entrypoint'] ?? CONFIG_DEFAULTS.entrypoint },
     audit: { store, spoolDir: localPath(auditRaw['spool_dir'] ?? CONFIG_DEFAULTS.spoolDir) },
     authz: {
@@ -215,6 +217,12 @@ export async function loadConfig(path: string): Promise<Config> {
     throw new ConfigError(path, [{ path: '', message: `cannot read the file (${code})` }], { cause: err });
   }
   return parseConfig(text, path);
+}
+
+/** `access:` → roles as lists of groups (schema-checked); a missing list is the default (nobody). */
+function accessOf(raw: Raw | undefined): AccessConfig {
+  const groups = (key: keyof AccessConfig): string[] => [...(raw?.[key] ?? CONFIG_DEFAULTS.access[key])];
+  return { admins: groups('admins'), auditors: groups('auditors'), reviewers: groups('reviewers') };
 }
 
 const lineField = (line: number | undefined) => (line === undefined ? {} : { line });

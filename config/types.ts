@@ -55,6 +55,19 @@ export type PolicySource = { kind: 'dir'; path: string } | { kind: 'bundle'; pat
 /** `connection` is a postgres:// URL or an `env:NAME` reference to one. */
 export type AuditStoreConfig = { kind: 'embedded' } | { kind: 'postgres'; connection: string };
 
+/**
+ * Who may use Chaperone's own HTTP API beyond their own agents and approvals: IdP groups (from the
+ * token's groups claim) per role. Empty lists: nobody holds the role.
+ */
+export interface AccessConfig {
+  /** Key rotation, revoking anyone's agents, /status. */
+  admins: string[];
+  /** The audit trail (/audit/*), /status, everyone's agent inventory. */
+  auditors: string[];
+  /** Listing and deciding approval requests (a request's own reviewer groups apply on top). */
+  reviewers: string[];
+}
+
 export interface Config {
   /** The file it was read from (as given), or null. */
   file: string | null;
@@ -62,6 +75,7 @@ export interface Config {
   /** null: no issuer configured (every token is rejected). */
   identity: IdentityConfig | null;
   targets: TargetConfig[];
+  access: AccessConfig;
   policy: { source: PolicySource; entrypoint: string };
   audit: { store: AuditStoreConfig; spoolDir: string };
   authz: { addresses: string[] };

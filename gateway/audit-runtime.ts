@@ -1,26 +1,29 @@
 // The audit pipeline of a running gateway: store (PGlite or PostgreSQL) + spool + shipper + the
-// recorder the authz server awaits, the access-log sink for the ALS, and the HTTP API's audit routes.
+// recorder the authz server awaits, the access-log sink for the ALS, and the store's read side that
+// the HTTP API's audit routes (api/routes/audit.ts) query.
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { JWK } from 'jose';
 import type { Logger } from 'pino';
-import { ApiError, type ApiHandler } from '../api/http-api.ts';
 import { BatchingAccessLogSink } from '../audit/access-log-sink.ts';
 import { SpoolRecorder } from '../audit/recorder.ts';
-import type { DecisionRecord, StoredDecision } from '../audit/records.ts';
+import type { DecisionRecord } from '../audit/records.ts';
 import { Shipper } from '../audit/shipper.ts';
 import { Spool } from '../audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../audit/store.ts';
 import type { Config } from '../config/types.ts';
+import { ChaperoneError } from '../contracts/errors.ts';
 import { AgentKeys } from '../fleet/agent-keys.ts';
 import { FleetKeys } from '../fleet/fleet-keys.ts';
 import { SharedState } from '../fleet/shared-state.ts';
-import type { AuditRuntime } from './gateway.ts';
+import type { AuditRuntime } from './context.ts';
 
-export class AuditConfigError extends Error {
-  readonly code = 'ERR_AUDIT_CONFIG';
+/** The audit store cannot be reached as configured (a missing env variable, a failed migration). */
+export class AuditConfigError extends ChaperoneError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_AUDIT_STORE', message, options);
+  }
 }
 
 export function resolveStoreUrl(config: Config, env: NodeJS.ProcessEnv = process.env): string | null {
@@ -46,6 +49,32 @@ export function nodeName(config: Config): string {
   return `${hostname()}/${config.controlPlane.httpAddress}`;
 }
 
+/** Administrative actions (approvals decided, agents revoked, keys rotated) as rows of the same chain. */
+function adminRecorder(spool: Spool): NonNullable<AuditRuntime['recordAdmin']> {
+  return (a) =>
+    spool.append({
+      decision_id: randomUUID(),
+      request_id: '',
+      time: new Date().toISOString(),
+      route_id: null,
+      target: a.target ?? null,
+      method: a.action,
+      host: 'chaperone-api',
+      path: `/admin/${a.action.toLowerCase()}`,
+      subject: a.subject,
+      issuer: null,
+      actor: null,
+      decision: 'admin',
+      http_status: 200,
+      reason: a.reason,
+      reason_code: 'ADMIN',
+      policy_revision: '',
+      latency_us: 0,
+      input: a.detail ?? null,
+      result: null,
+    } satisfies DecisionRecord);
+}
+
 export async function openAuditRuntime(o: {
   config: Config;
   stateDir: string;
@@ -60,6 +89,7 @@ export async function openAuditRuntime(o: {
     await store.close().catch(() => undefined);
     throw new AuditConfigError(
       `audit store ${store.description}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
     );
   }
   // Fleet state (approvals, revocations, config revisions, public keys) lives in the same database.
@@ -83,30 +113,10 @@ export async function openAuditRuntime(o: {
         ...o.config.targets.flatMap((t) => t.credentials.map((c) => c.header)),
       ],
     }),
-    recordAdmin: (a) =>
-      spool.append({
-        decision_id: randomUUID(),
-        request_id: '',
-        time: new Date().toISOString(),
-        route_id: null,
-        target: a.target ?? null,
-        method: a.action,
-        host: 'chaperone-api',
-        path: `/admin/${a.action.toLowerCase()}`,
-        subject: a.subject,
-        issuer: null,
-        actor: null,
-        decision: 'admin',
-        http_status: 200,
-        reason: a.reason,
-        reason_code: 'ADMIN',
-        policy_revision: '',
-        latency_us: 0,
-        input: a.detail ?? null,
-        result: null,
-      } satisfies DecisionRecord),
+    recordAdmin: adminRecorder(spool),
     accessLogs,
-    routes: auditApiRoutes(store, { entrypoint: o.config.policy.entrypoint, jwks: () => keys.allJwks() }),
+    trail: store,
+    trailJwks: () => keys.allJwks(),
     status: () => ({
       store: store.description,
       spool: { dir: spool.dir, ...spool.stats() },
@@ -123,112 +133,6 @@ export async function openAuditRuntime(o: {
       await spool.close();
       await state.close();
       await store.close();
-    },
-  };
-}
-
-/** `24h`, `30m`, `7d`, `90s` or an ISO date. */
-export function parseSince(text: string, now = Date.now()): Date {
-  const m = /^(\d+)\s*([smhd])$/.exec(text.trim());
-  if (m)
-    return new Date(
-      now - Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as 's' | 'm' | 'h' | 'd'],
-    );
-  const d = new Date(text);
-  if (Number.isNaN(d.getTime()))
-    throw new ApiError(400, 'invalid_since', 'since must look like 24h, 30m, 7d or an ISO time');
-  return d;
-}
-
-/** One decision as an OPA decision-log event, so OPA tooling can read the trail. */
-export function toOpaDecisionLog(r: StoredDecision, entrypoint: string): Record<string, unknown> {
-  return {
-    decision_id: r.decision_id,
-    path: entrypoint,
-    input: r.input,
-    result: r.result,
-    timestamp: r.time,
-    labels: { app: 'chaperone', policy_revision: r.policy_revision },
-    requested_by: r.host,
-    metrics: { timer_server_handler_ns: Math.round(r.latency_us * 1000) },
-    chaperone: {
-      seq: r.seq,
-      hash: r.hash,
-      decision: r.decision,
-      http_status: r.http_status,
-      reason: r.reason,
-      subject: r.subject,
-      actor: r.actor,
-    },
-  };
-}
-
-export function auditApiRoutes(
-  store: AuditStore,
-  o: { entrypoint: string; jwks?: () => { keys: JWK[] } } = { entrypoint: 'chaperone/authz/decision' },
-): Record<string, ApiHandler> {
-  return {
-    'GET /audit/decisions': async ({ url }) => {
-      const p = url.searchParams;
-      const since = p.get('since');
-      const limit = p.get('limit');
-      let page: Awaited<ReturnType<AuditStore['queryDecisions']>>;
-      try {
-        page = await store.queryDecisions({
-          ...(p.get('user') ? { subject: p.get('user')! } : {}),
-          ...(p.get('agent') ? { agent: p.get('agent')! } : {}),
-          ...(p.get('target') ? { target: p.get('target')! } : {}),
-          ...(p.get('decision') ? { decision: p.get('decision')! } : {}),
-          ...(p.get('shadow') === 'differs' ? { shadowDiffers: true } : {}),
-          ...(since ? { since: parseSince(since) } : {}),
-          ...(limit ? { limit: Number(limit) } : {}),
-          ...(p.get('cursor') ? { cursor: p.get('cursor')! } : {}),
-        });
-      } catch (err) {
-        if (err instanceof ApiError) throw err;
-        if (err instanceof Error && err.message === 'invalid cursor')
-          throw new ApiError(400, 'invalid_cursor', 'cursor is not valid');
-        throw err;
-      }
-      return { status: 200, body: page };
-    },
-    'GET /audit/tail': async ({ url }) => {
-      const after = url.searchParams.get('after');
-      const from =
-        after === null || after === 'latest' ? Math.max(0, (await store.lastSeq()) - 10) : Number(after);
-      if (!Number.isInteger(from) || from < 0)
-        throw new ApiError(400, 'invalid_after', 'after must be a sequence number');
-      const rows = await store.decisionsAfter(from, 500);
-      return { status: 200, body: { rows, lastSeq: rows.at(-1)?.seq ?? from } };
-    },
-    'GET /audit/verify': async () => ({
-      status: 200,
-      body: await store.verifyChain(o.jwks ? { jwks: o.jwks() } : {}),
-    }),
-    'GET /audit/export': async ({ url }) => {
-      const format = url.searchParams.get('format') ?? 'jsonl';
-      if (format !== 'jsonl' && format !== 'opa')
-        throw new ApiError(400, 'invalid_format', 'format is jsonl or opa');
-      const since = parseSince(url.searchParams.get('since') ?? '24h');
-      const lines: string[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await store.queryDecisions({ since, limit: 1000, ...(cursor ? { cursor } : {}) });
-        for (const r of page.rows)
-          lines.push(JSON.stringify(format === 'opa' ? toOpaDecisionLog(r, o.entrypoint) : r));
-        cursor = page.nextCursor ?? undefined;
-      } while (cursor && lines.length < 1_000_000);
-      // Oldest first, as a log reads.
-      return {
-        status: 200,
-        headers: { 'content-type': 'application/x-ndjson' },
-        body: `${lines.reverse().join('\n')}\n`,
-      };
-    },
-    'GET /audit/access-logs': async ({ url }) => {
-      const requestId = url.searchParams.get('request_id');
-      if (!requestId) throw new ApiError(400, 'missing_request_id', 'request_id is required');
-      return { status: 200, body: { rows: await store.accessLogsFor(requestId) } };
     },
   };
 }

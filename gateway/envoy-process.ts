@@ -7,6 +7,7 @@ import { randomInt } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
+import { ChaperoneError } from '../contracts/errors.ts';
 import { locateTool } from '../lib/tools.ts';
 
 export interface EnvoyProcessOptions {
@@ -32,14 +33,12 @@ export interface EnvoyProcess {
   exited: Promise<number | null>;
 }
 
-export class EnvoyStartError extends Error {
-  readonly code = 'ERR_ENVOY_START';
+export class EnvoyStartError extends ChaperoneError {
   constructor(
     message: string,
     readonly log: string,
   ) {
-    super(`${message}\n--- envoy output (last lines) ---\n${log.slice(-4096)}`);
-    this.name = 'EnvoyStartError';
+    super('ERR_ENVOY_START', message, { detail: `\n--- envoy output (last lines) ---\n${log.slice(-4096)}` });
   }
 }
 
@@ -63,6 +62,35 @@ async function adminReady(adminUrl: string): Promise<boolean> {
     return res.ok;
   } catch {
     return false; // not listening yet
+  }
+}
+
+/** Polls until the admin endpoint is ready and the listeners accept; throws (stopping Envoy) otherwise. */
+async function untilReady(
+  o: EnvoyProcessOptions,
+  envoy: { exited(): Error | boolean; log(): string; stop(): Promise<void> },
+): Promise<void> {
+  const timeoutMs = o.readyTimeoutMs ?? 20_000;
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const exited = envoy.exited();
+    if (exited !== false) {
+      const why =
+        exited instanceof Error
+          ? `envoy could not be started: ${String(exited)}`
+          : 'envoy exited during start-up';
+      throw new EnvoyStartError(why, envoy.log());
+    }
+    if (await adminReady(o.adminUrl)) {
+      let listening = true;
+      for (const port of o.listenPorts ?? []) if (!(await tcpAccepts(port))) listening = false;
+      if (listening) return;
+    }
+    if (Date.now() > deadline) {
+      await envoy.stop();
+      throw new EnvoyStartError(`envoy was not ready within ${timeoutMs} ms`, envoy.log());
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -117,26 +145,10 @@ export async function startEnvoy(o: EnvoyProcessOptions): Promise<EnvoyProcess> 
     clearTimeout(timer);
   };
 
-  const timeoutMs = o.readyTimeoutMs ?? 20_000;
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    if (hasExited) {
-      const why = spawnError
-        ? `envoy could not be started: ${String(spawnError)}`
-        : 'envoy exited during start-up';
-      throw new EnvoyStartError(why, lines.join('\n'));
-    }
-    if (await adminReady(o.adminUrl)) {
-      let listening = true;
-      for (const port of o.listenPorts ?? []) if (!(await tcpAccepts(port))) listening = false;
-      if (listening) break;
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new EnvoyStartError(`envoy was not ready within ${timeoutMs} ms`, lines.join('\n'));
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-
+  await untilReady(o, {
+    exited: () => (hasExited ? (spawnError ?? true) : false),
+    log: () => lines.join('\n'),
+    stop,
+  });
   return { pid: child.pid ?? 0, adminUrl: o.adminUrl, exited, recentLog: () => lines.join('\n'), stop };
 }

@@ -1,5 +1,6 @@
 // Checks, before anything starts, that every address `chaperone up` will bind is free, so a taken
 // port fails with the component's name and the flag that moves it instead of a half-started gateway.
+import { randomInt } from 'node:crypto';
 import { createServer } from 'node:net';
 
 export interface PlannedBind {
@@ -10,14 +11,30 @@ export interface PlannedBind {
   override: string;
 }
 
+// lib/ sits below contracts/ (the layering test), so these errors cannot extend ChaperoneError; they
+// carry its shape — a catalog code (docs/errors.md) and a public message — and callers dispatch on code.
+
 export class PortInUseError extends Error {
-  readonly code = 'ERR_PORT_IN_USE';
+  readonly code = 'ERR_PORT_IN_USE' as const;
+  readonly publicMessage: string;
   constructor(readonly bind: PlannedBind) {
     super(
       `${bind.component}: ${bind.host}:${bind.port} is already in use (another chaperone or program?); ` +
         `stop it or choose another address with ${bind.override}`,
     );
     this.name = 'PortInUseError';
+    this.publicMessage = this.message;
+  }
+}
+
+/** An address that is not `host:port` (a config or flag mistake). */
+export class InvalidAddressError extends Error {
+  readonly code = 'ERR_CONFIG_INVALID' as const;
+  readonly publicMessage: string;
+  constructor(readonly address: string) {
+    super(`invalid address "${address}": expected host:port`);
+    this.name = 'InvalidAddressError';
+    this.publicMessage = this.message;
   }
 }
 
@@ -41,12 +58,25 @@ export function splitHostPort(address: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(address);
   const port = m ? Number(m[2]) : Number.NaN;
   const host = m?.[1];
-  if (!host || port > 65535) throw new Error(`invalid address "${address}": expected host:port`);
+  if (!host || port > 65535) throw new InvalidAddressError(address);
   return { host, port };
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (suites and benchmarks never use fixed ports). */
-export function freePort(): Promise<number> {
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago (suites and benchmarks never use fixed ports).
+ * Picked at random below Linux's ephemeral range (32768–60999): outgoing connections take their local
+ * port from that range, so under load one of them could take a port between this check and the bind
+ * (seen as EADDRINUSE in busy suite runs). Falls back to a kernel-assigned port if none is found.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + randomInt(12_000);
+    if (await probe('127.0.0.1', port)) return port;
+  }
+  return kernelPort();
+}
+
+function kernelPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();

@@ -55,14 +55,20 @@ const SPECS: Record<ToolName, ToolSpec> = {
   },
 };
 
+/**
+ * A tool is missing. lib/ sits below contracts/, so this cannot extend ChaperoneError; it carries the
+ * same shape (catalog code, public message) and callers dispatch on `code`.
+ */
 export class ToolNotFoundError extends Error {
-  readonly code = 'ERR_TOOL_NOT_FOUND';
+  readonly code = 'ERR_TOOL_NOT_FOUND' as const;
+  readonly publicMessage: string;
   constructor(
     readonly tool: ToolName,
     readonly hint: string,
   ) {
     super(`${tool} not found (set ${SPECS[tool].envVar}, or install it: ${hint})`);
     this.name = 'ToolNotFoundError';
+    this.publicMessage = this.message;
   }
 }
 

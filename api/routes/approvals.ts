@@ -1,9 +1,13 @@
-// The reviewers' side of human approval, on the HTTP API. Every call is authenticated with the same
-// OIDC issuers as the data path; a reviewer must be in one of the request's reviewer groups and can
-// never decide their own request (ApprovalStore enforces both).
+// The reviewers' side of human approval on the HTTP API. Listing and deciding need the reviewer role;
+// on top of it a reviewer must be in one of the request's own reviewer groups (named by the policy) and
+// can never decide their own request (ApprovalStore enforces both). The status of one request is for
+// the person who raised it, the agent that raised it (its status_url is in the deny it received), and
+// reviewers of it.
+
+import type { Identity } from '../../contracts/identity.ts';
 import { ApprovalError, type ApprovalRequest, type ApprovalStore } from '../../fleet/approval-store.ts';
-import type { Identity, IdentityVerifier } from '../../identity/verifier.ts';
-import { ApiError, type ApiHandler, type ApiRequest } from '../http-api.ts';
+import { ApiError } from '../errors.ts';
+import type { ApiHandler, ApiRequest, Role, Route } from '../route.ts';
 
 const STATUS_FOR: Record<ApprovalError['kind'], number> = {
   not_found: 404,
@@ -13,14 +17,7 @@ const STATUS_FOR: Record<ApprovalError['kind'], number> = {
   invalid: 400,
 };
 
-async function caller(verifier: IdentityVerifier | null, req: ApiRequest): Promise<Identity> {
-  if (!verifier) throw new ApiError(503, 'no_identity', 'no identity issuer is configured');
-  const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-  const res = await verifier.verify(headers);
-  if (!res.ok) throw new ApiError(401, 'unauthenticated', res.reason);
-  return res.identity;
-}
+const REVIEWER = { role: ['reviewer'] } as const;
 
 /** What a requester or reviewer may see: no fingerprint internals beyond the body hash. */
 function view(r: ApprovalRequest): Record<string, unknown> {
@@ -34,6 +31,19 @@ function bodyField(req: ApiRequest, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/**
+ * Who may read one request: an agent only a request it raised itself (same user, same agent name); a
+ * person their own requests (also those their agents raised), and a reviewer the requests they may decide.
+ */
+export function maySee(r: ApprovalRequest, who: Identity, roles: ReadonlySet<Role>): boolean {
+  if (r.requester.subject !== who.subject) {
+    return who.actor === null && roles.has('reviewer') && r.reviewers.some((g) => who.groups.includes(g));
+  }
+  if (who.actor === null) return true;
+  const raisedBy = r.requester.actor as { agent?: unknown } | null;
+  return raisedBy?.agent !== undefined && raisedBy.agent === who.actor.agent;
+}
+
 export type AdminAudit = (a: {
   subject: string;
   action: string;
@@ -42,66 +52,72 @@ export type AdminAudit = (a: {
   detail?: unknown;
 }) => Promise<void>;
 
-export function approvalRoutes(
-  store: ApprovalStore,
-  verifier: IdentityVerifier | null,
-  audit?: AdminAudit,
-): Record<string, ApiHandler> {
-  const decide =
-    (verdict: 'approve' | 'deny'): ApiHandler =>
-    async (req) => {
-      const who = await caller(verifier, req);
-      const id = bodyField(req, 'id');
-      if (!id) throw new ApiError(400, 'missing_id', 'body must be JSON with "id"');
-      const mode = bodyField(req, 'mode');
-      if (mode !== undefined && mode !== 'once' && mode !== 'window')
-        throw new ApiError(400, 'invalid_mode', 'mode is once or window');
-      const ttl = bodyField(req, 'ttl');
-      try {
-        const r = await store.decide(id, { subject: who.subject, groups: who.groups }, verdict, {
-          ...(mode ? { mode } : {}),
-          ...(ttl ? { ttl } : {}),
-        });
-        // Who approved what is part of the trail, next to the request and the retried decision.
-        await audit?.({
-          subject: who.subject,
-          action: verdict === 'approve' ? 'APPROVE' : 'DENY_APPROVAL',
-          target: r.target,
-          reason: `${verdict === 'approve' ? 'approved' : 'denied'} ${r.method} ${r.path} for ${r.requester.subject} (approval ${r.id})`,
-          detail: {
-            approval_id: r.id,
-            requester: r.requester,
-            method: r.method,
-            path: r.path,
-            mode: r.mode,
-            expires_at: r.expires_at,
-          },
-        });
-        return { status: 200, body: view(r) };
-      } catch (err) {
-        if (err instanceof ApprovalError) throw new ApiError(STATUS_FOR[err.kind], err.kind, err.message);
-        throw err;
-      }
-    };
-  return {
-    'GET /approvals': async (req) => {
-      const who = await caller(verifier, req);
-      const status = req.url.searchParams.get('status') ?? 'pending';
-      const rows = (
-        await store.list({ status: status as ApprovalRequest['status'], reviewerGroups: who.groups })
-      ).map(view);
-      return { status: 200, body: { rows } };
-    },
-    'GET /approvals/status': async (req) => {
-      const who = await caller(verifier, req);
-      const r = await store.get(req.url.searchParams.get('id') ?? '');
-      if (!r) throw new ApiError(404, 'not_found', 'no such approval request');
-      const maySee = r.requester.subject === who.subject || r.reviewers.some((g) => who.groups.includes(g));
-      // Someone else's request is as invisible as a missing one.
-      if (!maySee) throw new ApiError(404, 'not_found', 'no such approval request');
-      return { status: 200, body: view(r) };
-    },
-    'POST /approvals/approve': decide('approve'),
-    'POST /approvals/deny': decide('deny'),
+function decide(store: ApprovalStore, verdict: 'approve' | 'deny', audit?: AdminAudit): ApiHandler {
+  return async (req) => {
+    const who = req.caller!;
+    const id = bodyField(req, 'id');
+    if (!id) throw new ApiError(400, 'missing_id', 'body must be JSON with "id"');
+    const mode = bodyField(req, 'mode');
+    if (mode !== undefined && mode !== 'once' && mode !== 'window')
+      throw new ApiError(400, 'invalid_mode', 'mode is once or window');
+    const ttl = bodyField(req, 'ttl');
+    let r: ApprovalRequest;
+    try {
+      r = await store.decide(id, { subject: who.subject, groups: who.groups }, verdict, {
+        ...(mode ? { mode } : {}),
+        ...(ttl ? { ttl } : {}),
+      });
+    } catch (err) {
+      if (err instanceof ApprovalError) throw new ApiError(STATUS_FOR[err.kind], err.kind, err.message);
+      throw err;
+    }
+    // Who approved what is part of the trail, next to the request and the retried decision.
+    await audit?.({
+      subject: who.subject,
+      action: verdict === 'approve' ? 'APPROVE' : 'DENY_APPROVAL',
+      target: r.target,
+      reason: `${verdict === 'approve' ? 'approved' : 'denied'} ${r.method} ${r.path} for ${r.requester.subject} (approval ${r.id})`,
+      detail: {
+        approval_id: r.id,
+        requester: r.requester,
+        method: r.method,
+        path: r.path,
+        mode: r.mode,
+        expires_at: r.expires_at,
+      },
+    });
+    return { status: 200, body: view(r) };
   };
+}
+
+export function approvalRoutes(store: ApprovalStore, audit?: AdminAudit): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/approvals',
+      caller: REVIEWER,
+      handle: async (req) => {
+        const status = req.url.searchParams.get('status') ?? 'pending';
+        const rows = await store.list({
+          status: status as ApprovalRequest['status'],
+          reviewerGroups: req.caller!.groups,
+        });
+        return { status: 200, body: { rows: rows.map(view) } };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/approvals/status',
+      caller: 'human_or_agent',
+      handle: async (req) => {
+        const r = await store.get(req.url.searchParams.get('id') ?? '');
+        // Someone else's request is as invisible as a missing one.
+        if (!r || !maySee(r, req.caller!, req.roles))
+          throw new ApiError(404, 'not_found', 'no such approval request');
+        return { status: 200, body: view(r) };
+      },
+    },
+    { method: 'POST', path: '/approvals/approve', caller: REVIEWER, handle: decide(store, 'approve', audit) },
+    { method: 'POST', path: '/approvals/deny', caller: REVIEWER, handle: decide(store, 'deny', audit) },
+  ];
 }

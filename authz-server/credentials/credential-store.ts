@@ -200,7 +200,8 @@ export class CredentialStore {
       problem = `${describeRef(slot.ref)} holds a line break or NUL, which cannot go into a header`;
     }
     const before = slot.value;
-    slot.value = secret !== null && problem === null ? slot.format.replace('{}', secret) : null;
+    // A replacer function: a string replacement would expand `$&`, `$'`, `` $` `` inside the secret.
+    slot.value = secret !== null && problem === null ? slot.format.replace('{}', () => secret) : null;
     slot.problem = slot.value === null ? problem : null;
     if (notify && before !== slot.value) {
       this.opts.onChange?.({

@@ -1,8 +1,9 @@
-// `chaperone audit query|tail|verify`: the audit trail of a running gateway, through its HTTP API
-// (the embedded store belongs to the gateway process; PostgreSQL deployments use the same API).
+// `chaperone audit query|tail|export|verify`: the audit trail of a running gateway, through its HTTP API
+// (the embedded store belongs to the gateway process; PostgreSQL deployments use the same API). Every
+// command needs the auditor role (`access.auditors`).
 import type { Command } from 'commander';
-
-const DEFAULT_API = 'http://127.0.0.1:8181';
+import { API_OPTION, ApiClient, type ApiOptions, TOKEN_OPTION } from '../auth/api-client.ts';
+import { action, EXIT } from '../exit.ts';
 
 interface Row {
   seq?: number | string;
@@ -16,26 +17,6 @@ interface Row {
   http_status?: number;
   reason?: string;
   decision_id?: string;
-}
-
-async function api<T>(base: string, path: string): Promise<T> {
-  let res: Response;
-  try {
-    res = await fetch(`${base}${path}`);
-  } catch {
-    process.stderr.write(
-      `chaperone audit: no gateway API at ${base} (is \`chaperone up\` running? --api sets the address)\n`,
-    );
-    process.exit(2);
-  }
-  const body = (await res.json().catch(() => ({}))) as T & { error?: string; reason?: string };
-  if (!res.ok) {
-    process.stderr.write(
-      `chaperone audit: ${body.error ?? `HTTP ${res.status}`}${body.reason ? `: ${body.reason}` : ''}\n`,
-    );
-    process.exit(1);
-  }
-  return body;
 }
 
 const COLUMNS: [string, (r: Row) => string][] = [
@@ -78,45 +59,50 @@ export function registerAuditCommands(program: Command): void {
     .option('--limit <n>', 'rows per page', '50')
     .option('--all', 'follow every page', false)
     .option('--json', 'one JSON object per line', false)
-    .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
+    .option(...API_OPTION)
+    .option(...TOKEN_OPTION)
     .action(
-      async (o: {
-        user?: string;
-        agent?: string;
-        target?: string;
-        decision?: string;
-        shadowDiffers: boolean;
-        since: string;
-        limit: string;
-        all: boolean;
-        json: boolean;
-        api: string;
-      }) => {
-        let cursor: string | undefined;
-        const all: Row[] = [];
-        do {
-          const page = await api<{ rows: Row[]; nextCursor?: string | null }>(
-            o.api,
-            `/audit/decisions${queryString({
-              user: o.user,
-              agent: o.agent,
-              target: o.target,
-              decision: o.decision,
-              shadow: o.shadowDiffers ? 'differs' : undefined,
-              since: o.since,
-              limit: o.limit,
-              cursor,
-            })}`,
-          );
-          if (o.json) for (const r of page.rows) process.stdout.write(`${JSON.stringify(r)}\n`);
-          else all.push(...page.rows);
-          cursor = page.nextCursor ?? undefined;
-        } while (o.all && cursor);
-        if (!o.json) {
-          process.stdout.write(`${renderTable(all)}\n`);
-          if (cursor) process.stderr.write(`(more: --all, or narrow with --user/--target/--since)\n`);
-        }
-      },
+      action(
+        'audit query',
+        async (
+          o: ApiOptions & {
+            user?: string;
+            agent?: string;
+            target?: string;
+            decision?: string;
+            shadowDiffers: boolean;
+            since: string;
+            limit: string;
+            all: boolean;
+            json: boolean;
+          },
+        ) => {
+          const api = new ApiClient(o);
+          let cursor: string | undefined;
+          const all: Row[] = [];
+          do {
+            const page = await api.get<{ rows: Row[]; nextCursor?: string | null }>(
+              `/audit/decisions${queryString({
+                user: o.user,
+                agent: o.agent,
+                target: o.target,
+                decision: o.decision,
+                shadow: o.shadowDiffers ? 'differs' : undefined,
+                since: o.since,
+                limit: o.limit,
+                cursor,
+              })}`,
+            );
+            if (o.json) for (const r of page.rows) process.stdout.write(`${JSON.stringify(r)}\n`);
+            else all.push(...page.rows);
+            cursor = page.nextCursor ?? undefined;
+          } while (o.all && cursor);
+          if (!o.json) {
+            process.stdout.write(`${renderTable(all)}\n`);
+            if (cursor) process.stderr.write(`(more: --all, or narrow with --user/--target/--since)\n`);
+          }
+        },
+      ),
     );
 
   audit
@@ -124,69 +110,69 @@ export function registerAuditCommands(program: Command): void {
     .description('follow new decisions as they are recorded')
     .option('--json', 'one JSON object per line', false)
     .option('--interval <ms>', 'poll interval', '500')
-    .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
-    .action(async (o: { json: boolean; interval: string; api: string }) => {
-      let after: string | number = 'latest';
-      let header = !o.json;
-      for (;;) {
-        const page: { rows: Row[]; lastSeq: number | string | null } = await api(
-          o.api,
-          `/audit/tail?after=${after}`,
-        );
-        for (const r of page.rows) {
-          if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-          else {
-            const table = renderTable([r]).split('\n');
-            if (header) process.stdout.write(`${table[0]}\n`);
-            header = false;
-            process.stdout.write(`${table[1]}\n`);
+    .option(...API_OPTION)
+    .option(...TOKEN_OPTION)
+    .action(
+      action('audit tail', async (o: ApiOptions & { json: boolean; interval: string }) => {
+        const api = new ApiClient(o);
+        let after: string | number = 'latest';
+        let header = !o.json;
+        for (;;) {
+          const page: { rows: Row[]; lastSeq: number | string | null } = await api.get(
+            `/audit/tail?after=${after}`,
+          );
+          for (const r of page.rows) {
+            if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+            else {
+              const table = renderTable([r]).split('\n');
+              if (header) process.stdout.write(`${table[0]}\n`);
+              header = false;
+              process.stdout.write(`${table[1]}\n`);
+            }
           }
+          if (page.lastSeq !== null) after = page.lastSeq;
+          await new Promise((r) => setTimeout(r, Number(o.interval)));
         }
-        if (page.lastSeq !== null) after = page.lastSeq;
-        await new Promise((r) => setTimeout(r, Number(o.interval)));
-      }
-    });
+      }),
+    );
 
   audit
     .command('export')
     .description('the trail as JSONL, or as OPA decision-log events (--format opa), oldest first')
     .option('--format <f>', 'jsonl or opa', 'jsonl')
     .option('--since <when>', 'e.g. 24h, 7d or an ISO time', '24h')
-    .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
-    .action(async (o: { format: string; since: string; api: string }) => {
-      let res: Response;
-      try {
-        res = await fetch(`${o.api}/audit/export${queryString({ format: o.format, since: o.since })}`);
-      } catch {
-        process.stderr.write(`chaperone audit: no gateway API at ${o.api}\n`);
-        process.exit(2);
-      }
-      if (!res.ok) {
-        process.stderr.write(`chaperone audit export: HTTP ${res.status}: ${await res.text()}\n`);
-        process.exit(1);
-      }
-      process.stdout.write(await res.text());
-    });
+    .option(...API_OPTION)
+    .option(...TOKEN_OPTION)
+    .action(
+      action('audit export', async (o: ApiOptions & { format: string; since: string }) => {
+        process.stdout.write(
+          await new ApiClient(o).text(`/audit/export${queryString({ format: o.format, since: o.since })}`),
+        );
+      }),
+    );
 
   audit
     .command('verify')
     .description('check the hash chain of the audit trail; names the first bad record')
-    .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
-    .action(async (o: { api: string }) => {
-      const res = await api<{
-        ok: boolean;
-        count?: number;
-        checkpoints?: number;
-        firstBadSeq?: number;
-        reason?: string;
-      }>(o.api, '/audit/verify');
-      if (res.ok) {
-        process.stdout.write(
-          `audit chain intact: ${res.count ?? 0} records, ${res.checkpoints ?? 0} signed checkpoints\n`,
-        );
-        return;
-      }
-      process.stdout.write(`audit chain BROKEN at record ${res.firstBadSeq}: ${res.reason}\n`);
-      process.exitCode = 1;
-    });
+    .option(...API_OPTION)
+    .option(...TOKEN_OPTION)
+    .action(
+      action('audit verify', async (o: ApiOptions) => {
+        const res = await new ApiClient(o).get<{
+          ok: boolean;
+          count?: number;
+          checkpoints?: number;
+          firstBadSeq?: number;
+          reason?: string;
+        }>('/audit/verify');
+        if (res.ok) {
+          process.stdout.write(
+            `audit chain intact: ${res.count ?? 0} records, ${res.checkpoints ?? 0} signed checkpoints\n`,
+          );
+          return;
+        }
+        process.stdout.write(`audit chain BROKEN at record ${res.firstBadSeq}: ${res.reason}\n`);
+        return EXIT.failed;
+      }),
+    );
 }

@@ -13,6 +13,7 @@ import { AgentRegistry } from '../../fleet/agent-registry.ts';
 import { ApprovalStore } from '../../fleet/approval-store.ts';
 import { SharedState } from '../../fleet/shared-state.ts';
 import { RemoteRevocations } from '../../identity/remote-revocations.ts';
+import { action, usage } from '../exit.ts';
 
 interface ServeOptions {
   addr: string;
@@ -38,7 +39,7 @@ interface ServeOptions {
  */
 async function joinFleet(o: ServeOptions, logger: Logger) {
   const url = o.store!.startsWith('env:') ? process.env[o.store!.slice(4)] : o.store!;
-  if (!url) throw new Error(`--store refers to environment variable ${o.store!.slice(4)}, which is not set`);
+  if (!url) throw usage(`--store refers to environment variable ${o.store!.slice(4)}, which is not set`);
   const store = await openAuditStore({ url });
   await store.migrate();
   const state = await SharedState.open(
@@ -74,6 +75,75 @@ async function joinFleet(o: ServeOptions, logger: Logger) {
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+/** The configured issuers, plus the control plane's agent issuer when one is given. */
+function identityOf(o: ServeOptions): NonNullable<AuthzServerOptions['identity']> {
+  return {
+    issuers: [
+      ...o.issuer.map((issuer) => ({
+        issuer,
+        audiences: o.audience,
+        ...(o.groupsClaim ? { groupsClaim: o.groupsClaim } : {}),
+      })),
+      ...(o.controlPlane
+        ? [
+            {
+              issuer: o.controlPlane,
+              audiences: ['chaperone'],
+              jwksUri: `${o.controlPlane}/.well-known/jwks.json`,
+              algorithms: ['ES256'],
+            },
+          ]
+        : []),
+    ],
+  };
+}
+
+async function serve(o: ServeOptions): Promise<void> {
+  const logger = pino({ name: 'chaperone-authz', level: o.logLevel });
+  if (o.issuer.length > 0 && o.audience.length === 0) throw usage('--issuer needs at least one --audience');
+  let fleet: Awaited<ReturnType<typeof joinFleet>> | null = null;
+  const revocations =
+    o.controlPlane && !o.store ? new RemoteRevocations(o.controlPlane.replace(/\/$/, ''), logger) : null;
+  revocations?.start();
+  try {
+    if (o.store) fleet = await joinFleet(o, logger);
+    const server = await startAuthzServer({
+      address: o.addr,
+      policy: {
+        ...(o.bundle ? { bundle: o.bundle } : { dir: o.policyDir }),
+        entrypoint: o.entrypoint,
+        watch: o.watch,
+      },
+      identity: identityOf(o),
+      logger,
+      ...(revocations ? { revocation: revocations } : {}),
+      ...fleet?.options,
+      ...(o.shadowDir || o.shadowBundle
+        ? {
+            shadow: {
+              ...(o.shadowBundle ? { bundle: o.shadowBundle } : { dir: o.shadowDir as string }),
+              entrypoint: o.entrypoint,
+            },
+          }
+        : {}),
+    });
+    process.stderr.write(
+      `chaperone authz: listening on ${server.address}${o.store ? ' (fleet member: shared store)' : ''}\n`,
+    );
+    const stop = () =>
+      void server
+        .close()
+        .then(() => fleet?.close())
+        .then(() => process.exit(0));
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  } catch (err) {
+    revocations?.stop();
+    await fleet?.close().catch(() => undefined);
+    throw err;
+  }
+}
+
 export function registerAuthzCommands(program: Command): void {
   const authz = program.command('authz').description('the ext_authz decision server');
   authz
@@ -99,70 +169,5 @@ export function registerAuthzCommands(program: Command): void {
       'join a fleet: the shared PostgreSQL (postgres://… or env:NAME) for revocations, approvals and the audit trail',
     )
     .option('--spool-dir <dir>', 'with --store: the local audit spool', '.chaperone/authz-spool')
-    .action(async (o: ServeOptions) => {
-      const logger = pino({ name: 'chaperone-authz', level: o.logLevel });
-      if (o.issuer.length > 0 && o.audience.length === 0) {
-        process.stderr.write('error: --issuer needs at least one --audience\n');
-        process.exit(2);
-      }
-      let fleet: Awaited<ReturnType<typeof joinFleet>> | null = null;
-      const revocations =
-        o.controlPlane && !o.store ? new RemoteRevocations(o.controlPlane.replace(/\/$/, ''), logger) : null;
-      revocations?.start();
-      try {
-        if (o.store) fleet = await joinFleet(o, logger);
-        const server = await startAuthzServer({
-          address: o.addr,
-          policy: {
-            ...(o.bundle ? { bundle: o.bundle } : { dir: o.policyDir }),
-            entrypoint: o.entrypoint,
-            watch: o.watch,
-          },
-          identity: {
-            issuers: [
-              ...o.issuer.map((issuer) => ({
-                issuer,
-                audiences: o.audience,
-                ...(o.groupsClaim ? { groupsClaim: o.groupsClaim } : {}),
-              })),
-              ...(o.controlPlane
-                ? [
-                    {
-                      issuer: o.controlPlane,
-                      audiences: ['chaperone'],
-                      jwksUri: `${o.controlPlane}/.well-known/jwks.json`,
-                      algorithms: ['ES256'],
-                    },
-                  ]
-                : []),
-            ],
-          },
-          logger,
-          ...(revocations ? { revocation: revocations } : {}),
-          ...fleet?.options,
-          ...(o.shadowDir || o.shadowBundle
-            ? {
-                shadow: {
-                  ...(o.shadowBundle ? { bundle: o.shadowBundle } : { dir: o.shadowDir as string }),
-                  entrypoint: o.entrypoint,
-                },
-              }
-            : {}),
-        });
-        process.stderr.write(
-          `chaperone authz: listening on ${server.address}${o.store ? ' (fleet member: shared store)' : ''}\n`,
-        );
-        const stop = () =>
-          void server
-            .close()
-            .then(() => fleet?.close())
-            .then(() => process.exit(0));
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      } catch (err) {
-        await fleet?.close().catch(() => undefined);
-        process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
-        process.exit(2);
-      }
-    });
+    .action(action('authz serve', serve));
 }

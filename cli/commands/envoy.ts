@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import yaml from 'js-yaml';
 import { CONFIG_DEFAULTS } from '../../config/defaults.ts';
 import { envoyBootstrap } from '../../xds/bootstrap.ts';
+import { action, usage } from '../exit.ts';
 
 export function registerEnvoyCommands(program: Command): void {
   const envoy = program.command('envoy').description('Envoy helpers');
@@ -21,39 +22,37 @@ export function registerEnvoyCommands(program: Command): void {
     .option('--format <fmt>', 'yaml or json', 'yaml')
     .option('--delta', 'incremental xDS (DELTA_GRPC) instead of state of the world', false)
     .action(
-      (o: {
-        nodeId: string;
-        xds: string;
-        adminPort: string;
-        cluster: string;
-        format: string;
-        delta: boolean;
-      }) => {
-        const adminPort = Number(o.adminPort);
-        if (!Number.isInteger(adminPort) || adminPort < 1 || adminPort > 65535) {
-          process.stderr.write(`chaperone envoy bootstrap: --admin-port must be 1-65535\n`);
-          process.exit(2);
-        }
-        let bootstrap: Record<string, unknown>;
-        try {
-          bootstrap = envoyBootstrap({
-            nodeId: o.nodeId,
-            nodeCluster: o.cluster,
-            xdsAddress: o.xds,
-            adminPort,
-            delta: o.delta,
-          });
-        } catch (err) {
-          process.stderr.write(
-            `chaperone envoy bootstrap: ${err instanceof Error ? err.message : String(err)}\n`,
+      action(
+        'envoy bootstrap',
+        (o: {
+          nodeId: string;
+          xds: string;
+          adminPort: string;
+          cluster: string;
+          format: string;
+          delta: boolean;
+        }) => {
+          const adminPort = Number(o.adminPort);
+          if (!Number.isInteger(adminPort) || adminPort < 1 || adminPort > 65535)
+            throw usage('--admin-port must be 1-65535');
+          let bootstrap: Record<string, unknown>;
+          try {
+            bootstrap = envoyBootstrap({
+              nodeId: o.nodeId,
+              nodeCluster: o.cluster,
+              xdsAddress: o.xds,
+              adminPort,
+              delta: o.delta,
+            });
+          } catch (err) {
+            throw usage(err instanceof Error ? err.message : String(err));
+          }
+          process.stdout.write(
+            o.format === 'json'
+              ? `${JSON.stringify(bootstrap, null, 2)}\n`
+              : yaml.dump(bootstrap, { lineWidth: 120 }),
           );
-          process.exit(2);
-        }
-        process.stdout.write(
-          o.format === 'json'
-            ? `${JSON.stringify(bootstrap, null, 2)}\n`
-            : yaml.dump(bootstrap, { lineWidth: 120 }),
-        );
-      },
+        },
+      ),
     );
 }

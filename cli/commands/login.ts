@@ -2,13 +2,14 @@
 // redirect (RFC 8252), via openid-client. The browser signs in at the identity provider; the token
 // lands in the user's cache, where `chaperone agent token`, `approvals` and `agents` find it.
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { saveToken, tokenCachePath } from '../auth/token-cache.ts';
 import { DEV_DEFAULTS } from '../dev/dev-config.ts';
+import { action, CliError, EXIT } from '../exit.ts';
 
 interface LoginOptions {
   issuer: string;
@@ -26,6 +27,39 @@ function openBrowser(url: string): void {
   const child = spawn(cmd, args, { stdio: 'ignore', detached: true });
   child.on('error', () => undefined); // no browser: the printed URL is enough
   child.unref();
+}
+
+/**
+ * The first request to /callback whose `state` is ours. Any other request to the loopback port — a
+ * wrong or missing state, another path — is answered 400/404 and ignored: another local process cannot
+ * end the login (or plant its own code) by racing the browser to the callback.
+ */
+function awaitCallback(server: Server, redirectUri: string, state: string, timeoutMs: number): Promise<URL> {
+  return new Promise<URL>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new CliError('ERR_API_UNAUTHENTICATED', 'no sign-in within the time limit', EXIT.auth)),
+      timeoutMs,
+    );
+    server.on('request', (req, res) => {
+      const got = new URL(req.url ?? '/', redirectUri);
+      if (got.pathname !== '/callback') {
+        res.writeHead(404).end();
+        return;
+      }
+      if (got.searchParams.get('state') !== state) {
+        res
+          .writeHead(400, { 'content-type': 'text/plain' })
+          .end('Not the sign-in this CLI is waiting for.\n');
+        return;
+      }
+      res
+        .writeHead(200, { 'content-type': 'text/plain' })
+        .end('Signed in to Chaperone; you can close this tab.\n');
+      clearTimeout(timer);
+      server.removeAllListeners('request');
+      resolve(got);
+    });
+  });
 }
 
 export async function login(
@@ -54,24 +88,7 @@ export async function login(
       ...(o.resource ? { resource: o.resource } : {}),
       ...(o.loginHint ? { login_hint: o.loginHint } : {}),
     });
-    const callback = new Promise<URL>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error('no sign-in within the time limit')),
-        Number(o.timeout) * 1000,
-      );
-      server.on('request', (req, res) => {
-        const got = new URL(req.url ?? '/', redirectUri);
-        if (got.pathname !== '/callback') {
-          res.writeHead(404).end();
-          return;
-        }
-        res
-          .writeHead(200, { 'content-type': 'text/plain' })
-          .end('Signed in to Chaperone; you can close this tab.\n');
-        clearTimeout(timer);
-        resolve(got);
-      });
-    });
+    const callback = awaitCallback(server, redirectUri, state, Number(o.timeout) * 1000);
     onUrl(url.href);
     const tokens = await oidc.authorizationCodeGrant(
       config,
@@ -85,6 +102,7 @@ export async function login(
     await saveToken({ issuer: o.issuer, subject, access_token: tokens.access_token, expires_at: expiresAt });
     return { subject, expiresAt };
   } finally {
+    server.closeAllConnections();
     server.close();
   }
 }
@@ -107,8 +125,8 @@ export function registerLoginCommand(program: Command): void {
     )
     .option('--no-browser', 'only print the sign-in URL')
     .option('--timeout <s>', 'seconds to wait for the sign-in', '300')
-    .action(async (o: LoginOptions) => {
-      try {
+    .action(
+      action('login', async (o: LoginOptions) => {
         const { subject, expiresAt } = await login(o, (url) => {
           process.stderr.write(`Sign in at:\n  ${url}\n`);
           if (o.browser) openBrowser(url);
@@ -116,9 +134,6 @@ export function registerLoginCommand(program: Command): void {
         process.stderr.write(
           `logged in as ${subject}; token cached in ${tokenCachePath()} until ${new Date(expiresAt * 1000).toISOString()}\n`,
         );
-      } catch (err) {
-        process.stderr.write(`chaperone login: ${err instanceof Error ? err.message : String(err)}\n`);
-        process.exit(1);
-      }
-    });
+      }),
+    );
 }

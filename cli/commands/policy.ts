@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { parseSince } from '../../api/routes/audit.ts';
 import { openAuditStore } from '../../audit/store.ts';
 import { readBundle } from '../../authz-server/policy/bundle-reader.ts';
 import {
@@ -18,8 +19,8 @@ import {
 } from '../../authz-server/policy/opa-runner.ts';
 import { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
 import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
-import { parseSince } from '../../gateway/audit-runtime.ts';
-import { PROJECT_ROOT, ToolNotFoundError } from '../../lib/tools.ts';
+import { PROJECT_ROOT } from '../../lib/tools.ts';
+import { action } from '../exit.ts';
 import { type FixtureOutcome, loadFixtures, runFixtures } from '../policy/fixtures.ts';
 import { junitXml } from '../policy/junit.ts';
 import { replay } from '../policy/replay.ts';
@@ -27,23 +28,9 @@ import { replay } from '../policy/replay.ts';
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
 
-/** Runs an action; a missing tool is exit 2 with its install hint, anything else exit 1. */
+/** Runs an action through the one CLI ending (cli/exit.ts): a missing tool is exit 2, a failure exit 1. */
 function guarded(fn: (...args: any[]) => Promise<number>) {
-  return async (...args: unknown[]) => {
-    let code: number;
-    try {
-      code = await fn(...args);
-    } catch (e) {
-      if (e instanceof ToolNotFoundError) {
-        err(e.message);
-        code = 2;
-      } else {
-        err(`error: ${e instanceof Error ? e.message : String(e)}`);
-        code = 1;
-      }
-    }
-    process.exitCode = code;
-  };
+  return action('policy', fn);
 }
 
 function requireDir(dir: string): boolean {

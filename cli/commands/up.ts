@@ -1,18 +1,19 @@
 // `chaperone up [--config chaperone.yaml] [--dev]`: runs the gateway in the foreground with a status
-// line per component. `--dev` adds the dev OIDC issuer (users alice, bob, carol), the demo upstream
-// under /demo and a config for them; `npm start` runs exactly that.
+// line per component. `--dev` adds the dev OIDC issuer (users alice, bob, carol — carol holds every
+// role), the demo upstream under /demo, dev tokens on the loopback API and a config for them;
+// `npm start` runs exactly that.
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
-import { ConfigError } from '../../config/errors.ts';
 import { loadConfig } from '../../config/load-config.ts';
 import type { Config } from '../../config/types.ts';
 import { openAuditRuntime } from '../../gateway/audit-runtime.ts';
-import { type Gateway, startGateway } from '../../gateway/gateway.ts';
-import { assertPortsFree, PortInUseError } from '../../lib/ports.ts';
+import { type DevTokens, type Gateway, type GatewayOptions, startGateway } from '../../gateway/gateway.ts';
+import { assertPortsFree } from '../../lib/ports.ts';
 import { startDemoUpstream } from '../dev/demo-upstream.ts';
 import { DEV_DEFAULTS, devConfig } from '../dev/dev-config.ts';
 import { startDevIdp } from '../dev/dev-idp.ts';
+import { action, usage } from '../exit.ts';
 
 interface UpOptions {
   config?: string;
@@ -22,6 +23,8 @@ interface UpOptions {
   demoPort: string;
   shadowPolicy?: string;
 }
+
+type Cleanup = () => Promise<void>;
 
 const line = (component: string, detail: string) =>
   process.stderr.write(`  ✓ ${component.padEnd(15)} ${detail}\n`);
@@ -43,115 +46,73 @@ export function registerUpCommand(program: Command): void {
       '--shadow-policy <dir|bundle.tar.gz>',
       'shadow mode: evaluate this candidate policy too; record differences, never enforce',
     )
-    .action(async (o: UpOptions) => {
-      const code = await runUp(o);
-      if (code !== 0) process.exit(code);
-    });
+    .action(action('up', runUp));
 }
 
-async function runUp(o: UpOptions): Promise<number> {
-  const logger = pino({ name: 'chaperone', level: o.logLevel }, pino.destination(2));
-  const cleanups: (() => Promise<void>)[] = [];
-  let gateway: Gateway | null = null;
-  const started = Date.now();
-  try {
-    let config: Config;
-    let configPath: string | null = null;
-    const extraRoutes: NonNullable<Parameters<typeof startGateway>[0]['apiRoutes']> = {};
-    if (!o.config && !o.dev) {
-      process.stderr.write('chaperone up: give --config <chaperone.yaml>, or --dev for the demo set-up\n');
-      return 2;
-    }
-    process.stderr.write(`chaperone up${o.dev ? ' --dev' : ''}: starting\n`);
-    if (o.dev) {
-      const idpPort = Number(o.devIdpPort);
-      const demoPort = Number(o.demoPort);
-      await assertPortsFree([
-        { component: 'dev OIDC issuer', host: '127.0.0.1', port: idpPort, override: '--dev-idp-port' },
-        { component: 'demo upstream', host: '127.0.0.1', port: demoPort, override: '--demo-port' },
-      ]);
-      const idp = await startDevIdp({
-        port: idpPort,
-        users: [...DEV_DEFAULTS.users].map((u) => ({ ...u, groups: [...u.groups] })),
-        audience: DEV_DEFAULTS.audience,
-      });
-      cleanups.push(() => idp.close());
-      line(
-        'dev issuer',
-        `${idp.issuer}  users ${DEV_DEFAULTS.users.map((u) => `${u.sub} (${u.groups.join(',')})`).join(', ')}`,
-      );
-      const demo = await startDemoUpstream('127.0.0.1', demoPort);
-      cleanups.push(() => demo.close());
-      line('demo upstream', demo.url);
-      extraRoutes['GET /dev/token'] = async (req) => {
-        const user = req.url.searchParams.get('user') ?? '';
-        if (!DEV_DEFAULTS.users.some((u) => u.sub === user)) {
-          return {
-            status: 404,
-            body: { error: 'unknown_user', users: DEV_DEFAULTS.users.map((u) => u.sub) },
-          };
-        }
-        const ttl = Number(req.url.searchParams.get('ttl') ?? 3600);
-        return {
-          status: 200,
-          body: { user, token: await idp.tokenFor(user, { ttlSec: ttl }), expires_in: ttl },
-        };
-      };
-      config = o.config
-        ? await loadConfig(o.config)
-        : devConfig({ issuer: idp.issuer, demoUpstreamPort: demo.port });
-      if (o.config) configPath = resolve(o.config);
-    } else {
-      configPath = resolve(o.config as string);
-      config = await loadConfig(configPath);
-    }
-    const stateDir = dirname(config.audit.spoolDir);
-    gateway = await startGateway({
-      config,
-      configPath,
-      stateDir,
-      logger,
-      apiRoutes: extraRoutes,
-      ...(o.shadowPolicy
-        ? {
-            shadowPolicy: o.shadowPolicy.endsWith('.tar.gz')
-              ? { bundle: resolve(o.shadowPolicy) }
-              : { dir: resolve(o.shadowPolicy) },
-          }
-        : {}),
-      openAudit: () => openAuditRuntime({ config, stateDir, logger: logger.child({ component: 'audit' }) }),
-      onStatus: line,
-    });
-    const listener = config.listeners[0];
-    process.stderr.write(
-      `chaperone is up in ${((Date.now() - started) / 1000).toFixed(1)} s; Ctrl-C stops it.\n`,
-    );
-    if (o.dev && listener) {
-      const api = config.controlPlane.httpAddress;
-      process.stderr.write(
-        `\n  TOKEN=$(./chaperone dev token alice)\n` +
-          `  curl -H "Authorization: Bearer $TOKEN" http://${listener.address}:${listener.port}/demo/items\n` +
-          `  (bob is denied; no token is 401; status: curl http://${api}/status)\n\n`,
-      );
-    }
-  } catch (err) {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
-    if (err instanceof PortInUseError || err instanceof ConfigError) {
-      process.stderr.write(`chaperone up: ${err.message}\n`);
-      return 2;
-    }
-    process.stderr.write(`chaperone up: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
-  }
+/** The dev issuer and demo upstream, and the config for them unless one was given. */
+async function startDev(
+  o: UpOptions,
+  cleanups: Cleanup[],
+): Promise<{ config: Config; configPath: string | null; devTokens: DevTokens }> {
+  const idpPort = Number(o.devIdpPort);
+  const demoPort = Number(o.demoPort);
+  await assertPortsFree([
+    { component: 'dev OIDC issuer', host: '127.0.0.1', port: idpPort, override: '--dev-idp-port' },
+    { component: 'demo upstream', host: '127.0.0.1', port: demoPort, override: '--demo-port' },
+  ]);
+  const idp = await startDevIdp({
+    port: idpPort,
+    users: [...DEV_DEFAULTS.users].map((u) => ({ ...u, groups: [...u.groups] })),
+    audience: DEV_DEFAULTS.audience,
+  });
+  cleanups.push(() => idp.close());
+  line(
+    'dev issuer',
+    `${idp.issuer}  users ${DEV_DEFAULTS.users.map((u) => `${u.sub} (${u.groups.join(',')})`).join(', ')}`,
+  );
+  const demo = await startDemoUpstream('127.0.0.1', demoPort);
+  cleanups.push(() => demo.close());
+  line('demo upstream', demo.url);
+  const devTokens: DevTokens = {
+    users: DEV_DEFAULTS.users.map((u) => u.sub),
+    tokenFor: (user, ttlSec) => idp.tokenFor(user, { ttlSec }),
+  };
+  if (o.config) return { config: await loadConfig(o.config), configPath: resolve(o.config), devTokens };
+  return {
+    config: devConfig({ issuer: idp.issuer, demoUpstreamPort: demo.port }),
+    configPath: null,
+    devTokens,
+  };
+}
 
-  await new Promise<void>((resolveStop) => {
+function printDevHints(config: Config): void {
+  const listener = config.listeners[0];
+  if (!listener) return;
+  const api = config.controlPlane.httpAddress;
+  process.stderr.write(
+    `\n  TOKEN=$(./chaperone dev token alice)\n` +
+      `  curl -H "Authorization: Bearer $TOKEN" http://${listener.address}:${listener.port}/demo/items\n` +
+      `  (bob is denied; no token is 401; status, as carol who holds every role:\n` +
+      `   curl -H "Authorization: Bearer $(./chaperone dev token carol)" http://${api}/status)\n\n`,
+  );
+}
+
+function shadowOption(o: UpOptions): Pick<GatewayOptions, 'shadowPolicy'> {
+  if (!o.shadowPolicy) return {};
+  const p = resolve(o.shadowPolicy);
+  return { shadowPolicy: o.shadowPolicy.endsWith('.tar.gz') ? { bundle: p } : { dir: p } };
+}
+
+/** Resolves on SIGINT/SIGTERM once everything is stopped (the audit spool flushed first). */
+function untilSignal(gateway: Gateway, cleanups: Cleanup[]): Promise<void> {
+  return new Promise<void>((resolveStop) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       process.stderr.write(`chaperone: ${signal}, stopping (flushing the audit spool)…\n`);
       void (async () => {
-        await gateway?.stop();
+        await gateway.stop();
         for (const c of cleanups.reverse()) await c().catch(() => undefined);
         process.stderr.write('chaperone: stopped\n');
         resolveStop();
@@ -160,5 +121,40 @@ async function runUp(o: UpOptions): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
-  return 0;
+}
+
+async function runUp(o: UpOptions): Promise<void> {
+  if (!o.config && !o.dev) throw usage('give --config <chaperone.yaml>, or --dev for the demo set-up');
+  const logger = pino({ name: 'chaperone', level: o.logLevel }, pino.destination(2));
+  const cleanups: Cleanup[] = [];
+  const started = Date.now();
+  let gateway: Gateway;
+  let config: Config;
+  try {
+    process.stderr.write(`chaperone up${o.dev ? ' --dev' : ''}: starting\n`);
+    const dev = o.dev ? await startDev(o, cleanups) : null;
+    const configPath = dev ? dev.configPath : resolve(o.config as string);
+    config = dev ? dev.config : await loadConfig(configPath as string);
+    const stateDir = dirname(config.audit.spoolDir);
+    const cfg = config;
+    gateway = await startGateway({
+      config,
+      configPath,
+      stateDir,
+      logger,
+      ...(dev ? { devTokens: dev.devTokens } : {}),
+      ...shadowOption(o),
+      openAudit: () =>
+        openAuditRuntime({ config: cfg, stateDir, logger: logger.child({ component: 'audit' }) }),
+      onStatus: line,
+    });
+  } catch (err) {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    throw err;
+  }
+  process.stderr.write(
+    `chaperone is up in ${((Date.now() - started) / 1000).toFixed(1)} s; Ctrl-C stops it.\n`,
+  );
+  if (o.dev) printDevHints(config);
+  await untilSignal(gateway, cleanups);
 }

@@ -23,6 +23,11 @@ identity:
   issuers:
     - issuer: ${o.issuer}
       audiences: [${DEV_DEFAULTS.audience}]
+# carol (group security) holds every role of the demo; alice and bob hold none.
+access:
+  admins: [security]
+  auditors: [security]
+  reviewers: [security]
 targets:
   - name: demo
     upstream: http://127.0.0.1:${o.demoUpstreamPort}

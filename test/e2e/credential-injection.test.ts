@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 import {
+  apiFetch,
   devGatewayYaml,
   type GatewayProcess,
   gatewayPorts,
@@ -92,9 +93,10 @@ describe('credential injection through Envoy', () => {
     for (const text of clientView) expect(text).not.toContain(SECRET);
 
     // Everything an operator or auditor can read: status, the audit trail and its export, the logs.
+    const carol = await token('carol');
     await waitFor(
       async () => {
-        const { rows } = (await (await fetch(`${gw.api}/audit/decisions?target=payments`)).json()) as {
+        const { rows } = (await (await apiFetch(gw, carol, `/audit/decisions?target=payments`)).json()) as {
           rows: unknown[];
         };
         return rows.length >= 3;
@@ -102,9 +104,9 @@ describe('credential injection through Envoy', () => {
       { what: 'the payments decisions in the audit trail' },
     );
     const operatorView = [
-      await (await fetch(`${gw.api}/status`)).text(),
-      await (await fetch(`${gw.api}/audit/decisions?target=payments&limit=100`)).text(),
-      await (await fetch(`${gw.api}/audit/export?format=opa&since=1h`)).text(),
+      await (await apiFetch(gw, carol, `/status`)).text(),
+      await (await apiFetch(gw, carol, `/audit/decisions?target=payments&limit=100`)).text(),
+      await (await apiFetch(gw, carol, `/audit/export?format=opa&since=1h`)).text(),
       gw.output(),
       await readFile(gw.configPath, 'utf8'),
     ];

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authzClient, checkDemoWith, deniedStatus } from '../support/authz-client.ts';
 import { type AuthzServeProcess, runCli, startAuthzServe } from '../support/cli.ts';
 import {
+  apiFetch,
   devGatewayYaml,
   type GatewayPorts,
   type GatewayProcess,
@@ -103,7 +104,7 @@ describe.skipIf(!DATABASE_URL)(
       // Each node's shipper moves its own spool into the shared store; either API sees all of it.
       await waitFor(
         async () => {
-          const res = await fetch(`${b.api}/audit/decisions?target=demo&limit=50`);
+          const res = await apiFetch(b, tokens['carol']!, `/audit/decisions?target=demo&limit=50`);
           const rows = ((await res.json()) as { rows: { subject: string }[] }).rows;
           return (
             rows.filter((r) => r.subject === 'alice').length >= 2 && rows.some((r) => r.subject === 'bob')
@@ -111,7 +112,10 @@ describe.skipIf(!DATABASE_URL)(
         },
         { what: 'the three decisions in the shared trail', timeoutMs: 15_000 },
       );
-      const verdict = (await (await fetch(`${a.api}/audit/verify`)).json()) as { ok: boolean; count: number };
+      const verdict = (await (await apiFetch(a, tokens['carol']!, `/audit/verify`)).json()) as {
+        ok: boolean;
+        count: number;
+      };
       expect(verdict.ok).toBe(true);
       expect(verdict.count).toBeGreaterThanOrEqual(3);
     });
@@ -129,7 +133,7 @@ describe.skipIf(!DATABASE_URL)(
       });
       // Watch debounce (200 ms) → revision in PostgreSQL → NOTIFY → B translates → ADS → Envoy ACK.
       expect(Date.now() - edited).toBeLessThan(2_000);
-      const status = (await (await fetch(`${b.api}/status`)).json()) as {
+      const status = (await (await apiFetch(b, tokens['carol']!, `/status`)).json()) as {
         xds: { config: { fleet: { revision: number; origin: string } }; streams: { mode: string }[] };
       };
       expect(status.xds.streams.map((s) => s.mode)).toEqual(['delta']);
@@ -149,7 +153,7 @@ describe.skipIf(!DATABASE_URL)(
       await writeFile(a.configPath, fleetYaml(extra, true)(a.ports));
       await waitFor(seen, { what: "the credential at B's authz server", timeoutMs: 10_000, intervalMs: 50 });
       // The secret is injected at the edge; the revision in the store holds only the reference.
-      const status = await (await fetch(`${b.api}/status`)).text();
+      const status = await (await apiFetch(b, tokens['carol']!, `/status`)).text();
       expect(status).not.toContain('fleet-demo-secret');
       expect(status).toContain('env:FLEET_DEMO_TOKEN');
     });
@@ -251,7 +255,7 @@ describe.skipIf(!DATABASE_URL)(
       // host api.example.test; the Envoys' carry 127.0.0.1).
       await waitFor(
         async () => {
-          const res = await fetch(`${b.api}/audit/decisions?target=demo&limit=200`);
+          const res = await apiFetch(b, tokens['carol']!, `/audit/decisions?target=demo&limit=200`);
           const rows = (
             (await res.json()) as { rows: { host: string; reason_code: string; decision: string }[] }
           ).rows;

@@ -48,6 +48,13 @@ async function devToken(user: string): Promise<string> {
   return body.token;
 }
 
+/** The HTTP API as carol, who holds the auditor and admin roles (the audit trail and /status need them). */
+function api(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set('authorization', `Bearer ${tokens['carol']}`);
+  return fetch(`${gw.api}${path}`, { ...init, headers });
+}
+
 function egress(path: string, init: RequestInit & { token?: string } = {}): Promise<Response> {
   const headers = new Headers(init.headers);
   if (init.token) headers.set('authorization', `Bearer ${init.token}`);
@@ -102,7 +109,7 @@ describe('chaperone up --dev', () => {
       what: '/readyz',
       timeoutMs: 10_000,
     });
-    const status = (await (await fetch(`${gw.api}/status`)).json()) as {
+    const status = (await (await api('/status')).json()) as {
       xds: { version: string; current_streams: number; streams: { acked: Record<string, string | null> }[] };
       authz: { metrics: { total: number } };
     };
@@ -133,7 +140,7 @@ describe('chaperone up --dev', () => {
     const decisionId = res.headers.get('x-chaperone-decision-id');
     await waitFor(
       async () => {
-        const page = (await (await fetch(`${gw.api}/audit/decisions?user=alice&limit=5`)).json()) as {
+        const page = (await (await api(`/audit/decisions?user=alice&limit=5`)).json()) as {
           rows: { decision_id: string }[];
         };
         return page.rows.some((r) => r.decision_id === decisionId);
@@ -141,15 +148,13 @@ describe('chaperone up --dev', () => {
       { what: 'the decision in the store', timeoutMs: 10_000 },
     );
     // Envoy's access-log entry for the same request arrives over ALS and joins on request id.
-    const page = (await (await fetch(`${gw.api}/audit/decisions?user=alice&limit=5`)).json()) as {
+    const page = (await (await api(`/audit/decisions?user=alice&limit=5`)).json()) as {
       rows: { decision_id: string; request_id: string }[];
     };
     const row = page.rows.find((r) => r.decision_id === decisionId)!;
     await waitFor(
       async () => {
-        const logs = (await (
-          await fetch(`${gw.api}/audit/access-logs?request_id=${row.request_id}`)
-        ).json()) as {
+        const logs = (await (await api(`/audit/access-logs?request_id=${row.request_id}`)).json()) as {
           rows: { decision_id: string; response_code: number }[];
         };
         return logs.rows.some((l) => l.decision_id === decisionId && l.response_code === 200);
@@ -162,6 +167,8 @@ describe('chaperone up --dev', () => {
       'query',
       '--api',
       gw.api,
+      '--token',
+      tokens['carol']!,
       '--user',
       'alice',
       '--json',
@@ -175,10 +182,19 @@ describe('chaperone up --dev', () => {
       .map((l) => JSON.parse(l) as { decision_id: string; subject: string });
     expect(lines.some((l) => l.decision_id === decisionId)).toBe(true);
     expect(lines.every((l) => l.subject === 'alice')).toBe(true);
-    const table = await runCli(['audit', 'query', '--api', gw.api, '--decision', 'deny']);
+    const table = await runCli([
+      'audit',
+      'query',
+      '--api',
+      gw.api,
+      '--decision',
+      'deny',
+      '--token',
+      tokens['carol']!,
+    ]);
     expect(table.out).toMatch(/TIME\s+USER\s+AGENT\s+TARGET\s+REQUEST\s+DECISION\s+REASON/);
     expect(table.out).toContain('bob');
-    const verify = (await (await fetch(`${gw.api}/audit/verify`)).json()) as { ok: boolean; count: number };
+    const verify = (await (await api(`/audit/verify`)).json()) as { ok: boolean; count: number };
     expect(verify.ok).toBe(true);
     expect(verify.count).toBeGreaterThan(0);
   });
@@ -209,7 +225,7 @@ describe('chaperone up --dev', () => {
       '--token',
       tokens['alice']!,
     ]);
-    expect(self.code).toBe(1);
+    expect(self.code).toBe(3);
     expect(self.out).toMatch(/forbidden|self_approval/);
     const bob = await runCli([
       'approvals',
@@ -220,7 +236,7 @@ describe('chaperone up --dev', () => {
       '--token',
       tokens['bob']!,
     ]);
-    expect(bob.code).toBe(1);
+    expect(bob.code).toBe(3);
     expect(bob.out).toContain('forbidden');
 
     // A different request is not covered by the pending approval.
@@ -247,7 +263,7 @@ describe('chaperone up --dev', () => {
 
     await waitFor(
       async () => {
-        const page = (await (await fetch(`${gw.api}/audit/decisions?user=alice&limit=20`)).json()) as {
+        const page = (await (await api(`/audit/decisions?user=alice&limit=20`)).json()) as {
           rows: { decision: string; reason: string; method: string }[];
         };
         return page.rows.some(
@@ -330,7 +346,7 @@ describe('chaperone up --dev', () => {
       '--token',
       tokens['bob']!,
     ]);
-    expect(bob.code).toBe(1);
+    expect(bob.code).toBe(3);
     const kill = await runCli([
       'agents',
       'revoke',
@@ -392,9 +408,7 @@ describe('chaperone up --dev', () => {
     }
     await waitFor(
       async () => {
-        const { rows } = (await (
-          await fetch(`${gw.api}/audit/decisions?decision=admin&limit=20`)
-        ).json()) as {
+        const { rows } = (await (await api(`/audit/decisions?decision=admin&limit=20`)).json()) as {
           rows: { method: string; subject: string; reason: string }[];
         };
         return rows.some(
@@ -474,7 +488,7 @@ describe('chaperone up --dev', () => {
   it('rotates the signing key (security only) while tokens signed before keep working', async () => {
     const oldToken = await mintAgentToken('rotation-bot', 'demo');
     const denied = await runCli(['keys', 'rotate', '--api', gw.api, '--token', tokens['alice']!]);
-    expect(denied.code).toBe(1);
+    expect(denied.code).toBe(3);
     const rotated = await runCli(['keys', 'rotate', '--api', gw.api, '--token', tokens['carol']!]);
     expect(rotated.code, rotated.out).toBe(0);
     const newToken = await mintAgentToken('rotation-bot-2', 'demo');
@@ -506,7 +520,7 @@ describe('chaperone up --dev', () => {
     await writeFile(gw.configPath, `${original}\nlisteners_typo: true\n`);
     await waitFor(
       async () => {
-        const s = (await (await fetch(`${gw.api}/status`)).json()) as {
+        const s = (await (await api('/status')).json()) as {
           xds: { config: { ok: boolean; errors: string[] } };
         };
         return !s.xds.config.ok && s.xds.config.errors.join('\n').includes('chaperone.yaml:');

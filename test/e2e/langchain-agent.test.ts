@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAgent } from '../../examples/langchain/agent.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
-import { type GatewayProcess, startGatewayProcess } from '../support/gateway-process.ts';
+import { apiFetch, type GatewayProcess, startGatewayProcess } from '../support/gateway-process.ts';
 import { waitFor } from '../support/wait.ts';
 
 let gw: GatewayProcess;
@@ -67,14 +67,14 @@ describe('LangChain.js agent through Chaperone', () => {
 
     await waitFor(
       async () => {
-        const res = await fetch(`${gw.api}/audit/decisions?agent=langchain-demo&limit=20`);
+        const res = await apiFetch(gw, carol, `/audit/decisions?agent=langchain-demo&limit=20`);
         const { rows } = (await res.json()) as { rows: unknown[] };
         return rows.length >= 4;
       },
       { what: 'the agent decisions in the audit trail', timeoutMs: 10_000 },
     );
     const { rows } = (await (
-      await fetch(`${gw.api}/audit/decisions?agent=langchain-demo&limit=20`)
+      await apiFetch(gw, carol, `/audit/decisions?agent=langchain-demo&limit=20`)
     ).json()) as {
       rows: { subject: string; actor: { agent: string }; method: string; decision: string; reason: string }[];
     };

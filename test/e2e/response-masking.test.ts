@@ -7,7 +7,9 @@ import { createServer, type Server } from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  apiFetch,
   devGatewayYaml,
+  devToken,
   type GatewayProcess,
   gatewayPorts,
   startGatewayProcess,
@@ -125,7 +127,7 @@ describe('response masking (ext_proc)', () => {
     await waitFor(
       async () => {
         const { rows } = (await (
-          await fetch(`${gw.api}/audit/decisions?decision=admin&limit=50`)
+          await apiFetch(gw, await devToken(gw, 'carol'), `/audit/decisions?decision=admin&limit=50`)
         ).json()) as {
           rows: { method: string; input: { counts: Record<string, number> } }[];
         };
@@ -135,7 +137,7 @@ describe('response masking (ext_proc)', () => {
       },
       { what: 'the masking record', timeoutMs: 10_000 },
     );
-    const all = await (await fetch(`${gw.api}/audit/export?since=1h`)).text();
+    const all = await (await apiFetch(gw, await devToken(gw, 'carol'), `/audit/export?since=1h`)).text();
     expect(all).not.toContain('ann@example.com');
     expect(all).not.toContain('123-45-6789');
   });

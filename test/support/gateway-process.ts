@@ -32,6 +32,28 @@ export interface GatewayProcess {
   cleanup(): Promise<void>;
 }
 
+/**
+ * A call to a gateway's HTTP API with a token: every route but health, keys and dev tokens needs one
+ * (carol's for the audit trail and /status: she holds every role in these configs).
+ */
+export function apiFetch(
+  gw: { api: string },
+  token: string,
+  path: string,
+  init: RequestInit = {},
+): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set('authorization', `Bearer ${token}`);
+  return fetch(`${gw.api}${path}`, { ...init, headers });
+}
+
+/** A demo user's token from a `chaperone up --dev` gateway's loopback-only dev route. */
+export async function devToken(gw: { api: string }, user: string): Promise<string> {
+  const res = await fetch(`${gw.api}/dev/token?user=${user}`);
+  if (res.status !== 200) throw new Error(`dev token for ${user}: HTTP ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { token: string }).token;
+}
+
 export async function gatewayPorts(): Promise<GatewayPorts> {
   const [listener, admin, xds, authz, api, idp, demo] = await Promise.all(
     Array.from({ length: 7 }, () => freePort()),
@@ -49,6 +71,10 @@ identity:
   issuers:
     - issuer: http://127.0.0.1:${p.idp}
       audiences: [chaperone]
+access:
+  admins: [security]
+  auditors: [security]
+  reviewers: [security]
 targets:
   - name: demo
     upstream: http://127.0.0.1:${p.demo}
@@ -76,6 +102,8 @@ export async function startGatewayProcess(
     yaml?: (p: GatewayPorts) => string;
     env?: Record<string, string>;
     wait?: boolean;
+    /** `--dev` (default): the dev issuer and demo upstream on the ports' idp/demo, dev tokens. */
+    dev?: boolean;
   } = {},
 ): Promise<GatewayProcess> {
   const ports = opts.ports ?? (await gatewayPorts());
@@ -87,13 +115,11 @@ export async function startGatewayProcess(
     [
       join(PROJECT_ROOT, 'cli/bin/chaperone.js'),
       'up',
-      '--dev',
+      ...(opts.dev === false
+        ? []
+        : ['--dev', '--dev-idp-port', String(ports.idp), '--demo-port', String(ports.demo)]),
       '--config',
       configPath,
-      '--dev-idp-port',
-      String(ports.idp),
-      '--demo-port',
-      String(ports.demo),
       '--log-level',
       'info',
     ],

@@ -33,6 +33,7 @@ describe('parseConfig defaults', () => {
       listeners: [{ name: 'egress', address: '127.0.0.1', port: 10000 }],
       identity: null,
       targets: [],
+      access: { admins: [], auditors: [], reviewers: [] },
       policy: {
         source: { kind: 'dir', path: '/etc/chaperone/policies' },
         entrypoint: 'chaperone/authz/decision',
@@ -61,6 +62,7 @@ identity:
       algorithms: [ES256]
   token_header: x-agent-token
   clock_tolerance: 5
+access: { admins: [platform], auditors: [audit, security], reviewers: [security] }
 targets:
   - name: t
     upstream: https://api.example.com
@@ -93,6 +95,11 @@ envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
       ],
       tokenHeader: 'x-agent-token',
       clockToleranceSec: 5,
+    });
+    expect(c.access).toEqual({
+      admins: ['platform'],
+      auditors: ['audit', 'security'],
+      reviewers: ['security'],
     });
     expect(c.targets).toEqual([
       {
@@ -177,6 +184,15 @@ describe('parseConfig rejections: exact path, line and message', () => {
         { path: 'targets[0]', line: 2, message: 'missing required key "upstream"' },
         { path: 'targets[1]', line: 3, message: 'missing required key "name"' },
         { path: 'identity', line: 4, message: 'missing required key "issuers"' },
+      ],
+    ],
+    [
+      'access: roles are lists of group names, nothing else',
+      'access:\n  admins: security\n  auditor: [x]\n  reviewers: [""]\n',
+      [
+        { path: 'access.admins', line: 2, message: 'must be an array' },
+        { path: 'access.auditor', line: 3, message: 'unknown key "auditor"' },
+        { path: 'access.reviewers[0]', line: 4, message: 'must NOT have fewer than 1 characters' },
       ],
     ],
     [

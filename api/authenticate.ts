@@ -1,0 +1,101 @@
+// The one authentication hook of the HTTP API: given a route's declared caller, it verifies the
+// caller's token (the configured OIDC issuers plus Chaperone's own agent issuer), refuses revoked
+// tokens, refuses agent tokens where a person is required, and checks the role. Handlers run only
+// after it passed, and read the verified identity and roles from the request.
+import type { AccessConfig } from '../config/types.ts';
+import type { Identity } from '../contracts/identity.ts';
+import type { RevocationCheck } from '../fleet/agent-registry.ts';
+import type { IdentityVerifier } from '../identity/verifier.ts';
+import { ApiError } from './errors.ts';
+import type { Caller, Role } from './route.ts';
+
+export interface CallerAuth {
+  /** Reads `Authorization: Bearer <jwt>`; trusts the configured issuers and the agent issuer. */
+  verifier: IdentityVerifier;
+  /** Chaperone's own issuer: its tokens are agent tokens, never a person's. */
+  agentIssuer: string;
+  revocation: RevocationCheck;
+  access: AccessConfig;
+}
+
+export interface Authenticated {
+  caller: Identity | null;
+  roles: ReadonlySet<Role>;
+  body: unknown;
+}
+
+const NO_ROLES: ReadonlySet<Role> = new Set();
+
+const isAgent = (id: Identity, auth: CallerAuth) => id.actor !== null || id.issuer === auth.agentIssuer;
+
+/** The roles a person holds through their groups (agents hold none). */
+export function rolesOf(id: Identity, access: AccessConfig): ReadonlySet<Role> {
+  const inAny = (groups: readonly string[]) => groups.some((g) => id.groups.includes(g));
+  const roles = new Set<Role>();
+  if (inAny(access.admins)) roles.add('admin');
+  if (inAny(access.auditors)) roles.add('auditor');
+  if (inAny(access.reviewers)) roles.add('reviewer');
+  return roles;
+}
+
+async function verified(auth: CallerAuth, token: string): Promise<Identity> {
+  const res = await auth.verifier.verify({ authorization: `Bearer ${token}` });
+  if (!res.ok) throw new ApiError(401, 'invalid_token', res.reason);
+  const revoked = auth.revocation.revoked(res.identity);
+  if (revoked) throw new ApiError(401, 'token_revoked', revoked);
+  return res.identity;
+}
+
+function bearer(headers: Record<string, string | string[] | undefined>): string {
+  const value = headers['authorization'];
+  const m = typeof value === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(value) : null;
+  if (!m)
+    throw new ApiError(
+      401,
+      'unauthenticated',
+      'this route needs your token: Authorization: Bearer <your OIDC access token>',
+    );
+  return m[1]!;
+}
+
+/** RFC 8693: the person's token in the body; an agent token cannot be exchanged again. */
+async function subjectToken(auth: CallerAuth, body: unknown): Promise<Identity> {
+  const token = (body as Record<string, unknown> | null)?.['subject_token'];
+  if (typeof token !== 'string' || token === '')
+    throw new ApiError(400, 'invalid_request', 'subject_token is required');
+  const id = await verified(auth, token);
+  if (isAgent(id, auth))
+    throw new ApiError(400, 'invalid_request', 'an agent token cannot be exchanged for another agent token');
+  return id;
+}
+
+/**
+ * Checks the caller a route declares. `readBody` is called once: after a bearer token passed (so an
+ * unauthenticated client cannot make the API buffer a body), or first for `subject_token`.
+ */
+export async function authenticate(
+  declared: Caller,
+  headers: Record<string, string | string[] | undefined>,
+  readBody: () => Promise<unknown>,
+  auth: CallerAuth,
+): Promise<Authenticated> {
+  if (declared === 'anonymous') return { caller: null, roles: NO_ROLES, body: await readBody() };
+  if (declared === 'subject_token') {
+    const body = await readBody();
+    return { caller: await subjectToken(auth, body), roles: NO_ROLES, body };
+  }
+  const id = await verified(auth, bearer(headers));
+  if (isAgent(id, auth)) {
+    if (declared !== 'human_or_agent')
+      throw new ApiError(
+        403,
+        'agent_not_allowed',
+        'an agent token cannot use this route; use your own token',
+      );
+    return { caller: id, roles: NO_ROLES, body: await readBody() };
+  }
+  const roles = rolesOf(id, auth.access);
+  if (typeof declared !== 'string' && !declared.role.some((r) => roles.has(r)))
+    throw new ApiError(403, 'forbidden', `this route needs the ${declared.role.join(' or ')} role`);
+  return { caller: id, roles, body: await readBody() };
+}

@@ -1,0 +1,78 @@
+// What a route of the HTTP API is: method, path, the caller it requires and its handler. The caller is
+// declared next to the handler (api/routes/<area>.ts) and enforced by one hook (api/authenticate.ts)
+// before the handler runs, so a handler never sees a request its declaration does not allow.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Identity } from '../contracts/identity.ts';
+
+/** Roles come from the IdP groups listed under `access:` in chaperone.yaml. */
+export type Role = 'admin' | 'auditor' | 'reviewer';
+export const ROLES: readonly Role[] = ['admin', 'auditor', 'reviewer'];
+
+/**
+ * Who may call a route:
+ * - `anonymous`: anyone who can reach the API; only for answers that are public by nature (health
+ *   without detail, public keys, discovery) — each such route says why next to its declaration;
+ * - `subject_token`: the RFC 8693 token endpoint: the human's own token travels in the body as
+ *   `subject_token` and is verified like a bearer token (a human, never an agent);
+ * - `human`: a verified person (an OIDC token from a configured issuer, no `act` claim);
+ * - `human_or_agent`: also an unrevoked agent token; the handler narrows what an agent sees to its own;
+ * - `{ role: [...] }`: a verified person holding one of these roles.
+ */
+export type Caller = 'anonymous' | 'subject_token' | 'human' | 'human_or_agent' | { role: readonly Role[] };
+
+export interface ApiResponse {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface ApiRequest {
+  method: string;
+  url: URL;
+  headers: IncomingHttpHeaders;
+  /** Parsed JSON or form body; null when there is none. */
+  body: unknown;
+  /** The verified caller (null only on anonymous routes). */
+  caller: Identity | null;
+  /** The caller's roles (empty for agents and anonymous callers). */
+  roles: ReadonlySet<Role>;
+}
+
+export type ApiHandler = (req: ApiRequest) => Promise<ApiResponse> | ApiResponse;
+
+export interface Route {
+  method: 'GET' | 'POST';
+  path: string;
+  caller: Caller;
+  /** Served only to a peer on a loopback address (dev tokens). */
+  loopbackOnly?: boolean;
+  handle: ApiHandler;
+}
+
+/** Why a route's declaration is unusable, or null when it is fine (the API refuses to start otherwise). */
+export function declarationProblem(r: Partial<Route>): string | null {
+  const c = r.caller as unknown;
+  if (c === undefined || c === null) return 'declares no caller';
+  if (typeof c === 'string')
+    return ['anonymous', 'subject_token', 'human', 'human_or_agent'].includes(c)
+      ? null
+      : `declares an unknown caller "${c}"`;
+  const roles = (c as { role?: unknown }).role;
+  if (!Array.isArray(roles) || roles.length === 0) return 'declares a role caller without roles';
+  const unknown = roles.find((x) => !ROLES.includes(x as Role));
+  return unknown === undefined ? null : `declares an unknown role "${String(unknown)}"`;
+}
+
+/** `GET /approvals` */
+export const routeKey = (r: Pick<Route, 'method' | 'path'>) => `${r.method} ${r.path}`;
+
+/** The caller a route requires, as words (docs, error messages). */
+export function describeCaller(c: Caller): string {
+  if (typeof c !== 'string') return `a person with the ${c.role.join(' or ')} role`;
+  return {
+    anonymous: 'anyone',
+    subject_token: 'a person, by their token in `subject_token`',
+    human: 'a person (no agent token)',
+    human_or_agent: 'a person or an agent (for its own requests)',
+  }[c];
+}

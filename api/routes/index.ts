@@ -1,0 +1,33 @@
+// Every route of the HTTP API, in one table built from the areas below. The gateway serves exactly
+// this table; test/unit/api-routes.test.ts and test/security/ iterate over it, so a new route is
+// checked (declared caller, refusals) the moment it is added here.
+import type { JWK } from 'jose';
+import type { AgentRegistry } from '../../fleet/agent-registry.ts';
+import type { ApprovalStore } from '../../fleet/approval-store.ts';
+import type { Route } from '../route.ts';
+import { type AgentRouteDeps, agentRoutes } from './agents.ts';
+import { type AdminAudit, approvalRoutes } from './approvals.ts';
+import { type AuditTrail, auditRoutes } from './audit.ts';
+import { type DevTokenSource, devRoutes } from './dev.ts';
+import { type HealthDeps, healthRoutes } from './health.ts';
+
+export interface ApiRouteDeps {
+  health: HealthDeps;
+  /** The audit store's read side; without it the API has no /audit routes. */
+  audit?: { trail: AuditTrail; entrypoint: string; jwks?: () => { keys: JWK[] } };
+  approvals: ApprovalStore;
+  agents: { issuer: string; keys: AgentRouteDeps['keys']; registry: AgentRegistry };
+  recordAdmin?: AdminAudit;
+  /** Dev mode on a loopback API only. */
+  dev?: DevTokenSource;
+}
+
+export function apiRoutes(d: ApiRouteDeps): Route[] {
+  return [
+    ...healthRoutes(d.health),
+    ...(d.audit ? auditRoutes(d.audit.trail, d.audit) : []),
+    ...approvalRoutes(d.approvals, d.recordAdmin),
+    ...agentRoutes({ ...d.agents, ...(d.recordAdmin ? { audit: d.recordAdmin } : {}) }),
+    ...(d.dev ? devRoutes(d.dev) : []),
+  ];
+}

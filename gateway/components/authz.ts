@@ -1,0 +1,70 @@
+// Component `authz server`: the ext_authz gRPC server with the configured policy (watched), people's
+// and agents' identities, revocations, credentials, approvals and the audit recorder.
+import type { CredentialSpec } from '../../authz-server/credentials/credential-store.ts';
+import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
+import type { Config } from '../../config/types.ts';
+import type { GatewayComponent } from '../component.ts';
+import { type GatewayContext, need } from '../context.ts';
+import { dataPathIdentity } from '../identity.ts';
+
+export function credentialSpecs(config: Config): Record<string, CredentialSpec[]> {
+  const out: Record<string, CredentialSpec[]> = {};
+  for (const t of config.targets) {
+    if (t.credentials.length > 0)
+      out[t.name] = t.credentials.map((c) => ({ header: c.header, value: c.value, format: c.format }));
+  }
+  return out;
+}
+
+export function authzComponent(): GatewayComponent<GatewayContext> {
+  let authz: AuthzServer | null = null;
+  return {
+    name: 'authz server',
+    async start(ctx) {
+      const { config, options } = ctx;
+      const audit = need(ctx, 'audit');
+      const agents = need(ctx, 'agents');
+      const policy = config.policy.source;
+      const issuer = config.controlPlane.issuer;
+      authz = await startAuthzServer({
+        address: config.authz.addresses[0] ?? '127.0.0.1:9191',
+        policy: {
+          ...(policy.kind === 'bundle' ? { bundle: policy.path } : { dir: policy.path }),
+          entrypoint: config.policy.entrypoint,
+          watch: true,
+        },
+        identity: dataPathIdentity(config),
+        logger: ctx.logger.child({ component: 'authz' }),
+        revocation: agents,
+        ...(options.shadowPolicy
+          ? { shadow: { ...options.shadowPolicy, entrypoint: config.policy.entrypoint } }
+          : {}),
+        onDecision: (e) => agents.observe(e),
+        recorder: audit.recorder,
+        credentials: credentialSpecs(config),
+        // The fleet's public API (control_plane.issuer): any node answers for any approval.
+        approvals: {
+          store: need(ctx, 'approvals'),
+          statusUrl: (id) => `${issuer}/approvals/status?id=${id}`,
+        },
+      });
+      ctx.authz = authz;
+      ctx.say('authz server', `${authz.address}  policy ${authz.policy.current()?.revision ?? 'none'}`);
+    },
+    async stop() {
+      await authz?.close();
+    },
+    status: () =>
+      authz
+        ? {
+            authz: {
+              address: authz.address,
+              policy_revision: authz.policy.current()?.revision ?? null,
+              policy_error: authz.policy.lastError()?.message ?? null,
+              metrics: authz.metrics,
+              credentials: authz.credentials.status(),
+            },
+          }
+        : null,
+  };
+}

@@ -1,0 +1,121 @@
+// Component `control plane`: one gRPC port for ADS (Envoy's configuration), the access-log service and
+// the response-masking ext_proc; then the first snapshot, published from the fleet's targets, and the
+// config file watch. Credentials follow the served targets without a restart.
+import * as grpc from '@grpc/grpc-js';
+import { addAccessLogService } from '../../audit/access-log-service.ts';
+import { addMaskProcessor, type MaskEvent } from '../../authz-server/masking/mask-processor.ts';
+import { ChaperoneError } from '../../contracts/errors.ts';
+import { SharedTargets } from '../../fleet/config-revisions.ts';
+import { AdsServer } from '../../xds/server/ads-server.ts';
+import type { GatewayComponent } from '../component.ts';
+import { type AuditRuntime, type GatewayContext, need } from '../context.ts';
+import { XdsPublisher } from '../xds-publisher.ts';
+import { credentialSpecs } from './authz.ts';
+
+function listenGrpc(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(err) : resolve(port),
+    ),
+  );
+}
+
+/** What was masked (counts per detector, never values) joins the decision in the audit trail. */
+function recordMasking(audit: AuditRuntime) {
+  return (m: MaskEvent) =>
+    void audit.recordAdmin?.({
+      subject: 'chaperone',
+      action: 'MASK',
+      reason: `masked ${
+        Object.entries(m.counts)
+          .map(([k, n]) => `${n} ${k}`)
+          .join(', ') || 'nothing'
+      } in the response to decision ${m.decisionId ?? '?'}`,
+      detail: { decision_id: m.decisionId, counts: m.counts, content_type: m.contentType },
+    });
+}
+
+function grpcServices(ctx: GatewayContext, ads: AdsServer): grpc.Server {
+  const audit = need(ctx, 'audit');
+  const server = new grpc.Server();
+  ads.addToServer(server);
+  addAccessLogService(server, audit.accessLogs, ctx.logger.child({ component: 'als' }));
+  addMaskProcessor(server, {
+    logger: ctx.logger.child({ component: 'masking' }),
+    onMasked: recordMasking(audit),
+  });
+  return server;
+}
+
+/** The publisher, following the fleet's targets; the first snapshot must translate or start-up fails. */
+async function publishFirst(ctx: GatewayContext, ads: AdsServer): Promise<void> {
+  const { config, logger } = ctx;
+  const authz = need(ctx, 'authz');
+  const publisher = new XdsPublisher(ads, logger.child({ component: 'config' }), (served) => {
+    authz.credentials
+      .replace(credentialSpecs(served))
+      .catch((err: unknown) =>
+        logger.error(
+          { err: err instanceof Error ? err.message : String(err) },
+          'credentials of the new targets rejected; the previous ones stay in force',
+        ),
+      );
+  });
+  ctx.publisher = publisher;
+  // Targets are the fleet's: this node's file joins the revisions in the store, newer ones from other
+  // control planes are served as they arrive.
+  const fleet = await SharedTargets.open(need(ctx, 'audit').state, config.targets, {
+    logger: logger.child({ component: 'config' }),
+    onRevision: (r) => publisher.publishRevision(r),
+  });
+  ctx.fleet = fleet.shared;
+  publisher.joinFleet(fleet.shared);
+  const first = publisher.publish({ ...config, targets: fleet.revision.targets });
+  if (!first.ok)
+    throw new ChaperoneError(
+      'ERR_TRANSLATE',
+      `config cannot be translated to Envoy resources:\n  ${first.errors.join('\n  ')}`,
+    );
+  if (ctx.options.configPath) publisher.watchFile(ctx.options.configPath);
+  ctx.say(
+    'control plane',
+    `${config.controlPlane.xdsAddress}  ADS + access logs, config ${first.version?.slice(0, 12)} (revision ${fleet.revision.revision})`,
+  );
+}
+
+export function controlPlaneComponent(): GatewayComponent<GatewayContext> {
+  let ctx: GatewayContext | null = null;
+  let server: grpc.Server | null = null;
+  return {
+    name: 'control plane',
+    async start(c) {
+      ctx = c;
+      const ads = new AdsServer(c.logger.child({ component: 'xds' }));
+      c.ads = ads;
+      server = grpcServices(c, ads);
+      await listenGrpc(server, c.config.controlPlane.xdsAddress);
+      await publishFirst(c, ads);
+    },
+    async stop() {
+      ctx?.publisher?.close();
+      const s = server;
+      if (!s) return;
+      await new Promise<void>((resolve) => {
+        s.tryShutdown(() => resolve());
+        setTimeout(() => s.forceShutdown(), 2000).unref();
+      });
+    },
+    status: () => {
+      if (!ctx?.ads) return null;
+      const config = ctx.publisher?.status();
+      const fleet = ctx.fleet?.status();
+      return {
+        xds: {
+          ...ctx.ads.status(),
+          current_streams: ctx.ads.currentCount(),
+          ...(config ? { config: { ...config, ...(fleet ? { fleet } : {}) } } : {}),
+        },
+      };
+    },
+  };
+}

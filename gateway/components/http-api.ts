@@ -1,0 +1,95 @@
+// Component `http api`: every route of api/routes/ behind the one authentication hook. It starts
+// before the authz server because Chaperone's own issuer (discovery, JWKS) is served from it and the
+// authz server fetches those keys at start; /readyz and /status read the components started after it.
+
+import { hostAllowList } from '../../api/host-allow-list.ts';
+import { type HttpApi, startHttpApi } from '../../api/http-api.ts';
+import { apiRoutes } from '../../api/routes/index.ts';
+import { IdentityVerifier } from '../../identity/verifier.ts';
+import { splitHostPort } from '../../lib/ports.ts';
+import type { GatewayComponent } from '../component.ts';
+import { type GatewayContext, need } from '../context.ts';
+import { apiIdentity } from '../identity.ts';
+
+const LOOPBACK = /^(127\.|::1$|localhost$)/;
+
+/** Envoy ready, a policy loaded and at least one Envoy on the control plane. */
+async function ready(ctx: GatewayContext): Promise<boolean> {
+  const { envoy, authz, ads } = ctx;
+  if (!envoy || !authz || !ads) return false;
+  const envoyReady = await fetch(`${envoy.adminUrl}/ready`).then(
+    async (r) => {
+      await r.body?.cancel();
+      return r.ok;
+    },
+    () => false,
+  );
+  return envoyReady && authz.policy.current() !== null && ads.currentCount() > 0;
+}
+
+/** Dev tokens only in dev mode and only on a loopback API; otherwise the route does not exist. */
+function devTokens(ctx: GatewayContext, bindHost: string) {
+  const dev = ctx.options.devTokens;
+  if (!dev) return { dev: undefined, note: '' };
+  if (!LOOPBACK.test(bindHost)) {
+    ctx.logger.warn({ bind: bindHost }, 'dev tokens are off: the HTTP API does not listen on loopback');
+    return { dev: undefined, note: '  (dev tokens off: API not on loopback)' };
+  }
+  return { dev, note: '  dev tokens at /dev/token (loopback, --dev)' };
+}
+
+function warnWithoutRoles(ctx: GatewayContext): void {
+  const a = ctx.config.access;
+  if (a.admins.length + a.auditors.length + a.reviewers.length === 0)
+    ctx.logger.warn(
+      'access: names no groups: the audit trail, approvals, /status and key rotation refuse everyone',
+    );
+}
+
+export function httpApiComponent(): GatewayComponent<GatewayContext> {
+  let api: HttpApi | null = null;
+  return {
+    name: 'http api',
+    async start(ctx) {
+      const { config } = ctx;
+      const audit = need(ctx, 'audit');
+      const bind = splitHostPort(config.controlPlane.httpAddress);
+      const { dev, note } = devTokens(ctx, bind.host);
+      warnWithoutRoles(ctx);
+      const routes = apiRoutes({
+        health: { ready: () => ready(ctx), status: () => ctx.running?.status() ?? {} },
+        ...(audit.trail
+          ? {
+              audit: {
+                trail: audit.trail,
+                entrypoint: config.policy.entrypoint,
+                ...(audit.trailJwks ? { jwks: audit.trailJwks } : {}),
+              },
+            }
+          : {}),
+        approvals: need(ctx, 'approvals'),
+        agents: { issuer: config.controlPlane.issuer, keys: audit.keys, registry: need(ctx, 'agents') },
+        ...(audit.recordAdmin ? { recordAdmin: audit.recordAdmin } : {}),
+        ...(dev ? { dev } : {}),
+      });
+      api = await startHttpApi({
+        ...bind,
+        logger: ctx.logger.child({ component: 'api' }),
+        routes,
+        auth: {
+          verifier: new IdentityVerifier(apiIdentity(config)),
+          agentIssuer: config.controlPlane.issuer,
+          revocation: need(ctx, 'agents'),
+          access: config.access,
+        },
+        hosts: hostAllowList({ bindHost: bind.host, publicUrls: [config.controlPlane.issuer] }),
+      });
+      ctx.api = api;
+      ctx.say('http api', `${api.url}  /healthz /readyz /status /audit /approvals /agents${note}`);
+    },
+    async stop() {
+      await api?.close();
+    },
+    status: () => null,
+  };
+}
