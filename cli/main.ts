@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The `chaperone` command line. Each command group lives in cli/commands/<group>.ts and registers
 // itself here; exit codes: 0 ok, 1 a check failed (tests, policy), 2 usage or configuration error.
 import { Command } from 'commander';
