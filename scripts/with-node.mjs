@@ -6,7 +6,7 @@
 // as written on a machine whose Node is older: `npm ci` runs on the machine's Node, the product and
 // the tests on 24. Usage: node scripts/with-node.mjs <command> [args…]
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { delimiter, dirname } from 'node:path';
 import { NODE_MAJOR, TOOLS_NODE } from './install-tools.mjs';
 
@@ -17,6 +17,11 @@ if (!command) {
 }
 
 function nodeBinDir() {
+  // Already running on the .tools node (its folder was put on PATH by hand): use the folder that holds
+  // only `node`, not the wheel's own bin/ whose `npm` script cannot run from there.
+  if (existsSync(TOOLS_NODE) && realpathSync(TOOLS_NODE) === realpathSync(process.execPath)) {
+    return dirname(TOOLS_NODE);
+  }
   if (Number(process.versions.node.split('.')[0]) >= NODE_MAJOR) return dirname(process.execPath);
   if (existsSync(TOOLS_NODE)) return dirname(TOOLS_NODE);
   process.stderr.write(
