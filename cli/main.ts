@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The `chaperone` command line. Each command group lives in cli/commands/<group>.ts and registers
 // itself here. Every command ends the same way (cli/exit.ts, docs/cli.md): 0 ok, 1 failed, 2 usage or
 // environment, 3 not authenticated or not allowed.

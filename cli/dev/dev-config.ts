@@ -34,7 +34,7 @@ targets:
     match:
       path_prefix: /demo
 policy:
-  dir: policies
+  dir: ${JSON.stringify(join(PROJECT_ROOT, 'policies'))}
   entrypoint: chaperone/authz/decision
 audit:
   store: embedded
@@ -42,7 +42,11 @@ audit:
 `;
 }
 
-/** Parsed as if it were `<project>/chaperone.dev.yaml`, so relative paths resolve against the project. */
+/**
+ * Parsed as if it were `./chaperone.dev.yaml`: the state (.chaperone/) goes where `up --dev` was
+ * started — the checkout's root under `npm start`, never inside an installed package — while the
+ * shipped policy library is named by its absolute path.
+ */
 export function devConfig(o: { issuer: string; demoUpstreamPort: number }): Config {
-  return parseConfig(devConfigYaml(o), join(PROJECT_ROOT, 'chaperone.dev.yaml'));
+  return parseConfig(devConfigYaml(o), join(process.cwd(), 'chaperone.dev.yaml'));
 }

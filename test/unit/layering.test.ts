@@ -132,6 +132,7 @@ describe('layering', () => {
       'examples',
       'node_modules',
       'policies',
+      'dist', // the production build (npm run build), git-ignored
     ]);
     expect(folders.filter((f) => !known.has(f))).toEqual([]);
   });
