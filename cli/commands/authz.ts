@@ -29,6 +29,7 @@ interface ServeOptions {
   shadowBundle?: string;
   store?: string;
   spoolDir: string;
+  transport?: 'grpc-js' | 'http2';
 }
 
 /**
@@ -99,6 +100,7 @@ export function registerAuthzCommands(program: Command): void {
       'join a fleet: the shared PostgreSQL (postgres://… or env:NAME) for revocations, approvals and the audit trail',
     )
     .option('--spool-dir <dir>', 'with --store: the local audit spool', '.chaperone/authz-spool')
+    .option('--transport <grpc-js|http2>', 'Check transport: @grpc/grpc-js, or the lean node:http2 server')
     .action(async (o: ServeOptions) => {
       const logger = pino({ name: 'chaperone-authz', level: o.logLevel });
       if (o.issuer.length > 0 && o.audience.length === 0) {
@@ -138,6 +140,7 @@ export function registerAuthzCommands(program: Command): void {
             ],
           },
           logger,
+          ...(o.transport ? { transport: o.transport } : {}),
           ...(revocations ? { revocation: revocations } : {}),
           ...fleet?.options,
           ...(o.shadowDir || o.shadowBundle
