@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const TOOLS_DIR = process.env['CHAPERONE_TOOLS_DIR'] ?? join(PROJECT_ROOT, '.tools');
 
-export type ToolName = 'opa' | 'envoy' | 'ghz' | 'opa-envoy-plugin' | 'regal';
+export type ToolName = 'opa' | 'envoy' | 'ghz' | 'vegeta' | 'opa-envoy-plugin' | 'regal';
 
 interface ToolSpec {
   envVar: string;
@@ -39,6 +39,13 @@ const SPECS: Record<ToolName, ToolSpec> = {
     onPath: 'ghz',
     installHint:
       'npm run tools -- --bench   (go install github.com/bojand/ghz/cmd/ghz@v0.93.0 into .tools/bin)',
+  },
+  vegeta: {
+    envVar: 'CHAPERONE_VEGETA',
+    inToolsDir: ['bin/vegeta'],
+    onPath: 'vegeta',
+    installHint:
+      'npm run tools -- --bench   (go install github.com/tsenart/vegeta/v12@v12.13.0 into .tools/bin)',
   },
   'opa-envoy-plugin': {
     envVar: 'CHAPERONE_OPA_ENVOY',
