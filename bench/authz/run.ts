@@ -4,7 +4,7 @@
 // measured run). Prints one table row per case with both sides' figures and the ratios.
 //
 // Flags: --duration <s> (10) --warmup <s> (3) --concurrency <n> (50) --connections <n> (1)
-//        --cases a,b (all) --sides ours,opa-envoy[,ours-http2,node-floor,http2-floor] (ours,opa-envoy)
+//        --cases a,b (all) --sides ours,opa-envoy[,ours-http2,node-floor,http2-floor,connect-floor]
 //        --rounds <n> (1) --pin (server on CPU 0, ghz on CPU 1)
 //        --profile (V8 CPU profile of our server, summarised at the end) --json <file>
 import { copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -16,7 +16,15 @@ import { RPC_OK, RPC_PERMISSION_DENIED } from './check-client.ts';
 import { type LoadResult, type LoadSettings, runGhz } from './ghz.ts';
 import { killAllNow, stopAll, stopChild } from './processes.ts';
 import { summariseProfile } from './profile-summary.ts';
-import { type RunningServer, SIDES, type Side, startNodeFloor, startOpaEnvoy, startOurs } from './servers.ts';
+import {
+  type RunningServer,
+  SIDES,
+  type Side,
+  startConnectFloor,
+  startNodeFloor,
+  startOpaEnvoy,
+  startOurs,
+} from './servers.ts';
 
 interface Options {
   durationSec: number;
@@ -99,7 +107,7 @@ const expectCode = (expect: 'allow' | 'deny') => (expect === 'allow' ? RPC_OK : 
 /** A benchmark of wrong answers is worthless: each server must decide every check as expected. */
 async function verify(server: RunningServer, prepared: PreparedCase): Promise<string[]> {
   // The floor has no policy and allows everything by design; it is a transport reference only.
-  if (server.side === 'node-floor' || server.side === 'http2-floor') return [];
+  if (server.side.endsWith('-floor')) return [];
   const wrong: string[] = [];
   const checks = [
     { label: 'measured request', request: prepared.measured, expect: 'allow' as const },
@@ -141,7 +149,14 @@ async function runCase(
     name: bench.name,
     summary: bench.summary,
     failure: null,
-    runs: { ours: [], 'ours-http2': [], 'opa-envoy': [], 'node-floor': [], 'http2-floor': [] },
+    runs: {
+      ours: [],
+      'ours-http2': [],
+      'opa-envoy': [],
+      'node-floor': [],
+      'http2-floor': [],
+      'connect-floor': [],
+    },
   };
   const prepared = await bench.prepare(workDir);
   const dataFile = join(workDir, `${bench.name}.request.json`);
@@ -167,6 +182,8 @@ async function runCase(
     if (opts.sides.includes('node-floor')) servers.push(await startNodeFloor(prepared.measured, serverCpus));
     if (opts.sides.includes('http2-floor'))
       servers.push(await startNodeFloor(prepared.measured, serverCpus, 'http2'));
+    if (opts.sides.includes('connect-floor'))
+      servers.push(await startConnectFloor(prepared.measured, serverCpus));
     const wrong = (await Promise.all(servers.map((s) => verify(s, prepared)))).flat();
     for (const s of servers) s.client.close();
     if (wrong.length > 0) {

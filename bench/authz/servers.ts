@@ -1,6 +1,7 @@
 // Starts the two Check servers under test as separate processes, each on its own loopback port:
 // ours through the CLI (`chaperone authz serve`), and OPA-Envoy (`opa-envoy-plugin run --server`).
 // Both load the same Rego directory and evaluate the same rule, `envoy/authz/allow`.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
 import { ENTRYPOINT } from './cases.ts';
@@ -10,10 +11,18 @@ import { type Child, freePort, spawnChild, waitUntil } from './processes.ts';
 /**
  * `node-floor` is the bare @grpc/grpc-js server of grpc-floor.ts (no policy): the Node ceiling on
  * that library; `http2-floor` the same on the lean node:http2 transport (authz-server/transport/).
- * `ours-http2` is ours with `--transport http2`.
+ * `ours-http2` is ours with `--transport http2`. `connect-floor` is the same floor on
+ * @connectrpc/connect-node (evaluation only; set up with bench/authz/connect-eval/setup.mjs).
  */
-export type Side = 'ours' | 'ours-http2' | 'opa-envoy' | 'node-floor' | 'http2-floor';
-export const SIDES: readonly Side[] = ['ours', 'ours-http2', 'opa-envoy', 'node-floor', 'http2-floor'];
+export type Side = 'ours' | 'ours-http2' | 'opa-envoy' | 'node-floor' | 'http2-floor' | 'connect-floor';
+export const SIDES: readonly Side[] = [
+  'ours',
+  'ours-http2',
+  'opa-envoy',
+  'node-floor',
+  'http2-floor',
+  'connect-floor',
+];
 
 export interface RunningServer {
   side: Side;
@@ -136,5 +145,20 @@ export async function startNodeFloor(
     ...(opts.cpus ? { cpus: opts.cpus } : {}),
   });
   const server: RunningServer = { side, address, child, client: checkClient(address) };
+  return untilReady(server, probe, opts.readyTimeoutMs ?? 30_000);
+}
+
+export async function startConnectFloor(probe: unknown, opts: StartOptions = {}): Promise<RunningServer> {
+  const dir = join(PROJECT_ROOT, 'bench', 'authz', 'connect-eval');
+  if (!existsSync(join(dir, 'gen')) || !existsSync(join(dir, 'node_modules'))) {
+    throw new Error('connect-floor is not set up: run `node bench/authz/connect-eval/setup.mjs` first');
+  }
+  const address = `127.0.0.1:${await freePort()}`;
+  const child = spawnChild('connect-floor', process.execPath, [join(dir, 'connect-floor.mjs'), address], {
+    cwd: dir,
+    env: { ...process.env, NODE_ENV: 'production' },
+    ...(opts.cpus ? { cpus: opts.cpus } : {}),
+  });
+  const server: RunningServer = { side: 'connect-floor', address, child, client: checkClient(address) };
   return untilReady(server, probe, opts.readyTimeoutMs ?? 30_000);
 }
