@@ -7,10 +7,11 @@
 // maximum sustainable rate is the highest rate it held, with every lower rate, at p99 ≤ the limit and
 // zero errors.
 //
-// Flags: --rates 500,1000,2000,4000,8000  --duration <s> (10)  --warmup <s> (3)  --timeout <s> (10)
-//        --sides envoy,opa-envoy,chaperone[,chaperone-http2]  --p99-limit <ms> (10)
+// Flags: --rates 500,1000,2000,4000,8000  --duration <s> (10)  --warmup <s> (3)  --timeout <s> (5)
+//        --sides envoy,opa-envoy,chaperone[,authz-only,chaperone-http2]  --p99-limit <ms> (10)
 //        --quick (rates 500,1000, 3 s each, 1 s warm-up: a smoke run)  --profile (CPU profile of
-//        `chaperone up`)  --json <file> (default: a file in the temp dir, printed at the end)
+//        `chaperone up`)  --keep-going (run the higher rates after a side lost half its requests)
+//        --json <file> (default: a file in the temp dir, printed at the end)
 import { createReadStream } from 'node:fs';
 import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir, totalmem } from 'node:os';
@@ -33,6 +34,7 @@ interface Options {
   sides: SideName[];
   p99LimitMs: number;
   profile: boolean;
+  keepGoing: boolean;
   json: string;
 }
 
@@ -60,6 +62,7 @@ function parseOptions(argv: string[]): Options {
       'p99-limit': { type: 'string' },
       quick: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      'keep-going': { type: 'boolean', default: false },
       json: { type: 'string' },
     },
     strict: true,
@@ -77,11 +80,12 @@ function parseOptions(argv: string[]): Options {
     rates: [...new Set(rates)].sort((a, b) => a - b),
     durationSec: positive('duration', values.duration, quick ? 3 : 10),
     warmupSec: positive('warmup', values.warmup, quick ? 1 : 3),
-    timeoutSec: positive('timeout', values.timeout, 10),
+    timeoutSec: positive('timeout', values.timeout, 5),
     // Envoy alone first: the anchor is measured before anything else has warmed the machine.
     sides: SIDE_NAMES.filter((s) => sides.includes(s)),
     p99LimitMs: positive('p99-limit', values['p99-limit'], 10),
     profile: values.profile,
+    keepGoing: values['keep-going'],
     json:
       values.json ??
       join(tmpdir(), `chaperone-bench-gateway-${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
@@ -132,6 +136,26 @@ async function verify(side: RunningSide, ctx: BenchContext): Promise<string[]> {
   return wrong;
 }
 
+/**
+ * Ports are picked free and bound a moment later; on a machine where the previous rate left tens of
+ * thousands of client sockets behind (or other work binds ports), one may be taken in between.
+ */
+async function startWithRetry(
+  start: () => Promise<RunningSide>,
+  log: (s: string) => void,
+): Promise<RunningSide> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      const text = err instanceof Error ? err.message : String(err);
+      if (attempt >= 3 || !/address already in use|EADDRINUSE|is in use/i.test(text)) throw err;
+      log(`  a port was taken before it could be bound; starting again (attempt ${attempt + 1})`);
+      await stopAll();
+    }
+  }
+}
+
 async function untilIdle(side: RunningSide): Promise<void> {
   await waitUntil(
     `${side.name}: Envoy to finish the requests in flight`,
@@ -161,7 +185,10 @@ async function runSide(
   const profileDir =
     opts.profile && name.startsWith('chaperone') ? join(ctx.workDir, `profile-${name}`) : undefined;
   log(`[${name}] starting`);
-  const side = await startSide(ctx, name, profileDir ? { cpuProfileDir: profileDir } : {});
+  const side = await startWithRetry(
+    () => startSide(ctx, name, profileDir ? { cpuProfileDir: profileDir } : {}),
+    log,
+  );
   const headers = { authorization: `Bearer ${ctx.tokens.alice}` };
   try {
     const wrong = await verify(side, ctx);
@@ -203,6 +230,7 @@ async function runSide(
           : {}),
       };
       result.rates.push(measured);
+      const collapsed = !opts.keepGoing && r.errors >= r.requests / 2;
       log(
         `[${name}] ${String(rate).padStart(5)} rps: p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  ` +
           `errors ${r.errors}/${r.requests} ${JSON.stringify(r.statusCodes)}  load ${loadAvg1.toFixed(1)}` +
@@ -210,6 +238,14 @@ async function runSide(
             ? `  decision log lines ${measured.decisionLogLines}`
             : ''),
       );
+      if (collapsed) {
+        // Past this point an open-loop generator only piles up sockets and timeouts on a machine the
+        // next side shares; the higher rates would fail at least as badly.
+        log(
+          `[${name}] half or more of the requests failed at ${rate} rps: higher rates not run (--keep-going runs them)`,
+        );
+        break;
+      }
     }
   } finally {
     await side.stop();

@@ -6,7 +6,9 @@
 //   chaperone  `chaperone up` (the whole gateway: authz, xDS, ext_proc, access logs, audit trail in the
 //              embedded store) with a generated config whose upstream is the bench upstream.
 // `chaperone-http2` is the same gateway with the authz server on the lean transport
-// (CHAPERONE_AUTHZ_TRANSPORT=http2).
+// (CHAPERONE_AUTHZ_TRANSPORT=http2). `authz-only` is the first side's Envoy asking `chaperone authz
+// serve` (same policy and issuer, no store, no ext_proc, no access logs): the decision path alone,
+// which tells how much of the gateway's cost is the decision and how much is everything around it.
 import { randomInt } from 'node:crypto';
 import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -16,8 +18,14 @@ import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
 import { type Child, freePort, spawnChild, stopChild, waitUntil } from '../authz/processes.ts';
 import { benchBootstrap } from './envoy-bootstrap.ts';
 
-export type SideName = 'envoy' | 'opa-envoy' | 'chaperone' | 'chaperone-http2';
-export const SIDE_NAMES: readonly SideName[] = ['envoy', 'opa-envoy', 'chaperone', 'chaperone-http2'];
+export type SideName = 'envoy' | 'opa-envoy' | 'authz-only' | 'chaperone' | 'chaperone-http2';
+export const SIDE_NAMES: readonly SideName[] = [
+  'envoy',
+  'opa-envoy',
+  'authz-only',
+  'chaperone',
+  'chaperone-http2',
+];
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -152,6 +160,45 @@ export async function startOpaEnvoySide(ctx: BenchContext): Promise<RunningSide>
   };
 }
 
+export async function startAuthzOnlySide(ctx: BenchContext): Promise<RunningSide> {
+  const port = await freePort();
+  const authz = spawnChild(
+    'authz-only',
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(PROJECT_ROOT, 'cli', 'main.ts'),
+      'authz',
+      'serve',
+      '--addr',
+      `127.0.0.1:${port}`,
+      '--policy-dir',
+      join(PROJECT_ROOT, 'policies'),
+      '--entrypoint',
+      'chaperone/authz/decision',
+      '--issuer',
+      ctx.issuer.issuer,
+      '--audience',
+      ctx.issuer.audience,
+      '--log-level',
+      'warn',
+    ],
+    { cwd: PROJECT_ROOT, env: { ...process.env, NODE_ENV: 'production' } },
+  );
+  await waitUntil(`authz-only to listen on ${port}`, () => tcpAccepts(port), {
+    timeoutMs: 120_000,
+    child: authz,
+  });
+  const envoy = await startEnvoy(ctx, 'authz-only', port);
+  return {
+    name: 'authz-only',
+    url: envoy.url,
+    adminUrl: envoy.adminUrl,
+    stop: stopInOrder([envoy.child, authz]),
+  };
+}
+
 function chaperoneYaml(ctx: BenchContext, p: Record<'listener' | 'admin' | 'authz' | 'xds' | 'api', number>) {
   return `# bench:gateway (generated): the dev issuer, the bench upstream as target "demo", the shipped
 # policy library and the embedded audit store, as \`chaperone up --dev\` runs them.
@@ -240,6 +287,8 @@ export function startSide(ctx: BenchContext, name: SideName, opts: SideOptions =
       return startEnvoyAlone(ctx);
     case 'opa-envoy':
       return startOpaEnvoySide(ctx);
+    case 'authz-only':
+      return startAuthzOnlySide(ctx);
     case 'chaperone':
     case 'chaperone-http2':
       return startChaperoneSide(ctx, name, opts);
