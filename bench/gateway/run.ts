@@ -11,7 +11,8 @@
 //        --sides envoy,opa-envoy,chaperone[,authz-only,chaperone-http2]  --p99-limit <ms> (10)
 //        --quick (rates 500,1000, 3 s each, 1 s warm-up: a smoke run)  --profile (CPU profile of
 //        `chaperone up`)  --keep-going (run the higher rates after a side lost half its requests)
-//        --json <file> (default: a file in the temp dir, printed at the end)
+//        --opa-policy shipped|direct (OPA-Envoy runs the shipped library, or the same decision as one
+//        hand-written rule)  --json <file> (default: a file in the temp dir, printed at the end)
 import { createReadStream } from 'node:fs';
 import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir, totalmem } from 'node:os';
@@ -35,6 +36,7 @@ interface Options {
   p99LimitMs: number;
   profile: boolean;
   keepGoing: boolean;
+  opaPolicy: 'shipped' | 'direct';
   json: string;
 }
 
@@ -50,6 +52,11 @@ function positive(name: string, raw: string | undefined, fallback: number): numb
   return value;
 }
 
+function opaPolicyOf(raw: string | undefined): 'shipped' | 'direct' {
+  if (raw === undefined || raw === 'shipped' || raw === 'direct') return raw ?? 'shipped';
+  throw new UsageError(`--opa-policy takes shipped or direct, got "${raw}"`);
+}
+
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
@@ -63,6 +70,7 @@ function parseOptions(argv: string[]): Options {
       quick: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       'keep-going': { type: 'boolean', default: false },
+      'opa-policy': { type: 'string' },
       json: { type: 'string' },
     },
     strict: true,
@@ -86,6 +94,7 @@ function parseOptions(argv: string[]): Options {
     p99LimitMs: positive('p99-limit', values['p99-limit'], 10),
     profile: values.profile,
     keepGoing: values['keep-going'],
+    opaPolicy: opaPolicyOf(values['opa-policy']),
     json:
       values.json ??
       join(tmpdir(), `chaperone-bench-gateway-${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
@@ -414,6 +423,7 @@ async function main(): Promise<number> {
       workDir,
       upstreamPort,
       issuer: { issuer: idp.issuer, audience: DEV_DEFAULTS.audience, jwks: idp.jwks() },
+      opaPolicy: opts.opaPolicy,
       tokens: {
         alice: await idp.tokenFor('alice', { ttlSec: 4 * 3600 }),
         bob: await idp.tokenFor('bob', { ttlSec: 4 * 3600 }),

@@ -1,8 +1,9 @@
 // The three sides of bench:gateway, each started as real processes on free loopback ports and checked
 // for correct answers through its Envoy before it is measured:
 //   envoy      Envoy alone in front of the bench upstream (the anchor every figure is compared to);
-//   opa-envoy  Envoy + OPA-Envoy running Chaperone's shipped policy, the JWT verified in Rego,
-//              decision logs on (console, appended to a file);
+//   opa-envoy  Envoy + OPA-Envoy running Chaperone's shipped policy (or, with --opa-policy direct,
+//              the same decision as one rule), the JWT verified in Rego, decision logs on (console,
+//              appended to a file);
 //   chaperone  `chaperone up` (the whole gateway: authz, xDS, ext_proc, access logs, audit trail in the
 //              embedded store) with a generated config whose upstream is the bench upstream.
 // `chaperone-http2` is the same gateway with the authz server on the lean transport
@@ -35,6 +36,11 @@ export interface BenchContext {
   issuer: { issuer: string; audience: string; jwks: unknown };
   /** Bearer tokens from the dev issuer: alice is allowed GET /demo/items, bob is not. */
   tokens: { alice: string; bob: string };
+  /**
+   * OPA-Envoy's Rego: `shipped` runs Chaperone's policy library unchanged behind a JWT-verifying
+   * wrapper (the same Rego); `direct` is the same decision for this route as one hand-written rule.
+   */
+  opaPolicy: 'shipped' | 'direct';
 }
 
 export interface RunningSide {
@@ -101,15 +107,20 @@ export async function startEnvoyAlone(ctx: BenchContext): Promise<RunningSide> {
   return { name: 'envoy', url: envoy.url, adminUrl: envoy.adminUrl, stop: stopInOrder([envoy.child]) };
 }
 
-/** OPA-Envoy's bundle directory: the shipped policy and its data unchanged, the wrapper, the issuer. */
+/** OPA-Envoy's policy directory: the entry rule, the shipped library and its data, the issuer. */
 async function opaPolicyDir(ctx: BenchContext): Promise<string> {
   const dir = join(ctx.workDir, 'opa-envoy-policy');
-  const shipped = join(PROJECT_ROOT, 'policies', 'chaperone');
-  await mkdir(join(dir, 'chaperone', 'authz'), { recursive: true });
-  await cp(join(shipped, 'authz', 'decision.rego'), join(dir, 'chaperone', 'authz', 'decision.rego'));
-  await cp(join(shipped, 'targets'), join(dir, 'chaperone', 'targets'), { recursive: true });
+  if (ctx.opaPolicy === 'shipped') {
+    const shipped = join(PROJECT_ROOT, 'policies', 'chaperone');
+    await mkdir(join(dir, 'chaperone', 'authz'), { recursive: true });
+    await cp(join(shipped, 'authz', 'decision.rego'), join(dir, 'chaperone', 'authz', 'decision.rego'));
+    await cp(join(shipped, 'targets'), join(dir, 'chaperone', 'targets'), { recursive: true });
+  }
   await mkdir(join(dir, 'envoy', 'authz'), { recursive: true });
-  await cp(join(HERE, 'opa-envoy', 'policy.rego'), join(dir, 'envoy', 'authz', 'policy.rego'));
+  await cp(
+    join(HERE, 'opa-envoy', `${ctx.opaPolicy}-policy.rego`),
+    join(dir, 'envoy', 'authz', 'policy.rego'),
+  );
   await mkdir(join(dir, 'bench', 'issuer'), { recursive: true });
   await writeFile(
     join(dir, 'bench', 'issuer', 'data.json'),
