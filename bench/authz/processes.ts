@@ -81,6 +81,15 @@ export async function stopChild(child: Child, graceMs = 3000): Promise<void> {
   clearTimeout(timer);
 }
 
+/** The children running now (to stop only those a failed start added: `stopChildrenSince`). */
+export function runningChildren(): ReadonlySet<Child> {
+  return new Set(running);
+}
+
+export async function stopChildrenSince(before: ReadonlySet<Child>): Promise<void> {
+  await Promise.all([...running].filter((c) => !before.has(c)).map((c) => stopChild(c)));
+}
+
 export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((c) => stopChild(c)));
 }

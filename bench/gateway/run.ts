@@ -21,10 +21,24 @@ import { parseArgs } from 'node:util';
 import { DEV_DEFAULTS } from '../../cli/dev/dev-config.ts';
 import { type DevIdp, startDevIdp } from '../../cli/dev/dev-idp.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
-import { freePort, killAllNow, spawnChild, stopAll, waitUntil } from '../authz/processes.ts';
+import {
+  killAllNow,
+  runningChildren,
+  spawnChild,
+  stopAll,
+  stopChildrenSince,
+  waitUntil,
+} from '../authz/processes.ts';
 import { summariseProfile } from '../authz/profile-summary.ts';
 import { activeDownstreamRequests, type Counters, envoyCounters, movedCounters } from './envoy-stats.ts';
-import { type BenchContext, type RunningSide, SIDE_NAMES, type SideName, startSide } from './sides.ts';
+import {
+  type BenchContext,
+  freePort,
+  type RunningSide,
+  SIDE_NAMES,
+  type SideName,
+  startSide,
+} from './sides.ts';
 import { attack, type RateResult } from './vegeta.ts';
 
 interface Options {
@@ -154,13 +168,14 @@ async function startWithRetry(
   log: (s: string) => void,
 ): Promise<RunningSide> {
   for (let attempt = 1; ; attempt++) {
+    const before = runningChildren();
     try {
       return await start();
     } catch (err) {
+      await stopChildrenSince(before);
       const text = err instanceof Error ? err.message : String(err);
       if (attempt >= 3 || !/address already in use|EADDRINUSE|is in use/i.test(text)) throw err;
       log(`  a port was taken before it could be bound; starting again (attempt ${attempt + 1})`);
-      await stopAll();
     }
   }
 }

@@ -12,11 +12,11 @@
 // which tells how much of the gateway's cost is the decision and how much is everything around it.
 import { randomInt } from 'node:crypto';
 import { cp, mkdir, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
-import { type Child, freePort, spawnChild, stopChild, waitUntil } from '../authz/processes.ts';
+import { type Child, spawnChild, stopChild, waitUntil } from '../authz/processes.ts';
 import { benchBootstrap } from './envoy-bootstrap.ts';
 
 export type SideName = 'envoy' | 'opa-envoy' | 'authz-only' | 'chaperone' | 'chaperone-http2';
@@ -58,6 +58,22 @@ export interface RunningSide {
 export interface SideOptions {
   /** Chaperone only: write a V8 CPU profile of `chaperone up` into this directory at exit. */
   cpuProfileDir?: string;
+}
+
+/**
+ * A free port below Linux's ephemeral range (32768–60999): a high load rate leaves tens of thousands of
+ * client sockets in that range behind, and a port picked there can be taken before it is bound.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = randomInt(20_000, 32_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
 }
 
 function tcpAccepts(port: number): Promise<boolean> {
