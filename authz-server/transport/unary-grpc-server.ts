@@ -169,10 +169,15 @@ export function createUnaryGrpcServer(o: UnaryGrpcServerOptions): UnaryGrpcServe
     stream.on('error', () => undefined);
     const contentType = headers[h2.HTTP2_HEADER_CONTENT_TYPE];
     if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
-      stream.respond(
-        { [h2.HTTP2_HEADER_STATUS]: h2.HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE },
-        { endStream: true },
-      );
+      // Not gRPC at all: plain HTTP 415, as the gRPC spec and @grpc/grpc-js answer.
+      try {
+        stream.respond(
+          { [h2.HTTP2_HEADER_STATUS]: h2.HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE },
+          { endStream: true },
+        );
+      } catch {
+        // reset by the peer meanwhile
+      }
       return;
     }
     const path = headers[h2.HTTP2_HEADER_PATH] as string;
