@@ -9,9 +9,12 @@ import { ChaperoneError } from '../contracts/errors.ts';
 import type { ApprovalStore } from '../fleet/approval-store.ts';
 import { type IdentityOptions, IdentityVerifier } from '../identity/verifier.ts';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
+import { splitHostPort } from '../lib/ports.ts';
 import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
 import { type PolicySource, PolicyStore } from './policy/policy-store.ts';
+import { authzMethods, HealthStatus } from './transport/check-service.ts';
+import { createUnaryGrpcServer } from './transport/unary-grpc-server.ts';
 
 export interface AuthzServerOptions {
   /** host:port; port 0 picks a free one. Default 127.0.0.1:9191. */
@@ -29,6 +32,22 @@ export interface AuthzServerOptions {
   /** Shadow mode: a candidate policy evaluated on live traffic, recorded and counted, never enforced. */
   shadow?: { bundle?: string; dir?: string; entrypoint?: string };
   onDecision?: CheckDeps['onDecision'];
+  /**
+   * What carries Check: `grpc-js` (@grpc/grpc-js, the default) or `http2`, the lean unary gRPC server
+   * on node:http2 (authz-server/transport/). Opt-in; the default comes from the environment variable
+   * CHAPERONE_AUTHZ_TRANSPORT when set, so `chaperone up` can be switched without a flag.
+   */
+  transport?: AuthzTransport;
+}
+
+export type AuthzTransport = 'grpc-js' | 'http2';
+
+function transportOf(opts: AuthzServerOptions): AuthzTransport {
+  const chosen = opts.transport ?? process.env['CHAPERONE_AUTHZ_TRANSPORT'] ?? 'grpc-js';
+  if (chosen !== 'grpc-js' && chosen !== 'http2') {
+    throw new ChaperoneError('ERR_INTERNAL', `unknown authz transport "${chosen}" (grpc-js or http2)`);
+  }
+  return chosen;
 }
 
 export interface AuthzServer {
@@ -144,6 +163,7 @@ function grpcServer(pipeline: CheckPipeline): { server: grpc.Server; health: Hea
 
 export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzServer> {
   const logger = opts.logger ?? pino({ name: 'chaperone-authz' });
+  const transport = transportOf(opts);
   // Validated first: an inline secret in the config must fail before anything starts.
   const credentials = new CredentialStore(opts.credentials ?? {}, {
     onChange: (c) =>
@@ -171,6 +191,8 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     ...(opts.recorder ? { recorder: opts.recorder } : {}),
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
   });
+  if (transport === 'http2')
+    return listenLean(opts, pipeline, { policy, shadow, metrics, credentials, logger });
   const { server, health } = grpcServer(pipeline);
   const address = opts.address ?? AUTHZ_DEFAULTS.address;
   const port = await listen(server, address);
@@ -194,5 +216,46 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
         // In-flight Checks are short; do not let a stuck stream hold shutdown forever.
         setTimeout(() => server.forceShutdown(), 2000).unref();
       }),
+  };
+}
+
+/** The same server on the lean transport (authz-server/transport/): Check and grpc.health.v1 Check. */
+async function listenLean(
+  opts: AuthzServerOptions,
+  pipeline: CheckPipeline,
+  parts: Pick<AuthzServer, 'policy' | 'metrics' | 'credentials'> & {
+    shadow: PolicyStore | null;
+    logger: Logger;
+  },
+): Promise<AuthzServer> {
+  const health = new HealthStatus({ '': 'SERVING', [HEALTH_SERVICE]: 'SERVING' });
+  const server = createUnaryGrpcServer({
+    methods: authzMethods((request) => pipeline.check(request), health),
+    maxReceiveMessageBytes: 16 * 1024 * 1024,
+    // CheckPipeline.check never rejects; this is belt and braces.
+    onHandlerError: (err) => parts.logger.error({ err: String(err) }, 'Check failed in the transport'),
+  });
+  const address = opts.address ?? AUTHZ_DEFAULTS.address;
+  const { host, port: wanted } = splitHostPort(address);
+  const port = await server.listen(host, wanted).catch((err: Error) => {
+    throw new ChaperoneError('ERR_INTERNAL', `cannot listen on ${address}: ${err.message}`, { cause: err });
+  });
+  const bound = `${address.slice(0, address.lastIndexOf(':'))}:${port}`;
+  parts.logger.info({ address: bound, transport: 'http2' }, 'authz server listening');
+  return {
+    address: bound,
+    port,
+    policy: parts.policy,
+    metrics: parts.metrics,
+    credentials: parts.credentials,
+    close: async () => {
+      parts.policy.close();
+      parts.shadow?.close();
+      parts.credentials.close();
+      health.set('', 'NOT_SERVING');
+      health.set(HEALTH_SERVICE, 'NOT_SERVING');
+      // In-flight Checks are short; do not let a stuck stream hold shutdown forever.
+      await server.close(2000);
+    },
   };
 }

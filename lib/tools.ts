@@ -27,6 +27,7 @@ export type ToolName =
   | 'opa'
   | 'envoy'
   | 'ghz'
+  | 'vegeta'
   | 'opa-envoy-plugin'
   | 'regal'
   | 'helm'
@@ -71,6 +72,13 @@ const SPECS: Record<ToolName, ToolSpec> = {
     onPath: 'ghz',
     installHint:
       'npm run tools -- --bench   (go install github.com/bojand/ghz/cmd/ghz@v0.93.0 into .tools/bin)',
+  },
+  vegeta: {
+    envVar: 'CHAPERONE_VEGETA',
+    inToolsDir: ['bin/vegeta'],
+    onPath: 'vegeta',
+    installHint:
+      'npm run tools -- --bench   (go install github.com/tsenart/vegeta/v12@v12.13.0 into .tools/bin)',
   },
   'opa-envoy-plugin': {
     envVar: 'CHAPERONE_OPA_ENVOY',

@@ -137,6 +137,16 @@ export const TOOLS_SPEC = [
     install: (v) => goInstall(`github.com/bojand/ghz/cmd/ghz@${v}`),
   },
   {
+    name: 'vegeta',
+    // bench:gateway's load generator: open loop at a fixed rate (requests leave on schedule whether or
+    // not earlier ones have answered), so a slow gateway shows up as latency and errors, not as a
+    // politely lower request rate the way a closed-loop tool (ghz, wrk) would hide it.
+    version: 'v12.13.0',
+    group: 'bench',
+    check: join(BIN, 'vegeta'),
+    install: (v) => goInstall(`github.com/tsenart/vegeta/v12@${v}`),
+  },
+  {
     name: 'opa-envoy-plugin',
     // OPA-Envoy v1.14.0-envoy embeds OPA v1.14.0. It is built from a pinned wrapper module
     // (bench/authz/opa-envoy/go.mod + go.sum) rather than `go install …@version`: the proxy refuses

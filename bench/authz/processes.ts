@@ -1,6 +1,7 @@
 // Child processes of the benchmark (the two servers under test and ghz). Every child is tracked so
 // that a normal end, an error or Ctrl-C stops all of them: nothing is left listening after a run.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 
 export interface Child {
   name: string;
@@ -19,15 +20,20 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
   /** Pin the process to these CPUs with taskset (e.g. "0" or "1"). */
   cpus?: string;
+  /** Append the process's stdout and stderr to this file instead of piping them (e.g. decision logs). */
+  outputFile?: string;
 }
 
 export function spawnChild(name: string, cmd: string, args: string[], opts: SpawnOptions = {}): Child {
   const [file, argv] = opts.cpus ? ['taskset', ['-c', opts.cpus, cmd, ...args]] : [cmd, args];
+  const outFd = opts.outputFile ? openSync(opts.outputFile, 'a') : null;
   const proc = spawn(file, argv, {
     cwd: opts.cwd,
     env: opts.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', outFd ?? 'pipe', outFd ?? 'pipe'],
   });
+  // The child holds its own copy of the descriptor.
+  if (outFd !== null) closeSync(outFd);
   const lines: string[] = [];
   const keep = (chunk: Buffer) => {
     for (const line of chunk.toString('utf8').split('\n')) {
@@ -45,10 +51,25 @@ export function spawnChild(name: string, cmd: string, args: string[], opts: Spaw
       resolve('spawn-error');
     });
   });
-  const child: Child = { name, proc, tail: () => lines.join('\n'), exited };
+  const tail = opts.outputFile ? () => fileTail(opts.outputFile as string) : () => lines.join('\n');
+  const child: Child = { name, proc, tail, exited };
   running.add(child);
   void exited.then(() => running.delete(child));
   return child;
+}
+
+/** The last few KiB of an output file (for error messages only). */
+function fileTail(path: string, bytes = 4096): string {
+  try {
+    const size = statSync(path).size;
+    const fd = openSync(path, 'r');
+    const buf = Buffer.alloc(Math.min(bytes, size));
+    readSync(fd, buf, 0, buf.length, size - buf.length);
+    closeSync(fd);
+    return buf.toString('utf8');
+  } catch {
+    return `(no output in ${path})`;
+  }
 }
 
 /** Stops one child: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
@@ -58,6 +79,15 @@ export async function stopChild(child: Child, graceMs = 3000): Promise<void> {
   const timer = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
   await child.exited;
   clearTimeout(timer);
+}
+
+/** The children running now (to stop only those a failed start added: `stopChildrenSince`). */
+export function runningChildren(): ReadonlySet<Child> {
+  return new Set(running);
+}
+
+export async function stopChildrenSince(before: ReadonlySet<Child>): Promise<void> {
+  await Promise.all([...running].filter((c) => !before.has(c)).map((c) => stopChild(c)));
 }
 
 export async function stopAll(): Promise<void> {

@@ -4,7 +4,8 @@
 // measured run). Prints one table row per case with both sides' figures and the ratios.
 //
 // Flags: --duration <s> (10) --warmup <s> (3) --concurrency <n> (50) --connections <n> (1)
-//        --cases a,b (all) --sides ours,opa-envoy[,node-floor] (ours,opa-envoy) --rounds <n> (1) --pin (server on CPU 0, ghz on CPU 1)
+//        --cases a,b (all) --sides ours,opa-envoy[,ours-http2,node-floor,http2-floor,connect-floor]
+//        --rounds <n> (1) --pin (server on CPU 0, ghz on CPU 1)
 //        --profile (V8 CPU profile of our server, summarised at the end) --json <file>
 import { copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
@@ -15,7 +16,15 @@ import { RPC_OK, RPC_PERMISSION_DENIED } from './check-client.ts';
 import { type LoadResult, type LoadSettings, runGhz } from './ghz.ts';
 import { killAllNow, stopAll, stopChild } from './processes.ts';
 import { summariseProfile } from './profile-summary.ts';
-import { type RunningServer, SIDES, type Side, startNodeFloor, startOpaEnvoy, startOurs } from './servers.ts';
+import {
+  type RunningServer,
+  SIDES,
+  type Side,
+  startConnectFloor,
+  startNodeFloor,
+  startOpaEnvoy,
+  startOurs,
+} from './servers.ts';
 
 interface Options {
   durationSec: number;
@@ -98,7 +107,7 @@ const expectCode = (expect: 'allow' | 'deny') => (expect === 'allow' ? RPC_OK : 
 /** A benchmark of wrong answers is worthless: each server must decide every check as expected. */
 async function verify(server: RunningServer, prepared: PreparedCase): Promise<string[]> {
   // The floor has no policy and allows everything by design; it is a transport reference only.
-  if (server.side === 'node-floor') return [];
+  if (server.side.endsWith('-floor')) return [];
   const wrong: string[] = [];
   const checks = [
     { label: 'measured request', request: prepared.measured, expect: 'allow' as const },
@@ -140,7 +149,14 @@ async function runCase(
     name: bench.name,
     summary: bench.summary,
     failure: null,
-    runs: { ours: [], 'opa-envoy': [], 'node-floor': [] },
+    runs: {
+      ours: [],
+      'ours-http2': [],
+      'opa-envoy': [],
+      'node-floor': [],
+      'http2-floor': [],
+      'connect-floor': [],
+    },
   };
   const prepared = await bench.prepare(workDir);
   const dataFile = join(workDir, `${bench.name}.request.json`);
@@ -150,11 +166,13 @@ async function runCase(
   const servers: RunningServer[] = [];
   try {
     log(`[${bench.name}] starting servers`);
-    if (opts.sides.includes('ours')) {
+    for (const transport of ['grpc-js', 'http2'] as const) {
+      if (!opts.sides.includes(transport === 'http2' ? 'ours-http2' : 'ours')) continue;
       servers.push(
         await startOurs(prepared.policyDir, prepared.measured, {
           ...serverCpus,
-          ...(profileDir ? { cpuProfileDir: profileDir } : {}),
+          ...(profileDir ? { cpuProfileDir: join(profileDir, transport) } : {}),
+          ...(transport === 'http2' ? { transport } : {}),
         }),
       );
     }
@@ -162,6 +180,10 @@ async function runCase(
       servers.push(await startOpaEnvoy(prepared.policyDir, prepared.measured, serverCpus));
     }
     if (opts.sides.includes('node-floor')) servers.push(await startNodeFloor(prepared.measured, serverCpus));
+    if (opts.sides.includes('http2-floor'))
+      servers.push(await startNodeFloor(prepared.measured, serverCpus, 'http2'));
+    if (opts.sides.includes('connect-floor'))
+      servers.push(await startConnectFloor(prepared.measured, serverCpus));
     const wrong = (await Promise.all(servers.map((s) => verify(s, prepared)))).flat();
     for (const s of servers) s.client.close();
     if (wrong.length > 0) {
@@ -190,7 +212,12 @@ async function runCase(
   } finally {
     await Promise.all(servers.map((s) => stopChild(s.child)));
   }
-  if (profileDir) await reportProfile(bench.name, profileDir, log);
+  if (profileDir) {
+    for (const transport of ['grpc-js', 'http2']) {
+      if (opts.sides.includes(transport === 'http2' ? 'ours-http2' : 'ours'))
+        await reportProfile(`${bench.name}-${transport}`, join(profileDir, transport), log);
+    }
+  }
   return result;
 }
 
@@ -218,37 +245,35 @@ function fmt(r: LoadResult | null): string[] {
   return [r.rps.toFixed(0), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2)];
 }
 
+/**
+ * One row per case: rps, p50 and p99 of every side measured (in SIDES order), then each of our
+ * servers against OPA-Envoy (rps and p99 ratios), then the gRPC errors per side.
+ */
 function table(results: CaseResult[]): string {
+  const measured = SIDES.filter((side) => results.some((c) => c.runs[side].length > 0));
+  const compared = measured.filter(
+    (s) => (s === 'ours' || s === 'ours-http2') && measured.includes('opa-envoy'),
+  );
   const header = [
     'case',
-    'ours rps',
-    'p50 ms',
-    'p99 ms',
-    'opa-envoy rps',
-    'p50 ms',
-    'p99 ms',
-    'rps ours/theirs',
-    'p99 ours/theirs',
-    'errors o/t',
+    ...measured.flatMap((s) => [`${s} rps`, 'p50 ms', 'p99 ms']),
+    ...compared.flatMap((s) => [`rps ${s}/opa`, `p99 ${s}/opa`]),
+    `errors ${measured.join('/')}`,
   ];
-  const withFloor = results.some((c) => c.runs['node-floor'].length > 0);
-  if (withFloor) header.push('node-floor rps', 'p99 ms');
   const rows = results.map((c) => {
     if (c.failure) return [c.name, 'NOT MEASURED', ...header.slice(2).map(() => '')];
-    const floor = c.runs['node-floor'].length > 0 ? aggregate(c.runs['node-floor']) : null;
-    const floorCells = withFloor
-      ? [floor ? floor.rps.toFixed(0) : '-', floor ? floor.p99Ms.toFixed(2) : '-']
-      : [];
-    const ours = c.runs.ours.length > 0 ? aggregate(c.runs.ours) : null;
-    const theirs = c.runs['opa-envoy'].length > 0 ? aggregate(c.runs['opa-envoy']) : null;
+    const agg = (side: Side) => (c.runs[side].length > 0 ? aggregate(c.runs[side]) : null);
+    const theirs = agg('opa-envoy');
     return [
       c.name,
-      ...fmt(ours),
-      ...fmt(theirs),
-      ours && theirs ? `${(ours.rps / theirs.rps).toFixed(2)}x` : '-',
-      ours && theirs ? `${(ours.p99Ms / theirs.p99Ms).toFixed(2)}x` : '-',
-      `${ours?.errors ?? '-'}/${theirs?.errors ?? '-'}`,
-      ...floorCells,
+      ...measured.flatMap((s) => fmt(agg(s))),
+      ...compared.flatMap((s) => {
+        const ours = agg(s);
+        return ours && theirs
+          ? [`${(ours.rps / theirs.rps).toFixed(2)}x`, `${(ours.p99Ms / theirs.p99Ms).toFixed(2)}x`]
+          : ['-', '-'];
+      }),
+      measured.map((s) => String(agg(s)?.errors ?? '-')).join('/'),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

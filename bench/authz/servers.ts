@@ -1,15 +1,28 @@
 // Starts the two Check servers under test as separate processes, each on its own loopback port:
 // ours through the CLI (`chaperone authz serve`), and OPA-Envoy (`opa-envoy-plugin run --server`).
 // Both load the same Rego directory and evaluate the same rule, `envoy/authz/allow`.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
 import { ENTRYPOINT } from './cases.ts';
 import { type CheckClient, checkClient } from './check-client.ts';
 import { type Child, freePort, spawnChild, waitUntil } from './processes.ts';
 
-/** `node-floor` is the bare @grpc/grpc-js server of grpc-floor.ts (no policy): the Node ceiling. */
-export type Side = 'ours' | 'opa-envoy' | 'node-floor';
-export const SIDES: readonly Side[] = ['ours', 'opa-envoy', 'node-floor'];
+/**
+ * `node-floor` is the bare @grpc/grpc-js server of grpc-floor.ts (no policy): the Node ceiling on
+ * that library; `http2-floor` the same on the lean node:http2 transport (authz-server/transport/).
+ * `ours-http2` is ours with `--transport http2`. `connect-floor` is the same floor on
+ * @connectrpc/connect-node (evaluation only; set up with bench/authz/connect-eval/setup.mjs).
+ */
+export type Side = 'ours' | 'ours-http2' | 'opa-envoy' | 'node-floor' | 'http2-floor' | 'connect-floor';
+export const SIDES: readonly Side[] = [
+  'ours',
+  'ours-http2',
+  'opa-envoy',
+  'node-floor',
+  'http2-floor',
+  'connect-floor',
+];
 
 export interface RunningServer {
   side: Side;
@@ -25,6 +38,8 @@ export interface StartOptions {
   cpuProfileDir?: string;
   /** How long the server may take to answer its first Check (ours compiles Rego to WASM). */
   readyTimeoutMs?: number;
+  /** Ours only: the Check transport (`authz serve --transport`). */
+  transport?: 'grpc-js' | 'http2';
 }
 
 async function untilReady(server: RunningServer, probe: unknown, timeoutMs: number): Promise<RunningServer> {
@@ -60,13 +75,15 @@ export async function startOurs(
     ENTRYPOINT,
     '--log-level',
     'warn',
+    ...(opts.transport ? ['--transport', opts.transport] : []),
   ];
-  const child = spawnChild('ours', process.execPath, nodeArgs, {
+  const side: Side = opts.transport === 'http2' ? 'ours-http2' : 'ours';
+  const child = spawnChild(side, process.execPath, nodeArgs, {
     cwd: PROJECT_ROOT,
     env: { ...process.env, NODE_ENV: 'production' },
     ...(opts.cpus ? { cpus: opts.cpus } : {}),
   });
-  const server: RunningServer = { side: 'ours', address, child, client: checkClient(address) };
+  const server: RunningServer = { side, address, child, client: checkClient(address) };
   try {
     return await untilReady(server, probe, opts.readyTimeoutMs ?? 90_000);
   } catch (err) {
@@ -114,14 +131,34 @@ export async function startOpaEnvoy(
   return untilReady(server, probe, opts.readyTimeoutMs ?? 30_000);
 }
 
-export async function startNodeFloor(probe: unknown, opts: StartOptions = {}): Promise<RunningServer> {
+export async function startNodeFloor(
+  probe: unknown,
+  opts: StartOptions = {},
+  transport: 'grpc-js' | 'http2' = 'grpc-js',
+): Promise<RunningServer> {
   const address = `127.0.0.1:${await freePort()}`;
   const script = join(PROJECT_ROOT, 'bench', 'authz', 'grpc-floor.ts');
-  const child = spawnChild('node-floor', process.execPath, ['--import', 'tsx', script, address], {
+  const side: Side = transport === 'http2' ? 'http2-floor' : 'node-floor';
+  const child = spawnChild(side, process.execPath, ['--import', 'tsx', script, address, transport], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, NODE_ENV: 'production' },
     ...(opts.cpus ? { cpus: opts.cpus } : {}),
   });
-  const server: RunningServer = { side: 'node-floor', address, child, client: checkClient(address) };
+  const server: RunningServer = { side, address, child, client: checkClient(address) };
+  return untilReady(server, probe, opts.readyTimeoutMs ?? 30_000);
+}
+
+export async function startConnectFloor(probe: unknown, opts: StartOptions = {}): Promise<RunningServer> {
+  const dir = join(PROJECT_ROOT, 'bench', 'authz', 'connect-eval');
+  if (!existsSync(join(dir, 'gen')) || !existsSync(join(dir, 'node_modules'))) {
+    throw new Error('connect-floor is not set up: run `node bench/authz/connect-eval/setup.mjs` first');
+  }
+  const address = `127.0.0.1:${await freePort()}`;
+  const child = spawnChild('connect-floor', process.execPath, [join(dir, 'connect-floor.mjs'), address], {
+    cwd: dir,
+    env: { ...process.env, NODE_ENV: 'production' },
+    ...(opts.cpus ? { cpus: opts.cpus } : {}),
+  });
+  const server: RunningServer = { side: 'connect-floor', address, child, client: checkClient(address) };
   return untilReady(server, probe, opts.readyTimeoutMs ?? 30_000);
 }

@@ -30,6 +30,7 @@ interface ServeOptions {
   shadowBundle?: string;
   store?: string;
   spoolDir: string;
+  transport?: 'grpc-js' | 'http2';
 }
 
 /**
@@ -116,6 +117,7 @@ async function serve(o: ServeOptions): Promise<void> {
       },
       identity: identityOf(o),
       logger,
+      ...(o.transport ? { transport: o.transport } : {}),
       ...(revocations ? { revocation: revocations } : {}),
       ...fleet?.options,
       ...(o.shadowDir || o.shadowBundle
@@ -169,5 +171,6 @@ export function registerAuthzCommands(program: Command): void {
       'join a fleet: the shared PostgreSQL (postgres://… or env:NAME) for revocations, approvals and the audit trail',
     )
     .option('--spool-dir <dir>', 'with --store: the local audit spool', '.chaperone/authz-spool')
+    .option('--transport <grpc-js|http2>', 'Check transport: @grpc/grpc-js, or the lean node:http2 server')
     .action(action('authz serve', serve));
 }

@@ -1,0 +1,323 @@
+// The three sides of bench:gateway, each started as real processes on free loopback ports and checked
+// for correct answers through its Envoy before it is measured:
+//   envoy      Envoy alone in front of the bench upstream (the anchor every figure is compared to);
+//   opa-envoy  Envoy + OPA-Envoy running Chaperone's shipped policy (or, with --opa-policy direct,
+//              the same decision as one rule), the JWT verified in Rego, decision logs on (console,
+//              appended to a file);
+//   chaperone  `chaperone up` (the whole gateway: authz, xDS, ext_proc, access logs, audit trail in the
+//              embedded store) with a generated config whose upstream is the bench upstream.
+// `chaperone-http2` is the same gateway with the authz server on the lean transport
+// (CHAPERONE_AUTHZ_TRANSPORT=http2). `authz-only` is the first side's Envoy asking `chaperone authz
+// serve` (same policy and issuer, no store, no ext_proc, no access logs): the decision path alone,
+// which tells how much of the gateway's cost is the decision and how much is everything around it.
+import { randomInt } from 'node:crypto';
+import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
+import { type Child, spawnChild, stopChild, waitUntil } from '../authz/processes.ts';
+import { benchBootstrap } from './envoy-bootstrap.ts';
+
+export type SideName = 'envoy' | 'opa-envoy' | 'authz-only' | 'chaperone' | 'chaperone-http2';
+export const SIDE_NAMES: readonly SideName[] = [
+  'envoy',
+  'opa-envoy',
+  'authz-only',
+  'chaperone',
+  'chaperone-http2',
+];
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+export interface BenchContext {
+  workDir: string;
+  upstreamPort: number;
+  issuer: { issuer: string; audience: string; jwks: unknown };
+  /** Bearer tokens from the dev issuer: alice is allowed GET /demo/items, bob is not. */
+  tokens: { alice: string; bob: string };
+  /**
+   * OPA-Envoy's Rego: `shipped` runs Chaperone's policy library unchanged behind a JWT-verifying
+   * wrapper (the same Rego); `direct` is the same decision for this route as one hand-written rule.
+   */
+  opaPolicy: 'shipped' | 'direct';
+}
+
+export interface RunningSide {
+  name: SideName;
+  /** The measured URL (GET /demo/items through Envoy). */
+  url: string;
+  adminUrl: string;
+  /** Extra state worth keeping with each rate's figures (Chaperone's /status). */
+  status?(): Promise<unknown>;
+  /** Where OPA-Envoy's decision log goes; its line count is checked against the requests. */
+  decisionLog?: string;
+  stop(): Promise<void>;
+}
+
+export interface SideOptions {
+  /** Chaperone only: write a V8 CPU profile of `chaperone up` into this directory at exit. */
+  cpuProfileDir?: string;
+}
+
+/**
+ * A free port below Linux's ephemeral range (32768–60999): a high load rate leaves tens of thousands of
+ * client sockets in that range behind, and a port picked there can be taken before it is bound.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = randomInt(20_000, 32_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
+
+function tcpAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function startEnvoy(ctx: BenchContext, name: string, authzPort: number | null) {
+  const listenPort = await freePort();
+  const adminPort = await freePort();
+  const file = join(ctx.workDir, `${name}.envoy.json`);
+  await writeFile(
+    file,
+    JSON.stringify(benchBootstrap({ listenPort, adminPort, upstreamPort: ctx.upstreamPort, authzPort })),
+  );
+  const child = spawnChild(`${name} envoy`, locateTool('envoy'), [
+    '-c',
+    file,
+    '--disable-hot-restart',
+    '--base-id',
+    String(randomInt(1000, 2 ** 30)),
+    '-l',
+    'warn',
+  ]);
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  await waitUntil(
+    `${name} envoy to be ready`,
+    async () => (await fetch(`${adminUrl}/ready`)).ok && (await tcpAccepts(listenPort)),
+    { timeoutMs: 20_000, child },
+  );
+  return { child, adminUrl, url: `http://127.0.0.1:${listenPort}/demo/items` };
+}
+
+/** Stops children in order (Envoy before the server behind it). */
+const stopInOrder = (children: Child[], graceMs?: number) => async () => {
+  for (const c of children) await stopChild(c, graceMs);
+};
+
+export async function startEnvoyAlone(ctx: BenchContext): Promise<RunningSide> {
+  const envoy = await startEnvoy(ctx, 'envoy', null);
+  return { name: 'envoy', url: envoy.url, adminUrl: envoy.adminUrl, stop: stopInOrder([envoy.child]) };
+}
+
+/** OPA-Envoy's policy directory: the entry rule, the shipped library and its data, the issuer. */
+async function opaPolicyDir(ctx: BenchContext): Promise<string> {
+  const dir = join(ctx.workDir, 'opa-envoy-policy');
+  if (ctx.opaPolicy === 'shipped') {
+    const shipped = join(PROJECT_ROOT, 'policies', 'chaperone');
+    await mkdir(join(dir, 'chaperone', 'authz'), { recursive: true });
+    await cp(join(shipped, 'authz', 'decision.rego'), join(dir, 'chaperone', 'authz', 'decision.rego'));
+    await cp(join(shipped, 'targets'), join(dir, 'chaperone', 'targets'), { recursive: true });
+  }
+  await mkdir(join(dir, 'envoy', 'authz'), { recursive: true });
+  await cp(
+    join(HERE, 'opa-envoy', `${ctx.opaPolicy}-policy.rego`),
+    join(dir, 'envoy', 'authz', 'policy.rego'),
+  );
+  await mkdir(join(dir, 'bench', 'issuer'), { recursive: true });
+  await writeFile(
+    join(dir, 'bench', 'issuer', 'data.json'),
+    JSON.stringify({
+      issuer: ctx.issuer.issuer,
+      audience: ctx.issuer.audience,
+      // io.jwt.decode_verify takes the JWKS as JSON text.
+      jwks: JSON.stringify(ctx.issuer.jwks),
+    }),
+  );
+  return dir;
+}
+
+export async function startOpaEnvoySide(ctx: BenchContext): Promise<RunningSide> {
+  const grpcPort = await freePort();
+  const httpPort = await freePort();
+  const decisionLog = join(ctx.workDir, 'opa-envoy-decisions.log');
+  const opa = spawnChild(
+    'opa-envoy',
+    locateTool('opa-envoy-plugin'),
+    [
+      'run',
+      '--server',
+      `--addr=127.0.0.1:${httpPort}`,
+      `--set=plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
+      '--set=plugins.envoy_ext_authz_grpc.path=envoy/authz/allow',
+      // Decision logs on, to the console (logrus on stderr, one JSON line per decision, whatever
+      // --log-level says); the file stands in for the log collector reading it.
+      '--set=decision_logs.console=true',
+      '--log-level=error',
+      '--skip-version-check',
+      await opaPolicyDir(ctx),
+    ],
+    { outputFile: decisionLog },
+  );
+  await waitUntil(
+    'OPA-Envoy to answer health',
+    async () => (await fetch(`http://127.0.0.1:${httpPort}/health?plugins`)).ok,
+    { timeoutMs: 30_000, child: opa },
+  );
+  const envoy = await startEnvoy(ctx, 'opa-envoy', grpcPort);
+  return {
+    name: 'opa-envoy',
+    url: envoy.url,
+    adminUrl: envoy.adminUrl,
+    decisionLog,
+    stop: stopInOrder([envoy.child, opa]),
+  };
+}
+
+export async function startAuthzOnlySide(ctx: BenchContext): Promise<RunningSide> {
+  const port = await freePort();
+  const authz = spawnChild(
+    'authz-only',
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(PROJECT_ROOT, 'cli', 'main.ts'),
+      'authz',
+      'serve',
+      '--addr',
+      `127.0.0.1:${port}`,
+      '--policy-dir',
+      join(PROJECT_ROOT, 'policies'),
+      '--entrypoint',
+      'chaperone/authz/decision',
+      '--issuer',
+      ctx.issuer.issuer,
+      '--audience',
+      ctx.issuer.audience,
+      '--log-level',
+      'warn',
+    ],
+    { cwd: PROJECT_ROOT, env: { ...process.env, NODE_ENV: 'production' } },
+  );
+  await waitUntil(`authz-only to listen on ${port}`, () => tcpAccepts(port), {
+    timeoutMs: 120_000,
+    child: authz,
+  });
+  const envoy = await startEnvoy(ctx, 'authz-only', port);
+  return {
+    name: 'authz-only',
+    url: envoy.url,
+    adminUrl: envoy.adminUrl,
+    stop: stopInOrder([envoy.child, authz]),
+  };
+}
+
+function chaperoneYaml(ctx: BenchContext, p: Record<'listener' | 'admin' | 'authz' | 'xds' | 'api', number>) {
+  return `# bench:gateway (generated): the dev issuer, the bench upstream as target "demo", the shipped
+# policy library and the embedded audit store, as \`chaperone up --dev\` runs them.
+listeners:
+  - name: egress
+    address: 127.0.0.1
+    port: ${p.listener}
+identity:
+  issuers:
+    - issuer: ${ctx.issuer.issuer}
+      audiences: [${ctx.issuer.audience}]
+targets:
+  - name: demo
+    upstream: http://127.0.0.1:${ctx.upstreamPort}
+    match:
+      path_prefix: /demo
+policy:
+  dir: ${join(PROJECT_ROOT, 'policies')}
+  entrypoint: chaperone/authz/decision
+audit:
+  store: embedded
+  spool_dir: state/spool
+authz:
+  address: 127.0.0.1:${p.authz}
+control_plane:
+  xds_address: 127.0.0.1:${p.xds}
+  http_address: 127.0.0.1:${p.api}
+envoy:
+  admin_port: ${p.admin}
+`;
+}
+
+export async function startChaperoneSide(
+  ctx: BenchContext,
+  name: 'chaperone' | 'chaperone-http2',
+  opts: SideOptions = {},
+): Promise<RunningSide> {
+  const [listener, admin, authz, xds, api] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
+  const ports = { listener: listener!, admin: admin!, authz: authz!, xds: xds!, api: api! };
+  const dir = join(ctx.workDir, name);
+  await mkdir(dir, { recursive: true });
+  const config = join(dir, 'chaperone.yaml');
+  await writeFile(config, chaperoneYaml(ctx, ports));
+  const nodeArgs = [
+    ...(opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : []),
+    '--import',
+    'tsx',
+    join(PROJECT_ROOT, 'cli', 'main.ts'),
+    'up',
+    '--config',
+    config,
+    '--log-level',
+    'warn',
+  ];
+  const child = spawnChild(name, process.execPath, nodeArgs, {
+    // tsx resolves from here; the config's relative paths resolve against the config file.
+    cwd: PROJECT_ROOT,
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      ...(name === 'chaperone-http2' ? { CHAPERONE_AUTHZ_TRANSPORT: 'http2' } : {}),
+    },
+  });
+  const apiUrl = `http://127.0.0.1:${ports.api}`;
+  await waitUntil(
+    `${name} to report ready (${apiUrl}/readyz)`,
+    async () => (await fetch(`${apiUrl}/readyz`)).ok,
+    {
+      timeoutMs: 120_000,
+      child,
+    },
+  );
+  return {
+    name,
+    url: `http://127.0.0.1:${ports.listener}/demo/items`,
+    adminUrl: `http://127.0.0.1:${ports.admin}`,
+    status: async () => (await fetch(`${apiUrl}/status`)).json(),
+    // The gateway flushes its audit spool on SIGTERM before it exits (and writes the CPU profile).
+    stop: stopInOrder([child], 60_000),
+  };
+}
+
+export function startSide(ctx: BenchContext, name: SideName, opts: SideOptions = {}): Promise<RunningSide> {
+  switch (name) {
+    case 'envoy':
+      return startEnvoyAlone(ctx);
+    case 'opa-envoy':
+      return startOpaEnvoySide(ctx);
+    case 'authz-only':
+      return startAuthzOnlySide(ctx);
+    case 'chaperone':
+    case 'chaperone-http2':
+      return startChaperoneSide(ctx, name, opts);
+  }
+}
