@@ -1,22 +1,22 @@
 // The audit pipeline of a running gateway: store (PGlite or PostgreSQL) + spool + shipper + the
 // recorder the authz server awaits, the access-log sink for the ALS, and the HTTP API's audit routes.
-import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { ApiError, type ApiHandler } from '../api/http-api.ts';
 import { BatchingAccessLogSink } from '../audit/access-log-sink.ts';
+import { ANCHOR_FILE, CheckpointAnchor } from '../audit/anchor.ts';
 import { SpoolRecorder } from '../audit/recorder.ts';
-import type { DecisionRecord, StoredDecision } from '../audit/records.ts';
+import type { StoredDecision } from '../audit/records.ts';
 import { Shipper } from '../audit/shipper.ts';
 import { Spool } from '../audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../audit/store.ts';
+import { verifyWithTrust } from '../audit/trust.ts';
 import type { Config } from '../config/types.ts';
 import { AgentKeys } from '../fleet/agent-keys.ts';
 import { FleetKeys } from '../fleet/fleet-keys.ts';
 import { SharedState } from '../fleet/shared-state.ts';
+import { securePrivateDir, useOwnerOnlyUmask } from '../store/state-dir.ts';
 import type { AuditRuntime } from './gateway.ts';
 
 export class AuditConfigError extends Error {
@@ -52,7 +52,14 @@ export async function openAuditRuntime(o: {
   logger: Logger;
 }): Promise<OpenedAudit> {
   const url = resolveStoreUrl(o.config);
-  if (!url) await mkdir(join(o.stateDir, 'audit'), { recursive: true });
+  // The state directory (keys, embedded database, spool, anchor) is this user's alone (docs/audit.md).
+  useOwnerOnlyUmask();
+  const opened = await securePrivateDir(o.stateDir);
+  if (opened.length > 0)
+    o.logger.warn(
+      { state_dir: o.stateDir, fixed: opened.length, examples: opened.slice(0, 5) },
+      'state directory entries were open to other users; narrowed to owner-only',
+    );
   const store = await openAuditStore(url ? { url } : { dataDir: join(o.stateDir, 'audit') });
   try {
     await store.migrate();
@@ -65,48 +72,36 @@ export async function openAuditRuntime(o: {
   // Fleet state (approvals, revocations, config revisions, public keys) lives in the same database.
   const state = await SharedState.open(store.sql, nodeName(o.config), o.logger.child({ component: 'state' }));
   const spool = await Spool.open({ dir: o.config.audit.spoolDir });
-  // Checkpoints are signed with Chaperone's key (the same one that signs agent tokens).
+  // Every batch is committed with a checkpoint signed with Chaperone's key (the one that signs agent
+  // tokens); the newest is anchored in the state directory, outside the database.
   const signer = await AgentKeys.open(o.stateDir);
   const keys = await FleetKeys.open(state, signer);
-  const shipper = new Shipper(spool, store, o.logger, { signer });
+  const anchor = await CheckpointAnchor.open({
+    path: join(o.stateDir, ANCHOR_FILE),
+    hashAt: (chain, seq) => store.hashAt(chain, seq),
+    logger: o.logger,
+  });
+  store.signBatches({ signer, onCheckpoint: anchor.onCheckpoint });
+  const shipper = new Shipper(spool, store, o.logger);
   shipper.start();
   const accessLogs = new BatchingAccessLogSink(store, o.logger);
+  // Headers that carry a caller token or an injected credential are masked in stored inputs too.
+  const recorder = new SpoolRecorder(spool, {
+    extraSecretHeaders: [
+      ...(o.config.identity ? [o.config.identity.tokenHeader] : []),
+      ...o.config.targets.flatMap((t) => t.credentials.map((c) => c.header)),
+      ...(o.config.audit.redactHeaders ?? []),
+    ],
+  });
   return {
     store,
     shipper,
     state,
     keys,
-    // Headers that carry a caller token or an injected credential are masked in stored inputs too.
-    recorder: new SpoolRecorder(spool, {
-      extraSecretHeaders: [
-        ...(o.config.identity ? [o.config.identity.tokenHeader] : []),
-        ...o.config.targets.flatMap((t) => t.credentials.map((c) => c.header)),
-      ],
-    }),
-    recordAdmin: (a) =>
-      spool.append({
-        decision_id: randomUUID(),
-        request_id: '',
-        time: new Date().toISOString(),
-        route_id: null,
-        target: a.target ?? null,
-        method: a.action,
-        host: 'chaperone-api',
-        path: `/admin/${a.action.toLowerCase()}`,
-        subject: a.subject,
-        issuer: null,
-        actor: null,
-        decision: 'admin',
-        http_status: 200,
-        reason: a.reason,
-        reason_code: 'ADMIN',
-        policy_revision: '',
-        latency_us: 0,
-        input: a.detail ?? null,
-        result: null,
-      } satisfies DecisionRecord),
+    recorder,
+    recordAdmin: (a) => recorder.recordAdmin(a),
     accessLogs,
-    routes: auditApiRoutes(store, { entrypoint: o.config.policy.entrypoint, jwks: () => keys.allJwks() }),
+    routes: auditApiRoutes(store, { entrypoint: o.config.policy.entrypoint, stateDir: o.stateDir }),
     status: () => ({
       store: store.description,
       spool: { dir: spool.dir, ...spool.stats() },
@@ -114,12 +109,14 @@ export async function openAuditRuntime(o: {
       access_logs: {
         ...accessLogs.stats(),
       },
+      anchor: anchor.status(),
     }),
     close: async () => {
       const flushed = await shipper.flush(10_000).catch(() => false);
       if (!flushed) o.logger.warn('audit spool not fully shipped; it will be shipped at the next start');
       await accessLogs.close();
       await shipper.stop();
+      await anchor.flush();
       await spool.close();
       await state.close();
       await store.close();
@@ -165,7 +162,7 @@ export function toOpaDecisionLog(r: StoredDecision, entrypoint: string): Record<
 
 export function auditApiRoutes(
   store: AuditStore,
-  o: { entrypoint: string; jwks?: () => { keys: JWK[] } } = { entrypoint: 'chaperone/authz/decision' },
+  o: { entrypoint: string; stateDir?: string } = { entrypoint: 'chaperone/authz/decision' },
 ): Record<string, ApiHandler> {
   return {
     'GET /audit/decisions': async ({ url }) => {
@@ -201,9 +198,10 @@ export function auditApiRoutes(
       const rows = await store.decisionsAfter(from, 500);
       return { status: 200, body: { rows, lastSeq: rows.at(-1)?.seq ?? from } };
     },
+    // Against this node's key store and anchor, never keys read from the database.
     'GET /audit/verify': async () => ({
       status: 200,
-      body: await store.verifyChain(o.jwks ? { jwks: o.jwks() } : {}),
+      body: o.stateDir ? await verifyWithTrust(store, { stateDir: o.stateDir }) : await store.verifyChain(),
     }),
     'GET /audit/export': async ({ url }) => {
       const format = url.searchParams.get('format') ?? 'jsonl';

@@ -1,6 +1,10 @@
-// `chaperone audit query|tail|verify`: the audit trail of a running gateway, through its HTTP API
+// `chaperone audit query|tail|verify|export`: the audit trail of a running gateway, through its HTTP API
 // (the embedded store belongs to the gateway process; PostgreSQL deployments use the same API).
+// `audit verify` with --trust/--checkpoint/--config/--store, `audit checkpoint export` and `audit trust
+// export` work on the store and the state directory directly (audit-direct.ts): verification that
+// must not depend on the database, nor on the process that writes it.
 import type { Command } from 'commander';
+import { registerDirectAuditCommands, verifyDirect } from './audit-direct.ts';
 
 const DEFAULT_API = 'http://127.0.0.1:8181';
 
@@ -168,25 +172,60 @@ export function registerAuditCommands(program: Command): void {
       process.stdout.write(await res.text());
     });
 
+  const collect = (value: string, previous: string[]) => [...previous, value];
   audit
     .command('verify')
-    .description('check the hash chain of the audit trail; names the first bad record')
-    .option('--api <url>', 'the gateway HTTP API', DEFAULT_API)
-    .action(async (o: { api: string }) => {
-      const res = await api<{
-        ok: boolean;
-        count?: number;
-        checkpoints?: number;
-        firstBadSeq?: number;
-        reason?: string;
-      }>(o.api, '/audit/verify');
-      if (res.ok) {
-        process.stdout.write(
-          `audit chain intact: ${res.count ?? 0} records, ${res.checkpoints ?? 0} signed checkpoints\n`,
-        );
-        return;
-      }
-      process.stdout.write(`audit chain BROKEN at record ${res.firstBadSeq}: ${res.reason}\n`);
-      process.exitCode = 1;
-    });
+    .description(
+      'check the audit trail: hash chains, signed checkpoints, coverage; names the first bad record. ' +
+        'With --trust, --checkpoint, --config or --store it reads the store itself and trusts only keys ' +
+        'and checkpoints from files, never from the database',
+    )
+    .option('--api <url>', "the gateway HTTP API (verifies against the gateway node's own keys)", DEFAULT_API)
+    .option('--config <file>', 'chaperone.yaml: its store, and its state directory (key store, anchor)')
+    .option('--store <url|dir>', 'a postgres:// URL, env:NAME, or an embedded (PGlite) data directory')
+    .option('--state-dir <dir>', "a node's state directory: trust its key store, check its anchor")
+    .option('--trust <jwks>', 'a JWKS file of public keys to trust (repeatable)', collect, [])
+    .option(
+      '--checkpoint <file>',
+      'an exported checkpoint the trail must still hold (repeatable)',
+      collect,
+      [],
+    )
+    .option('--json', 'print the verdict as JSON', false)
+    .action(
+      async (o: {
+        api: string;
+        config?: string;
+        store?: string;
+        stateDir?: string;
+        trust: string[];
+        checkpoint: string[];
+        json: boolean;
+      }) => {
+        if (o.config || o.store || o.stateDir || o.trust.length > 0 || o.checkpoint.length > 0) {
+          process.exitCode = await verifyDirect(o);
+          return;
+        }
+        const res = await api<{
+          ok: boolean;
+          count?: number;
+          checkpoints?: number;
+          firstBadSeq?: number;
+          reason?: string;
+          chain?: string;
+        }>(o.api, '/audit/verify');
+        if (o.json) process.stdout.write(`${JSON.stringify(res)}\n`);
+        else if (res.ok)
+          process.stdout.write(
+            `audit chain intact: ${res.count ?? 0} records, ${res.checkpoints ?? 0} signed checkpoints\n`,
+          );
+        else
+          process.stdout.write(
+            `audit chain BROKEN at ${res.chain === 'access_log' ? 'access-log record' : 'record'} ${res.firstBadSeq}: ${res.reason}\n`,
+          );
+        if (!res.ok) process.exitCode = 1;
+      },
+    );
+
+  registerDirectAuditCommands(audit);
 }

@@ -344,16 +344,26 @@ describe('signed checkpoints', () => {
   it('pin the chain: a rewrite that recomputes every hash is still caught', async () => {
     const { AgentKeys } = await import('../../fleet/agent-keys.ts');
     const { chainHash } = await import('../../audit/records.ts');
+    const { TrustedKeys } = await import('../../audit/checkpoints.ts');
+    const { verifyTrail } = await import('../../audit/verify.ts');
     const signer = await AgentKeys.open(null);
+    const trust = new TrustedKeys(signer.pinnedJwks());
     const store = await openAuditStore({});
     await store.migrate();
+    store.signBatches({ signer });
     const spool = await Spool.open({ dir });
-    const shipper = new Shipper(spool, store, silent, { signer, checkpointEvery: 5 });
+    const shipper = new Shipper(spool, store, silent, { batchSize: 5 });
     await Promise.all(Array.from({ length: 12 }, (_, i) => spool.append(record(i))));
     expect(await shipper.flush()).toBe(true);
     const last = await store.lastCheckpoint();
     expect(last?.seq).toBe(12);
-    expect(await store.verifyChain({ jwks: signer.jwks() })).toMatchObject({ ok: true, count: 12 });
+    // One checkpoint per committed batch (5 + 5 + 2), tiling the chain.
+    expect((await store.checkpointsAfter('decisions', 0)).map((c) => [c.prev_seq, c.seq])).toEqual([
+      [0, 5],
+      [5, 10],
+      [10, 12],
+    ]);
+    expect(await verifyTrail(store, { trust })).toMatchObject({ ok: true, count: 12, checkpoints: 3 });
 
     // The attacker edits record 7 and recomputes every later hash, so the links verify again…
     const sql = (store as unknown as { sql: { query(t: string, p?: unknown[]): Promise<unknown> } }).sql;
@@ -371,10 +381,11 @@ describe('signed checkpoints', () => {
       prev = hash;
     }
     expect(await store.verifyChain()).toMatchObject({ ok: true }); // links alone cannot tell
-    // …but not the signed checkpoint.
-    expect(await store.verifyChain({ jwks: signer.jwks() })).toMatchObject({
+    // …but not the signed checkpoint of the batch holding it.
+    expect(await verifyTrail(store, { trust })).toMatchObject({
       ok: false,
-      reason: expect.stringMatching(/rewritten/),
+      firstBadSeq: 6, // the batch 6..10 holds the edit; the checkpoint at 5 still vouches for 1..5
+      reason: expect.stringMatching(/rewritten: records 6\.\.10 /),
     });
     await shipper.stop();
     await spool.close();
