@@ -99,16 +99,21 @@ export async function verifyDirect(
           `${verdict.access_log.count} access-log records (${verdict.access_log.checkpoints} signed checkpoints), ` +
           `${verdict.anchors} exported checkpoints held; trusted keys ${verdict.trusted_keys.join(', ')}\n`,
       );
-    else
-      process.stdout.write(
-        `audit trail BROKEN at ${verdict.chain === 'access_log' ? 'access-log record' : 'record'} ${verdict.firstBadSeq}: ${verdict.reason}\n`,
-      );
+    else process.stdout.write(`audit trail BROKEN ${brokenAt(verdict)}: ${verdict.reason}\n`);
     return verdict.ok ? 0 : 1;
   } catch (err) {
     return fail('chaperone audit verify', err);
   } finally {
     await store?.close().catch(() => undefined);
   }
+}
+
+/** "at record 7", "at access-log record 7", or "(access log)" when no one record is to blame. */
+export function brokenAt(v: { chain?: string; firstBadSeq?: number }): string {
+  const chain = v.chain === 'access_log' ? 'access-log record' : 'record';
+  return v.firstBadSeq
+    ? `at ${chain} ${v.firstBadSeq}`
+    : `(${v.chain === 'access_log' ? 'access log' : 'decisions'})`;
 }
 
 /** Each checkpoint of `file` vouched for by `trust`; the reason why not otherwise. */

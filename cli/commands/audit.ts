@@ -4,7 +4,7 @@
 // export` work on the store and the state directory directly (audit-direct.ts): verification that
 // must not depend on the database, nor on the process that writes it.
 import type { Command } from 'commander';
-import { registerDirectAuditCommands, verifyDirect } from './audit-direct.ts';
+import { brokenAt, registerDirectAuditCommands, verifyDirect } from './audit-direct.ts';
 
 const DEFAULT_API = 'http://127.0.0.1:8181';
 
@@ -219,10 +219,7 @@ export function registerAuditCommands(program: Command): void {
           process.stdout.write(
             `audit chain intact: ${res.count ?? 0} records, ${res.checkpoints ?? 0} signed checkpoints\n`,
           );
-        else
-          process.stdout.write(
-            `audit chain BROKEN at ${res.chain === 'access_log' ? 'access-log record' : 'record'} ${res.firstBadSeq}: ${res.reason}\n`,
-          );
+        else process.stdout.write(`audit chain BROKEN ${brokenAt(res)}: ${res.reason}\n`);
         if (!res.ok) process.exitCode = 1;
       },
     );
