@@ -8,6 +8,7 @@
 // The signed ranges therefore tile the chain: a record no trusted range covers was not written by a
 // node (appended through SQL), and a checkpoint deleted leaves a gap.
 import { CompactSign, compactVerify, importJWK, type JWK } from 'jose';
+import { ChaperoneError } from '../contracts/errors.ts';
 
 export type ChainName = 'decisions' | 'access_log';
 export const CHAINS: readonly ChainName[] = ['decisions', 'access_log'];
@@ -182,8 +183,10 @@ export interface CheckpointFile {
 
 export const CHECKPOINT_FORMAT = 'chaperone-audit-checkpoint/1';
 
-export class CheckpointFileError extends Error {
-  readonly code = 'ERR_AUDIT_CHECKPOINT_FILE';
+export class CheckpointFileError extends ChaperoneError {
+  constructor(message: string) {
+    super('ERR_AUDIT_TRUST', message);
+  }
 }
 
 export function parseCheckpointFile(text: string, source: string): CheckpointFile {

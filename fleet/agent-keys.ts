@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import { ChaperoneError } from '../contracts/errors.ts';
 
 type KeyLike = Awaited<ReturnType<typeof importJWK>>;
 
@@ -23,8 +24,10 @@ export const TRUSTED_KEYS_FILE = 'trusted.jwks';
 
 const publicHalf = ({ d: _d, ...rest }: JWK): JWK => rest;
 
-export class PinnedKeysError extends Error {
-  readonly code = 'ERR_PINNED_KEYS';
+export class PinnedKeysError extends ChaperoneError {
+  constructor(message: string) {
+    super('ERR_AUDIT_TRUST', message);
+  }
 }
 
 /**

@@ -6,12 +6,11 @@
 // a shared one like /tmp, is refused, because no mode set by us would make it private.
 import { chmod, lstat, mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ChaperoneError } from '../contracts/errors.ts';
 
-export class StateDirError extends Error {
-  readonly code = 'ERR_STATE_DIR';
+export class StateDirError extends ChaperoneError {
   constructor(message: string) {
-    super(message);
-    this.name = 'StateDirError';
+    super('ERR_STATE_DIR', message);
   }
 }
 

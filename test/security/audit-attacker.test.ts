@@ -101,6 +101,10 @@ beforeAll(async () => {
     { what: 'the anchor at record 6' },
   );
 
+  // The gateway's own verification (its key store and anchor, not the database's keys) passes.
+  const viaApi = await runCli(['audit', 'verify', '--api', gw.api]);
+  expect(viaApi.out).toContain('audit chain intact: 6 records, 6 signed checkpoints');
+
   // What "another system" keeps: the node's public keys and its newest checkpoint, exported while it runs.
   const config = join(gw.dir, 'chaperone.yaml');
   trustFile = join(work, 'node.jwks');
