@@ -1,7 +1,7 @@
 // The audit pipeline of a running gateway: store (PGlite or PostgreSQL) + spool + shipper + the
 // recorder the authz server awaits, the access-log sink for the ALS, and the HTTP API's audit routes.
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError, type ApiHandler } from '../api/http-api.ts';
 import { BatchingAccessLogSink } from '../audit/access-log-sink.ts';
@@ -41,6 +41,11 @@ export interface OpenedAudit extends AuditRuntime {
   shipper: Shipper;
 }
 
+/** What Chaperone keeps in the state directory (the parent of the spool): made owner-only at start. */
+export function stateEntries(config: Config): string[] {
+  return ['audit', 'keys', 'envoy', ANCHOR_FILE, basename(config.audit.spoolDir)];
+}
+
 /** This node's name in the shared state: host and API address tell nodes of one machine apart. */
 export function nodeName(config: Config): string {
   return `${hostname()}/${config.controlPlane.httpAddress}`;
@@ -54,7 +59,7 @@ export async function openAuditRuntime(o: {
   const url = resolveStoreUrl(o.config);
   // The state directory (keys, embedded database, spool, anchor) is this user's alone (docs/audit.md).
   useOwnerOnlyUmask();
-  const opened = await securePrivateDir(o.stateDir);
+  const opened = await securePrivateDir(o.stateDir, { only: stateEntries(o.config) });
   if (opened.length > 0)
     o.logger.warn(
       { state_dir: o.stateDir, fixed: opened.length, examples: opened.slice(0, 5) },

@@ -22,12 +22,14 @@ const currentUid = (): number | null => (typeof process.getuid === 'function' ? 
 
 /**
  * Makes `dir` (created if missing) private to the current user: the directory 0700, every directory
- * below 0700 and every file below without group/other bits (0600 for a normal file). Symbolic links
- * inside are left alone (not followed). Returns the paths whose mode was narrowed; throws
- * StateDirError when the directory cannot be made private (owned by another user, a shared sticky
- * directory such as /tmp, not a directory, or an entry whose mode cannot be changed).
+ * below 0700 and every file below without group/other bits (0600 for a normal file). `only` limits the
+ * walk to those entries of `dir` (Chaperone's own): a state directory that is also, say, a project
+ * directory keeps its other files as they are — unreachable by other users through the 0700 directory
+ * all the same. Symbolic links inside are left alone (not followed). Returns the paths whose mode was
+ * narrowed; throws StateDirError when the directory cannot be made private (owned by another user, a
+ * shared sticky directory such as /tmp, not a directory, or an entry whose mode cannot be changed).
  */
-export async function securePrivateDir(dir: string): Promise<string[]> {
+export async function securePrivateDir(dir: string, o: { only?: readonly string[] } = {}): Promise<string[]> {
   const uid = currentUid();
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const top = await stat(dir);
@@ -43,7 +45,7 @@ export async function securePrivateDir(dir: string): Promise<string[]> {
     );
   const fixed: string[] = [];
   await narrow(dir, top.mode, true, fixed);
-  await walk(dir, uid, fixed);
+  await walk(dir, uid, fixed, o.only ? new Set(o.only) : null);
   return fixed;
 }
 
@@ -59,8 +61,14 @@ async function narrow(path: string, mode: number, isDir: boolean, fixed: string[
   fixed.push(path);
 }
 
-async function walk(dir: string, uid: number, fixed: string[]): Promise<void> {
+async function walk(
+  dir: string,
+  uid: number,
+  fixed: string[],
+  only: Set<string> | null = null,
+): Promise<void> {
   for (const name of await readdir(dir)) {
+    if (only && !only.has(name)) continue;
     const path = join(dir, name);
     const s = await lstat(path).catch(() => null); // gone meanwhile (a temporary file): nothing to fix
     if (!s || s.isSymbolicLink()) continue;

@@ -1,10 +1,10 @@
 // `chaperone authz serve`: runs the ext_authz gRPC server on its own (the way OPA-Envoy runs beside
 // Envoy). `chaperone up` starts it together with the rest of the gateway.
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
-import { signAndAnchor } from '../../audit/anchor.ts';
+import { ANCHOR_FILE, signAndAnchor } from '../../audit/anchor.ts';
 import { SpoolRecorder } from '../../audit/recorder.ts';
 import { Shipper } from '../../audit/shipper.ts';
 import { Spool } from '../../audit/spool.ts';
@@ -54,7 +54,7 @@ async function joinFleet(o: ServeOptions, logger: Logger) {
   // Its state directory (the spool's parent: signing key, anchor) is private; its batches are signed.
   const stateDir = dirname(o.spoolDir);
   useOwnerOnlyUmask();
-  await securePrivateDir(stateDir);
+  await securePrivateDir(stateDir, { only: ['keys', ANCHOR_FILE, basename(o.spoolDir)] });
   const anchor = await signAndAnchor(store, stateDir, logger.child({ component: 'audit' }));
   const spool = await Spool.open({ dir: o.spoolDir });
   const shipper = new Shipper(spool, store, logger.child({ component: 'shipper' }));

@@ -20,7 +20,8 @@ import {
   truncateDecisions,
 } from '../support/audit-attacks.ts';
 import { runCli } from '../support/cli.ts';
-import { type GatewayProcess, startGatewayProcess } from '../support/gateway-process.ts';
+import type { GatewayProcess } from '../support/gateway-process.ts';
+import { startGatewayOnFreePorts } from '../support/gateway-retry.ts';
 import { waitFor } from '../support/wait.ts';
 
 let gw: GatewayProcess;
@@ -62,7 +63,7 @@ async function tamper(dir: string, attack: (q: Query) => Promise<void>): Promise
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'chaperone-attacker-'));
-  gw = await startGatewayProcess();
+  gw = await startGatewayOnFreePorts();
   const token = async (user: string) =>
     ((await (await fetch(`${gw.api}/dev/token?user=${user}`)).json()) as { token: string }).token;
   const alice = await token('alice');

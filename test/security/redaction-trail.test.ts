@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openAuditStore } from '../../audit/store.ts';
 import { runCli } from '../support/cli.ts';
-import { devGatewayYaml, type GatewayProcess, startGatewayProcess } from '../support/gateway-process.ts';
+import { devGatewayYaml, type GatewayProcess } from '../support/gateway-process.ts';
+import { startGatewayOnFreePorts } from '../support/gateway-retry.ts';
 import { waitFor } from '../support/wait.ts';
 
 const secret = (place: string) => `S3CR3T-${place}-${randomBytes(8).toString('hex')}`;
@@ -82,7 +83,7 @@ beforeAll(async () => {
     match:
       path_prefix: /mcp
 `;
-  gw = await startGatewayProcess({
+  gw = await startGatewayOnFreePorts({
     yaml: (p) =>
       devGatewayYaml(p, mcpTarget.replace('PORT', String(p.demo))).replace(
         '  spool_dir: spool\n',

@@ -1,5 +1,5 @@
 // State on disk belongs to the user running Chaperone alone. The real `chaperone up` starts under a
-// permissive umask (022) on a state directory an earlier version left open (0755, a 0644 file); once
+// permissive umask (022) on a state directory an earlier version left open (0755, a 0644 key file); once
 // it is up, the directory is 0700 and nothing in it — the embedded database's files, the spool, the
 // signing key, the anchor — has a group or other permission bit. Another local user (created here
 // when the suite runs as root) can neither list, read nor write any of it. A state directory that
@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { devGatewayYaml, type GatewayProcess, startGatewayProcess } from '../support/gateway-process.ts';
+import {
+  devGatewayYaml,
+  type GatewayPorts,
+  type GatewayProcess,
+  startGatewayProcess,
+} from '../support/gateway-process.ts';
+import { startGatewayOnFreePorts } from '../support/gateway-retry.ts';
 import { waitFor } from '../support/wait.ts';
 
 const run = promisify(execFile);
@@ -39,6 +45,16 @@ async function modes(dir: string): Promise<{ path: string; dir: boolean; mode: n
   return out;
 }
 
+/** A start expected to fail on its state directory (tried again on fresh ports if those were taken). */
+async function startRefused(yaml: (p: GatewayPorts) => string): Promise<GatewayProcess> {
+  for (let attempt = 1; ; attempt++) {
+    const gw = await startGatewayProcess({ yaml, wait: false });
+    await gw.exited;
+    if (attempt === 3 || !/already in use/i.test(gw.output())) return gw;
+    await gw.cleanup();
+  }
+}
+
 /** Runs `argv` as the probe user; resolves with its exit code and output. */
 async function asOtherUser(argv: string[]): Promise<{ code: number; out: string }> {
   try {
@@ -60,7 +76,11 @@ beforeAll(async () => {
   // What an earlier version (or a careless copy) left behind.
   await mkdir(stateDir, { mode: 0o755 });
   await chmod(stateDir, 0o755);
-  await writeFile(join(stateDir, 'leftover.json'), '{}', { mode: 0o644 });
+  await mkdir(join(stateDir, 'keys'), { mode: 0o755 });
+  await chmod(join(stateDir, 'keys'), 0o755);
+  await writeFile(join(stateDir, 'keys', 'trusted.jwks'), '{"keys": []}', { mode: 0o644 });
+  // Not Chaperone's: left as it is, but out of other users' reach behind the 0700 directory.
+  await writeFile(join(stateDir, 'notes.txt'), 'mine', { mode: 0o644 });
   if (IS_ROOT) {
     const exists = await run('id', ['-u', PROBE_USER]).then(
       () => true,
@@ -76,7 +96,7 @@ beforeAll(async () => {
         PROBE_USER,
       ]).catch(() => run('id', ['-u', PROBE_USER]));
   }
-  gw = await startGatewayProcess({ yaml: withStateDir(stateDir) });
+  gw = await startGatewayOnFreePorts({ yaml: withStateDir(stateDir) });
   // One decision through Envoy, so the spool, the store and the anchor all hold something.
   const { token } = (await (await fetch(`${gw.api}/dev/token?user=alice`)).json()) as { token: string };
   await fetch(`${gw.egress}/demo/items`, { headers: { authorization: `Bearer ${token}` } });
@@ -106,10 +126,10 @@ describe('the state directory', () => {
       expect(names).toContain(expected);
     expect(names.some((n) => /^spool\/\d{10}\.jsonl$/.test(n))).toBe(true);
     expect(entries.length).toBeGreaterThan(100); // PGlite's own files among them
-    // …and none is open.
+    // …and none is open (but the file that is not Chaperone's, left as it was).
     expect(
       entries.filter((e) => (e.mode & 0o077) !== 0).map((e) => `${e.path} ${e.mode.toString(8)}`),
-    ).toEqual([]);
+    ).toEqual([`${join(stateDir, 'notes.txt')} 644`]);
     expect(entries[0]!.mode).toBe(0o700);
     // The start said what it narrowed.
     expect(gw.output()).toMatch(/state directory entries were open to other users; narrowed to owner-only/);
@@ -123,7 +143,8 @@ describe('the state directory', () => {
       join(stateDir, 'keys', 'agent-signing.json'),
       join(stateDir, 'audit', 'PG_VERSION'),
       join(stateDir, 'audit-checkpoint.json'),
-      join(stateDir, 'leftover.json'),
+      join(stateDir, 'keys', 'trusted.jwks'),
+      join(stateDir, 'notes.txt'),
     ];
     const listed = await asOtherUser(['ls', stateDir]);
     expect(listed.code).not.toBe(0);
@@ -142,7 +163,7 @@ describe('the state directory', () => {
     const shared = join(root, 'shared');
     await mkdir(shared);
     await chmod(shared, 0o1777);
-    const refused = await startGatewayProcess({ yaml: withStateDir(shared), wait: false });
+    const refused = await startRefused(withStateDir(shared));
     try {
       expect(await refused.exited).not.toBe(0);
       expect(refused.output()).toMatch(
@@ -160,7 +181,7 @@ describe('the state directory', () => {
     const { stdout } = await run('id', ['-u', PROBE_USER]);
     const uid = Number(stdout.trim());
     await chown(theirs, uid, uid);
-    const refused = await startGatewayProcess({ yaml: withStateDir(theirs), wait: false });
+    const refused = await startRefused(withStateDir(theirs));
     try {
       expect(await refused.exited).not.toBe(0);
       expect(refused.output()).toMatch(
