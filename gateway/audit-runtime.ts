@@ -1,11 +1,12 @@
 // The audit pipeline of a running gateway: store (PGlite or PostgreSQL) + spool + shipper + the
 // recorder the authz server awaits, the access-log sink for the ALS, and the HTTP API's audit routes.
 import { hostname } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError, type ApiHandler } from '../api/http-api.ts';
 import { BatchingAccessLogSink } from '../audit/access-log-sink.ts';
-import { ANCHOR_FILE, CheckpointAnchor } from '../audit/anchor.ts';
+import { signAndAnchor } from '../audit/anchor.ts';
+import { secureNodeState } from '../audit/node-state.ts';
 import { SpoolRecorder } from '../audit/recorder.ts';
 import type { StoredDecision } from '../audit/records.ts';
 import { Shipper } from '../audit/shipper.ts';
@@ -16,7 +17,6 @@ import type { Config } from '../config/types.ts';
 import { AgentKeys } from '../fleet/agent-keys.ts';
 import { FleetKeys } from '../fleet/fleet-keys.ts';
 import { SharedState } from '../fleet/shared-state.ts';
-import { securePrivateDir, useOwnerOnlyUmask } from '../store/state-dir.ts';
 import type { AuditRuntime } from './gateway.ts';
 
 export class AuditConfigError extends Error {
@@ -41,11 +41,6 @@ export interface OpenedAudit extends AuditRuntime {
   shipper: Shipper;
 }
 
-/** What Chaperone keeps in the state directory (the parent of the spool): made owner-only at start. */
-export function stateEntries(config: Config): string[] {
-  return ['audit', 'keys', 'envoy', ANCHOR_FILE, basename(config.audit.spoolDir)];
-}
-
 /** This node's name in the shared state: host and API address tell nodes of one machine apart. */
 export function nodeName(config: Config): string {
   return `${hostname()}/${config.controlPlane.httpAddress}`;
@@ -58,13 +53,7 @@ export async function openAuditRuntime(o: {
 }): Promise<OpenedAudit> {
   const url = resolveStoreUrl(o.config);
   // The state directory (keys, embedded database, spool, anchor) is this user's alone (docs/audit.md).
-  useOwnerOnlyUmask();
-  const opened = await securePrivateDir(o.stateDir, { only: stateEntries(o.config) });
-  if (opened.length > 0)
-    o.logger.warn(
-      { state_dir: o.stateDir, fixed: opened.length, examples: opened.slice(0, 5) },
-      'state directory entries were open to other users; narrowed to owner-only',
-    );
+  await secureNodeState(o.stateDir, o.config.audit.spoolDir, o.logger);
   const store = await openAuditStore(url ? { url } : { dataDir: join(o.stateDir, 'audit') });
   try {
     await store.migrate();
@@ -79,14 +68,8 @@ export async function openAuditRuntime(o: {
   const spool = await Spool.open({ dir: o.config.audit.spoolDir });
   // Every batch is committed with a checkpoint signed with Chaperone's key (the one that signs agent
   // tokens); the newest is anchored in the state directory, outside the database.
-  const signer = await AgentKeys.open(o.stateDir);
-  const keys = await FleetKeys.open(state, signer);
-  const anchor = await CheckpointAnchor.open({
-    path: join(o.stateDir, ANCHOR_FILE),
-    hashAt: (chain, seq) => store.hashAt(chain, seq),
-    logger: o.logger,
-  });
-  store.signBatches({ signer, onCheckpoint: anchor.onCheckpoint });
+  const keys = await FleetKeys.open(state, await AgentKeys.open(o.stateDir));
+  const anchor = await signAndAnchor(store, o.stateDir, o.logger);
   const shipper = new Shipper(spool, store, o.logger);
   shipper.start();
   const accessLogs = new BatchingAccessLogSink(store, o.logger);

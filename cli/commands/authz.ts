@@ -1,10 +1,11 @@
 // `chaperone authz serve`: runs the ext_authz gRPC server on its own (the way OPA-Envoy runs beside
 // Envoy). `chaperone up` starts it together with the rest of the gateway.
 import { hostname } from 'node:os';
-import { basename, dirname } from 'node:path';
+import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
-import { ANCHOR_FILE, signAndAnchor } from '../../audit/anchor.ts';
+import { signAndAnchor } from '../../audit/anchor.ts';
+import { secureNodeState } from '../../audit/node-state.ts';
 import { SpoolRecorder } from '../../audit/recorder.ts';
 import { Shipper } from '../../audit/shipper.ts';
 import { Spool } from '../../audit/spool.ts';
@@ -15,7 +16,6 @@ import { AgentRegistry } from '../../fleet/agent-registry.ts';
 import { ApprovalStore } from '../../fleet/approval-store.ts';
 import { SharedState } from '../../fleet/shared-state.ts';
 import { RemoteRevocations } from '../../identity/remote-revocations.ts';
-import { securePrivateDir, useOwnerOnlyUmask } from '../../store/state-dir.ts';
 
 interface ServeOptions {
   addr: string;
@@ -53,8 +53,7 @@ async function joinFleet(o: ServeOptions, logger: Logger) {
   const approvals = o.controlPlane ? await ApprovalStore.open(state) : null;
   // Its state directory (the spool's parent: signing key, anchor) is private; its batches are signed.
   const stateDir = dirname(o.spoolDir);
-  useOwnerOnlyUmask();
-  await securePrivateDir(stateDir, { only: ['keys', ANCHOR_FILE, basename(o.spoolDir)] });
+  await secureNodeState(stateDir, o.spoolDir, logger);
   const anchor = await signAndAnchor(store, stateDir, logger.child({ component: 'audit' }));
   const spool = await Spool.open({ dir: o.spoolDir });
   const shipper = new Shipper(spool, store, logger.child({ component: 'shipper' }));
