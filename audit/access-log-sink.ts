@@ -3,6 +3,7 @@
 // long, because the decisions (spooled before ALLOW) are the audit record, these only the outcome.
 import type { Logger } from 'pino';
 import type { AccessLogEntry, AccessLogSink } from './access-log-service.ts';
+import { Redactor } from './redaction.ts';
 import type { AuditStore } from './store.ts';
 
 export interface AccessLogSinkOptions {
@@ -14,6 +15,8 @@ export interface AccessLogSinkOptions {
   lingerMs?: number;
   /** Retry delay after a failed insert. Default 2 s. */
   retryMs?: number;
+  /** The redaction every entry passes before it is buffered; default the built-in rules. */
+  redactor?: Redactor;
 }
 
 export interface AccessLogSinkStats {
@@ -32,17 +35,20 @@ export class BatchingAccessLogSink implements AccessLogSink {
   private dropped = 0;
   private lastError: string | null = null;
   private closed = false;
+  private readonly redactor: Redactor;
 
   constructor(
     private readonly store: Pick<AuditStore, 'insertAccessLogs'>,
     private readonly logger: Logger,
     private readonly o: AccessLogSinkOptions = {},
-  ) {}
+  ) {
+    this.redactor = o.redactor ?? new Redactor();
+  }
 
   /** Queues the entries; resolves at once (the store is written in the background). */
   async write(entries: AccessLogEntry[]): Promise<void> {
     if (this.closed || entries.length === 0) return;
-    this.buffer.push(...entries);
+    for (const e of entries) this.buffer.push(this.redactor.accessLog(e));
     const max = this.o.maxBuffered ?? 100_000;
     if (this.buffer.length > max) {
       const over = this.buffer.length - max;

@@ -288,3 +288,121 @@ function sanitize<T>(v: T): T {
 export function accessLogKey(e: AccessLogEntry): string {
   return `${e.nodeId}|${e.requestId}|${e.time.toISOString()}`;
 }
+
+/** An access-log entry as stored and chained (the row's columns, JSON-safe). */
+export interface AccessLogRecord {
+  entry_key: string;
+  request_id: string;
+  decision_id: string | null;
+  node_id: string;
+  time: string;
+  route: string;
+  method: string;
+  authority: string;
+  path: string;
+  response_code: number;
+  response_code_details: string;
+  bytes_sent: number;
+  bytes_received: number;
+  duration_ms: number;
+  upstream_host: string;
+  upstream_cluster: string;
+  policy_revision: string | null;
+  metadata: unknown;
+}
+
+export interface StoredAccessLog extends AccessLogRecord {
+  id: number;
+  /** Null only on a row nobody chained: none is stored that way (docs/audit.md). */
+  seq: number | null;
+  prev_hash: string | null;
+  hash: string | null;
+}
+
+/** The columns of an access-log row the chain covers, in insert order. */
+export const ACCESS_LOG_RECORD_COLUMNS = [
+  'entry_key',
+  'request_id',
+  'decision_id',
+  'node_id',
+  'time',
+  'route',
+  'method',
+  'authority',
+  'path',
+  'response_code',
+  'response_code_details',
+  'bytes_sent',
+  'bytes_received',
+  'duration_ms',
+  'upstream_host',
+  'upstream_cluster',
+  'policy_revision',
+  'metadata',
+] as const satisfies readonly (keyof AccessLogRecord)[];
+
+/**
+ * The entry as it will read back from the store: storable text, time to the millisecond, metadata
+ * through JSON (what jsonb keeps). Hashing this, the writer and a later verifier agree.
+ */
+export function toAccessLogRecord(e: AccessLogEntry): AccessLogRecord {
+  return {
+    entry_key: storable(accessLogKey(e)),
+    request_id: storable(e.requestId),
+    decision_id: e.decisionId === null ? null : storable(e.decisionId),
+    node_id: storable(e.nodeId),
+    time: e.time.toISOString(),
+    route: storable(e.route),
+    method: storable(e.method),
+    authority: storable(e.authority),
+    path: storable(e.path),
+    response_code: e.responseCode,
+    response_code_details: storable(e.responseCodeDetails),
+    bytes_sent: e.bytesSent,
+    bytes_received: e.bytesReceived,
+    duration_ms: e.durationMs,
+    upstream_host: storable(e.upstreamHost),
+    upstream_cluster: storable(e.upstreamCluster),
+    policy_revision: e.policyRevision === null ? null : storable(e.policyRevision),
+    metadata: JSON.parse(JSON.stringify(storable(e.metadata ?? {})) ?? 'null'),
+  };
+}
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const textOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+/** A stored access-log row (either engine's types) in the shape its hash was computed over. */
+export function accessLogFromRow(r: Record<string, unknown>): StoredAccessLog {
+  const metadata = typeof r['metadata'] === 'string' ? JSON.parse(r['metadata']) : (r['metadata'] ?? null);
+  return {
+    id: num(r['id']),
+    seq: r['seq'] === null || r['seq'] === undefined ? null : num(r['seq']),
+    prev_hash: textOrNull(r['prev_hash']),
+    hash: textOrNull(r['hash']),
+    entry_key: String(r['entry_key']),
+    request_id: String(r['request_id']),
+    decision_id: textOrNull(r['decision_id']),
+    node_id: String(r['node_id']),
+    time: r['time'] instanceof Date ? r['time'].toISOString() : new Date(String(r['time'])).toISOString(),
+    route: String(r['route']),
+    method: String(r['method']),
+    authority: String(r['authority']),
+    path: String(r['path']),
+    response_code: num(r['response_code']),
+    response_code_details: String(r['response_code_details']),
+    bytes_sent: num(r['bytes_sent']),
+    bytes_received: num(r['bytes_received']),
+    duration_ms: num(r['duration_ms']),
+    upstream_host: String(r['upstream_host']),
+    upstream_cluster: String(r['upstream_cluster']),
+    policy_revision: textOrNull(r['policy_revision']),
+    metadata,
+  };
+}
+
+/** One access-log chain link: sha256(prev ‖ canonical JSON of the covered columns and seq). */
+export function accessLogHash(prevHash: string, seq: number, r: AccessLogRecord): string {
+  const covered: Record<string, unknown> = { seq };
+  for (const c of ACCESS_LOG_RECORD_COLUMNS) covered[c] = r[c];
+  return linkHash(prevHash, canonicalJson(covered));
+}

@@ -1,10 +1,10 @@
 // Moves spooled decisions into the audit store, in order, in batches. Idempotent by decision id, so a
 // crash between "stored" and "acknowledged" only resends what the store already has. When the store
 // is down the spool simply grows; the shipper retries with backoff and catches up when it returns.
+// Each batch is committed with its signed checkpoint when the store signs (AuditStore.signBatches).
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type CheckpointSigner, signCheckpoint } from './checkpoints.ts';
 import type { DecisionRecord } from './records.ts';
 import type { Spool } from './spool.ts';
 import type { AuditStore } from './store.ts';
@@ -47,22 +47,8 @@ export class Shipper {
       batchSize?: number;
       idleMs?: number;
       maxBackoffMs?: number;
-      /** Signs a checkpoint every `checkpointEvery` records (and at flush) when given. */
-      signer?: CheckpointSigner;
-      checkpointEvery?: number;
     } = {},
   ) {}
-
-  /** Signs (seq, hash) of the newest record if it moved since the last checkpoint. */
-  async checkpoint(force = false): Promise<void> {
-    if (!this.o.signer) return;
-    const last = await this.store.lastCheckpoint();
-    const seq = await this.store.lastSeq();
-    if (seq === 0 || seq === last?.seq) return;
-    if (!force && seq - (last?.seq ?? 0) < (this.o.checkpointEvery ?? 100)) return;
-    const [row] = await this.store.decisionsAfter(seq - 1, 1);
-    if (row) await this.store.insertCheckpoint(await signCheckpoint(this.o.signer, row.seq, row.hash));
-  }
 
   start(): void {
     this.unsubscribe = this.spool.onAppend(() => this.kick());
@@ -127,12 +113,6 @@ export class Shipper {
       this.statsValue.batches++;
       this.statsValue.lastError = null;
       this.statsValue.lastShippedAt = new Date().toISOString();
-      await this.checkpoint().catch((err: unknown) =>
-        this.logger.warn(
-          { err: err instanceof Error ? err.message : String(err) },
-          'audit checkpoint not written',
-        ),
-      );
     }
   }
 
@@ -182,6 +162,7 @@ export class Shipper {
     await appendFile(
       join(this.spool.dir, 'rejected.jsonl'),
       `${JSON.stringify({ reason, time: new Date().toISOString(), record })}\n`,
+      { mode: 0o600 },
     );
   }
 
@@ -192,10 +173,7 @@ export class Shipper {
       if (this.running) await this.running;
       this.running = this.runOnce().finally(() => (this.running = null));
       await this.running;
-      if ((await this.spool.pendingBytes()) === 0) {
-        await this.checkpoint(true).catch(() => undefined);
-        return true;
-      }
+      if ((await this.spool.pendingBytes()) === 0) return true;
       if (Date.now() > deadline) return false;
       await new Promise((r) => setTimeout(r, Math.min(this.backoffMs || 50, 500)));
     }

@@ -3,7 +3,11 @@
 // the next single write + fsync, so throughput scales with load instead of paying one fsync each.
 // Layout: <dir>/<segment>.jsonl files (one JSON record per line) and <dir>/ack.json, the position up
 // to which the shipper has stored records. A torn last line (crash mid-write) is cut off at open.
+// Every file is created owner-only (0600) in an owner-only directory (0700), and the directory itself
+// is fsynced after a file is created, renamed or deleted: fsyncing a new segment makes its bytes
+// durable, not its name, and a record in a segment whose directory entry was lost is lost with it.
 import {
+  chmod,
   type FileHandle,
   mkdir,
   open,
@@ -13,7 +17,6 @@ import {
   rm,
   stat,
   truncate,
-  writeFile,
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ChaperoneError } from '../contracts/errors.ts';
@@ -32,8 +35,23 @@ export interface SpoolOptions {
   segmentBytes?: number;
   /** Called once per fsync with the number of records it made durable (metrics, tests). */
   onFsync?: (records: number) => void;
-  /** Opens a segment for appending; default node:fs `open(path, 'a')`. Tests inject failing disks here. */
+  /** Opens a segment for appending; default node:fs `open(path, 'a', 0o600)`. Tests inject failing disks here. */
   openForAppend?: (path: string) => Promise<AppendHandle>;
+  /**
+   * Makes the directory's entries durable (creations, renames, deletions); default `syncDirectory`.
+   * Tests observe or fail it here.
+   */
+  syncDir?: (dir: string) => Promise<void>;
+}
+
+/** fsync of a directory: what makes a file's creation, rename or removal survive a power cut. */
+export async function syncDirectory(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 export class SpoolError extends ChaperoneError {
@@ -81,7 +99,8 @@ export class Spool {
   }
 
   private async init(): Promise<void> {
-    await mkdir(this.o.dir, { recursive: true });
+    await mkdir(this.o.dir, { recursive: true, mode: 0o700 });
+    await chmod(this.o.dir, 0o700);
     const segments = await this.segments();
     this.segment = segments.at(-1) ?? 1;
     const path = join(this.o.dir, segName(this.segment));
@@ -97,8 +116,20 @@ export class Spool {
     this.unacked = await this.countFrom(await this.readAck());
   }
 
-  private openSegment(path: string): Promise<AppendHandle> {
-    return this.o.openForAppend ? this.o.openForAppend(path) : open(path, 'a');
+  /** Opens (creating if need be) a segment, and makes its name durable before anything is appended. */
+  private async openSegment(path: string): Promise<AppendHandle> {
+    const fh = this.o.openForAppend ? await this.o.openForAppend(path) : await open(path, 'a', 0o600);
+    try {
+      await this.syncDir();
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
+    return fh;
+  }
+
+  private syncDir(): Promise<void> {
+    return (this.o.syncDir ?? syncDirectory)(this.o.dir);
   }
 
   /** Complete lines from `pos` to the end of the spool. */
@@ -270,13 +301,26 @@ export class Spool {
    */
   async ack(pos: SpoolPosition, records = 0): Promise<void> {
     const tmp = join(this.o.dir, 'ack.json.tmp');
-    await writeFile(tmp, JSON.stringify(pos));
-    await rename(tmp, join(this.o.dir, 'ack.json'));
-    this.unacked = Math.max(0, this.unacked - records);
-    for (const seg of await this.segments()) {
-      if (seg < pos.segment && seg !== this.segment)
-        await rm(join(this.o.dir, segName(seg)), { force: true });
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(pos));
+      await fh.sync();
+    } finally {
+      await fh.close();
     }
+    await rename(tmp, join(this.o.dir, 'ack.json'));
+    // Durable before any segment behind it goes: an ack lost in a crash only resends stored records,
+    // but a deleted segment under a lost ack would be read as missing.
+    await this.syncDir();
+    this.unacked = Math.max(0, this.unacked - records);
+    let removed = false;
+    for (const seg of await this.segments()) {
+      if (seg < pos.segment && seg !== this.segment) {
+        await rm(join(this.o.dir, segName(seg)), { force: true });
+        removed = true;
+      }
+    }
+    if (removed) await this.syncDir();
   }
 
   /** Bytes not yet acknowledged (approximate: counts whole later segments). */

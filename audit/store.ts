@@ -1,19 +1,22 @@
 // The audit store: decisions (hash-chained) and access-log entries, on PostgreSQL or PGlite with the
 // same SQL. Inserts are idempotent (decision id / entry key), so a shipper may resend after a crash.
-import type { JWK } from 'jose';
 import { ChaperoneError } from '../contracts/errors.ts';
 import { migrate, openPglite, openPostgres, redactUrl, type Sql } from '../store/sql.ts';
 import type { AccessLogEntry } from './access-log-service.ts';
-import { type Checkpoint, checkCheckpoint } from './checkpoints.ts';
+import { type ChainName, type Checkpoint, type CheckpointSigner, signBatch } from './checkpoints.ts';
 import {
-  accessLogKey,
+  ACCESS_LOG_RECORD_COLUMNS,
+  accessLogFromRow,
+  accessLogHash,
   chainHash,
   chainTextAsStored,
   type DecisionRecord,
   GENESIS_HASH,
   linkHash,
+  type StoredAccessLog,
   type StoredDecision,
   storable,
+  toAccessLogRecord,
 } from './records.ts';
 
 export interface DecisionQuery {
@@ -38,10 +41,25 @@ function checkpointRow(r: Record<string, unknown>): Checkpoint {
   return {
     seq: Number(r['seq']),
     hash: String(r['hash']),
-    signature: String(r['signature']),
-    key_id: String(r['key_id']),
+    signature: String(r['signature'] ?? ''),
+    key_id: String(r['key_id'] ?? ''),
     time: r['time'] instanceof Date ? r['time'].toISOString() : String(r['time']),
+    prev_seq: r['prev_seq'] === null || r['prev_seq'] === undefined ? null : Number(r['prev_seq']),
+    prev_hash: r['prev_hash'] === null || r['prev_hash'] === undefined ? null : String(r['prev_hash']),
   };
+}
+
+/** Each chain's rows and checkpoints. */
+const CHAIN_TABLES: Record<ChainName, { rows: string; checkpoints: string; lock: number }> = {
+  // The advisory locks keep two writers (two nodes sharing one PostgreSQL) from forking a chain.
+  decisions: { rows: 'decisions', checkpoints: 'checkpoints', lock: 7265846 },
+  access_log: { rows: 'access_log', checkpoints: 'access_log_checkpoints', lock: 7265848 },
+};
+
+/** Signs every batch the store commits; told of each checkpoint once its transaction committed. */
+export interface BatchSigning {
+  signer: CheckpointSigner;
+  onCheckpoint?: (chain: ChainName, cp: Checkpoint) => void;
 }
 
 export interface AuditStore {
@@ -56,9 +74,23 @@ export interface AuditStore {
   decisionsAfter(seq: number, limit?: number): Promise<StoredDecision[]>;
   lastSeq(): Promise<number>;
   accessLogsFor(requestId: string): Promise<Record<string, unknown>[]>;
-  verifyChain(opts?: { jwks?: { keys: JWK[] } }): Promise<ChainVerdict>;
-  insertCheckpoint(cp: Checkpoint): Promise<void>;
-  lastCheckpoint(): Promise<Checkpoint | null>;
+  /** The decision chain's links only (no signatures): `verifyTrail` (verify.ts) checks everything. */
+  verifyChain(): Promise<ChainVerdict>;
+  /** From now on, every batch of decisions or access-log entries is committed with its signed checkpoint. */
+  signBatches(signing: BatchSigning): void;
+  lastCheckpoint(chain?: ChainName): Promise<Checkpoint | null>;
+  /** Checkpoints of `chain` with seq > `after`, oldest first. */
+  checkpointsAfter(chain: ChainName, after: number, limit?: number): Promise<Checkpoint[]>;
+  /** Where the chain's signed batches begin (records up to it were stored before batches were signed). */
+  chainStart(chain: ChainName): Promise<number>;
+  /** The stored hash of record `seq` of `chain` (null when there is none, or it has no hash). */
+  hashAt(chain: ChainName, seq: number): Promise<string | null>;
+  /** The newest record of `chain`: its seq (0 when empty). */
+  headOf(chain: ChainName): Promise<number>;
+  /** Access-log rows with seq > `after`, in chain order. */
+  accessLogsAfter(after: number, limit?: number): Promise<StoredAccessLog[]>;
+  /** Ids of access-log rows outside the chain (no seq): none is ever written so. */
+  unchainedAccessLogs(limit?: number): Promise<number[]>;
   close(): Promise<void>;
 }
 
@@ -108,25 +140,21 @@ const DECISION_TYPED_COLUMNS: [string, string][] = [
   ['hash', 'text'],
 ];
 
+const ACCESS_LOG_TYPES: Record<string, string> = {
+  time: 'timestamptz',
+  response_code: 'integer',
+  bytes_sent: 'bigint',
+  bytes_received: 'bigint',
+  duration_ms: 'float8',
+  metadata: 'jsonb',
+};
+
+/** (column, SQL type) of an access-log row as inserted: seq, the covered columns, the chain links. */
 const ACCESS_LOG_COLUMNS: [name: string, type: string][] = [
-  ['entry_key', 'text'],
-  ['request_id', 'text'],
-  ['decision_id', 'text'],
-  ['node_id', 'text'],
-  ['time', 'timestamptz'],
-  ['route', 'text'],
-  ['method', 'text'],
-  ['authority', 'text'],
-  ['path', 'text'],
-  ['response_code', 'integer'],
-  ['response_code_details', 'text'],
-  ['bytes_sent', 'bigint'],
-  ['bytes_received', 'bigint'],
-  ['duration_ms', 'float8'],
-  ['upstream_host', 'text'],
-  ['upstream_cluster', 'text'],
-  ['policy_revision', 'text'],
-  ['metadata', 'jsonb'],
+  ['seq', 'bigint'],
+  ...ACCESS_LOG_RECORD_COLUMNS.map((c): [string, string] => [c, ACCESS_LOG_TYPES[c] ?? 'text']),
+  ['prev_hash', 'text'],
+  ['hash', 'text'],
 ];
 
 /**
@@ -218,10 +246,61 @@ function rowToDecision(r: Record<string, unknown>): StoredDecision {
 }
 
 class SqlAuditStore implements AuditStore {
+  private signing: BatchSigning | null = null;
+  /** audit_chains.since per chain: fixed by the migration, read once. */
+  private readonly since = new Map<ChainName, number>();
+
   constructor(
     readonly sql: Sql,
     readonly description: string,
   ) {}
+
+  signBatches(signing: BatchSigning): void {
+    this.signing = signing;
+  }
+
+  private async sinceOf(tx: Pick<Sql, 'query'>, chain: ChainName): Promise<number> {
+    let since = this.since.get(chain);
+    if (since === undefined) {
+      const [row] = await tx.query<{ since: string | number }>(
+        'SELECT since FROM audit_chains WHERE chain = $1',
+        [chain],
+      );
+      since = Number(row?.since ?? 0);
+      this.since.set(chain, since);
+    }
+    return since;
+  }
+
+  /** Signs the batch that moved `chain` from prev to head and stores its checkpoint, in `tx`. */
+  private async checkpointIn(
+    tx: Pick<Sql, 'query'>,
+    chain: ChainName,
+    prevSeq: number,
+    prevHash: string,
+    seq: number,
+    hash: string,
+  ): Promise<Checkpoint | null> {
+    if (!this.signing || seq === prevSeq) return null;
+    const cp = await signBatch(this.signing.signer, {
+      chain,
+      since: await this.sinceOf(tx, chain),
+      prevSeq,
+      prevHash,
+      seq,
+      hash,
+    });
+    await tx.query(
+      `INSERT INTO ${CHAIN_TABLES[chain].checkpoints} (seq, hash, signature, key_id, time, prev_seq, prev_hash)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [cp.seq, cp.hash, cp.signature, cp.key_id, cp.time, cp.prev_seq, cp.prev_hash],
+    );
+    return cp;
+  }
+
+  private committed(chain: ChainName, cp: Checkpoint | null): void {
+    if (cp) this.signing?.onCheckpoint?.(chain, cp);
+  }
 
   get engine() {
     return this.sql.engine;
@@ -246,23 +325,26 @@ class SqlAuditStore implements AuditStore {
    */
   async insertDecisions(batch: DecisionRecord[]): Promise<number> {
     if (batch.length === 0) return 0;
+    let out: { total: number; cp: Checkpoint | null };
     try {
-      return await this.sql.transaction((tx) => this.extendChain(tx, batch, false));
+      out = await this.sql.transaction((tx) => this.extendChain(tx, batch, false));
     } catch (err) {
       if (!(err instanceof AlreadyStored)) throw err;
+      out = await this.sql.transaction((tx) => this.extendChain(tx, batch, true));
     }
-    return this.sql.transaction((tx) => this.extendChain(tx, batch, true));
+    this.committed('decisions', out.cp);
+    return out.total;
   }
 
   private async extendChain(
     tx: Pick<Sql, 'query'>,
     batch: DecisionRecord[],
     lookUpStored: boolean,
-  ): Promise<number> {
+  ): Promise<{ total: number; cp: Checkpoint | null }> {
     const postgres = this.sql.engine === 'postgres';
     // The chain is extended in one transaction; on PostgreSQL an advisory lock keeps two writers
     // (two gateways sharing a store) from forking it.
-    if (postgres) await tx.query('SELECT pg_advisory_xact_lock(7265846)');
+    if (postgres) await tx.query(`SELECT pg_advisory_xact_lock(${CHAIN_TABLES.decisions.lock})`);
     const seen = lookUpStored
       ? new Set(
           (
@@ -276,8 +358,10 @@ class SqlAuditStore implements AuditStore {
     const [last] = await tx.query<{ seq: string | number; hash: string }>(
       'SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1',
     );
-    let seq = Number(last?.seq ?? 0);
-    let prev = last?.hash ?? GENESIS_HASH;
+    const headSeq = Number(last?.seq ?? 0);
+    const headHash = last?.hash ?? GENESIS_HASH;
+    let seq = headSeq;
+    let prev = headHash;
     // On PostgreSQL the batch goes in pieces, each sent as soon as it is hashed: the server inserts one
     // while the next is being hashed. (PGlite runs in this thread: one statement is cheapest there.)
     const piece = postgres ? PIPELINE_ROWS : Number.POSITIVE_INFINITY;
@@ -325,34 +409,53 @@ class SqlAuditStore implements AuditStore {
       await send(columns, rows);
       total += rows;
     }
-    return total;
+    const cp = await this.checkpointIn(tx, 'decisions', headSeq, headHash, seq, prev);
+    return { total, cp };
   }
 
+  /**
+   * Extends the access-log chain by the entries not stored yet (by entry key), in one transaction with
+   * its signed checkpoint. Envoy's ALS may drop entries before they arrive; what arrives is chained.
+   */
   async insertAccessLogs(batch: AccessLogEntry[]): Promise<number> {
-    const seen = new Set<string>();
-    const rows: unknown[][] = [];
-    for (const e of batch) {
-      const key = storable(accessLogKey(e));
-      if (seen.has(key)) continue;
-      seen.add(key);
-      rows.push([
-        key,
-        ...storable([e.requestId, e.decisionId, e.nodeId]),
-        e.time.toISOString(),
-        ...storable([e.route, e.method, e.authority, e.path]),
-        e.responseCode,
-        storable(e.responseCodeDetails),
-        e.bytesSent,
-        e.bytesReceived,
-        e.durationMs,
-        ...storable([e.upstreamHost, e.upstreamCluster, e.policyRevision]),
-        JSON.stringify(storable(e.metadata ?? {})),
-      ]);
-    }
-    if (rows.length === 0) return 0;
-    const [text, params] = unnestInsert('access_log', ACCESS_LOG_COLUMNS, rows);
-    const inserted = await this.sql.query(`${text} ON CONFLICT (entry_key) DO NOTHING RETURNING id`, params);
-    return inserted.length;
+    const records = new Map(batch.map((e) => toAccessLogRecord(e)).map((r) => [r.entry_key, r]));
+    if (records.size === 0) return 0;
+    const out = await this.sql.transaction(async (tx) => {
+      if (this.sql.engine === 'postgres')
+        await tx.query(`SELECT pg_advisory_xact_lock(${CHAIN_TABLES.access_log.lock})`);
+      const stored = await tx.query<{ entry_key: string }>(
+        'SELECT entry_key FROM access_log WHERE entry_key = ANY($1)',
+        [[...records.keys()]],
+      );
+      for (const r of stored) records.delete(r.entry_key);
+      if (records.size === 0) return { total: 0, cp: null };
+      const [last] = await tx.query<{ seq: string | number; hash: string | null }>(
+        'SELECT seq, hash FROM access_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1',
+      );
+      const headSeq = Number(last?.seq ?? 0);
+      // Rows from before the chain (numbered, unhashed) are not linked to: the chain starts afresh.
+      const headHash = last?.hash ?? GENESIS_HASH;
+      let seq = headSeq;
+      let prev = headHash;
+      const rows: unknown[][] = [];
+      for (const r of records.values()) {
+        seq += 1;
+        const hash = accessLogHash(prev, seq, r);
+        rows.push([
+          seq,
+          ...ACCESS_LOG_RECORD_COLUMNS.map((c) => (c === 'metadata' ? JSON.stringify(r.metadata) : r[c])),
+          prev,
+          hash,
+        ]);
+        prev = hash;
+      }
+      const [text, params] = unnestInsert('access_log', ACCESS_LOG_COLUMNS, rows);
+      await tx.query(text, params);
+      const cp = await this.checkpointIn(tx, 'access_log', headSeq, headHash, seq, prev);
+      return { total: rows.length, cp };
+    });
+    this.committed('access_log', out.cp);
+    return out.total;
   }
 
   async queryDecisions(q: DecisionQuery): Promise<{ rows: StoredDecision[]; nextCursor: string | null }> {
@@ -400,49 +503,59 @@ class SqlAuditStore implements AuditStore {
     return this.sql.query('SELECT * FROM access_log WHERE request_id = $1 ORDER BY id', [requestId]);
   }
 
-  async insertCheckpoint(cp: Checkpoint): Promise<void> {
-    await this.sql.query(
-      'INSERT INTO checkpoints (seq, hash, signature, key_id, time) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING',
-      [cp.seq, cp.hash, cp.signature, cp.key_id, cp.time],
-    );
-  }
-
-  async lastCheckpoint(): Promise<Checkpoint | null> {
+  async lastCheckpoint(chain: ChainName = 'decisions'): Promise<Checkpoint | null> {
     const [row] = await this.sql.query<Record<string, unknown>>(
-      'SELECT * FROM checkpoints ORDER BY seq DESC LIMIT 1',
+      `SELECT * FROM ${CHAIN_TABLES[chain].checkpoints} ORDER BY seq DESC LIMIT 1`,
     );
     return row ? checkpointRow(row) : null;
   }
 
-  async verifyChain(opts: { jwks?: { keys: JWK[] } } = {}): Promise<ChainVerdict> {
-    const chain = await this.verifyLinks();
-    if (!chain.ok || !opts.jwks) return chain;
-    const cps = (await this.sql.query<Record<string, unknown>>('SELECT * FROM checkpoints ORDER BY seq')).map(
-      checkpointRow,
+  async checkpointsAfter(chain: ChainName, after: number, limit = 1000): Promise<Checkpoint[]> {
+    const rows = await this.sql.query<Record<string, unknown>>(
+      `SELECT * FROM ${CHAIN_TABLES[chain].checkpoints} WHERE seq > $1 ORDER BY seq LIMIT $2`,
+      [after, limit],
     );
-    for (const cp of cps) {
-      const bad = await checkCheckpoint(cp, opts.jwks);
-      if (bad) return { ok: false, firstBadSeq: cp.seq, reason: bad, count: chain.count };
-      const [row] = await this.sql.query<{ hash: string }>('SELECT hash FROM decisions WHERE seq = $1', [
-        cp.seq,
-      ]);
-      if (!row)
-        return {
-          ok: false,
-          firstBadSeq: cp.seq,
-          reason: `record ${cp.seq} named by a signed checkpoint is missing`,
-          count: chain.count,
-        };
-      if (row.hash !== cp.hash) {
-        return {
-          ok: false,
-          firstBadSeq: cp.seq,
-          reason: `the chain was rewritten: record ${cp.seq} differs from its signed checkpoint`,
-          count: chain.count,
-        };
-      }
-    }
-    return { ...chain, checkpoints: cps.length };
+    return rows.map(checkpointRow);
+  }
+
+  chainStart(chain: ChainName): Promise<number> {
+    this.since.delete(chain); // a verifier reads what is stored now, not what this process cached
+    return this.sinceOf(this.sql, chain);
+  }
+
+  async hashAt(chain: ChainName, seq: number): Promise<string | null> {
+    const [row] = await this.sql.query<{ hash: string | null }>(
+      `SELECT hash FROM ${CHAIN_TABLES[chain].rows} WHERE seq = $1`,
+      [seq],
+    );
+    return row?.hash ?? null;
+  }
+
+  async headOf(chain: ChainName): Promise<number> {
+    const [row] = await this.sql.query<{ seq: string | number | null }>(
+      `SELECT max(seq) AS seq FROM ${CHAIN_TABLES[chain].rows}`,
+    );
+    return Number(row?.seq ?? 0);
+  }
+
+  async accessLogsAfter(after: number, limit = 1000): Promise<StoredAccessLog[]> {
+    const rows = await this.sql.query<Record<string, unknown>>(
+      'SELECT * FROM access_log WHERE seq > $1 ORDER BY seq LIMIT $2',
+      [after, limit],
+    );
+    return rows.map(accessLogFromRow);
+  }
+
+  async unchainedAccessLogs(limit = 10): Promise<number[]> {
+    const rows = await this.sql.query<{ id: string | number }>(
+      'SELECT id FROM access_log WHERE seq IS NULL ORDER BY id LIMIT $1',
+      [limit],
+    );
+    return rows.map((r) => Number(r.id));
+  }
+
+  verifyChain(): Promise<ChainVerdict> {
+    return this.verifyLinks();
   }
 
   private async verifyLinks(): Promise<ChainVerdict> {

@@ -183,7 +183,11 @@ export function parseConfig(text: string, file: string | null = null): Config {
     targets,
     access: accessOf(raw['access'] as Raw | undefined),
     policy: { source: policySource, entrypoint: policyRaw['entrypoint'] ?? CONFIG_DEFAULTS.entrypoint },
-    audit: { store, spoolDir: localPath(auditRaw['spool_dir'] ?? CONFIG_DEFAULTS.spoolDir) },
+    audit: {
+      store,
+      spoolDir: localPath(auditRaw['spool_dir'] ?? CONFIG_DEFAULTS.spoolDir),
+      ...(auditRaw['redact_headers'] ? { redactHeaders: auditRaw['redact_headers'] as string[] } : {}),
+    },
     authz: {
       addresses:
         authzRaw['addresses'] ??

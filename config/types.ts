@@ -77,7 +77,8 @@ export interface Config {
   targets: TargetConfig[];
   access: AccessConfig;
   policy: { source: PolicySource; entrypoint: string };
-  audit: { store: AuditStoreConfig; spoolDir: string };
+  /** `redactHeaders`: `audit.redact_headers`, more header names kept out of the trail (absent: none). */
+  audit: { store: AuditStoreConfig; spoolDir: string; redactHeaders?: string[] };
   authz: { addresses: string[] };
   /** `issuer`: the agent-token issuer URL (the fleet's shared API URL; default http://<httpAddress>). */
   controlPlane: { xdsAddress: string; httpAddress: string; issuer: string };

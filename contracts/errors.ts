@@ -47,6 +47,8 @@ export type OperationalErrorCode =
   | 'ERR_TOOL_NOT_FOUND'
   | 'ERR_ENVOY_START'
   | 'ERR_AUDIT_STORE'
+  | 'ERR_AUDIT_TRUST'
+  | 'ERR_STATE_DIR'
   | 'ERR_SPOOL_IO'
   | 'ERR_API_REQUEST'
   | 'ERR_API_UNAUTHENTICATED'

@@ -7,6 +7,7 @@
 // all the Check path reads — are held in a Mirror and reloaded on each change notice.
 import { createHash, randomUUID } from 'node:crypto';
 import { ChaperoneError } from '../contracts/errors.ts';
+import { redactText } from '../lib/secret-text.ts';
 import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
 
@@ -188,7 +189,9 @@ export class ApprovalStore {
       requester: { subject: p.subject, actor: p.actor ?? null },
       target: p.target,
       method: p.method,
-      path: p.path,
+      // What reviewers and the requester see: the query with secret-named values redacted (the
+      // fingerprint, computed from the exact path, is what a grant matches).
+      path: redactText(p.path),
       body_sha256: p.bodySha256,
       reviewers: [...p.spec.reviewers],
       reason: p.spec.reason ?? 'approval required',

@@ -45,9 +45,13 @@ export class FleetKeys {
     return this.merged([...this.fleet.values()].filter((k) => k.retiredAt === null || k.retiredAt > cutoff));
   }
 
-  /** Every key the fleet ever registered: what old signed checkpoints are verified with. */
-  allJwks(): { keys: JWK[] } {
-    return this.merged([...this.fleet.values()]);
+  /**
+   * This node's own public keys, retired ones included. Audit checkpoints are verified against these
+   * and the operator's pins (AgentKeys.pinned), never against `signing_keys`: a key anyone with write
+   * access to the database can add must not make a rewritten trail verify.
+   */
+  pinnedJwks(): { keys: JWK[] } {
+    return this.local.pinnedJwks();
   }
 
   private merged(from: FleetKey[]): { keys: JWK[] } {

@@ -1,17 +1,17 @@
 // The audit pipeline of a running gateway: store (PGlite or PostgreSQL) + spool + shipper + the
 // recorder the authz server awaits, the access-log sink for the ALS, and the store's read side that
 // the HTTP API's audit routes (api/routes/audit.ts) query.
-import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BatchingAccessLogSink } from '../audit/access-log-sink.ts';
+import { signAndAnchor } from '../audit/anchor.ts';
+import { secureNodeState } from '../audit/node-state.ts';
 import { SpoolRecorder } from '../audit/recorder.ts';
-import type { DecisionRecord } from '../audit/records.ts';
 import { Shipper } from '../audit/shipper.ts';
 import { Spool } from '../audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../audit/store.ts';
+import { verifyWithTrust } from '../audit/trust.ts';
 import type { Config } from '../config/types.ts';
 import { ChaperoneError } from '../contracts/errors.ts';
 import { AgentKeys } from '../fleet/agent-keys.ts';
@@ -49,39 +49,14 @@ export function nodeName(config: Config): string {
   return `${hostname()}/${config.controlPlane.httpAddress}`;
 }
 
-/** Administrative actions (approvals decided, agents revoked, keys rotated) as rows of the same chain. */
-function adminRecorder(spool: Spool): NonNullable<AuditRuntime['recordAdmin']> {
-  return (a) =>
-    spool.append({
-      decision_id: randomUUID(),
-      request_id: '',
-      time: new Date().toISOString(),
-      route_id: null,
-      target: a.target ?? null,
-      method: a.action,
-      host: 'chaperone-api',
-      path: `/admin/${a.action.toLowerCase()}`,
-      subject: a.subject,
-      issuer: null,
-      actor: null,
-      decision: 'admin',
-      http_status: 200,
-      reason: a.reason,
-      reason_code: 'ADMIN',
-      policy_revision: '',
-      latency_us: 0,
-      input: a.detail ?? null,
-      result: null,
-    } satisfies DecisionRecord);
-}
-
 export async function openAuditRuntime(o: {
   config: Config;
   stateDir: string;
   logger: Logger;
 }): Promise<OpenedAudit> {
   const url = resolveStoreUrl(o.config);
-  if (!url) await mkdir(join(o.stateDir, 'audit'), { recursive: true });
+  // The state directory (keys, embedded database, spool, anchor) is this user's alone (docs/audit.md).
+  await secureNodeState(o.stateDir, o.config.audit.spoolDir, o.logger);
   const store = await openAuditStore(url ? { url } : { dataDir: join(o.stateDir, 'audit') });
   try {
     await store.migrate();
@@ -95,28 +70,32 @@ export async function openAuditRuntime(o: {
   // Fleet state (approvals, revocations, config revisions, public keys) lives in the same database.
   const state = await SharedState.open(store.sql, nodeName(o.config), o.logger.child({ component: 'state' }));
   const spool = await Spool.open({ dir: o.config.audit.spoolDir });
-  // Checkpoints are signed with Chaperone's key (the same one that signs agent tokens).
-  const signer = await AgentKeys.open(o.stateDir);
-  const keys = await FleetKeys.open(state, signer);
-  const shipper = new Shipper(spool, store, o.logger, { signer });
+  // Every batch is committed with a checkpoint signed with Chaperone's key (the one that signs agent
+  // tokens); the newest is anchored in the state directory, outside the database.
+  const keys = await FleetKeys.open(state, await AgentKeys.open(o.stateDir));
+  const anchor = await signAndAnchor(store, o.stateDir, o.logger);
+  const shipper = new Shipper(spool, store, o.logger);
   shipper.start();
   const accessLogs = new BatchingAccessLogSink(store, o.logger);
+  // Headers that carry a caller token or an injected credential are removed from stored inputs too.
+  const recorder = new SpoolRecorder(spool, {
+    extraSecretHeaders: [
+      ...(o.config.identity ? [o.config.identity.tokenHeader] : []),
+      ...o.config.targets.flatMap((t) => t.credentials.map((c) => c.header)),
+      ...(o.config.audit.redactHeaders ?? []),
+    ],
+  });
   return {
     store,
     shipper,
     state,
     keys,
-    // Headers that carry a caller token or an injected credential are masked in stored inputs too.
-    recorder: new SpoolRecorder(spool, {
-      extraSecretHeaders: [
-        ...(o.config.identity ? [o.config.identity.tokenHeader] : []),
-        ...o.config.targets.flatMap((t) => t.credentials.map((c) => c.header)),
-      ],
-    }),
-    recordAdmin: adminRecorder(spool),
+    recorder,
+    recordAdmin: (a) => recorder.recordAdmin(a),
     accessLogs,
     trail: store,
-    trailJwks: () => keys.allJwks(),
+    // Against this node's key store and anchor, never keys read from the database.
+    verifyTrail: () => verifyWithTrust(store, { stateDir: o.stateDir }),
     status: () => ({
       store: store.description,
       spool: { dir: spool.dir, ...spool.stats() },
@@ -124,12 +103,14 @@ export async function openAuditRuntime(o: {
       access_logs: {
         ...accessLogs.stats(),
       },
+      anchor: anchor.status(),
     }),
     close: async () => {
       const flushed = await shipper.flush(10_000).catch(() => false);
       if (!flushed) o.logger.warn('audit spool not fully shipped; it will be shipped at the next start');
       await accessLogs.close();
       await shipper.stop();
+      await anchor.flush();
       await spool.close();
       await state.close();
       await store.close();

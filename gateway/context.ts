@@ -2,7 +2,6 @@
 // and what each earlier component made (the audit runtime, the fleet stores, the API, the authz server,
 // the control plane, Envoy). A component reads what it needs with `need`, so a wrong start order fails
 // loudly at start-up instead of as an undefined later.
-import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import type { HttpApi } from '../api/http-api.ts';
 import type { AuditTrail } from '../api/routes/audit.ts';
@@ -41,7 +40,8 @@ export interface AuditRuntime {
   /** The store's read side for the HTTP API's audit routes (query, tail, verify, export). */
   trail?: AuditTrail;
   /** Every public key checkpoints were signed with (verify checks them). */
-  trailJwks?: () => { keys: JWK[] };
+  /** Verifies the trail against keys and anchors kept outside the database (audit/trust.ts). */
+  verifyTrail?: () => Promise<unknown>;
   /** Flushes the spool into the store as far as possible, then closes. */
   close(): Promise<void>;
 }

@@ -1,10 +1,11 @@
 // One small SQL surface over both engines, so the store's queries and the migrations are written once:
 // PostgreSQL through `pg` (a pool) and PGlite (PostgreSQL compiled to WASM, in-process).
-import { readdir, readFile } from 'node:fs/promises';
+import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { ChaperoneError } from '../contracts/errors.ts';
 import { PROJECT_ROOT } from '../lib/tools.ts';
+import { securePrivateDir } from './state-dir.ts';
 
 export interface Sql {
   readonly engine: 'postgres' | 'pglite';
@@ -126,10 +127,27 @@ export async function openPostgres(url: string): Promise<Sql> {
   };
 }
 
+/**
+ * PGlite in `dataDir` (in memory when null). The directory is made private first, and again once the
+ * database is open: PGlite's initdb writes its files world-readable and -writable (0666) whatever the
+ * umask, and whoever can write them can approve requests, lift revocations or rewrite the trail. Files
+ * it creates later follow the process umask, inside the 0700 directory.
+ */
 export async function openPglite(dataDir: string | null): Promise<Sql> {
   const { PGlite } = await import('@electric-sql/pglite');
-  const db = dataDir ? new PGlite(dataDir) : new PGlite();
-  await db.waitReady;
+  if (dataDir) {
+    await securePrivateDir(dataDir);
+    await claimDataDir(dataDir);
+  }
+  let db: InstanceType<typeof PGlite>;
+  try {
+    db = dataDir ? new PGlite(dataDir) : new PGlite();
+    await db.waitReady;
+    if (dataDir) await securePrivateDir(dataDir);
+  } catch (err) {
+    if (dataDir) await releaseDataDir(dataDir);
+    throw err;
+  }
   return {
     engine: 'pglite',
     // One in-process database: nothing to reconnect, so no resync.
@@ -142,8 +160,48 @@ export async function openPglite(dataDir: string | null): Promise<Sql> {
       db.transaction((tx) =>
         fn({ query: async (t, p) => (await tx.query(t, p as unknown[])).rows as never[] }),
       ),
-    close: () => db.close(),
+    close: async () => {
+      await db.close();
+      if (dataDir) await releaseDataDir(dataDir);
+    },
   };
+}
+
+/** Held while a process has the embedded database open: PGlite itself does not stop a second opener. */
+const OWNER_FILE = 'chaperone.pid';
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Two processes with one PGlite directory open corrupt it. The opener writes its pid beside the data
+ * files; another live process's pid there refuses the open (a stale one, left by a crash, is taken over).
+ */
+async function claimDataDir(dataDir: string): Promise<void> {
+  const file = join(dataDir, OWNER_FILE);
+  const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+  if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid))
+    throw new AuditStoreError(
+      `the embedded database ${dataDir} is open in process ${pid} (a running gateway?): stop it first, or use its HTTP API; if no such process is Chaperone, remove ${file}`,
+    );
+  const fh = await open(file, 'w', 0o600);
+  try {
+    await fh.writeFile(`${process.pid}\n`);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function releaseDataDir(dataDir: string): Promise<void> {
+  const file = join(dataDir, OWNER_FILE);
+  const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+  if (pid === process.pid) await rm(file, { force: true });
 }
 
 /** Serialises migrations of every process on one PostgreSQL database (nodes of a fleet starting at once). */

@@ -1,7 +1,6 @@
 // Every route of the HTTP API, in one table built from the areas below. The gateway serves exactly
 // this table; test/unit/api-routes.test.ts and test/security/ iterate over it, so a new route is
 // checked (declared caller, refusals) the moment it is added here.
-import type { JWK } from 'jose';
 import type { AgentRegistry } from '../../fleet/agent-registry.ts';
 import type { ApprovalStore } from '../../fleet/approval-store.ts';
 import type { Route } from '../route.ts';
@@ -14,7 +13,7 @@ import { type HealthDeps, healthRoutes } from './health.ts';
 export interface ApiRouteDeps {
   health: HealthDeps;
   /** The audit store's read side; without it the API has no /audit routes. */
-  audit?: { trail: AuditTrail; entrypoint: string; jwks?: () => { keys: JWK[] } };
+  audit?: { trail: AuditTrail; entrypoint: string; verify?: () => Promise<unknown> };
   approvals: ApprovalStore;
   agents: { issuer: string; keys: AgentRouteDeps['keys']; registry: AgentRegistry };
   recordAdmin?: AdminAudit;

@@ -1,9 +1,12 @@
 // `chaperone audit query|tail|export|verify`: the audit trail of a running gateway, through its HTTP API
 // (the embedded store belongs to the gateway process; PostgreSQL deployments use the same API). Every
-// command needs the auditor role (`access.auditors`).
+// command needs the auditor role (`access.auditors`). `audit verify` with --trust/--checkpoint/--config/
+// --store, `audit checkpoint export` and `audit trust export` work on the store and the state directory
+// directly (audit-direct.ts): verification that must not depend on the database, nor on its writer.
 import type { Command } from 'commander';
 import { API_OPTION, ApiClient, type ApiOptions, TOKEN_OPTION } from '../auth/api-client.ts';
 import { action, EXIT } from '../exit.ts';
+import { brokenAt, registerDirectAuditCommands, verifyDirect } from './audit-direct.ts';
 
 interface Row {
   seq?: number | string;
@@ -153,26 +156,56 @@ export function registerAuditCommands(program: Command): void {
 
   audit
     .command('verify')
-    .description('check the hash chain of the audit trail; names the first bad record')
+    .description(
+      'check the audit trail: hash chains, signed checkpoints, coverage; names the first bad record. ' +
+        'With --trust, --checkpoint, --config or --store it reads the store itself and trusts only keys ' +
+        'and checkpoints from files, never from the database',
+    )
     .option(...API_OPTION)
     .option(...TOKEN_OPTION)
+    .option('--config <file>', 'chaperone.yaml: its store, and its state directory (key store, anchor)')
+    .option('--store <url|dir>', 'a postgres:// URL, env:NAME, or an embedded (PGlite) data directory')
+    .option('--state-dir <dir>', "a node's state directory: trust its key store, check its anchor")
+    .option('--trust <jwks>', 'a JWKS file of public keys to trust (repeatable)', collect, [])
+    .option(
+      '--checkpoint <file>',
+      'an exported checkpoint the trail must still hold (repeatable)',
+      collect,
+      [],
+    )
+    .option('--json', 'print the verdict as JSON', false)
     .action(
-      action('audit verify', async (o: ApiOptions) => {
+      action('audit verify', async (o: VerifyOptions) => {
+        if (o.config || o.store || o.stateDir || o.trust.length > 0 || o.checkpoint.length > 0)
+          return (await verifyDirect(o)) === 0 ? undefined : EXIT.failed;
         const res = await new ApiClient(o).get<{
           ok: boolean;
           count?: number;
           checkpoints?: number;
           firstBadSeq?: number;
           reason?: string;
+          chain?: string;
         }>('/audit/verify');
-        if (res.ok) {
+        if (o.json) process.stdout.write(`${JSON.stringify(res)}\n`);
+        else if (res.ok)
           process.stdout.write(
             `audit chain intact: ${res.count ?? 0} records, ${res.checkpoints ?? 0} signed checkpoints\n`,
           );
-          return;
-        }
-        process.stdout.write(`audit chain BROKEN at record ${res.firstBadSeq}: ${res.reason}\n`);
-        return EXIT.failed;
+        else process.stdout.write(`audit chain BROKEN ${brokenAt(res)}: ${res.reason}\n`);
+        return res.ok ? undefined : EXIT.failed;
       }),
     );
+
+  registerDirectAuditCommands(audit);
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+interface VerifyOptions extends ApiOptions {
+  config?: string;
+  store?: string;
+  stateDir?: string;
+  trust: string[];
+  checkpoint: string[];
+  json: boolean;
 }

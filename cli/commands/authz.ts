@@ -1,8 +1,11 @@
 // `chaperone authz serve`: runs the ext_authz gRPC server on its own (the way OPA-Envoy runs beside
 // Envoy). `chaperone up` starts it together with the rest of the gateway.
 import { hostname } from 'node:os';
+import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
+import { signAndAnchor } from '../../audit/anchor.ts';
+import { secureNodeState } from '../../audit/node-state.ts';
 import { SpoolRecorder } from '../../audit/recorder.ts';
 import { Shipper } from '../../audit/shipper.ts';
 import { Spool } from '../../audit/spool.ts';
@@ -50,6 +53,10 @@ async function joinFleet(o: ServeOptions, logger: Logger) {
   );
   const agents = await AgentRegistry.open(state);
   const approvals = o.controlPlane ? await ApprovalStore.open(state) : null;
+  // Its state directory (the spool's parent: signing key, anchor) is private; its batches are signed.
+  const stateDir = dirname(o.spoolDir);
+  await secureNodeState(stateDir, o.spoolDir, logger);
+  const anchor = await signAndAnchor(store, stateDir, logger.child({ component: 'audit' }));
   const spool = await Spool.open({ dir: o.spoolDir });
   const shipper = new Shipper(spool, store, logger.child({ component: 'shipper' }));
   shipper.start();
@@ -66,6 +73,7 @@ async function joinFleet(o: ServeOptions, logger: Logger) {
     close: async () => {
       await shipper.flush(10_000).catch(() => false);
       await shipper.stop();
+      await anchor.flush();
       await spool.close();
       await agents.close();
       await state.close();

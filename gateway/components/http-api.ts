@@ -63,7 +63,7 @@ export function httpApiComponent(): GatewayComponent<GatewayContext> {
               audit: {
                 trail: audit.trail,
                 entrypoint: config.policy.entrypoint,
-                ...(audit.trailJwks ? { jwks: audit.trailJwks } : {}),
+                ...(audit.verifyTrail ? { verify: audit.verifyTrail } : {}),
               },
             }
           : {}),

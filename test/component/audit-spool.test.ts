@@ -1,7 +1,7 @@
 // The decision spool and shipper: group commit (many appends, few fsyncs), a torn last line after a
 // crash, and a store outage — the spool grows, nothing is lost, and everything ships exactly once.
 import { randomUUID } from 'node:crypto';
-import { appendFile, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { maskInput, maskResult, REDACTED, SpoolRecorder } from '../../audit/recorder.ts';
 import type { DecisionRecord } from '../../audit/records.ts';
 import { Shipper } from '../../audit/shipper.ts';
-import { type AppendHandle, Spool } from '../../audit/spool.ts';
+import { type AppendHandle, Spool, syncDirectory } from '../../audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../../audit/store.ts';
 import type { DecisionEvent } from '../../contracts/decision.ts';
 import { waitFor } from '../support/wait.ts';
@@ -262,6 +262,91 @@ describe('spool', () => {
   });
 });
 
+describe('spool directory durability and modes', () => {
+  /** The spool's file-system calls, in order, through its injectable open and directory sync. */
+  function observed(events: string[], o: { failSyncAfter?: number } = {}) {
+    let syncs = 0;
+    return {
+      openForAppend: async (path: string): Promise<AppendHandle> => {
+        const name = path.slice(path.lastIndexOf('/') + 1);
+        events.push(`create ${name}`);
+        const fh = await open(path, 'a', 0o600);
+        return {
+          write: ((...args: Parameters<AppendHandle['write']>) => {
+            events.push(`write ${name}`);
+            return (fh.write as (...a: unknown[]) => ReturnType<AppendHandle['write']>)(...args);
+          }) as AppendHandle['write'],
+          datasync: () => fh.datasync(),
+          truncate: (n?: number) => fh.truncate(n),
+          close: () => fh.close(),
+        };
+      },
+      syncDir: async (d: string) => {
+        syncs++;
+        if (o.failSyncAfter !== undefined && syncs > o.failSyncAfter)
+          throw new Error('EIO on directory fsync');
+        events.push('sync dir');
+        await syncDirectory(d);
+      },
+    };
+  }
+
+  it('fsyncs the directory after creating a segment (before writing to it), renaming the ack and deleting segments', async () => {
+    const events: string[] = [];
+    const spool = await Spool.open({ dir, segmentBytes: 200, ...observed(events) });
+    expect(events).toEqual(['create 0000000001.jsonl', 'sync dir']);
+    // Each record fills its segment past 200 bytes, so a new segment is created after each write; the
+    // next write goes there only once the new name is durable.
+    await spool.append(record(1));
+    await spool.append(record(2));
+    await waitFor(() => events.length === 8, { what: 'the third segment' });
+    expect(events).toEqual([
+      'create 0000000001.jsonl',
+      'sync dir',
+      'write 0000000001.jsonl',
+      'create 0000000002.jsonl',
+      'sync dir',
+      'write 0000000002.jsonl',
+      'create 0000000003.jsonl',
+      'sync dir',
+    ]);
+    events.length = 0;
+    const { next } = await spool.read(await spool.readAck(), 10);
+    await spool.ack(next, 2); // renames ack.json into place, deletes segments 1 and 2
+    expect(events).toEqual(['sync dir', 'sync dir']);
+    expect((await readdir(dir)).sort()).toEqual(['0000000003.jsonl', 'ack.json']);
+    await spool.close();
+  });
+
+  it('fails closed when the directory cannot be synced: no append is acknowledged after it', async () => {
+    const events: string[] = [];
+    await expect(Spool.open({ dir, ...observed(events, { failSyncAfter: 0 }) })).rejects.toThrow(/EIO/);
+    const spool = await Spool.open({ dir, segmentBytes: 200, ...observed(events, { failSyncAfter: 1 }) });
+    await spool.append(record(1)); // durable in segment 1; creating segment 2 then fails to sync
+    await waitFor(() => spool.stats().broken, { what: 'the spool to refuse appends' });
+    await expect(spool.append(record(2))).rejects.toThrow(/unusable/);
+    await spool.close();
+  });
+
+  it('creates its directory 0700 and every file 0600, whatever the umask', async () => {
+    const before = process.umask(0o000);
+    try {
+      const spoolDir = join(dir, 'spool');
+      const spool = await Spool.open({ dir: spoolDir });
+      await spool.append(record(1));
+      const { next } = await spool.read(await spool.readAck(), 10);
+      await spool.ack(next, 1);
+      await spool.close();
+      expect((await stat(spoolDir)).mode & 0o777).toBe(0o700);
+      for (const f of await readdir(spoolDir))
+        expect([f, (await stat(join(spoolDir, f))).mode & 0o777]).toEqual([f, 0o600]);
+      expect((await readdir(spoolDir)).sort()).toEqual(['0000000001.jsonl', 'ack.json']);
+    } finally {
+      process.umask(before);
+    }
+  });
+});
+
 describe('shipper', () => {
   it('keeps decisions spooled while the store is down and ships each exactly once when it returns', async () => {
     const real = await openAuditStore({});
@@ -344,16 +429,26 @@ describe('signed checkpoints', () => {
   it('pin the chain: a rewrite that recomputes every hash is still caught', async () => {
     const { AgentKeys } = await import('../../fleet/agent-keys.ts');
     const { chainHash } = await import('../../audit/records.ts');
+    const { TrustedKeys } = await import('../../audit/checkpoints.ts');
+    const { verifyTrail } = await import('../../audit/verify.ts');
     const signer = await AgentKeys.open(null);
+    const trust = new TrustedKeys(signer.pinnedJwks());
     const store = await openAuditStore({});
     await store.migrate();
+    store.signBatches({ signer });
     const spool = await Spool.open({ dir });
-    const shipper = new Shipper(spool, store, silent, { signer, checkpointEvery: 5 });
+    const shipper = new Shipper(spool, store, silent, { batchSize: 5 });
     await Promise.all(Array.from({ length: 12 }, (_, i) => spool.append(record(i))));
     expect(await shipper.flush()).toBe(true);
     const last = await store.lastCheckpoint();
     expect(last?.seq).toBe(12);
-    expect(await store.verifyChain({ jwks: signer.jwks() })).toMatchObject({ ok: true, count: 12 });
+    // One checkpoint per committed batch (5 + 5 + 2), tiling the chain.
+    expect((await store.checkpointsAfter('decisions', 0)).map((c) => [c.prev_seq, c.seq])).toEqual([
+      [0, 5],
+      [5, 10],
+      [10, 12],
+    ]);
+    expect(await verifyTrail(store, { trust })).toMatchObject({ ok: true, count: 12, checkpoints: 3 });
 
     // The attacker edits record 7 and recomputes every later hash, so the links verify again…
     const sql = (store as unknown as { sql: { query(t: string, p?: unknown[]): Promise<unknown> } }).sql;
@@ -371,10 +466,11 @@ describe('signed checkpoints', () => {
       prev = hash;
     }
     expect(await store.verifyChain()).toMatchObject({ ok: true }); // links alone cannot tell
-    // …but not the signed checkpoint.
-    expect(await store.verifyChain({ jwks: signer.jwks() })).toMatchObject({
+    // …but not the signed checkpoint of the batch holding it.
+    expect(await verifyTrail(store, { trust })).toMatchObject({
       ok: false,
-      reason: expect.stringMatching(/rewritten/),
+      firstBadSeq: 6, // the batch 6..10 holds the edit; the checkpoint at 5 still vouches for 1..5
+      reason: expect.stringMatching(/rewritten: records 6\.\.10 /),
     });
     await shipper.stop();
     await spool.close();

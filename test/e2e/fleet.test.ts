@@ -112,6 +112,23 @@ describe.skipIf(!DATABASE_URL)(
         },
         { what: 'the three decisions in the shared trail', timeoutMs: 15_000 },
       );
+      // A trusts no key from the database: B's checkpoints verify once an operator pins B's keys in A's
+      // state directory (docs/audit.md).
+      const unpinned = (await (await apiFetch(a, tokens['carol']!, `/audit/verify`)).json()) as {
+        ok: boolean;
+        reason?: string;
+      };
+      expect(unpinned).toMatchObject({ ok: false, reason: expect.stringMatching(/which is not trusted$/) });
+      const pin = await runCli([
+        'audit',
+        'trust',
+        'export',
+        '--config',
+        b.configPath,
+        '--out',
+        join(a.dir, 'keys', 'trusted.jwks'),
+      ]);
+      expect(pin.code, pin.out).toBe(0);
       const verdict = (await (await apiFetch(a, tokens['carol']!, `/audit/verify`)).json()) as {
         ok: boolean;
         count: number;
