@@ -12,6 +12,7 @@
 //   signed into every one) to its head — a record outside them was not written by a trusted node;
 // - anchors: each exported checkpoint's record is still there with the signed hash (else the chain
 //   was truncated or rewritten after the export).
+import { ChaperoneError } from '../contracts/errors.ts';
 import {
   type ChainName,
   type Checkpoint,
@@ -51,13 +52,14 @@ export interface TrailOptions {
   anchors?: { source: string; file: CheckpointFile }[];
 }
 
-class Broken extends Error {
+/** The first record the walk found broken; caught in this module and turned into the verdict. */
+class Broken extends ChaperoneError {
   constructor(
     readonly chain: ChainName,
     readonly firstBadSeq: number,
     message: string,
   ) {
-    super(message);
+    super('ERR_AUDIT_TRUST', message);
   }
 }
 

@@ -106,7 +106,7 @@ beforeAll(async () => {
   );
 
   // The gateway's own verification (its key store and anchor, not the database's keys) passes.
-  const viaApi = await runCli(['audit', 'verify', '--api', gw.api]);
+  const viaApi = await runCli(['audit', 'verify', '--api', gw.api, '--token', carol]);
   expect(viaApi.out).toContain('audit chain intact: 6 records, 6 signed checkpoints');
 
   // What "another system" keeps: the node's public keys and its newest checkpoint, exported while it runs.

@@ -170,8 +170,28 @@ describe('no secret in the audit trail', () => {
   });
 
   it('is in no export: JSONL and OPA decision-log events', async () => {
-    const jsonl = await runCli(['audit', 'export', '--api', gw.api, '--since', '1h']);
-    const opa = await runCli(['audit', 'export', '--format', 'opa', '--api', gw.api, '--since', '1h']);
+    const jsonl = await runCli([
+      'audit',
+      'export',
+      '--api',
+      gw.api,
+      '--since',
+      '1h',
+      '--token',
+      tokens['carol']!,
+    ]);
+    const opa = await runCli([
+      'audit',
+      'export',
+      '--format',
+      'opa',
+      '--api',
+      gw.api,
+      '--since',
+      '1h',
+      '--token',
+      tokens['carol']!,
+    ]);
     expect(jsonl.code, jsonl.out).toBe(0);
     expect(opa.code, opa.out).toBe(0);
     expect(jsonl.out.split('\n').filter(Boolean).length).toBeGreaterThanOrEqual(5);
