@@ -62,7 +62,7 @@ function adminRecorder(spool: Spool): NonNullable<AuditRuntime['recordAdmin']> {
       host: 'chaperone-api',
       path: `/admin/${a.action.toLowerCase()}`,
       subject: a.subject,
-      issuer: null,
+      issuer: a.issuer ?? null,
       actor: null,
       decision: 'admin',
       http_status: 200,

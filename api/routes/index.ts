@@ -16,7 +16,7 @@ export interface ApiRouteDeps {
   /** The audit store's read side; without it the API has no /audit routes. */
   audit?: { trail: AuditTrail; entrypoint: string; jwks?: () => { keys: JWK[] } };
   approvals: ApprovalStore;
-  agents: { issuer: string; keys: AgentRouteDeps['keys']; registry: AgentRegistry };
+  agents: Pick<AgentRouteDeps, 'issuer' | 'keys' | 'maxTtlMs'> & { registry: AgentRegistry };
   recordAdmin?: AdminAudit;
   /** Dev mode on a loopback API only. */
   dev?: DevTokenSource;

@@ -122,7 +122,10 @@ function fakeAuth(): CallerAuth {
   return {
     verifier,
     agentIssuer: AGENT_ISSUER,
-    revocation: { revoked: (id) => (id.token_id === 'dead' ? 'agent token dead was revoked' : null) },
+    revocation: {
+      revoked: (id) => (id.token_id === 'dead' ? 'agent token dead was revoked' : null),
+      exchangeRefused: () => null,
+    },
     access: { admins: ['security'], auditors: ['security', 'compliance'], reviewers: ['security'] },
   };
 }
