@@ -58,7 +58,11 @@ function bearer(headers: Record<string, string | string[] | undefined>): string 
   return m[1]!;
 }
 
-/** RFC 8693: the person's token in the body; an agent token cannot be exchanged again. */
+/**
+ * RFC 8693: the person's token in the body. An agent token cannot be exchanged again (no chains: an
+ * agent's token would outlive the checks made on the person's), and a person whose agents were all
+ * revoked (the kill switch) cannot exchange a token issued before that: they sign in again first.
+ */
 async function subjectToken(auth: CallerAuth, body: unknown): Promise<Identity> {
   const token = (body as Record<string, unknown> | null)?.['subject_token'];
   if (typeof token !== 'string' || token === '')
@@ -66,6 +70,8 @@ async function subjectToken(auth: CallerAuth, body: unknown): Promise<Identity> 
   const id = await verified(auth, token);
   if (isAgent(id, auth))
     throw new ApiError(400, 'invalid_request', 'an agent token cannot be exchanged for another agent token');
+  const refused = auth.revocation.exchangeRefused(id);
+  if (refused) throw new ApiError(400, 'invalid_grant', refused);
   return id;
 }
 

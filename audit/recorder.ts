@@ -19,7 +19,9 @@ export interface SpoolRecorderOptions {
 
 /** An administrative action (approval decided, agents revoked, keys rotated, a response masked). */
 export interface AdminAction {
+  /** Who acted: a person's subject and its issuer (none for Chaperone's own actions). */
   subject: string;
+  issuer?: string;
   action: string;
   target?: string | null;
   reason: string;
@@ -53,7 +55,7 @@ export class SpoolRecorder implements DecisionRecorder {
       host: 'chaperone-api',
       path: `/admin/${a.action.toLowerCase()}`,
       subject: a.subject,
-      issuer: null,
+      issuer: a.issuer ?? null,
       actor: null,
       decision: 'admin',
       http_status: 200,

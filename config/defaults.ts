@@ -20,6 +20,13 @@ export const CONFIG_DEFAULTS = {
   /** `Authorization: Bearer <jwt>`, what OAuth clients send. */
   tokenHeader: 'authorization',
   clockToleranceSec: AUTHZ_DEFAULTS.clockToleranceSec,
+  /**
+   * An agent token lives at most an hour (and never past the person's own token): it carries the
+   * person's groups as they were at the exchange, so a short life bounds how stale they can get.
+   */
+  agentTokenMaxTtl: '1h',
+  /** What `identity.agent_token_max_ttl` may say at most: a working day's agent run. */
+  agentTokenMaxTtlCeilingMs: 24 * 3_600_000,
   /** PGlite in-process: nothing to install for a single node. */
   auditStore: 'embedded',
   spoolDir: '.chaperone/spool',

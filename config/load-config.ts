@@ -144,8 +144,13 @@ export function parseConfig(text: string, file: string | null = null): Config {
         }),
         tokenHeader: identityRaw['token_header'] ?? CONFIG_DEFAULTS.tokenHeader,
         clockToleranceSec: identityRaw['clock_tolerance'] ?? CONFIG_DEFAULTS.clockToleranceSec,
+        agentTokenMaxTtlMs: durationMs(
+          identityRaw['agent_token_max_ttl'] ?? CONFIG_DEFAULTS.agentTokenMaxTtl,
+        ),
       }
     : null;
+  if (identity && identity.agentTokenMaxTtlMs > CONFIG_DEFAULTS.agentTokenMaxTtlCeilingMs)
+    semantic.push({ path: 'identity.agent_token_max_ttl', message: 'must be at most 24h' });
   if (identity)
     reportDuplicates(
       identity.issuers.map((i) => i.issuer),
@@ -227,6 +232,12 @@ export async function loadConfig(path: string): Promise<Config> {
 function accessOf(raw: Raw | undefined): AccessConfig {
   const groups = (key: keyof AccessConfig): string[] => [...(raw?.[key] ?? CONFIG_DEFAULTS.access[key])];
   return { admins: groups('admins'), auditors: groups('auditors'), reviewers: groups('reviewers') };
+}
+
+/** `90s`, `15m`, `1h` (the schema checked the shape) in milliseconds. */
+function durationMs(text: string): number {
+  const unit = { s: 1_000, m: 60_000, h: 3_600_000 }[text.slice(-1) as 's' | 'm' | 'h'];
+  return Number(text.slice(0, -1)) * unit;
 }
 
 const lineField = (line: number | undefined) => (line === undefined ? {} : { line });

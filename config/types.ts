@@ -19,6 +19,8 @@ export interface IdentityConfig {
   issuers: IssuerConfig[];
   tokenHeader: string;
   clockToleranceSec: number;
+  /** The longest an agent token may live (it never outlives the person's token either). */
+  agentTokenMaxTtlMs: number;
 }
 
 /** A header the authz server sets on allowed requests; `value` is a reference, never a secret. */

@@ -1,12 +1,13 @@
 // Human approval of risky requests. A policy answers `{allowed: false, approval: {reviewers, ttl,
-// reason}}`; the authz server records a pending request keyed by the request's fingerprint (who, acting
-// as whom, which target, method, path, query and body hash) and denies with an approval id. A reviewer in
+// reason}}`; the authz server records a pending request keyed by the request's fingerprint (who —
+// issuer and subject —, acting as whom, which target, method, path, query and body hash) and denies with an approval id. A reviewer in
 // one of the named groups — never the requester — approves or denies it; the grant then matches only
 // the same fingerprint, once (default) or until it expires. Requests live in the store's `approvals`
 // table, so every authz server and control plane of a fleet sees the same ones; the approved grants —
 // all the Check path reads — are held in a Mirror and reloaded on each change notice.
 import { createHash, randomUUID } from 'node:crypto';
 import { ChaperoneError } from '../contracts/errors.ts';
+import { type Person, samePerson } from '../contracts/identity.ts';
 import { redactText } from '../lib/secret-text.ts';
 import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
@@ -17,7 +18,8 @@ export interface ApprovalRequest {
   id: string;
   fingerprint: string;
   status: ApprovalStatus;
-  requester: { subject: string; actor: unknown };
+  /** The person (their issuer and subject) and the agent acting for them, if any. */
+  requester: { subject: string; issuer: string; actor: unknown };
   target: string | null;
   method: string;
   path: string;
@@ -30,6 +32,7 @@ export interface ApprovalRequest {
   created_at: string;
   decided_at: string | null;
   decided_by: string | null;
+  decided_by_issuer?: string | null;
   expires_at: string | null;
   uses: number;
 }
@@ -54,6 +57,7 @@ export class ApprovalError extends ChaperoneError {
 
 export function fingerprintOf(p: {
   subject: string;
+  issuer: string;
   actor: unknown;
   target: string | null;
   method: string;
@@ -64,6 +68,7 @@ export function fingerprintOf(p: {
   return createHash('sha256')
     .update(
       JSON.stringify([
+        p.issuer,
         p.subject,
         actor?.['agent'] ?? actor?.['sub'] ?? null,
         p.target,
@@ -173,6 +178,7 @@ export class ApprovalStore {
   async request(p: {
     fingerprint: string;
     subject: string;
+    issuer: string;
     actor: unknown;
     target: string | null;
     method: string;
@@ -186,7 +192,7 @@ export class ApprovalStore {
       id: randomUUID(),
       fingerprint: p.fingerprint,
       status: 'pending',
-      requester: { subject: p.subject, actor: p.actor ?? null },
+      requester: { subject: p.subject, issuer: p.issuer, actor: p.actor ?? null },
       target: p.target,
       method: p.method,
       // What reviewers and the requester see: the query with secret-named values redacted (the
@@ -292,7 +298,7 @@ export class ApprovalStore {
 
   async decide(
     id: string,
-    reviewer: { subject: string; groups: string[] },
+    reviewer: Person & { groups: string[] },
     verdict: 'approve' | 'deny',
     opts: { mode?: 'once' | 'window'; ttl?: string } = {},
   ): Promise<ApprovalRequest> {
@@ -308,7 +314,9 @@ export class ApprovalStore {
           `only members of ${r.reviewers.join(', ')} may decide this request`,
         );
       }
-      if (reviewer.subject === r.requester.subject) {
+      // Fail closed on a request stored without its issuer: the same sub may be the same person.
+      const requester = { issuer: r.requester.issuer ?? reviewer.issuer, subject: r.requester.subject };
+      if (samePerson(reviewer, requester)) {
         throw new ApprovalError('self_approval', 'a reviewer cannot decide their own request');
       }
       if (r.status !== 'pending') throw new ApprovalError('not_pending', `request ${id} is ${r.status}`);
@@ -317,6 +325,7 @@ export class ApprovalStore {
         status: verdict === 'approve' ? 'approved' : 'denied',
         decided_at: new Date(this.now()).toISOString(),
         decided_by: reviewer.subject,
+        decided_by_issuer: reviewer.issuer,
       };
       if (verdict === 'approve') {
         next.mode = opts.mode ?? 'once';

@@ -31,7 +31,9 @@ export interface AuditRuntime {
   status(): Record<string, unknown>;
   /** Records an administrative action (approval decided, agents revoked) in the same chained trail. */
   recordAdmin?(a: {
+    /** Who acted: a person's subject and its issuer (none for Chaperone's own actions). */
     subject: string;
+    issuer?: string;
     action: string;
     target?: string | null;
     reason: string;

@@ -29,6 +29,7 @@ export function dataPathIdentity(config: Config): IdentityOptions {
         audiences: [AGENT_AUDIENCE],
         jwksUri: `http://${config.controlPlane.httpAddress}/.well-known/jwks.json`,
         algorithms: ['ES256'],
+        agentIssuer: true,
       },
     ],
   };

@@ -1,7 +1,8 @@
 // Turns a verified JWT payload into the Identity the policy sees. Pure functions, no I/O: the
 // signature and time checks happened before; what is left is shape. A claim Chaperone relies on
 // (sub, groups, act) that has the wrong type rejects the token rather than being guessed at, since a
-// policy that reads `groups` must be able to trust it.
+// policy that reads `groups` must be able to trust it. A person is named by (subject_issuer, subject):
+// for an agent token Chaperone minted, subject_issuer is the person's own issuer, from its `sub_id`.
 
 import { ChaperoneError } from '../contracts/errors.ts';
 import type { Actor, Identity } from '../contracts/identity.ts';
@@ -56,6 +57,35 @@ export function actorFrom(claims: Record<string, unknown>): Actor | null {
   return actor;
 }
 
+/** RFC 9493 `sub_id` claim, `iss_sub` format: a subject qualified by the issuer that vouches for it. */
+export const SUBJECT_ID_CLAIM = 'sub_id';
+
+export interface IssSubId {
+  format: 'iss_sub';
+  iss: string;
+  sub: string;
+}
+
+/** The `sub_id` an agent token carries for the person it acts for. */
+export function issSubId(person: { issuer: string; subject: string }): IssSubId {
+  return { format: 'iss_sub', iss: person.issuer, sub: person.subject };
+}
+
+/**
+ * The person's issuer from an agent token's `sub_id`. Read only from tokens of Chaperone's own agent
+ * issuer: any other issuer could name a person of a third one. It must name the token's own `sub`.
+ */
+function subjectIssuerFrom(claims: Record<string, unknown>, sub: string): string {
+  const id = claims[SUBJECT_ID_CLAIM];
+  if (typeof id !== 'object' || id === null || Array.isArray(id))
+    throw new ClaimShapeError(`an agent token needs a "${SUBJECT_ID_CLAIM}" claim (iss_sub format)`);
+  const { format, iss, sub: idSub } = id as Record<string, unknown>;
+  if (format !== 'iss_sub' || typeof iss !== 'string' || iss === '')
+    throw new ClaimShapeError(`"${SUBJECT_ID_CLAIM}" claim must be {format: "iss_sub", iss, sub}`);
+  if (idSub !== sub) throw new ClaimShapeError(`"${SUBJECT_ID_CLAIM}.sub" claim must equal "sub"`);
+  return iss;
+}
+
 function optionalString(claims: Record<string, unknown>, name: string): string | null {
   const value = claims[name];
   return typeof value === 'string' ? value : null;
@@ -67,11 +97,12 @@ function optionalString(claims: Record<string, unknown>, name: string): string |
  */
 export function identityFromClaims(
   claims: Record<string, unknown>,
-  opts: { issuer: string; groupsClaim: string },
+  opts: { issuer: string; groupsClaim: string; agentIssuer?: boolean },
 ): Identity {
   const sub = claims['sub'];
   if (typeof sub !== 'string' || sub === '')
     throw new ClaimShapeError('"sub" claim must be a non-empty string');
+  const subjectIssuer = opts.agentIssuer ? subjectIssuerFrom(claims, sub) : opts.issuer;
   const exp = claims['exp'];
   if (typeof exp !== 'number') throw new ClaimShapeError('"exp" claim must be a number');
   const aud = claims['aud'];
@@ -82,6 +113,7 @@ export function identityFromClaims(
   return Object.freeze({
     issuer: opts.issuer,
     subject: sub,
+    subject_issuer: subjectIssuer,
     audience: Object.freeze(audience) as string[],
     email: optionalString(claims, 'email'),
     name: optionalString(claims, 'name'),

@@ -74,6 +74,7 @@ export interface IdentityStats {
 interface ResolvedIssuer {
   issuer: string;
   groupsClaim: string;
+  agentIssuer: boolean;
   algorithms: Set<string>;
   keys: IssuerKeys;
   verifyOptions: JWTVerifyOptions;
@@ -143,6 +144,7 @@ export class IdentityVerifier {
       this.issuers.set(cfg.issuer, {
         issuer: cfg.issuer,
         groupsClaim: cfg.groupsClaim ?? IDENTITY_DEFAULTS.groupsClaim,
+        agentIssuer: cfg.agentIssuer === true,
         algorithms: new Set(algorithms),
         keys: new IssuerKeys({
           issuer: cfg.issuer,
@@ -269,6 +271,7 @@ export class IdentityVerifier {
       identity = identityFromClaims(payload as Record<string, unknown>, {
         issuer: issuer.issuer,
         groupsClaim: issuer.groupsClaim,
+        agentIssuer: issuer.agentIssuer,
       });
     } catch (err) {
       if (err instanceof ClaimShapeError) return fail('ERR_TOKEN_CLAIMS', err.message);

@@ -1,15 +1,18 @@
 // Delegated agent identities on the HTTP API: Chaperone as a small OAuth 2.0 authorization server.
 // POST /oauth/token implements Token Exchange (RFC 8693): a person's OIDC access token in, a short-lived
-// agent token out — a JWT signed with Chaperone's own key, `sub` = the person, `act` = {agent, run_id},
-// the targets it may reach. Discovery and JWKS are published so authz servers verify it like any
-// issuer. The inventory shows a person their own agents (admins and auditors see everyone's); a person
-// revokes their own agents, an admin anyone's (the kill switch); only an admin rotates the signing key.
+// agent token out — a JWT signed with Chaperone's own key, `sub` = the person, `sub_id` = the person
+// qualified by their issuer (RFC 9493 iss_sub), `act` = {agent, run_id}, the targets it may reach. It
+// never outlives the person's token nor the configured maximum. Discovery and JWKS are published so
+// authz servers verify it like any issuer. A person is (issuer, subject) throughout: the inventory shows
+// a person their own agents (admins and auditors see everyone's); a person revokes their own agents, an
+// admin anyone's (the kill switch); only an admin rotates the signing key.
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
-import type { Identity } from '../../contracts/identity.ts';
+import { type Identity, type Person, personOf, samePerson } from '../../contracts/identity.ts';
 import type { AgentRegistry } from '../../fleet/agent-registry.ts';
 import { parseTtl } from '../../fleet/approval-store.ts';
 import type { FleetKeys } from '../../fleet/fleet-keys.ts';
+import { issSubId, SUBJECT_ID_CLAIM } from '../../identity/claims.ts';
 import { ApiError } from '../errors.ts';
 import type { ApiHandler, ApiRequest, Route } from '../route.ts';
 import type { AdminAudit } from './approvals.ts';
@@ -18,10 +21,13 @@ export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exch
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 export const AGENT_AUDIENCE = 'chaperone';
-const MAX_AGENT_TTL_MS = 24 * 3.6e6;
+/** An agent token's lifetime when the config names no maximum (`identity.agent_token_max_ttl`). */
+export const DEFAULT_AGENT_TTL_MAX_MS = 3.6e6;
 
 export interface AgentRouteDeps {
   issuer: string;
+  /** The longest an agent token may live, whatever is asked; default DEFAULT_AGENT_TTL_MAX_MS. */
+  maxTtlMs?: number;
   keys: Pick<FleetKeys, 'kid' | 'signingKey' | 'jwks' | 'rotate'>;
   registry: AgentRegistry;
   audit?: AdminAudit;
@@ -33,7 +39,10 @@ function field(req: ApiRequest, name: string): string | undefined {
 }
 
 /** The exchange's parameters, checked (the subject token itself was verified by the hook). */
-function exchangeRequest(req: ApiRequest): { agent: string; targets: string[] | null; ttlMs: number } {
+function exchangeRequest(
+  req: ApiRequest,
+  maxTtlMs: number,
+): { agent: string; targets: string[] | null; ttlMs: number } {
   if (field(req, 'grant_type') !== TOKEN_EXCHANGE_GRANT)
     throw new ApiError(400, 'unsupported_grant_type', `grant_type must be ${TOKEN_EXCHANGE_GRANT}`);
   const type = field(req, 'subject_token_type') ?? ACCESS_TOKEN_TYPE;
@@ -51,23 +60,34 @@ function exchangeRequest(req: ApiRequest): { agent: string; targets: string[] | 
       ?.split(',')
       .map((t) => t.trim())
       .filter(Boolean) ?? null;
-  return { agent, targets, ttlMs: Math.min(parseTtl(field(req, 'ttl') ?? '1h'), MAX_AGENT_TTL_MS) };
+  return { agent, targets, ttlMs: Math.min(parseTtl(field(req, 'ttl') ?? '1h'), maxTtlMs) };
+}
+
+/**
+ * Seconds since the epoch at which the agent token expires: what was asked (capped), and never later
+ * than the person's own token, so the groups it copies cannot outlive the token they came from.
+ */
+function agentExpiry(user: Identity, ttlMs: number, now: number): number {
+  const expiresAt = Math.min(Math.floor((now + ttlMs) / 1000), user.expires_at);
+  if (expiresAt <= Math.floor(now / 1000))
+    throw new ApiError(400, 'invalid_grant', 'the subject token has expired; sign in again');
+  return expiresAt;
 }
 
 function exchange(d: AgentRouteDeps): ApiHandler {
   return async (req) => {
     const user: Identity = req.caller!;
-    const { agent, targets, ttlMs } = exchangeRequest(req);
+    const { agent, targets, ttlMs } = exchangeRequest(req, d.maxTtlMs ?? DEFAULT_AGENT_TTL_MAX_MS);
     const now = Date.now();
     const tokenId = randomUUID();
     const runId = randomUUID();
-    const expiresAt = Math.floor((now + ttlMs) / 1000);
+    const expiresAt = agentExpiry(user, ttlMs, now);
     const jwt = await new SignJWT({
       groups: user.groups,
       ...(user.email ? { email: user.email } : {}),
+      [SUBJECT_ID_CLAIM]: issSubId(personOf(user)),
       act: { sub: `agent:${agent}`, agent, run_id: runId },
       ...(targets ? { targets } : {}),
-      launched_via: user.issuer,
     })
       .setProtectedHeader({ alg: 'ES256', kid: d.keys.kid, typ: 'at+jwt' })
       .setIssuer(d.issuer)
@@ -82,6 +102,7 @@ function exchange(d: AgentRouteDeps): ApiHandler {
       agent,
       run_id: runId,
       user: user.subject,
+      user_issuer: user.subject_issuer,
       targets,
       issued_at: new Date(now).toISOString(),
       expires_at: new Date(expiresAt * 1000).toISOString(),
@@ -92,7 +113,7 @@ function exchange(d: AgentRouteDeps): ApiHandler {
         access_token: jwt,
         issued_token_type: JWT_TOKEN_TYPE,
         token_type: 'Bearer',
-        expires_in: Math.floor(ttlMs / 1000),
+        expires_in: expiresAt - Math.floor(now / 1000),
         token_id: tokenId,
         run_id: runId,
       },
@@ -100,50 +121,84 @@ function exchange(d: AgentRouteDeps): ApiHandler {
   };
 }
 
+/** `?issuer=&user=`: whose agents to list. A person without admin or auditor sees only their own. */
+function inventoryFilter(req: ApiRequest): { issuer?: string; user?: string } {
+  const p = req.url.searchParams;
+  const me = personOf(req.caller!);
+  const issuer = p.get('issuer') ?? undefined;
+  const user = p.get('user') ?? undefined;
+  if (req.roles.has('admin') || req.roles.has('auditor'))
+    return { ...(issuer ? { issuer } : {}), ...(user ? { user } : {}) };
+  if ((user !== undefined && user !== me.subject) || (issuer !== undefined && issuer !== me.issuer))
+    throw new ApiError(403, 'forbidden', "only the admin or auditor role may list other users' agents");
+  return { issuer: me.issuer, user: me.subject };
+}
+
 function inventory(d: AgentRouteDeps): ApiHandler {
   return async (req) => {
-    const p = req.url.searchParams;
-    const seesAll = req.roles.has('admin') || req.roles.has('auditor');
-    const user = p.get('user') ?? (seesAll ? null : req.caller!.subject);
-    if (!seesAll && user !== req.caller!.subject)
-      throw new ApiError(403, 'forbidden', "only the admin or auditor role may list other users' agents");
-    const rows = await d.registry.list({
-      ...(user ? { user } : {}),
-      ...(p.get('agent') ? { agent: p.get('agent')! } : {}),
-    });
+    const agent = req.url.searchParams.get('agent');
+    const rows = await d.registry.list({ ...inventoryFilter(req), ...(agent ? { agent } : {}) });
     return { status: 200, body: { rows } };
   };
 }
 
+/** Whose agents a revocation stops: a token's owner, or `user` of `issuer` (default: the caller's own). */
+async function revocationOwner(
+  d: AgentRouteDeps,
+  me: Person,
+  what: { tokenId?: string; user?: string; issuer?: string },
+): Promise<Person | undefined> {
+  if (what.tokenId) {
+    const row = (await d.registry.list({ tokenId: what.tokenId }))[0];
+    return row ? { issuer: row.user_issuer, subject: row.user } : undefined;
+  }
+  return { issuer: what.issuer ?? me.issuer, subject: what.user ?? me.subject };
+}
+
 function revoke(d: AgentRouteDeps): ApiHandler {
   return async (req) => {
-    const caller = req.caller!;
+    const me = personOf(req.caller!);
     const tokenId = field(req, 'token_id');
     const agent = field(req, 'agent');
     const user = field(req, 'user');
+    const issuer = field(req, 'issuer');
     if (!tokenId && !agent && !user)
       throw new ApiError(400, 'invalid_request', 'give token_id, agent or user');
-    // People stop their own agents; an admin may stop anyone's (the kill switch).
-    const owner = tokenId ? (await d.registry.list({ tokenId }))[0]?.user : (user ?? caller.subject);
-    if (owner !== undefined && owner !== caller.subject && !req.roles.has('admin'))
+    // People stop their own agents; an admin may stop anyone's (the kill switch). alice of another
+    // issuer is another person.
+    const owner = await revocationOwner(d, me, {
+      ...(tokenId ? { tokenId } : {}),
+      ...(user ? { user } : {}),
+      ...(issuer ? { issuer } : {}),
+    });
+    if (owner !== undefined && !samePerson(owner, me) && !req.roles.has('admin'))
       throw new ApiError(403, 'forbidden', "only the admin role may revoke other users' agents");
-    const hit = await d.registry.revoke(caller.subject, {
+    const hit = await d.registry.revoke(me, {
       ...(tokenId ? { tokenId } : {}),
       ...(agent ? { agent } : {}),
-      ...(agent || user ? { user: user ?? caller.subject } : {}),
+      ...(!tokenId && owner ? { user: owner } : {}),
     });
+    const what = tokenId
+      ? `token ${tokenId}`
+      : agent
+        ? `agent ${agent} of ${owner!.subject} (${owner!.issuer})`
+        : `every agent of ${owner!.subject} (${owner!.issuer})`;
     await d.audit?.({
-      subject: caller.subject,
+      ...me,
       action: 'REVOKE_AGENTS',
-      reason: `revoked ${hit.length} agent token(s): ${tokenId ? `token ${tokenId}` : agent ? `agent ${agent}` : `every agent of ${user}`}`,
+      reason: `revoked ${hit.length} agent token(s): ${what}`,
       detail: {
         token_id: tokenId ?? null,
         agent: agent ?? null,
-        user: user ?? null,
+        user: tokenId ? null : owner!.subject,
+        user_issuer: tokenId ? null : owner!.issuer,
         revoked: hit.map((r) => r.token_id),
       },
     });
-    return { status: 200, body: { revoked: hit.map((r) => r.token_id), by: caller.subject } };
+    return {
+      status: 200,
+      body: { revoked: hit.map((r) => r.token_id), by: me.subject, by_issuer: me.issuer },
+    };
   };
 }
 
@@ -152,7 +207,7 @@ function rotateKeys(d: AgentRouteDeps): ApiHandler {
     const before = d.keys.kid;
     await d.keys.rotate();
     await d.audit?.({
-      subject: req.caller!.subject,
+      ...personOf(req.caller!),
       action: 'ROTATE_KEYS',
       reason: `signing key ${before} retired, ${d.keys.kid} active`,
     });

@@ -4,7 +4,7 @@
 // the person who raised it, the agent that raised it (its status_url is in the deny it received), and
 // reviewers of it.
 
-import type { Identity } from '../../contracts/identity.ts';
+import { type Identity, personOf, samePerson } from '../../contracts/identity.ts';
 import { ApprovalError, type ApprovalRequest, type ApprovalStore } from '../../fleet/approval-store.ts';
 import { ApiError } from '../errors.ts';
 import type { ApiHandler, ApiRequest, Role, Route } from '../route.ts';
@@ -32,11 +32,13 @@ function bodyField(req: ApiRequest, name: string): string | undefined {
 }
 
 /**
- * Who may read one request: an agent only a request it raised itself (same user, same agent name); a
- * person their own requests (also those their agents raised), and a reviewer the requests they may decide.
+ * Who may read one request: an agent only a request it raised itself (same person, same agent name); a
+ * person their own requests (also those their agents raised), and a reviewer the requests they may
+ * decide. The same person means the same issuer and subject: alice of another issuer is someone else.
  */
 export function maySee(r: ApprovalRequest, who: Identity, roles: ReadonlySet<Role>): boolean {
-  if (r.requester.subject !== who.subject) {
+  const requester = { issuer: r.requester.issuer, subject: r.requester.subject };
+  if (!samePerson(requester, personOf(who))) {
     return who.actor === null && roles.has('reviewer') && r.reviewers.some((g) => who.groups.includes(g));
   }
   if (who.actor === null) return true;
@@ -45,7 +47,9 @@ export function maySee(r: ApprovalRequest, who: Identity, roles: ReadonlySet<Rol
 }
 
 export type AdminAudit = (a: {
+  /** The person who acted: their subject and the issuer that vouches for it. */
   subject: string;
+  issuer: string;
   action: string;
   target?: string | null;
   reason: string;
@@ -63,7 +67,7 @@ function decide(store: ApprovalStore, verdict: 'approve' | 'deny', audit?: Admin
     const ttl = bodyField(req, 'ttl');
     let r: ApprovalRequest;
     try {
-      r = await store.decide(id, { subject: who.subject, groups: who.groups }, verdict, {
+      r = await store.decide(id, { ...personOf(who), groups: who.groups }, verdict, {
         ...(mode ? { mode } : {}),
         ...(ttl ? { ttl } : {}),
       });
@@ -73,7 +77,7 @@ function decide(store: ApprovalStore, verdict: 'approve' | 'deny', audit?: Admin
     }
     // Who approved what is part of the trail, next to the request and the retried decision.
     await audit?.({
-      subject: who.subject,
+      ...personOf(who),
       action: verdict === 'approve' ? 'APPROVE' : 'DENY_APPROVAL',
       target: r.target,
       reason: `${verdict === 'approve' ? 'approved' : 'denied'} ${r.method} ${r.path} for ${r.requester.subject} (approval ${r.id})`,

@@ -62,6 +62,7 @@ export function openGate(
   if (!approvals || !identity) return null;
   const parts: ApprovalRequestParts = {
     subject: identity.subject,
+    issuer: identity.subject_issuer,
     actor: identity.actor,
     target: state.target,
     method: state.http.method ?? '',

@@ -40,6 +40,8 @@ export interface CredentialsPort {
 /** What identifies "this request" for an approval: who, as whom, where, what, with which body. */
 export interface ApprovalRequestParts {
   subject: string;
+  /** The issuer that vouches for `subject` (the person's own issuer, also behind an agent token). */
+  issuer: string;
   actor: unknown;
   target: string | null;
   method: string;

@@ -28,7 +28,8 @@ export function decisionEvent(state: CheckState, trail: Trail, verdict: Verdict)
     host: state.http.host ?? '',
     path: pathOnly(state.http.path),
     subject: trail.identity?.subject ?? null,
-    issuer: trail.identity?.issuer ?? null,
+    // The person's issuer, also behind an agent token (whose own `iss` is Chaperone's, kept in input).
+    issuer: trail.identity?.subject_issuer ?? null,
     actor: trail.identity?.actor ?? null,
     verdict,
     policyRevision: trail.policyRevision,

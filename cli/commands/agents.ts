@@ -79,11 +79,16 @@ export function registerAgentCommands(program: Command): void {
       .description('agent tokens (yours; everyone’s with the admin or auditor role): last seen, counts'),
   )
     .option('--user <sub>', "only this user's agents")
+    .option('--issuer <url>', "only users of this issuer (a user's `sub` is unique within its issuer only)")
     .option('--json', 'JSON output', false)
     .action(
-      action('agents', async (o: ApiOptions & { user?: string; json: boolean }) => {
+      action('agents', async (o: ApiOptions & { user?: string; issuer?: string; json: boolean }) => {
+        const query = new URLSearchParams({
+          ...(o.user ? { user: o.user } : {}),
+          ...(o.issuer ? { issuer: o.issuer } : {}),
+        }).toString();
         const { rows } = await new ApiClient(o).get<{ rows: AgentRow[] }>(
-          `/agents${o.user ? `?user=${encodeURIComponent(o.user)}` : ''}`,
+          `/agents${query ? `?${query}` : ''}`,
         );
         process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : inventoryTable(rows));
       }),
@@ -93,16 +98,24 @@ export function registerAgentCommands(program: Command): void {
     .option('--id <token-id>', 'one agent token')
     .option('--agent <name>', "every token of this agent (yours, or --user's)")
     .option('--user <sub>', "every agent of this user (the kill switch; others' agents need the admin role)")
+    .option(
+      '--issuer <url>',
+      "--user's issuer (default: your own; alice of another issuer is another person)",
+    )
     .action(
-      action('agents revoke', async (o: ApiOptions & { id?: string; agent?: string; user?: string }) => {
-        if (!o.id && !o.agent && !o.user) throw usage('give --id, --agent or --user');
-        const res = await new ApiClient(o).post('/agents/revoke', {
-          ...(o.id ? { token_id: o.id } : {}),
-          ...(o.agent ? { agent: o.agent } : {}),
-          ...(o.user ? { user: o.user } : {}),
-        });
-        process.stdout.write(`revoked ${res.revoked.length} token(s)\n`);
-      }),
+      action(
+        'agents revoke',
+        async (o: ApiOptions & { id?: string; agent?: string; user?: string; issuer?: string }) => {
+          if (!o.id && !o.agent && !o.user) throw usage('give --id, --agent or --user');
+          const res = await new ApiClient(o).post('/agents/revoke', {
+            ...(o.id ? { token_id: o.id } : {}),
+            ...(o.agent ? { agent: o.agent } : {}),
+            ...(o.user ? { user: o.user } : {}),
+            ...(o.issuer ? { issuer: o.issuer } : {}),
+          });
+          process.stdout.write(`revoked ${res.revoked.length} token(s)\n`);
+        },
+      ),
     );
 
   const keys = program

@@ -100,6 +100,7 @@ function identityOf(o: ServeOptions): NonNullable<AuthzServerOptions['identity']
               audiences: ['chaperone'],
               jwksUri: `${o.controlPlane}/.well-known/jwks.json`,
               algorithms: ['ES256'],
+              agentIssuer: true,
             },
           ]
         : []),

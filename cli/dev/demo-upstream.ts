@@ -21,6 +21,7 @@ export async function startDemoUpstream(host = '127.0.0.1', port = 0): Promise<D
     req.on('end', () => {
       const seen = {
         user: req.headers['x-chaperone-user'] ?? null,
+        issuer: req.headers['x-chaperone-issuer'] ?? null,
         groups: req.headers['x-chaperone-groups'] ?? null,
         decision_id: req.headers['x-chaperone-decision-id'] ?? null,
         authorization_header_present: req.headers['authorization'] !== undefined,

@@ -148,6 +148,7 @@ function identityOf(c: FixtureCase) {
   return {
     issuer: 'fixture',
     subject: c.identity.sub,
+    subject_issuer: 'fixture',
     audience: ['chaperone'],
     email: c.identity.email ?? null,
     name: null,

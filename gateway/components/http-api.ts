@@ -68,7 +68,12 @@ export function httpApiComponent(): GatewayComponent<GatewayContext> {
             }
           : {}),
         approvals: need(ctx, 'approvals'),
-        agents: { issuer: config.controlPlane.issuer, keys: audit.keys, registry: need(ctx, 'agents') },
+        agents: {
+          issuer: config.controlPlane.issuer,
+          keys: audit.keys,
+          registry: need(ctx, 'agents'),
+          ...(config.identity ? { maxTtlMs: config.identity.agentTokenMaxTtlMs } : {}),
+        },
         ...(audit.recordAdmin ? { recordAdmin: audit.recordAdmin } : {}),
         ...(dev ? { dev } : {}),
       });

@@ -41,7 +41,11 @@ beforeAll(async () => {
       verifier: new IdentityVerifier({ issuers: [{ issuer: idp.issuer, audiences: ['chaperone'] }] }),
       agentIssuer: 'http://127.0.0.1:1',
       // Every agent token of alice issued until a minute from now is revoked.
-      revocation: new RevocationIndex({ token_ids: [], users: { alice: Date.now() + 60_000 }, agents: {} }),
+      revocation: new RevocationIndex({
+        token_ids: [],
+        users: [{ issuer: idp.issuer, subject: 'alice', cutoff: Date.now() + 60_000 }],
+        agents: [],
+      }),
       access: { admins: ['security'], auditors: ['security'], reviewers: ['security'] },
     },
   });

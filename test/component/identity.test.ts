@@ -177,6 +177,44 @@ describe('IdentityVerifier against a real OpenID provider', () => {
     });
   });
 
+  describe("the person's issuer (a person is issuer and subject)", () => {
+    const aliceOfOther = (iss: string) => ({ format: 'iss_sub', iss, sub: 'alice' });
+
+    it('a person token names its own issuer; a sub_id it carries is not believed', async () => {
+      // Any IdP could claim to speak for another issuer's alice: only Chaperone's agent issuer may.
+      const token = await idp.tokenFor('alice', { claims: { sub_id: aliceOfOther(otherIdp.issuer) } });
+      const res = await verifier().verify(bearer(token));
+      expect(res.ok && [res.identity.issuer, res.identity.subject_issuer]).toEqual([idp.issuer, idp.issuer]);
+    });
+
+    it("the agent issuer's token names the person's issuer from its sub_id", async () => {
+      const token = await idp.tokenFor('alice', {
+        claims: { sub_id: aliceOfOther(otherIdp.issuer), act: { sub: 'agent:bot', agent: 'bot' } },
+      });
+      const res = await verifier({}, { agentIssuer: true }).verify(bearer(token));
+      expect(res.ok && res.identity).toMatchObject({
+        issuer: idp.issuer,
+        subject: 'alice',
+        subject_issuer: otherIdp.issuer,
+      });
+    });
+
+    it("the agent issuer's token without a well-formed sub_id naming its own sub is refused", async () => {
+      const v = verifier({}, { agentIssuer: true });
+      for (const sub_id of [
+        undefined,
+        'alice',
+        { format: 'email', email: 'alice@example.test' },
+        { format: 'iss_sub', iss: '', sub: 'alice' },
+        { format: 'iss_sub', iss: otherIdp.issuer, sub: 'mallory' },
+        { format: 'iss_sub', iss: 42, sub: 'alice' },
+      ]) {
+        const token = await idp.tokenFor('alice', { claims: { sub_id } });
+        expectFailure(await v.verify(bearer(token)), 'ERR_TOKEN_CLAIMS', token);
+      }
+    });
+  });
+
   describe('refuses', () => {
     it('a missing or empty token, and a non-Bearer scheme', async () => {
       const v = verifier();

@@ -40,6 +40,7 @@ function recorded(
   });
   const identity = {
     issuer: 'https://idp.example.test',
+    subject_issuer: 'https://idp.example.test',
     subject: user,
     audience: ['chaperone'],
     email: null,

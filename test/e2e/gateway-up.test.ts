@@ -364,6 +364,36 @@ describe('chaperone up --dev', () => {
     expect(((await after.json()) as { code: string }).code).toBe('ERR_TOKEN_REVOKED');
     // alice herself is not affected by the kill switch of her agents.
     expect((await egress('/demo/items', { token: tokens['alice'] })).status).toBe(200);
+    // But the token she held when it was pulled mints no new agent: she signs in again first.
+    const stale = await runCli([
+      'agent',
+      'token',
+      '--name',
+      'late-bot',
+      '--api',
+      gw.api,
+      '--token',
+      tokens['alice']!,
+    ]);
+    expect(stale.code).not.toBe(0);
+    expect(stale.out).toContain('invalid_grant');
+    await waitFor(
+      async () => {
+        tokens['alice'] = await devToken('alice');
+        const fresh = await runCli([
+          'agent',
+          'token',
+          '--name',
+          'late-bot',
+          '--api',
+          gw.api,
+          '--token',
+          tokens['alice'],
+        ]);
+        return fresh.code === 0;
+      },
+      { what: 'a token alice signed in for after the kill switch to mint agents again', timeoutMs: 10_000 },
+    );
   });
 
   it('propagates a revocation to a standalone authz server within 5 seconds, and audits it', async () => {

@@ -206,10 +206,12 @@ describe('the npm package, installed with --omit=dev', () => {
       expect(((await anonymous.json()) as { code: string }).code).toBe('ERR_TOKEN_MISSING');
 
       let rows: { subject?: string | null; decision?: string; http_status?: number }[] = [];
+      // The README's way: the auditor's token (carol) in CHAPERONE_TOKEN.
+      const auditor = { ...env, CHAPERONE_TOKEN: await token('carol') };
       await waitFor(
         async () => {
           const q = await run(bin, ['audit', 'query', '--since', '10m', '--json', '--api', api], {
-            env,
+            env: auditor,
             cwd: dir,
           });
           if (q.code !== 0) throw new Error(q.out);

@@ -2,9 +2,11 @@
 import type { Identity } from '../../identity/verifier.ts';
 
 export function verifiedIdentity(subject = 'alice', over: Partial<Identity> = {}): Identity {
+  const issuer = over.issuer ?? 'https://idp.example.test';
   return {
-    issuer: 'https://idp.example.test',
+    issuer,
     subject,
+    subject_issuer: issuer,
     audience: ['chaperone'],
     email: null,
     name: null,

@@ -109,6 +109,8 @@ function fakeAuth(): CallerAuth {
     }),
     // A person's IdP that puts `act` in a token: still an agent token, never a person.
     'idp-act': verifiedIdentity('alice', { actor: { sub: 'svc' } }),
+    // Erin's agents were all revoked after this token of hers was issued (the kill switch).
+    'erin-before-kill': verifiedIdentity('erin'),
   };
   const verifier = {
     verify: async (headers: Record<string, string>) => {
@@ -122,7 +124,10 @@ function fakeAuth(): CallerAuth {
   return {
     verifier,
     agentIssuer: AGENT_ISSUER,
-    revocation: { revoked: (id) => (id.token_id === 'dead' ? 'agent token dead was revoked' : null) },
+    revocation: {
+      revoked: (id) => (id.token_id === 'dead' ? 'agent token dead was revoked' : null),
+      exchangeRefused: (id) => (id.subject === 'erin' ? 'every agent of erin was revoked' : null),
+    },
     access: { admins: ['security'], auditors: ['security', 'compliance'], reviewers: ['security'] },
   };
 }
@@ -175,6 +180,7 @@ describe('the authentication hook', () => {
     [{ subject_token: 'garbage' }, '401 invalid_token'],
     [{ subject_token: 'agent' }, '400 invalid_request'],
     [{ subject_token: 'revoked-agent' }, '401 token_revoked'],
+    [{ subject_token: 'erin-before-kill' }, '400 invalid_grant'],
     [{ subject_token: 'alice' }, 'ok alice []'],
   ])('subject_token %j → %s', async (body, expected) => {
     expect(await outcome('subject_token', null, body)).toBe(expected);

@@ -59,6 +59,7 @@ function decoded(spec: Spec): Record<string, any> {
 const ALICE: NonNullable<InputAuth['identity']> = {
   issuer: 'https://idp.example.test',
   subject: 'alice',
+  subject_issuer: 'https://idp.example.test',
   audience: ['chaperone'],
   email: 'alice@example.test',
   name: 'Alice',

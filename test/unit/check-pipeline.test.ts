@@ -30,6 +30,7 @@ function request(spec: RequestSpec = {}, httpExtra: Record<string, unknown> = {}
 const ALICE: Identity = {
   issuer: 'https://idp.example.test',
   subject: 'alice',
+  subject_issuer: 'https://idp.example.test',
   audience: ['chaperone'],
   email: null,
   name: null,
@@ -269,7 +270,7 @@ function approvalRequest(over: Partial<ApprovalRequest> = {}): ApprovalRequest {
     id: 'appr-1',
     fingerprint: 'fp',
     status: 'approved',
-    requester: { subject: 'alice', actor: null },
+    requester: { subject: 'alice', issuer: 'https://idp.example.test', actor: null },
     target: null,
     method: 'DELETE',
     path: '/items/1',

@@ -62,6 +62,7 @@ identity:
       algorithms: [ES256]
   token_header: x-agent-token
   clock_tolerance: 5
+  agent_token_max_ttl: 15m
 access: { admins: [platform], auditors: [audit, security], reviewers: [security] }
 targets:
   - name: t
@@ -95,6 +96,7 @@ envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
       ],
       tokenHeader: 'x-agent-token',
       clockToleranceSec: 5,
+      agentTokenMaxTtlMs: 15 * 60_000,
     });
     expect(c.access).toEqual({
       admins: ['platform'],
@@ -233,6 +235,22 @@ describe('parseConfig rejections: exact path, line and message', () => {
       'bounds',
       'identity: {issuers: [{issuer: "https://i", audiences: [a]}], clock_tolerance: 61}\n',
       [{ path: 'identity.clock_tolerance', line: 1, message: 'must be <= 60' }],
+    ],
+    [
+      'agent tokens live at most a day',
+      'identity: {issuers: [{issuer: "https://i", audiences: [a]}], agent_token_max_ttl: 25h}\n',
+      [{ path: 'identity.agent_token_max_ttl', line: 1, message: 'must be at most 24h' }],
+    ],
+    [
+      'agent token lifetime is a duration',
+      'identity: {issuers: [{issuer: "https://i", audiences: [a]}], agent_token_max_ttl: 1d}\n',
+      [
+        {
+          path: 'identity.agent_token_max_ttl',
+          line: 1,
+          message: 'must be a duration like 15m or 1h (at most 24h)',
+        },
+      ],
     ],
     [
       'credential format without {}',

@@ -226,15 +226,25 @@ mask_fields := {"masks": rule.masks} if {
 	rule.masks
 } else := {}
 
+# The person behind the request is (issuer, subject): `x-chaperone-user` alone is ambiguous when two
+# issuers both have an "alice", so `x-chaperone-issuer` names whose alice it is (the person's own issuer,
+# also behind an agent token). Inputs recorded before subject_issuer existed fall back to the issuer.
+issuer_headers := {"x-chaperone-issuer": input.identity.subject_issuer} if {
+	is_string(input.identity.subject_issuer)
+} else := {"x-chaperone-issuer": input.identity.issuer} if {
+	is_string(input.identity.issuer)
+} else := {}
+
 allow_base := {
 	"allowed": true,
-	"headers": object.union(
+	"headers": object.union_n([
 		{
 			"x-chaperone-user": input.identity.subject,
 			"x-chaperone-groups": concat(",", groups),
 		},
+		issuer_headers,
 		actor_headers,
-	),
+	]),
 	"request_headers_to_remove": ["authorization"],
 	"reason": allow_reason,
 }

@@ -113,6 +113,27 @@ test_target_falls_back_to_first_segment if {
 	d6.allowed
 }
 
+# A person is (issuer, subject): upstreams learn whose alice it is, also behind an agent token, whose
+# own issuer is Chaperone's.
+test_issuer_header_names_the_persons_issuer if {
+	person := object.union(alice, {"issuer": "https://a.example", "subject_issuer": "https://a.example"})
+	d := authz.decision with input as req(person, "GET", ["demo", "items"])
+	d.headers["x-chaperone-user"] == "alice"
+	d.headers["x-chaperone-issuer"] == "https://a.example"
+	agent := object.union(person, {
+		"issuer": "https://chaperone.example",
+		"actor": {"sub": "agent:bot", "agent": "bot"},
+	})
+	d2 := authz.decision with input as req(agent, "GET", ["demo", "items"])
+	d2.headers["x-chaperone-issuer"] == "https://a.example"
+}
+
+test_issuer_header_falls_back_to_the_token_issuer if {
+	recorded := object.union(alice, {"issuer": "https://b.example"})
+	d := authz.decision with input as req(recorded, "GET", ["demo", "items"])
+	d.headers["x-chaperone-issuer"] == "https://b.example"
+}
+
 test_agent_actor_header if {
 	agent := object.union(alice, {"actor": {"sub": "alice", "agent": "report-bot", "run_id": "r1"}})
 	d := authz.decision with input as req(agent, "GET", ["demo", "items"])
