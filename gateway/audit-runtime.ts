@@ -8,8 +8,9 @@ import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { ApiError, type ApiHandler } from '../api/http-api.ts';
 import { BatchingAccessLogSink } from '../audit/access-log-sink.ts';
+import { toOpaDecisionLog } from '../audit/opa-decision-log.ts';
 import { SpoolRecorder } from '../audit/recorder.ts';
-import type { DecisionRecord, StoredDecision } from '../audit/records.ts';
+import type { DecisionRecord } from '../audit/records.ts';
 import { Shipper } from '../audit/shipper.ts';
 import { Spool } from '../audit/spool.ts';
 import { type AuditStore, openAuditStore } from '../audit/store.ts';
@@ -140,28 +141,8 @@ export function parseSince(text: string, now = Date.now()): Date {
   return d;
 }
 
-/** One decision as an OPA decision-log event, so OPA tooling can read the trail. */
-export function toOpaDecisionLog(r: StoredDecision, entrypoint: string): Record<string, unknown> {
-  return {
-    decision_id: r.decision_id,
-    path: entrypoint,
-    input: r.input,
-    result: r.result,
-    timestamp: r.time,
-    labels: { app: 'chaperone', policy_revision: r.policy_revision },
-    requested_by: r.host,
-    metrics: { timer_server_handler_ns: Math.round(r.latency_us * 1000) },
-    chaperone: {
-      seq: r.seq,
-      hash: r.hash,
-      decision: r.decision,
-      http_status: r.http_status,
-      reason: r.reason,
-      subject: r.subject,
-      actor: r.actor,
-    },
-  };
-}
+/** The mapping lives with the audit trail; re-exported for existing importers. */
+export { toOpaDecisionLog };
 
 export function auditApiRoutes(
   store: AuditStore,

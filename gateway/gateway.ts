@@ -8,6 +8,7 @@ import { type ApiHandler, type HttpApi, startHttpApi } from '../api/http-api.ts'
 import { AGENT_AUDIENCE, agentRoutes } from '../api/routes/agents.ts';
 import { approvalRoutes } from '../api/routes/approvals.ts';
 import { type AccessLogSink, addAccessLogService } from '../audit/access-log-service.ts';
+import { decisionLogPush } from '../audit/decision-log-push.ts';
 import type { CredentialSpec } from '../authz-server/credentials/credential-store.ts';
 import { addMaskProcessor } from '../authz-server/masking/mask-processor.ts';
 import { type AuthzServer, startAuthzServer } from '../authz-server/server.ts';
@@ -64,7 +65,7 @@ export interface GatewayOptions {
   extraBinds?: PlannedBind[];
   onStatus?: (component: string, detail: string) => void;
   /** Shadow mode: a candidate policy (directory or bundle) evaluated on live traffic, never enforced. */
-  shadowPolicy?: { dir?: string; bundle?: string };
+  shadowPolicy?: { dir?: string; bundle?: string; revision?: string };
 }
 
 export interface Gateway {
@@ -202,18 +203,38 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     });
     stack.push({ name: 'api', stop: () => api.close() });
     say('http api', `${api.url}  /healthz /readyz /status /audit /approvals /agents`);
+    const logs = config.decisionLogs
+      ? decisionLogPush(config.decisionLogs, {
+          entrypoint: config.policy.entrypoint,
+          logger: logger.child({ component: 'decision-logs' }),
+          labels: { id: o.nodeId ?? 'chaperone-local' },
+          // Masked as the audit trail masks them (audit-runtime.ts gives its recorder the same list).
+          extraSecretHeaders: [
+            ...(config.identity ? [config.identity.tokenHeader] : []),
+            ...config.targets.flatMap((t) => t.credentials.map((c) => c.header)),
+          ],
+        })
+      : null;
+    logs?.start();
+    stack.push({ name: 'decision logs', stop: () => logs?.stop() });
     const authz = await startAuthzServer({
       address: config.authz.addresses[0] ?? '127.0.0.1:9191',
       policy: {
         ...(policy.kind === 'bundle' ? { bundle: policy.path } : { dir: policy.path }),
         entrypoint: config.policy.entrypoint,
         watch: true,
+        signing: config.policy.signing ?? null,
+        bundleService: config.policy.bundleService ?? null,
       },
+      sharedState: audit.state,
       identity: authzIdentity,
       logger: logger.child({ component: 'authz' }),
       revocation: agents,
       ...(o.shadowPolicy ? { shadow: { ...o.shadowPolicy, entrypoint: config.policy.entrypoint } } : {}),
-      onDecision: (e) => agents.observe(e),
+      onDecision: (e) => {
+        agents.observe(e);
+        logs?.add(e);
+      },
       recorder: audit.recorder,
       credentials: credentialSpecs(config),
       // The fleet's public API (control_plane.issuer): any node answers for any approval.
@@ -301,6 +322,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         address: authz.address,
         policy_revision: authz.policy.current()?.revision ?? null,
         policy_error: authz.policy.lastError()?.message ?? null,
+        policy: authz.policyStatus(),
         metrics: authz.metrics,
         credentials: authz.credentials.status(),
       },
@@ -310,6 +332,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         config: { ...publisher.status(), fleet: fleet.shared.status() },
       },
       state: audit.state.status(),
+      ...(logs ? { decision_logs: logs.status() } : {}),
       envoy: { admin: adminUrl, pid: envoy.pid },
       audit: audit.status(),
     });

@@ -3,6 +3,7 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
+import { type DecisionLogPush, decisionLogPush } from '../../audit/decision-log-push.ts';
 import { SpoolRecorder } from '../../audit/recorder.ts';
 import { Shipper } from '../../audit/shipper.ts';
 import { Spool } from '../../audit/spool.ts';
@@ -13,8 +14,15 @@ import { AgentRegistry } from '../../fleet/agent-registry.ts';
 import { ApprovalStore } from '../../fleet/approval-store.ts';
 import { SharedState } from '../../fleet/shared-state.ts';
 import { RemoteRevocations } from '../../identity/remote-revocations.ts';
+import {
+  addFleetPolicyFlags,
+  bundleServiceFromFlags,
+  decisionLogsFromFlags,
+  type FleetPolicyFlags,
+  signingFromFlags,
+} from '../policy/serve-flags.ts';
 
-interface ServeOptions {
+interface ServeOptions extends FleetPolicyFlags {
   addr: string;
   bundle?: string;
   policyDir: string;
@@ -57,6 +65,7 @@ async function joinFleet(o: ServeOptions, logger: Logger) {
       revocation: agents,
       onDecision: (e) => agents.observe(e),
       recorder: new SpoolRecorder(spool),
+      sharedState: state,
       ...(approvals && base
         ? { approvals: { store: approvals, statusUrl: (id: string) => `${base}/approvals/status?id=${id}` } }
         : {}),
@@ -76,8 +85,7 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerAuthzCommands(program: Command): void {
   const authz = program.command('authz').description('the ext_authz decision server');
-  authz
-    .command('serve')
+  addFleetPolicyFlags(authz.command('serve'))
     .description('serve envoy.service.auth.v3.Authorization/Check')
     .option('--addr <host:port>', 'listen address', AUTHZ_DEFAULTS.address)
     .option('--bundle <file>', 'a built WASM bundle (.tar.gz from `chaperone policy build`)')
@@ -106,17 +114,23 @@ export function registerAuthzCommands(program: Command): void {
         process.exit(2);
       }
       let fleet: Awaited<ReturnType<typeof joinFleet>> | null = null;
+      let logs: DecisionLogPush | null = null;
       const revocations =
         o.controlPlane && !o.store ? new RemoteRevocations(o.controlPlane.replace(/\/$/, ''), logger) : null;
       revocations?.start();
       try {
         if (o.store) fleet = await joinFleet(o, logger);
+        const logsConfig = decisionLogsFromFlags(o);
+        logs = logsConfig ? decisionLogPush(logsConfig, { entrypoint: o.entrypoint, logger }) : null;
+        logs?.start();
         const server = await startAuthzServer({
           address: o.addr,
           policy: {
             ...(o.bundle ? { bundle: o.bundle } : { dir: o.policyDir }),
             entrypoint: o.entrypoint,
             watch: o.watch,
+            signing: signingFromFlags(o),
+            bundleService: bundleServiceFromFlags(o),
           },
           identity: {
             issuers: [
@@ -140,10 +154,18 @@ export function registerAuthzCommands(program: Command): void {
           logger,
           ...(revocations ? { revocation: revocations } : {}),
           ...fleet?.options,
-          ...(o.shadowDir || o.shadowBundle
+          onDecision: (e) => {
+            fleet?.options.onDecision(e);
+            logs?.add(e);
+          },
+          ...(o.shadowDir || o.shadowBundle || o.shadowRevision
             ? {
                 shadow: {
-                  ...(o.shadowBundle ? { bundle: o.shadowBundle } : { dir: o.shadowDir as string }),
+                  ...(o.shadowRevision
+                    ? { revision: o.shadowRevision }
+                    : o.shadowBundle
+                      ? { bundle: o.shadowBundle }
+                      : { dir: o.shadowDir as string }),
                   entrypoint: o.entrypoint,
                 },
               }
@@ -155,6 +177,7 @@ export function registerAuthzCommands(program: Command): void {
         const stop = () =>
           void server
             .close()
+            .then(() => logs?.stop())
             .then(() => fleet?.close())
             .then(() => process.exit(0));
         process.once('SIGINT', stop);

@@ -40,7 +40,7 @@ export function registerUpCommand(program: Command): void {
     .option('--demo-port <port>', 'port of the demo upstream', String(DEV_DEFAULTS.demoUpstreamPort))
     .option('--log-level <level>', 'log level (decision lines are info)', 'warn')
     .option(
-      '--shadow-policy <dir|bundle.tar.gz>',
+      '--shadow-policy <dir|bundle.tar.gz|rN>',
       'shadow mode: evaluate this candidate policy too; record differences, never enforce',
     )
     .action(async (o: UpOptions) => {
@@ -114,9 +114,11 @@ async function runUp(o: UpOptions): Promise<number> {
       apiRoutes: extraRoutes,
       ...(o.shadowPolicy
         ? {
-            shadowPolicy: o.shadowPolicy.endsWith('.tar.gz')
-              ? { bundle: resolve(o.shadowPolicy) }
-              : { dir: resolve(o.shadowPolicy) },
+            shadowPolicy: /^r[0-9]+$/.test(o.shadowPolicy)
+              ? { revision: o.shadowPolicy }
+              : o.shadowPolicy.endsWith('.tar.gz')
+                ? { bundle: resolve(o.shadowPolicy) }
+                : { dir: resolve(o.shadowPolicy) },
           }
         : {}),
       openAudit: () => openAuditRuntime({ config, stateDir, logger: logger.child({ component: 'audit' }) }),
