@@ -46,8 +46,16 @@ function maskHeaders(headers: unknown, secret: Set<string>): unknown {
     out[k] =
       secret.has(k.toLowerCase()) || (typeof v === 'string' && AUTH_SCHEME_VALUE.test(v.trim()))
         ? REDACTED
-        : v;
+        : k === ':path' && typeof v === 'string'
+          ? maskPathQuery(v)
+          : v;
   return out;
+}
+
+/** Envoy's `:path` pseudo-header carries the query string too: its secret-named parameters are masked. */
+function maskPathQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q === -1 ? path : `${path.slice(0, q)}?${maskQueryString(path.slice(q + 1))}`;
 }
 
 function maskQueryString(q: string): string {
