@@ -3,6 +3,7 @@
 // node's HTTP API: the CI job that publishes needs no running node and no user token, only the
 // database role and (for a signed fleet) the signing key. Trust does not rest on the database: every
 // node verifies the signature before it serves a revision, so a row written without the key is refused.
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { hostname, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -24,14 +25,26 @@ export interface StoreOptions {
   dataDir: string;
 }
 
-/** `--store postgres://…|env:NAME`, else the embedded store of a stopped gateway (`--data-dir`). */
-export async function openStoreFrom(o: StoreOptions): Promise<AuditStore> {
-  let url = o.store;
-  if (url?.startsWith('env:')) {
-    url = process.env[url.slice(4)];
+/** The PostgreSQL URL, or null for the embedded store at `dataDir` (which must exist). */
+export function storeUrlOf(o: StoreOptions): string | null {
+  if (o.store) {
+    const url = o.store.startsWith('env:') ? process.env[o.store.slice(4)] : o.store;
     if (!url)
       throw new ChaperoneError('ERR_CONFIG_INVALID', `--store refers to ${o.store}, which is not set`);
+    return url;
   }
+  // Never a fresh embedded store by accident: publishing into it would reach no node.
+  if (!existsSync(o.dataDir))
+    throw new ChaperoneError(
+      'ERR_CONFIG_INVALID',
+      `no store: give --store postgres://… (or env:NAME), or --data-dir of a stopped gateway (${o.dataDir} does not exist)`,
+    );
+  return null;
+}
+
+/** `--store postgres://…|env:NAME`, else the embedded store of a stopped gateway (`--data-dir`). */
+export function openStoreFrom(o: StoreOptions): Promise<AuditStore> {
+  const url = storeUrlOf(o);
   return openAuditStore(url ? { url } : { dataDir: o.dataDir });
 }
 

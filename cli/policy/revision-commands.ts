@@ -12,7 +12,7 @@ import {
   PolicyRevisionError,
   parseRevisionId,
 } from '../../fleet/policy-revisions.ts';
-import { preparePublish, type StoreOptions, withRevisions } from './publish.ts';
+import { preparePublish, type StoreOptions, storeUrlOf, withRevisions } from './publish.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
@@ -54,6 +54,7 @@ interface PublishFlags {
 }
 
 async function publish(input: string, o: PublishFlags): Promise<number> {
+  storeUrlOf(storeOf(o)); // before a build that may take a while
   const prepared = await preparePublish({
     input,
     entrypoint: o.entrypoint,
