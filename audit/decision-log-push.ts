@@ -60,6 +60,7 @@ export class DecisionLogPush {
   private lastUpload: Date | null = null;
   private readonly counts = { events: 0, uploaded: 0, uploads: 0, failed_uploads: 0 };
   private readonly dropped = { buffer_full: 0, pending_full: 0, too_large: 0 };
+  private lastDropLog = 0;
 
   constructor(private readonly o: DecisionLogPushOptions) {}
 
@@ -68,7 +69,7 @@ export class DecisionLogPush {
     if (this.stopped) return;
     this.counts.events++;
     if (this.pending.length >= (this.o.maxPending ?? 10_000)) {
-      this.dropped.pending_full++;
+      this.drop('pending_full');
       return;
     }
     this.pending.push(event);
@@ -84,11 +85,11 @@ export class DecisionLogPush {
 
   /** Stops the timer and tries, within `timeoutMs`, to upload what is buffered. */
   async stop(timeoutMs = 5000): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const deadline = new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref());
     await Promise.race([this.flush(), deadline]);
-    this.stopped = true;
   }
 
   status(): Record<string, unknown> {
@@ -128,7 +129,7 @@ export class DecisionLogPush {
       const bytes = Buffer.byteLength(json);
       // One event that cannot fit an upload would block every later one: OPA drops it too.
       if (bytes + 2 > this.o.uploadSizeLimitBytes) {
-        this.dropped.too_large++;
+        this.drop('too_large');
         continue;
       }
       this.buffer.push({ json, bytes });
@@ -141,8 +142,17 @@ export class DecisionLogPush {
   private trim(): void {
     while (this.bufferBytes > this.o.bufferSizeLimitBytes && this.buffer.length > 0) {
       this.bufferBytes -= this.buffer.shift()!.bytes;
-      this.dropped.buffer_full++;
+      this.drop('buffer_full');
     }
+  }
+
+  /** Counted always; logged at most once a minute (a standalone authz server has no /status). */
+  private drop(cause: keyof DecisionLogPush['dropped']): void {
+    this.dropped[cause]++;
+    const now = Date.now();
+    if (now - this.lastDropLog < 60_000) return;
+    this.lastDropLog = now;
+    this.o.logger.warn({ drops: { ...this.dropped } }, 'decision log events dropped');
   }
 
   /** The oldest events that fit one upload (`[` + events joined by `,` + `]`). */

@@ -55,7 +55,8 @@ async function storeRows(sql: string): Promise<Record<string, unknown>[]> {
 
 const cli = (...args: string[]) => runCli(['policy', ...args, '--data-dir', dataDir], { timeoutMs: 120_000 });
 
-describe('chaperone policy publish|revisions|rollback', () => {
+// Each CLI run opens the embedded store from disk: seconds apiece on a busy machine.
+describe('chaperone policy publish|revisions|rollback', { timeout: 180_000 }, () => {
   it('publishes revisions (the same bundle twice is a no-op) and lists them', async () => {
     const unsigned = await cli('publish', join(dir, 'v1'), '-e', FLEET_ENTRYPOINT);
     expect(unsigned.code, unsigned.out).toBe(0);
