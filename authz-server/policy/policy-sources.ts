@@ -16,7 +16,7 @@ import {
   parseRevisionId,
 } from '../../fleet/policy-revisions.ts';
 import type { SharedState } from '../../fleet/shared-state.ts';
-import { resolveVerification } from './bundle-keys.ts';
+import { type BundleVerification, resolveVerification } from './bundle-keys.ts';
 import { BundleService } from './bundle-service.ts';
 import { type PolicySource, PolicyStore } from './policy-store.ts';
 
@@ -84,16 +84,17 @@ function storeFollower(policy: PolicyStore, state: SharedState, logger: Logger) 
 
 function newStore(
   source: PolicySource,
-  verification: ReturnType<typeof resolveVerification> | null,
+  verification: BundleVerification | null,
   logger: Logger,
-  label: string,
+  role: 'policy' | 'shadow',
 ) {
+  const label = role === 'shadow' ? 'shadow policy' : 'policy';
   return new PolicyStore(
     source,
     {
       onLoaded: (s) =>
         logger.info(
-          { [`${label}_revision`]: s.revision, origin: s.origin, verified_by: s.verifiedBy },
+          { [`${role}_revision`]: s.revision, origin: s.origin, verified_by: s.verifiedBy },
           `${label} loaded`,
         ),
       onError: (e) =>
@@ -105,12 +106,12 @@ function newStore(
 
 async function openShadow(
   o: PolicySourcesOptions,
-  verification: ReturnType<typeof resolveVerification> | null,
+  verification: BundleVerification | null,
 ) {
   const s = o.shadow;
   if (!s) return null;
   if (s.kind !== 'revision') {
-    const shadow = newStore(s, verification, o.logger, 'shadow policy');
+    const shadow = newStore(s, verification, o.logger, 'shadow');
     if (!(await shadow.reload()))
       throw missing(`shadow policy could not be loaded: ${shadow.lastError()?.message}`);
     shadow.watch();
@@ -125,7 +126,7 @@ async function openShadow(
     { kind: 'offered', path: `store r${n}`, entrypoint: s.entrypoint },
     verification,
     o.logger,
-    'shadow policy',
+    'shadow',
   );
   if (!(await shadow.offer({ bytes, revision: `r${n}`, origin: `store r${n}` })))
     throw missing(`shadow policy could not be loaded: ${shadow.lastError()?.message}`);
