@@ -5,21 +5,36 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import pino, { type Logger } from 'pino';
 import { AUTHZ_DEFAULTS } from '../config/authz-defaults.ts';
+import type { BundleServiceConfig, BundleSigningConfig } from '../config/types.ts';
 import { ChaperoneError } from '../contracts/errors.ts';
 import type { ApprovalStore } from '../fleet/approval-store.ts';
+import type { SharedState } from '../fleet/shared-state.ts';
 import { type IdentityOptions, IdentityVerifier } from '../identity/verifier.ts';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
 import { splitHostPort } from '../lib/ports.ts';
 import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
-import { type PolicySource, PolicyStore } from './policy/policy-store.ts';
+import { openPolicySources, type PolicySources } from './policy/policy-sources.ts';
+import type { PolicySource, PolicyStore } from './policy/policy-store.ts';
 import { authzMethods, HealthStatus } from './transport/check-service.ts';
 import { createUnaryGrpcServer } from './transport/unary-grpc-server.ts';
 
 export interface AuthzServerOptions {
   /** host:port; port 0 picks a free one. Default 127.0.0.1:9191. */
   address?: string;
-  policy: { bundle?: string; dir?: string; entrypoint?: string; capabilities?: string; watch?: boolean };
+  policy: {
+    bundle?: string;
+    dir?: string;
+    entrypoint?: string;
+    capabilities?: string;
+    watch?: boolean;
+    /** Verify bundle signatures (OPA's keys and signing settings). */
+    signing?: BundleSigningConfig | null;
+    /** Follow a bundle server (after start-up, instead of the local source). */
+    bundleService?: BundleServiceConfig | null;
+  };
+  /** The fleet's shared store: the published policy revision is served (and followed) when there is one. */
+  sharedState?: SharedState;
   identity?: IdentityOptions;
   logger?: Logger;
   recorder?: DecisionRecorder;
@@ -30,7 +45,7 @@ export interface AuthzServerOptions {
   approvals?: { store: ApprovalStore; statusUrl: (id: string) => string };
   revocation?: CheckDeps['revocation'];
   /** Shadow mode: a candidate policy evaluated on live traffic, recorded and counted, never enforced. */
-  shadow?: { bundle?: string; dir?: string; entrypoint?: string };
+  shadow?: { bundle?: string; dir?: string; revision?: string; entrypoint?: string };
   onDecision?: CheckDeps['onDecision'];
   /**
    * What carries Check: `grpc-js` (@grpc/grpc-js, the default) or `http2`, the lean unary gRPC server
@@ -54,6 +69,8 @@ export interface AuthzServer {
   address: string;
   port: number;
   policy: PolicyStore;
+  /** Where the policy comes from and how its last loads went (for /status). */
+  policyStatus(): Record<string, unknown>;
   metrics: CheckMetrics;
   credentials: CredentialStore;
   close(): Promise<void>;
@@ -72,34 +89,23 @@ function policySource(p: AuthzServerOptions['policy']): PolicySource {
   };
 }
 
-/** The enforcing policy (its first load must succeed) and the shadow candidate, if any. */
-async function loadPolicies(
-  opts: AuthzServerOptions,
-  logger: Logger,
-): Promise<{ policy: PolicyStore; shadow: PolicyStore | null }> {
-  const policy = new PolicyStore(policySource(opts.policy), {
-    onLoaded: (s) => logger.info({ policy_revision: s.revision }, 'policy loaded'),
-    onError: (e) => logger.error({ errors: e.errors }, e.message),
+/** The enforcing policy (its first load must succeed), its fleet sources, and the shadow candidate. */
+function loadPolicies(opts: AuthzServerOptions, logger: Logger): Promise<PolicySources> {
+  const shadow = opts.shadow;
+  const entrypoint = shadow?.entrypoint ?? opts.policy.entrypoint ?? AUTHZ_DEFAULTS.entrypoint;
+  return openPolicySources({
+    local: policySource(opts.policy),
+    watch: opts.policy.watch ?? false,
+    signing: opts.policy.signing ?? null,
+    bundleService: opts.policy.bundleService ?? null,
+    fleet: opts.sharedState ?? null,
+    shadow: !shadow
+      ? null
+      : shadow.revision
+        ? { kind: 'revision', revision: shadow.revision, entrypoint }
+        : policySource({ ...shadow, entrypoint }),
+    logger,
   });
-  if (!(await policy.reload())) {
-    const err = policy.lastError();
-    throw new ChaperoneError('ERR_POLICY_MISSING', err?.message ?? 'policy could not be loaded');
-  }
-  if (opts.policy.watch) policy.watch();
-  if (!opts.shadow) return { policy, shadow: null };
-  const shadow = new PolicyStore(policySource(opts.shadow), {
-    onLoaded: (s) => logger.info({ shadow_revision: s.revision }, 'shadow policy loaded'),
-    onError: (e) => logger.error({ errors: e.errors }, `shadow policy: ${e.message}`),
-  });
-  if (!(await shadow.reload())) {
-    policy.close();
-    throw new ChaperoneError(
-      'ERR_POLICY_MISSING',
-      `shadow policy could not be loaded: ${shadow.lastError()?.message ?? 'unknown error'}`,
-    );
-  }
-  shadow.watch();
-  return { policy, shadow };
 }
 
 async function startIdentity(opts: AuthzServerOptions, logger: Logger): Promise<IdentityVerifier | null> {
@@ -172,7 +178,8 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
         'credential changed',
       ),
   });
-  const { policy, shadow } = await loadPolicies(opts, logger);
+  const sources = await loadPolicies(opts, logger);
+  const { policy, shadow } = sources;
   const identity = await startIdentity(opts, logger);
   await loadCredentials(credentials, logger);
 
@@ -192,7 +199,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
   });
   if (transport === 'http2')
-    return listenLean(opts, pipeline, { policy, shadow, metrics, credentials, logger });
+    return listenLean(opts, pipeline, { policy, sources, metrics, credentials, logger });
   const { server, health } = grpcServer(pipeline);
   const address = opts.address ?? AUTHZ_DEFAULTS.address;
   const port = await listen(server, address);
@@ -203,12 +210,12 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     address: `${host}:${port}`,
     port,
     policy,
+    policyStatus: () => sources.status(),
     metrics,
     credentials,
     close: () =>
       new Promise<void>((resolveClose) => {
-        policy.close();
-        shadow?.close();
+        sources.close();
         credentials.close();
         health.setStatus('', 'NOT_SERVING');
         health.setStatus(HEALTH_SERVICE, 'NOT_SERVING');
@@ -224,7 +231,7 @@ async function listenLean(
   opts: AuthzServerOptions,
   pipeline: CheckPipeline,
   parts: Pick<AuthzServer, 'policy' | 'metrics' | 'credentials'> & {
-    shadow: PolicyStore | null;
+    sources: PolicySources;
     logger: Logger;
   },
 ): Promise<AuthzServer> {
@@ -246,11 +253,11 @@ async function listenLean(
     address: bound,
     port,
     policy: parts.policy,
+    policyStatus: () => parts.sources.status(),
     metrics: parts.metrics,
     credentials: parts.credentials,
     close: async () => {
-      parts.policy.close();
-      parts.shadow?.close();
+      parts.sources.close();
       parts.credentials.close();
       health.set('', 'NOT_SERVING');
       health.set(HEALTH_SERVICE, 'NOT_SERVING');

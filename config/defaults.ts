@@ -40,4 +40,16 @@ export const CONFIG_DEFAULTS = {
   >,
   /** Credential header value template: the secret as is. */
   credentialFormat: '{}',
+  /** OPA's bundle polling defaults: a fleet of nodes spreads its requests over the minute. */
+  bundlePolling: { min: 60, max: 120 },
+  /** OPA's default signing algorithm. */
+  bundleKeyAlgorithm: 'RS256',
+  decisionLogs: {
+    /** Shorter than OPA's 300-600 s: a log pipeline sees decisions within seconds. */
+    delays: { min: 5, max: 10 },
+    /** Room for minutes of decisions while the endpoint is down, bounded so memory stays bounded. */
+    bufferSizeLimitBytes: 32 * 1024 * 1024,
+    /** OPA's `upload_size_limit_bytes` default. */
+    uploadSizeLimitBytes: 32 * 1024,
+  },
 } as const;

@@ -12,8 +12,11 @@ import { schemaIssues } from './schema.ts';
 import type {
   AccessConfig,
   AuditStoreConfig,
+  BundleServiceConfig,
+  BundleSigningConfig,
   Config,
   CredentialRefConfig,
+  DecisionLogsConfig,
   IdentityConfig,
   IssuerConfig,
   ListenerConfig,
@@ -165,6 +168,10 @@ export function parseConfig(text: string, file: string | null = null): Config {
       ? { kind: 'bundle', path: localPath(policyRaw['bundle']) }
       : { kind: 'dir', path: localPath(policyRaw['dir'] ?? CONFIG_DEFAULTS.policyDir) };
 
+  const bundleService = bundleServiceOf(policyRaw, localPath, semantic);
+  const signing = signingOf(policyRaw['signing'] as Raw | undefined, localPath);
+  const decisionLogs = decisionLogsOf(raw['decision_logs'] as Raw | undefined, localPath, semantic);
+
   const auditRaw = (raw['audit'] ?? {}) as Raw;
   const storeText: string = auditRaw['store'] ?? CONFIG_DEFAULTS.auditStore;
   const store: AuditStoreConfig =
@@ -187,7 +194,13 @@ export function parseConfig(text: string, file: string | null = null): Config {
     identity,
     targets,
     access: accessOf(raw['access'] as Raw | undefined),
-    policy: { source: policySource, entrypoint: policyRaw['entrypoint'] ?? CONFIG_DEFAULTS.entrypoint },
+    policy: {
+      source: policySource,
+      entrypoint: policyRaw['entrypoint'] ?? CONFIG_DEFAULTS.entrypoint,
+      ...(bundleService ? { bundleService } : {}),
+      ...(signing ? { signing } : {}),
+    },
+    ...(decisionLogs ? { decisionLogs } : {}),
     audit: {
       store,
       spoolDir: localPath(auditRaw['spool_dir'] ?? CONFIG_DEFAULTS.spoolDir),
@@ -241,6 +254,82 @@ function durationMs(text: string): number {
 }
 
 const lineField = (line: number | undefined) => (line === undefined ? {} : { line });
+
+/** `file:` references relative to the config file, like every other path in it. */
+const localRef = (ref: string, localPath: (p: string) => string) =>
+  ref.startsWith('file:') ? `file:${localPath(ref.slice(5))}` : ref;
+
+function delaysOf(
+  raw: Raw | undefined,
+  path: string,
+  defaults: { min: number; max: number },
+  semantic: { path: string; message: string }[],
+): { minDelaySec: number; maxDelaySec: number } {
+  const min =
+    raw?.['min_delay_seconds'] ?? Math.min(defaults.min, raw?.['max_delay_seconds'] ?? defaults.min);
+  const max = raw?.['max_delay_seconds'] ?? Math.max(defaults.max, min);
+  if (min > max)
+    semantic.push({ path: `${path}.min_delay_seconds`, message: 'must not exceed max_delay_seconds' });
+  return { minDelaySec: min, maxDelaySec: max };
+}
+
+function bundleServiceOf(
+  policyRaw: Raw,
+  localPath: (p: string) => string,
+  semantic: { path: string; message: string }[],
+): BundleServiceConfig | null {
+  if (policyRaw['bundle_url'] === undefined) {
+    for (const key of ['bundle_token', 'bundle_polling'])
+      if (policyRaw[key] !== undefined)
+        semantic.push({ path: `policy.${key}`, message: 'needs policy.bundle_url' });
+    return null;
+  }
+  return {
+    url: policyRaw['bundle_url'],
+    token: policyRaw['bundle_token'] === undefined ? null : localRef(policyRaw['bundle_token'], localPath),
+    ...delaysOf(
+      policyRaw['bundle_polling'],
+      'policy.bundle_polling',
+      CONFIG_DEFAULTS.bundlePolling,
+      semantic,
+    ),
+  };
+}
+
+function signingOf(raw: Raw | undefined, localPath: (p: string) => string): BundleSigningConfig | null {
+  if (!raw) return null;
+  const keys: BundleSigningConfig['keys'] = {};
+  for (const [id, k] of Object.entries(raw['keys'] as Record<string, Raw>)) {
+    keys[id] = {
+      algorithm: k['algorithm'] ?? CONFIG_DEFAULTS.bundleKeyAlgorithm,
+      key: localRef(k['key'], localPath),
+      scope: k['scope'] ?? null,
+    };
+  }
+  return {
+    keyid: raw['keyid'] ?? null,
+    scope: raw['scope'] ?? null,
+    excludeFiles: raw['exclude_files'] ?? [],
+    keys,
+  };
+}
+
+function decisionLogsOf(
+  raw: Raw | undefined,
+  localPath: (p: string) => string,
+  semantic: { path: string; message: string }[],
+): DecisionLogsConfig | null {
+  if (!raw) return null;
+  const reporting = raw['reporting'] as Raw | undefined;
+  const d = CONFIG_DEFAULTS.decisionLogs;
+  return {
+    url: raw['url'],
+    token: raw['token'] === undefined ? null : localRef(raw['token'], localPath),
+    ...delaysOf(reporting, 'decision_logs.reporting', d.delays, semantic),
+    bufferSizeLimitBytes: reporting?.['buffer_size_limit_bytes'] ?? d.bufferSizeLimitBytes,
+    uploadSizeLimitBytes: reporting?.['upload_size_limit_bytes'] ?? d.uploadSizeLimitBytes,
+  };
+}
 
 function reportDuplicates(
   values: string[],

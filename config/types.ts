@@ -54,6 +54,43 @@ export interface TargetConfig {
 
 export type PolicySource = { kind: 'dir'; path: string } | { kind: 'bundle'; path: string };
 
+/** A bundle verification key, as OPA's `keys.<id>`: `key` is `env:`/`file:`, or an inline PEM public key. */
+export interface BundleKeyConfig {
+  algorithm: string;
+  key: string;
+  scope: string | null;
+}
+
+/** Bundle signature verification (OPA's `signing` of a bundle plus its `keys`). */
+export interface BundleSigningConfig {
+  keyid: string | null;
+  scope: string | null;
+  excludeFiles: string[];
+  keys: Record<string, BundleKeyConfig>;
+}
+
+/** A bundle server polled the way OPA polls one (HTTP GET with ETag/If-None-Match). */
+export interface BundleServiceConfig {
+  url: string;
+  /** Bearer token reference (`env:NAME` or `file:/path`), or null. */
+  token: string | null;
+  minDelaySec: number;
+  maxDelaySec: number;
+}
+
+/** Decision logs pushed to an HTTP endpoint in OPA's decision-log format (gzip JSON arrays). */
+export interface DecisionLogsConfig {
+  url: string;
+  /** Bearer token reference (`env:NAME` or `file:/path`), or null. */
+  token: string | null;
+  minDelaySec: number;
+  maxDelaySec: number;
+  /** Encoded events kept while the endpoint is slow or down; beyond it the oldest are dropped. */
+  bufferSizeLimitBytes: number;
+  /** Bound of one (uncompressed) upload. */
+  uploadSizeLimitBytes: number;
+}
+
 /** `connection` is a postgres:// URL or an `env:NAME` reference to one. */
 export type AuditStoreConfig = { kind: 'embedded' } | { kind: 'postgres'; connection: string };
 
@@ -78,7 +115,16 @@ export interface Config {
   identity: IdentityConfig | null;
   targets: TargetConfig[];
   access: AccessConfig;
-  policy: { source: PolicySource; entrypoint: string };
+  policy: {
+    source: PolicySource;
+    entrypoint: string;
+    /** Follow a bundle server instead of (after start-up) the local source. */
+    bundleService?: BundleServiceConfig | null;
+    /** Verify bundle signatures: unsigned or tampered bundles are refused. */
+    signing?: BundleSigningConfig | null;
+  };
+  /** Push every decision to an HTTP endpoint as OPA decision logs. */
+  decisionLogs?: DecisionLogsConfig | null;
   /** `redactHeaders`: `audit.redact_headers`, more header names kept out of the trail (absent: none). */
   audit: { store: AuditStoreConfig; spoolDir: string; redactHeaders?: string[] };
   authz: { addresses: string[] };

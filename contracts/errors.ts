@@ -42,6 +42,9 @@ export type AuthzErrorCode =
 export type OperationalErrorCode =
   | 'ERR_CONFIG_INVALID'
   | 'ERR_BUNDLE_INVALID'
+  | 'ERR_BUNDLE_SIGNATURE'
+  | 'ERR_BUNDLE_SOURCE'
+  | 'ERR_POLICY_REVISION'
   | 'ERR_TRANSLATE'
   | 'ERR_PORT_IN_USE'
   | 'ERR_TOOL_NOT_FOUND'
@@ -191,6 +194,13 @@ export class BundleError extends ChaperoneError {
     options?: { cause?: unknown },
   ) {
     super('ERR_BUNDLE_INVALID', message, options);
+  }
+}
+
+/** A bundle refused by signature verification (unsigned, tampered, wrong key or scope). */
+export class BundleSignatureError extends ChaperoneError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_BUNDLE_SIGNATURE', message, options);
   }
 }
 

@@ -8,7 +8,7 @@ import type { Mirror } from './mirror.ts';
 
 export const STATE_CHANNEL = 'chaperone_state';
 
-export type StateKind = 'approval' | 'revocations' | 'config' | 'keys';
+export type StateKind = 'approval' | 'revocations' | 'config' | 'keys' | 'policy';
 
 export interface StateNotice {
   kind: StateKind;

@@ -69,7 +69,7 @@ export interface GatewayOptions {
   extraBinds?: { component: string; host: string; port: number; override: string }[];
   onStatus?: (component: string, detail: string) => void;
   /** Shadow mode: a candidate policy (directory or bundle) evaluated on live traffic, never enforced. */
-  shadowPolicy?: { dir?: string; bundle?: string };
+  shadowPolicy?: { dir?: string; bundle?: string; revision?: string };
 }
 
 /** Filled in by the components as they start, in START_ORDER. */

@@ -1,7 +1,7 @@
 // The audit trail on the HTTP API: query, tail, verify, export (JSONL or OPA decision-log events) and
 // the access-log rows of one request. Every route needs the auditor role: the trail holds every
 // recorded request, the identity claims behind it and (masked) bodies.
-import type { StoredDecision } from '../../audit/records.ts';
+import { toOpaDecisionLog } from '../../audit/opa-decision-log.ts';
 import type { AuditStore, DecisionQuery } from '../../audit/store.ts';
 import { ApiError } from '../errors.ts';
 import type { Route } from '../route.ts';
@@ -25,29 +25,6 @@ export function parseSince(text: string, now = Date.now()): Date {
   if (Number.isNaN(d.getTime()))
     throw new ApiError(400, 'invalid_since', 'since must look like 24h, 30m, 7d or an ISO time');
   return d;
-}
-
-/** One decision as an OPA decision-log event, so OPA tooling can read the trail. */
-export function toOpaDecisionLog(r: StoredDecision, entrypoint: string): Record<string, unknown> {
-  return {
-    decision_id: r.decision_id,
-    path: entrypoint,
-    input: r.input,
-    result: r.result,
-    timestamp: r.time,
-    labels: { app: 'chaperone', policy_revision: r.policy_revision },
-    requested_by: r.host,
-    metrics: { timer_server_handler_ns: Math.round(r.latency_us * 1000) },
-    chaperone: {
-      seq: r.seq,
-      hash: r.hash,
-      decision: r.decision,
-      http_status: r.http_status,
-      reason: r.reason,
-      subject: r.subject,
-      actor: r.actor,
-    },
-  };
 }
 
 function decisionQuery(p: URLSearchParams): DecisionQuery {

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { signAndAnchor } from '../../audit/anchor.ts';
+import { type DecisionLogPush, decisionLogPush } from '../../audit/decision-log-push.ts';
 import { secureNodeState } from '../../audit/node-state.ts';
 import { SpoolRecorder } from '../../audit/recorder.ts';
 import { Shipper } from '../../audit/shipper.ts';
@@ -17,8 +18,15 @@ import { ApprovalStore } from '../../fleet/approval-store.ts';
 import { SharedState } from '../../fleet/shared-state.ts';
 import { RemoteRevocations } from '../../identity/remote-revocations.ts';
 import { action, usage } from '../exit.ts';
+import {
+  addFleetPolicyFlags,
+  bundleServiceFromFlags,
+  decisionLogsFromFlags,
+  type FleetPolicyFlags,
+  signingFromFlags,
+} from '../policy/serve-flags.ts';
 
-interface ServeOptions {
+interface ServeOptions extends FleetPolicyFlags {
   addr: string;
   bundle?: string;
   policyDir: string;
@@ -63,6 +71,7 @@ async function joinFleet(o: ServeOptions, logger: Logger) {
   const base = o.controlPlane?.replace(/\/$/, '');
   return {
     options: {
+      sharedState: state,
       revocation: agents,
       onDecision: (e) => agents.observe(e),
       recorder: new SpoolRecorder(spool),
@@ -112,27 +121,41 @@ async function serve(o: ServeOptions): Promise<void> {
   const logger = pino({ name: 'chaperone-authz', level: o.logLevel });
   if (o.issuer.length > 0 && o.audience.length === 0) throw usage('--issuer needs at least one --audience');
   let fleet: Awaited<ReturnType<typeof joinFleet>> | null = null;
+  let logs: DecisionLogPush | null = null;
   const revocations =
     o.controlPlane && !o.store ? new RemoteRevocations(o.controlPlane.replace(/\/$/, ''), logger) : null;
   revocations?.start();
   try {
     if (o.store) fleet = await joinFleet(o, logger);
+    const logsConfig = decisionLogsFromFlags(o);
+    logs = logsConfig ? decisionLogPush(logsConfig, { entrypoint: o.entrypoint, logger }) : null;
+    logs?.start();
     const server = await startAuthzServer({
       address: o.addr,
       policy: {
         ...(o.bundle ? { bundle: o.bundle } : { dir: o.policyDir }),
         entrypoint: o.entrypoint,
         watch: o.watch,
+        signing: signingFromFlags(o),
+        bundleService: bundleServiceFromFlags(o),
       },
       identity: identityOf(o),
       logger,
       ...(o.transport ? { transport: o.transport } : {}),
       ...(revocations ? { revocation: revocations } : {}),
       ...fleet?.options,
-      ...(o.shadowDir || o.shadowBundle
+      onDecision: (e) => {
+        fleet?.options.onDecision(e);
+        logs?.add(e);
+      },
+      ...(o.shadowDir || o.shadowBundle || o.shadowRevision
         ? {
             shadow: {
-              ...(o.shadowBundle ? { bundle: o.shadowBundle } : { dir: o.shadowDir as string }),
+              ...(o.shadowRevision
+                ? { revision: o.shadowRevision }
+                : o.shadowBundle
+                  ? { bundle: o.shadowBundle }
+                  : { dir: o.shadowDir as string }),
               entrypoint: o.entrypoint,
             },
           }
@@ -144,12 +167,14 @@ async function serve(o: ServeOptions): Promise<void> {
     const stop = () =>
       void server
         .close()
+        .then(() => logs?.stop())
         .then(() => fleet?.close())
         .then(() => process.exit(0));
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   } catch (err) {
     revocations?.stop();
+    logs?.stop();
     await fleet?.close().catch(() => undefined);
     throw err;
   }
@@ -157,8 +182,7 @@ async function serve(o: ServeOptions): Promise<void> {
 
 export function registerAuthzCommands(program: Command): void {
   const authz = program.command('authz').description('the ext_authz decision server');
-  authz
-    .command('serve')
+  addFleetPolicyFlags(authz.command('serve'))
     .description('serve envoy.service.auth.v3.Authorization/Check')
     .option('--addr <host:port>', 'listen address', AUTHZ_DEFAULTS.address)
     .option('--bundle <file>', 'a built WASM bundle (.tar.gz from `chaperone policy build`)')

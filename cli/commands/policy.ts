@@ -19,11 +19,14 @@ import {
 } from '../../authz-server/policy/opa-runner.ts';
 import { PolicyEngine } from '../../authz-server/policy/policy-engine.ts';
 import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
+import { parseRevisionId } from '../../fleet/policy-revisions.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 import { action } from '../exit.ts';
 import { type FixtureOutcome, loadFixtures, runFixtures } from '../policy/fixtures.ts';
 import { junitXml } from '../policy/junit.ts';
+import { type StoreOptions, withRevisions } from '../policy/publish.ts';
 import { replay } from '../policy/replay.ts';
+import { registerRevisionCommands } from '../policy/revision-commands.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
@@ -68,6 +71,27 @@ async function candidateEngine(
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** A published revision as the candidate (`--revision r7`), read from the same store as the decisions. */
+async function revisionEngine(
+  o: StoreOptions,
+  text: string,
+  entrypoint: string,
+): Promise<PolicyEngine | null> {
+  const n = parseRevisionId(text);
+  if (n === null) {
+    err(`error: ${JSON.stringify(text)} is not a revision id like r7`);
+    return null;
+  }
+  const bytes = await withRevisions(o, (revisions) => revisions.bundle(n));
+  if (!bytes) {
+    err(`error: there is no policy revision r${n} in the store`);
+    return null;
+  }
+  const bundle = readBundle(bytes, `r${n}`);
+  bundle.revision = `r${n}`;
+  return PolicyEngine.load(bundle, entrypoint);
 }
 
 /** Builds the bundle once and runs every fixture through the production path. */
@@ -274,6 +298,7 @@ export function registerPolicyCommands(program: Command): void {
     .option('--since <when>', 'e.g. 24h, 7d or an ISO time', '24h')
     .option('--bundle <file>', 'the candidate bundle (from `chaperone policy build`)')
     .option('--candidate-dir <dir>', 'or a candidate Rego directory, built here')
+    .option('--revision <rN>', 'or a revision published to the store (`chaperone policy revisions`)')
     .option('-e, --entrypoint <path>', 'decision path', AUTHZ_DEFAULTS.entrypoint)
     .option('--store <url>', 'PostgreSQL audit store (postgres://…, or env:NAME)')
     .option('--data-dir <dir>', 'embedded (PGlite) audit store of a stopped gateway', '.chaperone/audit')
@@ -286,6 +311,7 @@ export function registerPolicyCommands(program: Command): void {
           since: string;
           bundle?: string;
           candidateDir?: string;
+          revision?: string;
           entrypoint: string;
           store?: string;
           dataDir: string;
@@ -293,8 +319,8 @@ export function registerPolicyCommands(program: Command): void {
           examples: string;
           format: string;
         }) => {
-          if (!o.bundle === !o.candidateDir) {
-            err('error: give the candidate as --bundle <file> or --candidate-dir <dir>');
+          if ([o.bundle, o.candidateDir, o.revision].filter(Boolean).length !== 1) {
+            err('error: give the candidate as --bundle <file>, --candidate-dir <dir> or --revision <rN>');
             return 2;
           }
           const since = parseSince(o.since);
@@ -306,7 +332,9 @@ export function registerPolicyCommands(program: Command): void {
               return 2;
             }
           }
-          const engine = await candidateEngine(o.bundle, o.candidateDir, o.entrypoint);
+          const engine = o.revision
+            ? await revisionEngine({ store: url, dataDir: resolve(o.dataDir) }, o.revision, o.entrypoint)
+            : await candidateEngine(o.bundle, o.candidateDir, o.entrypoint);
           if (!engine) return 1;
           const store = await openAuditStore(url ? { url } : { dataDir: resolve(o.dataDir) });
           try {
@@ -355,6 +383,8 @@ export function registerPolicyCommands(program: Command): void {
         },
       ),
     );
+
+  registerRevisionCommands(policy, guarded);
 
   policy
     .command('check')

@@ -43,7 +43,7 @@ export function registerUpCommand(program: Command): void {
     .option('--demo-port <port>', 'port of the demo upstream', String(DEV_DEFAULTS.demoUpstreamPort))
     .option('--log-level <level>', 'log level (decision lines are info)', 'warn')
     .option(
-      '--shadow-policy <dir|bundle.tar.gz>',
+      '--shadow-policy <dir|bundle.tar.gz|rN>',
       'shadow mode: evaluate this candidate policy too; record differences, never enforce',
     )
     .action(action('up', runUp));
@@ -99,6 +99,8 @@ function printDevHints(config: Config): void {
 
 function shadowOption(o: UpOptions): Pick<GatewayOptions, 'shadowPolicy'> {
   if (!o.shadowPolicy) return {};
+  // `r7`: a revision published to the shared store (`chaperone policy revisions`).
+  if (/^r[0-9]+$/.test(o.shadowPolicy)) return { shadowPolicy: { revision: o.shadowPolicy } };
   const p = resolve(o.shadowPolicy);
   return { shadowPolicy: o.shadowPolicy.endsWith('.tar.gz') ? { bundle: p } : { dir: p } };
 }
