@@ -16,7 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthzClient, authzClient } from '../support/authz-client.ts';
 import { type AuthzServeProcess, runCli, startAuthzServe } from '../support/cli.ts';
 import {
+  apiFetch,
   devGatewayYaml,
+  devToken,
   type GatewayProcess,
   gatewayPorts,
   startGatewayProcess,
@@ -70,8 +72,9 @@ const publish = (what: string, ...flags: string[]) =>
     timeoutMs: 120_000,
   });
 
+/** /status needs the admin role: carol holds every role in the dev set-up. */
 async function statusOfA(): Promise<Record<string, any>> {
-  return (await (await fetch(`${a.api}/status`)).json()) as Record<string, any>;
+  return (await (await apiFetch(a, await devToken(a, 'carol'), '/status')).json()) as Record<string, any>;
 }
 
 function nodeYaml(p: Parameters<typeof devGatewayYaml>[0]): string {
