@@ -135,11 +135,11 @@ class Scanner {
   private number(): void {
     NUMBER.lastIndex = this.i;
     const m = NUMBER.exec(this.text);
-    if (!m || m[0] === '-' || m[0] === '') return refuse('syntax', 'unexpected character');
-    const literal = m[0];
+    if (!m || m[0] === '-' || m[0] === '') refuse('syntax', 'unexpected character');
+    const literal = m![0];
     const value = Number(literal);
     if (!Number.isFinite(value)) refuse('ambiguous_number', `number ${literal.slice(0, 32)} overflows`);
-    if (m[1] === undefined && m[2] === undefined && !Number.isSafeInteger(value))
+    if (m![1] === undefined && m![2] === undefined && !Number.isSafeInteger(value))
       refuse('ambiguous_number', `integer ${literal.slice(0, 32)} is beyond 2^53 and would be rounded`);
     this.i += literal.length;
   }
