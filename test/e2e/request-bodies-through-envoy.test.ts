@@ -1,5 +1,6 @@
 // Request bodies of real size through real Envoy, as `chaperone up` configures it: each target's body
-// is buffered whole up to its own limit (1 MiB on LLM routes by default) and the policy reads all of it;
+// is buffered whole up to its own limit (1 MiB on LLM routes by default, above Envoy's 1 MiB connection
+// buffer when a target sets it) and the policy reads all of it;
 // a body over the limit is refused by Envoy with 413 and a JSON reason before any check; an upload
 // target with `body: headers_only` streams a body far larger than any Envoy buffer to the upstream,
 // checked on its headers alone (the policy is told a body follows unread).
@@ -43,7 +44,7 @@ decision := allow(llm.decision.reason) if {
 	input.route.target == "uploads"
 	input.attributes.request.http.method == "PUT"
 } else := allow("note") if {
-	input.route.target == "notes"
+	input.route.target in {"notes", "bulk"}
 } else := {"allowed": false, "http_status": 403, "reason": "no policy"}
 `;
 
@@ -82,10 +83,11 @@ async function recordingUpstream(target: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  const [llmPort, uploadPort, notesPort] = [
+  const [llmPort, uploadPort, notesPort, bulkPort] = [
     await recordingUpstream('openai'),
     await recordingUpstream('uploads'),
     await recordingUpstream('notes'),
+    await recordingUpstream('bulk'),
   ];
   const ports = await gatewayPorts();
   policyDir = join(PROJECT_ROOT, '.chaperone', `test-body-policies-${ports.api}`);
@@ -110,6 +112,11 @@ beforeAll(async () => {
     max_request_bytes: 4096
     match:
       path_prefix: /notes/
+  - name: bulk
+    upstream: http://127.0.0.1:${bulkPort}
+    max_request_bytes: 4194304
+    match:
+      path_prefix: /bulk/
 `;
   gw = await startGatewayProcess({
     ports,
@@ -197,6 +204,14 @@ describe('request bodies through Envoy', () => {
     expect(res.status).toBe(200);
     expect(received.at(-1)).toMatchObject({ target: 'notes', bytes: 4096 });
     expect(received.at(-1)!.headers['x-policy-saw']).toBe('truncated_body=false body_bytes=4096');
+  });
+
+  it('a route’s limit above the listener’s 1 MiB connection buffer holds: 3 MiB read whole', async () => {
+    const body = JSON.stringify({ rows: 'r'.repeat(3 * 1024 * 1024) });
+    const res = await post('/bulk/import', body);
+    expect(res.status, await res.clone().text()).toBe(200);
+    expect(received.at(-1)).toMatchObject({ target: 'bulk', bytes: body.length, sha256: sha256(body) });
+    expect(received.at(-1)!.headers['x-policy-saw']).toBe(`truncated_body=false body_bytes=${body.length}`);
   });
 
   it('a headers_only upload route streams a 16 MiB body, never buffered, checked on its headers', async () => {

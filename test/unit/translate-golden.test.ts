@@ -23,6 +23,7 @@ import {
   type XdsSnapshot,
 } from '../../xds/server/snapshot.ts';
 import { TranslateError } from '../../xds/translate/errors.ts';
+import { extAuthzTimeout } from '../../xds/translate/request-body.ts';
 import { translate } from '../../xds/translate/translate.ts';
 import { GoldenDir, generatedHeader } from '../support/golden.ts';
 
@@ -165,7 +166,11 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
       expect(hcm['http_filters'][1].typed_config).toEqual({
         '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
         transport_api_version: 'V3',
-        grpc_service: { envoy_grpc: { cluster_name: 'chaperone_authz' }, timeout: '0.5s' },
+        // 0.5 s, plus 0.5 s per MiB of the largest body a route buffers (extAuthzTimeout below).
+        grpc_service: {
+          envoy_grpc: { cluster_name: 'chaperone_authz' },
+          timeout: expect.stringMatching(/^\d+(\.\d)?s$/),
+        },
         failure_mode_allow: false,
         status_on_error: { code: 'ServiceUnavailable' },
         // Whole bodies only: Envoy answers 413 above the limit, no check sees part of a body.
@@ -280,6 +285,19 @@ describe('translate', () => {
     } finally {
       delete process.env['OPENAI_API_KEY'];
     }
+  });
+
+  it('gives the check more time the larger the body a route of the listener buffers', () => {
+    const timeoutOf = (targets: string) =>
+      extAuthzTimeout(buildIr(parseConfig(`targets:\n${targets}`)).listeners[0]!);
+    const t = (name: string, extra: string) =>
+      `  - {name: ${name}, upstream: "http://127.0.0.1:1", match: {path_prefix: /${name}/}${extra}}\n`;
+    expect(extAuthzTimeout(buildIr(parseConfig('')).listeners[0]!)).toBe('0.5s');
+    expect(timeoutOf(t('a', ', body: headers_only'))).toBe('0.5s');
+    expect(timeoutOf(t('a', ''))).toBe('0.6s'); // 64 KiB
+    expect(timeoutOf(t('a', '') + t('b', ', protocol: llm'))).toBe('1s'); // 1 MiB
+    expect(timeoutOf(t('a', ', max_request_bytes: 1572864'))).toBe('1.3s');
+    expect(timeoutOf(t('a', ', max_request_bytes: 8388608'))).toBe('4.5s');
   });
 
   it('translates the documented example', async () => {

@@ -24,12 +24,10 @@ import {
   ROUTER_FILTER,
   ROUTER_TYPE,
 } from './envoy-names.ts';
-import { bodyTooLargeReply, withRequestBody } from './request-body.ts';
+import { bodyTooLargeReply, extAuthzTimeout, withRequestBody } from './request-body.ts';
 
 /** ext_authz settings that are policy of the product, not of a config file. */
 export const EXT_AUTHZ_SETTINGS = {
-  /** Envoy's default is 200 ms; policy + cached JWKS are far below, a cold JWKS fetch is not. */
-  timeout: '0.5s',
   /**
    * The filter-wide body setting. Every route overrides it with its target's own (route.ts); this is the
    * plain-HTTP default, for a route that would not.
@@ -82,13 +80,13 @@ function extProcFilter(ir: Ir): Record<string, unknown> {
   };
 }
 
-function extAuthzFilter(ir: Ir): Record<string, unknown> {
+function extAuthzFilter(ir: Ir, listener: IrListener): Record<string, unknown> {
   return {
     name: EXT_AUTHZ_FILTER,
     typed_config: {
       '@type': EXT_AUTHZ_TYPE,
       transport_api_version: 'V3',
-      grpc_service: { envoy_grpc: { cluster_name: ir.authzCluster }, timeout: EXT_AUTHZ_SETTINGS.timeout },
+      grpc_service: { envoy_grpc: { cluster_name: ir.authzCluster }, timeout: extAuthzTimeout(listener) },
       // Fail closed, with 503 so "authz is down" is not mistaken for "policy said no".
       failure_mode_allow: false,
       status_on_error: { code: 'ServiceUnavailable' },
@@ -145,7 +143,7 @@ export function listenerResource(ir: Ir, listener: IrListener): Record<string, u
               access_log: [accessLog(ir, listener)],
               http_filters: [
                 headerMutationFilter(),
-                extAuthzFilter(ir),
+                extAuthzFilter(ir, listener),
                 extProcFilter(ir),
                 { name: ROUTER_FILTER, typed_config: { '@type': ROUTER_TYPE } },
               ],
