@@ -224,14 +224,18 @@ const lineField = (line: number | undefined) => (line === undefined ? {} : { lin
 /** Protocol views that read the request body: their targets cannot skip it. */
 const BODY_READING_PROTOCOLS: readonly TargetProtocol[] = ['mcp', 'llm', 'graphql'];
 
+/** A target's body setting when its config says nothing: buffered up to its protocol's default limit. */
+export function defaultTargetBody(protocol: TargetProtocol): TargetBody {
+  return { mode: 'buffer', maxRequestBytes: CONFIG_DEFAULTS.maxRequestBytes[protocol] };
+}
+
 /** `body` and `max_request_bytes` of targets[i], with the protocol's default limit. */
 function targetBody(t: Raw, i: number, out: { path: string; message: string }[]): TargetBody {
   const protocol = (t['protocol'] ?? CONFIG_DEFAULTS.protocol) as TargetProtocol;
   if ((t['body'] ?? CONFIG_DEFAULTS.bodyMode) === 'buffer')
-    return {
-      mode: 'buffer',
-      maxRequestBytes: t['max_request_bytes'] ?? CONFIG_DEFAULTS.maxRequestBytes[protocol],
-    };
+    return t['max_request_bytes'] === undefined
+      ? defaultTargetBody(protocol)
+      : { mode: 'buffer', maxRequestBytes: t['max_request_bytes'] };
   if (BODY_READING_PROTOCOLS.includes(protocol))
     out.push({
       path: `targets[${i}].body`,
