@@ -38,6 +38,21 @@ export const CONFIG_DEFAULTS = {
   access: { admins: [], auditors: [], reviewers: [] } as Readonly<
     Record<'admins' | 'auditors' | 'reviewers', readonly string[]>
   >,
+  /** Envoy buffers the body for the check: body rules and protocol views read it whole. */
+  bodyMode: 'buffer',
+  /**
+   * The largest body a target's check reads (Envoy answers 413 above it), by protocol. LLM chats and MCP
+   * tool calls carry whole conversations and file contents: 1 MiB. Kubernetes: 1.5 MiB, etcd's default
+   * request limit, so any object the cluster can store fits. Plain HTTP and GraphQL: 64 KiB, far above
+   * JSON API calls and queries, small enough that buffering stays cheap; uploads use `body: headers_only`.
+   */
+  maxRequestBytes: {
+    http: 64 * 1024,
+    graphql: 64 * 1024,
+    llm: 1024 * 1024,
+    mcp: 1024 * 1024,
+    kubernetes: 1536 * 1024,
+  },
   /** Credential header value template: the secret as is. */
   credentialFormat: '{}',
   /** OPA's bundle polling defaults: a fleet of nodes spreads its requests over the minute. */

@@ -21,6 +21,7 @@ import type {
   IssuerConfig,
   ListenerConfig,
   PolicySource,
+  TargetBody,
   TargetConfig,
   TargetProtocol,
 } from './types.ts';
@@ -111,6 +112,7 @@ export function parseConfig(text: string, file: string | null = null): Config {
       prefixRewrite: t['prefix_rewrite'] ?? null,
       timeout: t['timeout'] === undefined ? null : envoyDuration(t['timeout']),
       protocol: (t['protocol'] ?? CONFIG_DEFAULTS.protocol) as TargetProtocol,
+      body: targetBody(t, i, semantic),
       credentials: (t['credentials'] ?? []).map(
         (c: Raw): CredentialRefConfig => ({
           header: c['header'],
@@ -329,6 +331,34 @@ function decisionLogsOf(
     bufferSizeLimitBytes: reporting?.['buffer_size_limit_bytes'] ?? d.bufferSizeLimitBytes,
     uploadSizeLimitBytes: reporting?.['upload_size_limit_bytes'] ?? d.uploadSizeLimitBytes,
   };
+}
+
+/** Protocol views that read the request body: their targets cannot skip it. */
+const BODY_READING_PROTOCOLS: readonly TargetProtocol[] = ['mcp', 'llm', 'graphql'];
+
+/** A target's body setting when its config says nothing: buffered up to its protocol's default limit. */
+export function defaultTargetBody(protocol: TargetProtocol): TargetBody {
+  return { mode: 'buffer', maxRequestBytes: CONFIG_DEFAULTS.maxRequestBytes[protocol] };
+}
+
+/** `body` and `max_request_bytes` of targets[i], with the protocol's default limit. */
+function targetBody(t: Raw, i: number, out: { path: string; message: string }[]): TargetBody {
+  const protocol = (t['protocol'] ?? CONFIG_DEFAULTS.protocol) as TargetProtocol;
+  if ((t['body'] ?? CONFIG_DEFAULTS.bodyMode) === 'buffer')
+    return t['max_request_bytes'] === undefined
+      ? defaultTargetBody(protocol)
+      : { mode: 'buffer', maxRequestBytes: t['max_request_bytes'] };
+  if (BODY_READING_PROTOCOLS.includes(protocol))
+    out.push({
+      path: `targets[${i}].body`,
+      message: `headers_only cannot be used with protocol ${protocol}: its view reads the request body`,
+    });
+  if (t['max_request_bytes'] !== undefined)
+    out.push({
+      path: `targets[${i}].max_request_bytes`,
+      message: 'applies only with body: buffer (a headers_only body is never buffered)',
+    });
+  return { mode: 'headers_only' };
 }
 
 function reportDuplicates(

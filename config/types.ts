@@ -3,6 +3,11 @@
 
 export type TargetProtocol = 'http' | 'mcp' | 'llm' | 'kubernetes' | 'graphql';
 
+/** How a target's request bodies reach the check (contracts/ext-authz.ts RouteBody says what each means). */
+export type { RouteBody as TargetBody } from '../contracts/ext-authz.ts';
+
+import type { RouteBody as TargetBody } from '../contracts/ext-authz.ts';
+
 export interface ListenerConfig {
   name: string;
   /** IP address to bind. */
@@ -49,6 +54,8 @@ export interface TargetConfig {
   /** Envoy duration ("30s"), null: Envoy's default. */
   timeout: string | null;
   protocol: TargetProtocol;
+  /** `body` and `max_request_bytes`, with the protocol's default limit applied. */
+  body: TargetBody;
   credentials: CredentialRefConfig[];
 }
 

@@ -22,6 +22,7 @@ export type AuthzErrorCode =
   | 'ERR_REQUEST_MALFORMED'
   | 'ERR_BODY_UNPARSABLE'
   | 'ERR_BODY_TRUNCATED'
+  | 'ERR_BODY_TOO_LARGE'
   | 'ERR_BODY_CONTENT_TYPE'
   | 'ERR_POLICY_MISSING'
   | 'ERR_POLICY_UNDEFINED'
@@ -118,6 +119,12 @@ export const DENY_CATALOG: { readonly [C in AuthzErrorCode]: DenyRule } = {
   ERR_REQUEST_MALFORMED: server(400, 'deny', 'the request could not be read', requestDetail),
   ERR_BODY_UNPARSABLE: server(400, 'deny', 'the request body does not parse', requestDetail),
   ERR_BODY_TRUNCATED: server(413, 'deny', 'the request body is incomplete', requestDetail),
+  ERR_BODY_TOO_LARGE: server(
+    413,
+    'deny',
+    'the request body is larger than this route accepts',
+    requestDetail,
+  ),
   ERR_PROTOCOL_INVALID: server(400, 'deny', 'the request is not a valid protocol message', requestDetail),
   ERR_PROTOCOL_AMBIGUOUS: server(400, 'deny', 'the request can be read more than one way', requestDetail),
   ERR_PROTOCOL_LIMIT: server(400, 'deny', 'the request exceeds a protocol limit', requestDetail),

@@ -29,7 +29,17 @@ export interface RouteContext {
   protocol: string;
   /** Set when the route rewrites its prefix: protocol decoders must judge the upstream's path. */
   rewrite: { pathPrefix: string; prefixRewrite: string } | null;
+  /** How Envoy hands the request body to the check on this route. */
+  body: RouteBody;
 }
+
+/**
+ * `buffer`: Envoy buffers the whole body, up to `maxRequestBytes`, before the check (a larger one is
+ * answered 413 and never checked); the authz server refuses any body over the same limit, so the
+ * policy never judges part of a body. `headers_only`: the check runs on the headers alone and the body
+ * streams to the upstream unread (uploads on targets whose policy does not read bodies).
+ */
+export type RouteBody = { mode: 'buffer'; maxRequestBytes: number } | { mode: 'headers_only' };
 
 const KEY = {
   routeId: 'route_id',
@@ -38,6 +48,8 @@ const KEY = {
   protocol: 'protocol',
   pathPrefix: 'path_prefix',
   prefixRewrite: 'prefix_rewrite',
+  body: 'body',
+  maxRequestBytes: 'max_request_bytes',
 } as const;
 
 /** Translator side: the context_extensions map of a route. */
@@ -50,6 +62,8 @@ export function encodeRouteContext(r: RouteContext): Record<string, string> {
     ...(r.rewrite
       ? { [KEY.pathPrefix]: r.rewrite.pathPrefix, [KEY.prefixRewrite]: r.rewrite.prefixRewrite }
       : {}),
+    [KEY.body]: r.body.mode,
+    ...(r.body.mode === 'buffer' ? { [KEY.maxRequestBytes]: String(r.body.maxRequestBytes) } : {}),
   };
 }
 
@@ -60,6 +74,15 @@ export interface DecodedRouteContext {
   checksum: string | null;
   protocol: string | null;
   rewrite: { pathPrefix: string; prefixRewrite: string } | null;
+  /** null when the route does not say (a hand-written Envoy config): the server's own limit applies. */
+  body: RouteBody | null;
+}
+
+/** `buffer` with a positive decimal limit, or `headers_only`; anything else is not a route's setting. */
+function decodeBody(mode: string | null, limit: string | null): RouteBody | null {
+  if (mode === 'headers_only') return { mode };
+  if (mode !== 'buffer' || limit === null || !/^[1-9]\d{0,9}$/.test(limit)) return null;
+  return { mode, maxRequestBytes: Number(limit) };
 }
 
 /** Authz side: reads context_extensions as decoded by proto-loader (a plain string map). */
@@ -77,5 +100,6 @@ export function decodeRouteContext(ext: unknown): DecodedRouteContext {
     checksum: str(KEY.checksum),
     protocol: str(KEY.protocol),
     rewrite: pathPrefix !== null && prefixRewrite !== null ? { pathPrefix, prefixRewrite } : null,
+    body: decodeBody(str(KEY.body), str(KEY.maxRequestBytes)),
   };
 }

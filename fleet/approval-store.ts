@@ -1,10 +1,11 @@
 // Human approval of risky requests. A policy answers `{allowed: false, approval: {reviewers, ttl,
 // reason}}`; the authz server records a pending request keyed by the request's fingerprint (who —
-// issuer and subject —, acting as whom, which target, method, path, query and body hash) and denies with an approval id. A reviewer in
-// one of the named groups — never the requester — approves or denies it; the grant then matches only
-// the same fingerprint, once (default) or until it expires. Requests live in the store's `approvals`
-// table, so every authz server and control plane of a fleet sees the same ones; the approved grants —
-// all the Check path reads — are held in a Mirror and reloaded on each change notice.
+// issuer and subject —, acting as whom, which target, and what the request does:
+// authz-server/pipeline/approval-action.ts) and denies with an approval id. A reviewer in one of the
+// named groups — never the requester — approves or denies it; the grant then matches only the same
+// fingerprint, once (default) or until it expires. Requests live in the store's `approvals` table, so
+// every authz server and control plane of a fleet sees the same ones; the approved grants — all the
+// Check path reads — are held in a Mirror and reloaded on each change notice.
 import { createHash, randomUUID } from 'node:crypto';
 import { ChaperoneError } from '../contracts/errors.ts';
 import { type Person, samePerson } from '../contracts/identity.ts';
@@ -55,27 +56,22 @@ export class ApprovalError extends ChaperoneError {
   }
 }
 
+/**
+ * Who asks (subject and agent), where (target) and what is done (`action`: the digest of the action
+ * the request performs, computed by the authz server's approval gate — not its envelope, so a client's
+ * retry with a new JSON-RPC id or reordered JSON keys matches, a different action does not).
+ */
 export function fingerprintOf(p: {
   subject: string;
   issuer: string;
   actor: unknown;
   target: string | null;
-  method: string;
-  path: string;
-  bodySha256: string | null;
+  action: string;
 }): string {
   const actor = p.actor && typeof p.actor === 'object' ? (p.actor as Record<string, unknown>) : null;
   return createHash('sha256')
     .update(
-      JSON.stringify([
-        p.issuer,
-        p.subject,
-        actor?.['agent'] ?? actor?.['sub'] ?? null,
-        p.target,
-        p.method,
-        p.path,
-        p.bodySha256,
-      ]),
+      JSON.stringify([p.issuer, p.subject, actor?.['agent'] ?? actor?.['sub'] ?? null, p.target, p.action]),
     )
     .digest('hex');
 }

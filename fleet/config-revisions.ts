@@ -5,6 +5,7 @@
 // record), reloaded on each `config` notice and after a lost LISTEN connection.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { defaultTargetBody } from '../config/load-config.ts';
 import type { Config, TargetConfig } from '../config/types.ts';
 import { canonicalJson } from '../lib/content-hash.ts';
 import { Mirror } from './mirror.ts';
@@ -16,6 +17,13 @@ export interface ConfigRevision {
   origin: string;
   targets: TargetConfig[];
 }
+
+/**
+ * A target as a node of an earlier version wrote it, before targets had a body setting: the default
+ * its config would give it now (a fleet upgrades one node at a time).
+ */
+const withBodyDefault = (t: TargetConfig): TargetConfig =>
+  t.body ? t : { ...t, body: defaultTargetBody(t.protocol) };
 
 const shaOf = (targets: TargetConfig[]) => createHash('sha256').update(canonicalJson(targets)).digest('hex');
 
@@ -124,9 +132,9 @@ export class SharedTargets {
       revision: Number(row['revision']),
       sha256: String(row['sha256']),
       origin: String(row['origin']),
-      targets: (typeof row['targets'] === 'string'
-        ? JSON.parse(row['targets'])
-        : row['targets']) as TargetConfig[],
+      targets: (
+        (typeof row['targets'] === 'string' ? JSON.parse(row['targets']) : row['targets']) as TargetConfig[]
+      ).map(withBodyDefault),
     };
   }
 

@@ -173,13 +173,27 @@ class Walker {
     return { fields };
   }
 
+  private valueFieldNames: Map<string, string> | null = null;
+
+  /**
+   * A field of google.protobuf.Value by its proto name, as the loaded type names it: protobufjs' own
+   * struct.proto (which the loader uses) names them in camelCase, and fromObject drops any other key.
+   */
+  private valueField(protoName: string): string {
+    if (!this.valueFieldNames) {
+      const type = this.root.lookupType('google.protobuf.Value');
+      this.valueFieldNames = new Map(type.fieldsArray.map((f) => [camel(f.name), f.name]));
+    }
+    return this.valueFieldNames.get(camel(protoName)) ?? protoName;
+  }
+
   private value(v: unknown): Record<string, unknown> {
-    if (v === null || v === undefined) return { null_value: 0 };
-    if (typeof v === 'number') return { number_value: v };
-    if (typeof v === 'string') return { string_value: v };
-    if (typeof v === 'boolean') return { bool_value: v };
-    if (Array.isArray(v)) return { list_value: { values: v.map((x) => this.value(x)) } };
-    return { struct_value: this.struct(v as Record<string, unknown>) };
+    if (v === null || v === undefined) return { [this.valueField('null_value')]: 0 };
+    if (typeof v === 'number') return { [this.valueField('number_value')]: v };
+    if (typeof v === 'string') return { [this.valueField('string_value')]: v };
+    if (typeof v === 'boolean') return { [this.valueField('bool_value')]: v };
+    if (Array.isArray(v)) return { [this.valueField('list_value')]: { values: v.map((x) => this.value(x)) } };
+    return { [this.valueField('struct_value')]: this.struct(v as Record<string, unknown>) };
   }
 
   private any(json: unknown, path: string): Record<string, unknown> | undefined {

@@ -1,6 +1,9 @@
 // The request body as the policy sees it: `truncated_body` and `parsed_body`. A body the policy
 // cannot see whole is never judged as if it were whole (OPA-Envoy missed partial bodies without a
-// Content-Length), and a body that claims to be JSON but is not is refused, not silently ignored:
+// Content-Length): one over the route's limit is refused (ERR_BODY_TOO_LARGE), one cut short
+// (ERR_BODY_TRUNCATED); on a headers-only route, whose body is never sent to the check, the policy
+// sees `truncated_body: true` whenever a body may follow. A body that claims to be JSON but is not is
+// refused, not silently ignored:
 // the upstream might parse it more leniently than we do. JSON goes through the strict reader
 // (duplicate and case-variant keys, rounded numbers refused); a repeated or malformed Content-Type,
 // or a charset other than UTF-8 on JSON/form, is refused (ERR_BODY_CONTENT_TYPE). Bodies of other
@@ -16,7 +19,12 @@ export const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
 
 export interface BodyOptions {
   requireCompleteBody: boolean;
+  /** The route's limit: a larger body is refused, or read as truncated when requireCompleteBody is off. */
   maxBodyBytes: number;
+  /** The route checks headers only: Envoy sends no body, and its absence is not a truncation to refuse. */
+  headersOnly?: boolean;
+  /** The request's HTTP version as Envoy reports it (`HTTP/1.1`, `HTTP/2`), to know if a body may follow. */
+  httpVersion?: string;
 }
 
 export type BodyOutcome =
@@ -117,6 +125,51 @@ function bodyText(raw: Uint8Array | string): string | null {
   }
 }
 
+type Refusal = Extract<BodyOutcome, { ok: false }>;
+
+const refuse = (code: ServerDenyCode, reason: string): Refusal => ({ ok: false, code, reason });
+
+/** On a headers-only route: whether the request carries a body the check did not see. */
+function bodyMayFollow(
+  contentLength: string | undefined,
+  header: (name: string) => string | undefined,
+  httpVersion: string | undefined,
+): boolean {
+  if (contentLength !== undefined) return Number(contentLength) > 0;
+  if (header('transfer-encoding') !== undefined) return true;
+  // HTTP/1.x without either has no body (RFC 9112 §6.3); HTTP/2 and HTTP/3 may send one without a length.
+  return httpVersion === undefined || !/^HTTP\/1\.[01]$/.test(httpVersion);
+}
+
+/**
+ * Whether the check received the whole body. Envoy buffers whole bodies up to the route's limit and
+ * answers 413 itself above it; a larger or partial body reaching the check (a hand-written Envoy config,
+ * `allow_partial_message`) is refused here, or marked truncated when requireCompleteBody is off.
+ */
+function completeness(
+  received: number,
+  header: (name: string) => string | undefined,
+  options: BodyOptions,
+): { ok: true; truncated: boolean } | Refusal {
+  const contentLength = header('content-length');
+  if (contentLength !== undefined && !/^\d{1,15}$/.test(contentLength.trim()))
+    return refuse('ERR_REQUEST_MALFORMED', 'content-length is not a number');
+  if (options.headersOnly && received === 0)
+    return { ok: true, truncated: bodyMayFollow(contentLength?.trim(), header, options.httpVersion) };
+  const tooLarge = received > options.maxBodyBytes;
+  const cut =
+    header(PARTIAL_BODY_HEADER)?.toLowerCase() === 'true' ||
+    (contentLength !== undefined && Number(contentLength) > received);
+  if (!options.requireCompleteBody) return { ok: true, truncated: tooLarge || cut };
+  if (tooLarge)
+    return refuse(
+      'ERR_BODY_TOO_LARGE',
+      `request body is larger than this route's limit of ${options.maxBodyBytes} bytes (max_request_bytes)`,
+    );
+  if (cut) return refuse('ERR_BODY_TRUNCATED', 'request body did not reach the authorization check in full');
+  return { ok: true, truncated: false };
+}
+
 /**
  * Decides whether the body is complete and parses it by content type.
  * `raw` is http.rawBody (bytes, with pack_as_bytes) or http.body (string); `header` reads a request
@@ -129,24 +182,9 @@ export function readBody(
 ): BodyOutcome {
   const received =
     raw === undefined ? 0 : typeof raw === 'string' ? Buffer.byteLength(raw, 'utf8') : raw.length;
-
-  let truncated = header(PARTIAL_BODY_HEADER)?.toLowerCase() === 'true' || received > options.maxBodyBytes;
-  const contentLength = header('content-length');
-  if (contentLength !== undefined) {
-    if (!/^\d{1,15}$/.test(contentLength.trim())) {
-      return { ok: false, code: 'ERR_REQUEST_MALFORMED', reason: 'content-length is not a number' };
-    }
-    if (Number(contentLength) > received) truncated = true;
-  }
-  if (truncated) {
-    if (options.requireCompleteBody) {
-      return {
-        ok: false,
-        code: 'ERR_BODY_TRUNCATED',
-        reason: 'request body did not reach the authorization check in full',
-      };
-    }
-  }
+  const complete = completeness(received, header, options);
+  if (!complete.ok) return complete;
+  const { truncated } = complete;
   const present = received > 0 || truncated;
   const contentType = readContentType(header('content-type'));
   if (!contentType.ok) {

@@ -7,7 +7,7 @@
 import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
 import type { ServerDenyCode } from '../../contracts/errors.ts';
 import { type DecodedRouteContext, decodeRouteContext } from '../../contracts/ext-authz.ts';
-import { readBody } from './body.ts';
+import { type BodyOptions, readBody } from './body.ts';
 import type {
   IdentityErrorInfo,
   InputIdentity,
@@ -42,7 +42,10 @@ export interface InputAuth {
 export interface BuildInputOptions {
   /** Deny (ERR_BODY_TRUNCATED) instead of evaluating with `truncated_body: true` and no parsed_body. */
   requireCompleteBody: boolean;
-  /** Larger bodies count as truncated. Default AUTHZ_DEFAULTS.maxBodyBytes. */
+  /**
+   * The body limit for routes whose context_extensions do not carry their own (`max_request_bytes`, which
+   * the translator always sends): a hand-written Envoy config. Default AUTHZ_DEFAULTS.maxBodyBytes.
+   */
   maxBodyBytes?: number;
   /** Computes `input.protocol` for routes whose context_extensions declare `protocol`. */
   protocol?: ProtocolHook;
@@ -102,6 +105,20 @@ function rawBodyOf(http: Obj): Uint8Array | string | undefined {
   return typeof bodyString === 'string' && bodyString !== '' ? bodyString : undefined;
 }
 
+/** How this route's body is read: its own limit and mode (context_extensions), else the server's limit. */
+function bodyOptions(rc: DecodedRouteContext, http: Obj, options: BuildInputOptions): BodyOptions {
+  const httpVersion = typeof http['protocol'] === 'string' ? http['protocol'] : undefined;
+  return {
+    requireCompleteBody: options.requireCompleteBody,
+    maxBodyBytes:
+      rc.body?.mode === 'buffer'
+        ? rc.body.maxRequestBytes
+        : (options.maxBodyBytes ?? AUTHZ_DEFAULTS.maxBodyBytes),
+    ...(rc.body?.mode === 'headers_only' ? { headersOnly: true } : {}),
+    ...(httpVersion !== undefined ? { httpVersion } : {}),
+  };
+}
+
 /** `input.protocol` for a route that declares a protocol view; plain HTTP is the absence of one. */
 function protocolView(
   ctx: Omit<ProtocolContext, 'name'>,
@@ -137,16 +154,13 @@ export function buildInput(req: unknown, auth: InputAuth, options: BuildInputOpt
   if (!target.ok) return target;
 
   const header = readRequestHeaders(http).get;
-  const body = readBody(rawBodyOf(http), header, {
-    requireCompleteBody: options.requireCompleteBody,
-    maxBodyBytes: options.maxBodyBytes ?? AUTHZ_DEFAULTS.maxBodyBytes,
-  });
+  const routeContext = decodeRouteContext(attributes['contextExtensions']);
+  const body = readBody(rawBodyOf(http), header, bodyOptions(routeContext, http, options));
   if (!body.ok) return body;
 
   const converted = attributesToProtojson(attributes, request, http);
   if (!converted.ok) return malformed(converted.reason);
 
-  const routeContext = decodeRouteContext(attributes['contextExtensions']);
   const route = routeOf(routeContext);
   const input: PolicyInput = {
     attributes: converted.attributes,

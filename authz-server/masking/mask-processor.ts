@@ -20,8 +20,6 @@ export interface MaskEvent {
   contentType: string | null;
 }
 
-/** The error response that replaces a body that must not be sent. */
-
 function headerValue(headers: any, name: string): string | undefined {
   for (const h of headers?.headers?.headers ?? []) {
     if (String(h.key).toLowerCase() !== name) continue;
@@ -31,7 +29,6 @@ function headerValue(headers: any, name: string): string | undefined {
   return undefined;
 }
 
-/** An immediate response in place of a body that must not reach the client; status and reason from the deny catalog. */
 type RefusalCode = 'ERR_STREAM_NOT_MASKABLE' | 'ERR_MASKING_FAILED' | 'ERR_RESPONSE_NOT_MASKABLE';
 
 /** The response that replaces one that cannot be masked: status and reason from the deny catalog. */
@@ -49,85 +46,112 @@ function refusal(code: RefusalCode, details: string, why?: string) {
   };
 }
 
-export function addMaskProcessor(
-  server: grpc.Server,
-  o: { logger: Logger; onMasked?: (e: MaskEvent) => void },
-): void {
+interface ProcessorOptions {
+  logger: Logger;
+  onMasked?: (e: MaskEvent) => void;
+}
+
+/** One response's exchange with Envoy: its headers decide whether the body is buffered and masked. */
+class MaskExchange {
+  private masks: MaskSpec | null = null;
+  private decisionId: string | null = null;
+  private contentType: string | undefined;
+
+  constructor(
+    private readonly call: grpc.ServerDuplexStream<any, any>,
+    private readonly o: ProcessorOptions,
+  ) {}
+
+  /** One ProcessingRequest; never throws (a failure replaces the response, fail closed). */
+  receive(msg: any): void {
+    try {
+      if (msg.responseHeaders) this.headers(msg);
+      else if (msg.responseBody) this.body(msg.responseBody);
+      // Anything else this processor did not ask for: continue unchanged.
+      else if (msg.requestHeaders) this.call.write({ requestHeaders: {} });
+      else if (msg.requestBody) this.call.write({ requestBody: {} });
+      else if (msg.responseTrailers) this.call.write({ responseTrailers: {} });
+      else if (msg.requestTrailers) this.call.write({ requestTrailers: {} });
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /** The decision's masks (ext_authz metadata) and the headers: stream through, buffer, or refuse. */
+  private headers(msg: any): void {
+    const md = fromStruct(msg.metadataContext?.filterMetadata?.[AUTHZ_NAMESPACE]);
+    this.decisionId = typeof md['decision_id'] === 'string' ? md['decision_id'] : null;
+    this.masks = md['masks'] && typeof md['masks'] === 'object' ? (md['masks'] as MaskSpec) : null;
+    this.contentType = headerValue(msg.responseHeaders, 'content-type');
+    if (!this.masks) {
+      this.call.write({ responseHeaders: {}, modeOverride: { responseBodyMode: 'NONE' } });
+      return;
+    }
+    if (/^text\/event-stream/i.test(this.contentType ?? '')) {
+      this.call.write(refusal('ERR_STREAM_NOT_MASKABLE', 'chaperone_masking_refused_stream'));
+      return;
+    }
+    const status = Number(headerValue(msg.responseHeaders, ':status'));
+    const why = unmaskableReason(
+      {
+        status: Number.isInteger(status) ? status : null,
+        contentType: this.contentType,
+        contentEncoding: headerValue(msg.responseHeaders, 'content-encoding'),
+        contentRange: headerValue(msg.responseHeaders, 'content-range'),
+      },
+      this.masks,
+    );
+    if (why) {
+      this.refuseUnmaskable(why);
+      return;
+    }
+    this.call.write({
+      responseHeaders: { response: { headerMutation: { removeHeaders: ['content-length'] } } },
+      modeOverride: { responseBodyMode: 'BUFFERED' },
+    });
+  }
+
+  private body(responseBody: { body?: Uint8Array }): void {
+    if (!this.masks) {
+      this.call.write({ responseBody: {} });
+      return;
+    }
+    const text = Buffer.from(responseBody.body ?? []).toString('utf8');
+    const masked = maskBody(text, this.contentType, this.masks);
+    this.o.onMasked?.({
+      decisionId: this.decisionId,
+      counts: masked.counts,
+      contentType: this.contentType ?? null,
+    });
+    this.call.write({ responseBody: { response: { bodyMutation: { body: Buffer.from(masked.body) } } } });
+  }
+
+  private refuseUnmaskable(why: string): void {
+    this.o.logger.warn({ decision_id: this.decisionId, reason: why }, 'masked response refused');
+    this.call.write(refusal('ERR_RESPONSE_NOT_MASKABLE', 'chaperone_masking_refused_response', why));
+  }
+
+  /** Fail closed: a body that cannot be masked is not sent. */
+  private failed(err: unknown): void {
+    if (err instanceof UnmaskableResponseError) {
+      this.refuseUnmaskable(err.message);
+      return;
+    }
+    this.o.logger.error(
+      { decision_id: this.decisionId, err: err instanceof Error ? err.message : String(err) },
+      'masking failed',
+    );
+    this.call.write(refusal('ERR_MASKING_FAILED', 'chaperone_masking_failed'));
+  }
+}
+
+export function addMaskProcessor(server: grpc.Server, o: ProcessorOptions): void {
   const root = loadEnvoyProtos([EXT_PROC_PROTO]);
   const svc = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.ext_proc.v3.ExternalProcessor');
   server.addService(svc.service, {
     Process: (call: grpc.ServerDuplexStream<any, any>) => {
-      let masks: MaskSpec | null = null;
-      let decisionId: string | null = null;
-      let contentType: string | undefined;
-      call.on('data', (msg: any) => {
-        try {
-          if (msg.responseHeaders) {
-            const md = fromStruct(msg.metadataContext?.filterMetadata?.[AUTHZ_NAMESPACE]);
-            decisionId = typeof md['decision_id'] === 'string' ? md['decision_id'] : null;
-            masks = md['masks'] && typeof md['masks'] === 'object' ? (md['masks'] as MaskSpec) : null;
-            contentType = headerValue(msg.responseHeaders, 'content-type');
-            if (!masks) {
-              call.write({ responseHeaders: {}, modeOverride: { responseBodyMode: 'NONE' } });
-              return;
-            }
-            if (/^text\/event-stream/i.test(contentType ?? '')) {
-              call.write(refusal('ERR_STREAM_NOT_MASKABLE', 'chaperone_masking_refused_stream'));
-              return;
-            }
-            const status = Number(headerValue(msg.responseHeaders, ':status'));
-            const why = unmaskableReason(
-              {
-                status: Number.isInteger(status) ? status : null,
-                contentType,
-                contentEncoding: headerValue(msg.responseHeaders, 'content-encoding'),
-                contentRange: headerValue(msg.responseHeaders, 'content-range'),
-              },
-              masks,
-            );
-            if (why) {
-              o.logger.warn({ decision_id: decisionId, reason: why }, 'masked response refused');
-              call.write(refusal('ERR_RESPONSE_NOT_MASKABLE', 'chaperone_masking_refused_response', why));
-              return;
-            }
-            call.write({
-              responseHeaders: { response: { headerMutation: { removeHeaders: ['content-length'] } } },
-              modeOverride: { responseBodyMode: 'BUFFERED' },
-            });
-            return;
-          }
-          if (msg.responseBody) {
-            if (!masks) {
-              call.write({ responseBody: {} });
-              return;
-            }
-            const text = Buffer.from(msg.responseBody.body ?? []).toString('utf8');
-            const masked = maskBody(text, contentType, masks);
-            o.onMasked?.({ decisionId, counts: masked.counts, contentType: contentType ?? null });
-            call.write({ responseBody: { response: { bodyMutation: { body: Buffer.from(masked.body) } } } });
-            return;
-          }
-          // Anything else this processor did not ask for: continue unchanged.
-          if (msg.requestHeaders) call.write({ requestHeaders: {} });
-          else if (msg.requestBody) call.write({ requestBody: {} });
-          else if (msg.responseTrailers) call.write({ responseTrailers: {} });
-          else if (msg.requestTrailers) call.write({ requestTrailers: {} });
-        } catch (err) {
-          // Fail closed: a body that cannot be masked is not sent.
-          if (err instanceof UnmaskableResponseError) {
-            o.logger.warn({ decision_id: decisionId, reason: err.message }, 'masked response refused');
-            call.write(
-              refusal('ERR_RESPONSE_NOT_MASKABLE', 'chaperone_masking_refused_response', err.message),
-            );
-            return;
-          }
-          o.logger.error(
-            { decision_id: decisionId, err: err instanceof Error ? err.message : String(err) },
-            'masking failed',
-          );
-          call.write(refusal('ERR_MASKING_FAILED', 'chaperone_masking_failed'));
-        }
-      });
+      const exchange = new MaskExchange(call, o);
+      call.on('data', (msg: unknown) => exchange.receive(msg));
       call.on('end', () => call.end());
       call.on('error', () => undefined);
     },

@@ -25,8 +25,10 @@ export class MaskSpecError extends ChaperoneError {
 }
 
 /** A response that cannot be masked as its spec declares: it must not be sent at all. */
-export class UnmaskableResponseError extends Error {
-  readonly code = 'ERR_RESPONSE_NOT_MASKABLE';
+export class UnmaskableResponseError extends ChaperoneError {
+  constructor(message: string) {
+    super('ERR_RESPONSE_NOT_MASKABLE', message);
+  }
 }
 
 /** What the response headers say about the body to come. */

@@ -2,11 +2,14 @@
 // decides on (`input.approval`); a policy that answers `approval: {reviewers, ttl, reason}` instead
 // of allowing gets a pending request and an `approval_required` deny with its status URL; an allow
 // that rests on a one-time grant spends it, atomically across the fleet, or becomes ERR_APPROVAL_SPENT.
+// A grant is bound to who asks and what the request does (approval-action.ts), not to its envelope.
 import { createHash } from 'node:crypto';
 import { type ApprovalRequest, type ApprovalSpec, fingerprintOf } from '../../fleet/approval-store.ts';
 import type { Identity } from '../../identity/verifier.ts';
+import type { PolicyInput } from '../input/policy-input.ts';
 import { mcpApprovalError } from '../protocols/mcp.ts';
 import { mapPolicyResult, serverDeny } from '../result-mapper.ts';
+import { approvalActionDigest } from './approval-action.ts';
 import type { CheckState, Decided, DecisionContext, HttpAttrs, Step } from './check-state.ts';
 import type { ApprovalRequestParts, CheckDeps } from './deps.ts';
 import type { Evaluation } from './evaluate.ts';
@@ -57,7 +60,7 @@ export function openGate(
   approvals: CheckDeps['approvals'],
   identity: Identity | null,
   state: CheckState,
-  input: unknown,
+  input: PolicyInput,
 ): ApprovalGate | null {
   if (!approvals || !identity) return null;
   const parts: ApprovalRequestParts = {
@@ -69,7 +72,14 @@ export function openGate(
     path: state.http.path ?? '',
     bodySha256: bodyHash(state.http),
   };
-  const fingerprint = fingerprintOf(parts);
+  // Computed before the grant is offered: `input.approval` is the answer, not part of the question.
+  const fingerprint = fingerprintOf({
+    subject: parts.subject,
+    issuer: parts.issuer,
+    actor: parts.actor,
+    target: parts.target,
+    action: approvalActionDigest(input, state.http),
+  });
   const grant = approvals.store.grantFor(fingerprint);
   offerGrant(input, grant);
   return { approvals, parts, fingerprint, grant };

@@ -37,7 +37,10 @@ export interface CredentialsPort {
   headersFor(target: string | null): InjectedHeaders;
 }
 
-/** What identifies "this request" for an approval: who, as whom, where, what, with which body. */
+/**
+ * What a pending approval request records for its reviewers: who, as whom, where, what, with which raw
+ * body. The grant matches by fingerprint (who + target + approval-action.ts), not by these fields.
+ */
 export interface ApprovalRequestParts {
   subject: string;
   /** The issuer that vouches for `subject` (the person's own issuer, also behind an agent token). */

@@ -19,6 +19,7 @@ import {
   parse,
   type SelectionSetNode,
 } from 'graphql';
+import { ChaperoneError } from '../../contracts/errors.ts';
 import type { ProtocolContext, ProtocolOutcome } from '../input/policy-input.ts';
 import { foldKey, parseStrictJson } from '../input/strict-json.ts';
 import { GRAPHQL_LIMITS, type GraphqlLimits } from './limits.ts';
@@ -127,11 +128,14 @@ function readParams(ctx: ProtocolContext): Outcome<Params> {
   return refuse('ERR_PROTOCOL_INVALID', `HTTP method ${ctx.method} is not used by GraphQL over HTTP`);
 }
 
-class WalkRefusal {
+/** A bound or rule broken deep inside the walk: thrown there, returned by graphqlView as a refusal. */
+class WalkRefusal extends ChaperoneError {
   constructor(
-    readonly code: Refusal['code'],
+    readonly refusal: Refusal['code'],
     readonly reason: string,
-  ) {}
+  ) {
+    super(refusal, reason);
+  }
 }
 
 interface Walk {
@@ -203,17 +207,12 @@ function selectOperation(ops: OperationDefinitionNode[], operationName: string |
   return { ok: true, value: 0 };
 }
 
-/** Parses and bounds one GraphQL document; the view of the operation `operationName` selects. */
-export function graphqlView(
-  query: string,
-  operationName: string | null,
-  limits: GraphqlLimits = GRAPHQL_LIMITS,
-): Outcome<GraphqlView> {
+/** The document, parsed by graphql-js within the size and token bounds. */
+function parseBounded(query: string, limits: GraphqlLimits): Outcome<DocumentNode> {
   if (Buffer.byteLength(query, 'utf8') > limits.maxQueryBytes)
     return refuse('ERR_PROTOCOL_LIMIT', `the query is larger than ${limits.maxQueryBytes} bytes`);
-  let doc: DocumentNode;
   try {
-    doc = parse(query, { noLocation: true, maxTokens: limits.maxTokens });
+    return { ok: true, value: parse(query, { noLocation: true, maxTokens: limits.maxTokens }) };
   } catch (err) {
     if (!(err instanceof GraphQLError)) throw err;
     // graphql-js 16 words it "Document contains more that <n> tokens. Parsing aborted."
@@ -221,6 +220,15 @@ export function graphqlView(
       return refuse('ERR_PROTOCOL_LIMIT', `the query has more than ${limits.maxTokens} tokens`);
     return refuse('ERR_PROTOCOL_INVALID', err.message);
   }
+}
+
+interface Definitions {
+  ops: OperationDefinitionNode[];
+  fragments: Map<string, FragmentDefinitionNode>;
+}
+
+/** Operations and fragments of an executable document, named without clashes. */
+function definitionsOf(doc: DocumentNode, limits: GraphqlLimits): Outcome<Definitions> {
   const ops: OperationDefinitionNode[] = [];
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const def of doc.definitions) {
@@ -243,32 +251,60 @@ export function graphqlView(
   }
   if (ops.length > 1 && ops.some((o) => !o.name))
     return refuse('ERR_PROTOCOL_INVALID', 'an anonymous operation must be alone in its document');
+  return { ok: true, value: { ops, fragments } };
+}
 
-  // Every operation is walked (the server validates all of them), the selected one's paths are kept.
-  const chosen = selectOperation(ops, operationName);
-  const w: Walk = { fragments, used: new Set(), limits, visited: 0, aliases: 0 };
+/**
+ * Walks every operation (the server validates all of them) within the bounds; keeps the paths and
+ * aliases of operation `chosen` (null: none chosen, only the bounds are checked).
+ */
+function walkOperations(
+  defs: Definitions,
+  chosen: number | null,
+  limits: GraphqlLimits,
+): Outcome<{ collected: Collected; aliases: number }> {
+  const w: Walk = { fragments: defs.fragments, used: new Set(), limits, visited: 0, aliases: 0 };
   let collected: Collected = { paths: new Set(), depth: 0 };
-  let chosenAliases = 0;
+  let aliases = 0;
   try {
-    ops.forEach((op, i) => {
+    defs.ops.forEach((op, i) => {
       const into: Collected = { paths: new Set(), depth: 0 };
       const before = w.aliases;
       walk(w, op.selectionSet, '', 1, [], into);
-      if (chosen.ok && chosen.value === i) {
+      if (chosen === i) {
         collected = into;
-        chosenAliases = w.aliases - before;
+        aliases = w.aliases - before;
       }
     });
   } catch (err) {
-    if (err instanceof WalkRefusal) return refuse(err.code, err.reason);
+    if (err instanceof WalkRefusal) return refuse(err.refusal, err.reason);
     throw err;
   }
-  for (const name of fragments.keys()) {
+  for (const name of defs.fragments.keys()) {
     // graphql-js's validation refuses unused fragments too; refusing here keeps every fragment bounded.
     if (!w.used.has(name)) return refuse('ERR_PROTOCOL_INVALID', `fragment "${name}" is never used`);
   }
+  return { ok: true, value: { collected, aliases } };
+}
+
+/** Parses and bounds one GraphQL document; the view of the operation `operationName` selects. */
+export function graphqlView(
+  query: string,
+  operationName: string | null,
+  limits: GraphqlLimits = GRAPHQL_LIMITS,
+): Outcome<GraphqlView> {
+  const doc = parseBounded(query, limits);
+  if (!doc.ok) return doc;
+  const defs = definitionsOf(doc.value, limits);
+  if (!defs.ok) return defs;
+  const { ops } = defs.value;
+  const chosen = selectOperation(ops, operationName);
+  // Bounds first: a document over a bound is refused as such even when no operation is selectable.
+  const walked = walkOperations(defs.value, chosen.ok ? chosen.value : null, limits);
+  if (!walked.ok) return walked;
   if (!chosen.ok) return chosen;
   const op = ops[chosen.value]!;
+  const { collected, aliases } = walked.value;
   const fields = [...collected.paths].sort();
   return {
     ok: true,
@@ -281,7 +317,7 @@ export function graphqlView(
       field_names: [...new Set(fields.map((f) => f.slice(f.lastIndexOf('.') + 1)))].sort(),
       operations: ops.map((o) => ({ operation_type: o.operation, operation_name: o.name?.value ?? null })),
       depth: collected.depth,
-      aliases: chosenAliases,
+      aliases,
     },
   };
 }

@@ -182,14 +182,9 @@ function pathSegmentName(name: string): boolean {
 
 export type RequestInfoOutcome = { ok: true; value: KubernetesView } | { ok: false; reason: string };
 
-/** kube-apiserver's RequestInfo for a method, the (upstream) path segments and the query. */
-export function kubernetesRequestInfo(
-  method: string,
-  segments: readonly string[],
-  query: Readonly<FormValues>,
-): RequestInfoOutcome {
-  let parts = trimmedParts(segments);
-  const view: KubernetesView = {
+/** The view of a request that is not a resource request (kube-apiserver's non-resource info). */
+function baseView(method: string, segments: readonly string[]): KubernetesView {
+  return {
     name: 'kubernetes',
     is_resource_request: false,
     verb: method.toLowerCase(),
@@ -205,31 +200,61 @@ export function kubernetesRequestInfo(
     label_selector: null,
     path: `/${segments.join('/')}`,
   };
-  const nonResource = { ok: true, value: view } as const;
-  if (parts.length < 3 || (parts[0] !== 'api' && parts[0] !== 'apis')) return nonResource;
-  const prefix = parts[0];
-  parts = parts.slice(1);
-  let group = '';
-  if (prefix === 'apis') {
-    if (parts.length < 3) return nonResource;
-    group = parts[0]!;
-    parts = parts.slice(1);
-  }
-  const version = parts[0]!;
-  parts = parts.slice(1);
+}
 
-  let verb: string;
-  let verbFromPath = false;
+interface ApiPath {
+  prefix: string;
+  group: string;
+  version: string;
+  /** What follows the version. */
+  rest: string[];
+}
+
+/** `/api/<version>/…` or `/apis/<group>/<version>/…` with something after the version; null otherwise. */
+function apiPath(parts: string[]): ApiPath | null {
+  if (parts.length < 3 || (parts[0] !== 'api' && parts[0] !== 'apis')) return null;
+  if (parts[0] === 'api') return { prefix: 'api', group: '', version: parts[1]!, rest: parts.slice(2) };
+  if (parts.length < 4) return null;
+  return { prefix: 'apis', group: parts[1]!, version: parts[2]!, rest: parts.slice(3) };
+}
+
+type VerbOutcome =
+  | { ok: true; verb: string; fromPath: boolean; rest: string[] }
+  | { ok: false; reason: string };
+
+/** The verb: a path verb (`watch`, `proxy`, …) before the resource, else the HTTP method's. */
+function verbOf(method: string, parts: string[]): VerbOutcome {
   if (PATH_VERBS.has(parts[0]!)) {
     if (parts.length < 2) return { ok: false, reason: `Kubernetes: ${parts[0]} needs a resource` };
-    verb = parts[0]!;
-    parts = parts.slice(1);
-    verbFromPath = true;
-  } else {
-    const v = METHOD_VERBS[method.toUpperCase()];
-    if (v === undefined) return { ok: false, reason: `Kubernetes: HTTP method ${method} is not an API verb` };
-    verb = v;
+    return { ok: true, verb: parts[0]!, fromPath: true, rest: parts.slice(1) };
   }
+  const v = METHOD_VERBS[method.toUpperCase()];
+  if (v === undefined) return { ok: false, reason: `Kubernetes: HTTP method ${method} is not an API verb` };
+  return { ok: true, verb: v, fromPath: false, rest: parts };
+}
+
+/** A nameless get is a list or a watch, named by a `metadata.name` field selector when it can be decoded. */
+function listOrWatch(query: Readonly<FormValues>): { verb: string; name: string } {
+  const opts = decodeListOptions(query);
+  const verb = queryBool(query['watch']) ? 'watch' : 'list';
+  const term = opts.ok
+    ? opts.fieldSelector?.find((t) => t.field === 'metadata.name' && t.op !== '!=')
+    : undefined;
+  return { verb, name: term && pathSegmentName(term.value) ? term.value : '' };
+}
+
+/** kube-apiserver's RequestInfo for a method, the (upstream) path segments and the query. */
+export function kubernetesRequestInfo(
+  method: string,
+  segments: readonly string[],
+  query: Readonly<FormValues>,
+): RequestInfoOutcome {
+  const view = baseView(method, segments);
+  const api = apiPath(trimmedParts(segments));
+  if (!api) return { ok: true, value: view };
+  const verbed = verbOf(method, api.rest);
+  if (!verbed.ok) return verbed;
+  let { verb, rest: parts } = verbed;
 
   let namespace: string | null = null;
   if (parts[0] === 'namespaces' && parts.length > 1) {
@@ -240,21 +265,9 @@ export function kubernetesRequestInfo(
   let name = parts.length >= 2 ? parts[1]! : '';
   const subresource = parts.length >= 3 && verb !== 'proxy' ? parts[2]! : null;
 
-  if (name === '' && verb === 'get') {
-    const opts = decodeListOptions(query);
-    verb = queryBool(query['watch']) ? 'watch' : 'list';
-    const term = opts.ok
-      ? opts.fieldSelector?.find((t) => t.field === 'metadata.name' && t.op !== '!=')
-      : undefined;
-    if (term && pathSegmentName(term.value)) name = term.value;
-  }
+  if (name === '' && verb === 'get') ({ verb, name } = listOrWatch(query));
   if (name === '' && verb === 'delete') verb = 'deletecollection';
-  let fieldSelector: string | null = null;
-  let labelSelector: string | null = null;
-  if (!verbFromPath && SELECTOR_VERBS.has(verb)) {
-    fieldSelector = query['fieldSelector']?.[0] ?? null;
-    labelSelector = query['labelSelector']?.[0] ?? null;
-  }
+  const selectors = !verbed.fromPath && SELECTOR_VERBS.has(verb);
   if (subresource !== null && CONNECT_SUBRESOURCES.has(subresource)) verb = 'create';
   return {
     ok: true,
@@ -262,16 +275,16 @@ export function kubernetesRequestInfo(
       ...view,
       is_resource_request: true,
       verb,
-      api_prefix: prefix,
-      api_group: group,
-      api_version: version,
+      api_prefix: api.prefix,
+      api_group: api.group,
+      api_version: api.version,
       namespace,
       resource,
       subresource,
       object_name: name === '' ? null : name,
       parts,
-      field_selector: fieldSelector,
-      label_selector: labelSelector,
+      field_selector: selectors ? (query['fieldSelector']?.[0] ?? null) : null,
+      label_selector: selectors ? (query['labelSelector']?.[0] ?? null) : null,
     },
   };
 }

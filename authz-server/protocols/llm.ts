@@ -92,20 +92,105 @@ function readTools(tools: unknown, api: LlmView['api']): ToolsRead {
 const endsWith = (segs: readonly string[], tail: string[]) =>
   segs.length >= tail.length && tail.every((t, i) => segs[segs.length - tail.length + i] === t);
 
+type Read<T> = { ok: true; value: T } | Extract<ProtocolOutcome, { ok: false }>;
+
+const invalid = (reason: string): Extract<ProtocolOutcome, { ok: false }> => ({
+  ok: false,
+  code: 'ERR_PROTOCOL_INVALID',
+  reason: `LLM API: ${reason}`,
+});
+
+function apiOf(segs: readonly string[]): LlmView['api'] {
+  if (endsWith(segs, ['v1', 'chat', 'completions'])) return 'chat.completions';
+  if (endsWith(segs, ['v1', 'responses'])) return 'responses';
+  if (endsWith(segs, ['v1', 'messages'])) return 'messages';
+  return 'other';
+}
+
+/** The token limit, however it is spelled; two spellings with different values are ambiguous. */
+function tokenLimit(body: Record<string, unknown>): Read<number | null> {
+  let limit: number | null = null;
+  for (const k of TOKEN_LIMIT_FIELDS) {
+    const v = body[k];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number') return invalid(`${k} must be a number`);
+    if (limit !== null && limit !== v)
+      return {
+        ok: false,
+        code: 'ERR_PROTOCOL_AMBIGUOUS',
+        reason: `LLM API: the token limit is given twice with different values (${TOKEN_LIMIT_FIELDS.filter((f) => typeof body[f] === 'number').join(', ')})`,
+      };
+    limit = v;
+  }
+  return { ok: true, value: limit };
+}
+
+/**
+ * Tools the provider runs outside `tools`: chat completions search the web when `web_search_options`
+ * is present; Anthropic's MCP connector calls the servers in `mcp_servers`. Added to `view`.
+ */
+function hostedExtras(body: Record<string, unknown>, view: LlmView): Read<null> {
+  if (body['web_search_options'] !== undefined && body['web_search_options'] !== null)
+    view.hosted_tools.push('web_search');
+  const mcpServers = body['mcp_servers'];
+  if (mcpServers === undefined || mcpServers === null) return { ok: true, value: null };
+  if (!Array.isArray(mcpServers) || !mcpServers.every(isObject))
+    return invalid('mcp_servers must be an array of objects');
+  for (const m of mcpServers) {
+    view.hosted_tools.push('mcp');
+    view.mcp_servers.push({ label: str(m['name']), url: str(m['url']) });
+  }
+  return { ok: true, value: null };
+}
+
+/** Message count and prompt characters: `input` and `instructions` (responses), else `messages` and `system`. */
+function prompt(body: Record<string, unknown>, api: LlmView['api']): Read<{ count: number; chars: number }> {
+  if (api === 'responses') {
+    const input = body['input'];
+    const chars = textChars(body['instructions']);
+    if (typeof input === 'string') return { ok: true, value: { count: 1, chars: chars + input.length } };
+    if (!Array.isArray(input)) return { ok: true, value: { count: 0, chars } };
+    let n = chars;
+    for (const item of input) n += isObject(item) ? textChars(item['content']) : textChars(item);
+    return { ok: true, value: { count: input.length, chars: n } };
+  }
+  const messages = body['messages'];
+  if (!Array.isArray(messages)) return invalid('messages must be an array');
+  let chars = textChars(body['system']);
+  for (const m of messages) if (isObject(m)) chars += textChars(m['content']);
+  return { ok: true, value: { count: messages.length, chars } };
+}
+
+/** The fields of a request body, in the order they are checked; the first problem refuses it. */
+function readRequest(body: Record<string, unknown>, view: LlmView): Read<LlmView> {
+  if (typeof body['model'] !== 'string') return invalid('model is required');
+  view.model = body['model'];
+  const limit = tokenLimit(body);
+  if (!limit.ok) return limit;
+  view.max_tokens = limit.value;
+  const stream = body['stream'];
+  if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
+    return invalid('stream must be a boolean');
+  view.stream = stream === true;
+  const tools = readTools(body['tools'], view.api);
+  if (!tools.ok) return invalid(tools.reason);
+  view.tools = tools.tools;
+  view.hosted_tools = tools.hosted;
+  view.mcp_servers = tools.mcp;
+  const extras = hostedExtras(body, view);
+  if (!extras.ok) return extras;
+  const p = prompt(body, view.api);
+  if (!p.ok) return p;
+  view.message_count = p.value.count;
+  view.prompt_chars = p.value.chars;
+  return { ok: true, value: view };
+}
+
 export function parseLlm(ctx: ProtocolContext): ProtocolOutcome {
-  const segs = ctx.parsedPath;
-  const api: LlmView['api'] = endsWith(segs, ['v1', 'chat', 'completions'])
-    ? 'chat.completions'
-    : endsWith(segs, ['v1', 'responses'])
-      ? 'responses'
-      : endsWith(segs, ['v1', 'messages'])
-        ? 'messages'
-        : 'other';
-  const provider: LlmView['provider'] =
-    api === 'messages' ? 'anthropic' : api === 'other' ? 'unknown' : 'openai';
+  const api = apiOf(ctx.parsedPath);
   const view: LlmView = {
     name: 'llm',
-    provider,
+    provider: api === 'messages' ? 'anthropic' : api === 'other' ? 'unknown' : 'openai',
     api,
     model: null,
     max_tokens: null,
@@ -118,70 +203,6 @@ export function parseLlm(ctx: ProtocolContext): ProtocolOutcome {
   };
   if (api === 'other' || ctx.method !== 'POST') return { ok: true, value: view };
   const body = ctx.parsedBody;
-  if (!isObject(body)) {
-    return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: `LLM API: ${api} needs a JSON object body` };
-  }
-  if (typeof body['model'] !== 'string')
-    return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: 'LLM API: model is required' };
-  view.model = body['model'];
-  for (const k of TOKEN_LIMIT_FIELDS) {
-    const v = body[k];
-    if (v === undefined || v === null) continue;
-    if (typeof v !== 'number')
-      return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: `LLM API: ${k} must be a number` };
-    if (view.max_tokens !== null && view.max_tokens !== v)
-      return {
-        ok: false,
-        code: 'ERR_PROTOCOL_AMBIGUOUS',
-        reason: `LLM API: the token limit is given twice with different values (${TOKEN_LIMIT_FIELDS.filter((f) => typeof body[f] === 'number').join(', ')})`,
-      };
-    view.max_tokens = v;
-  }
-  const stream = body['stream'];
-  if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
-    return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: 'LLM API: stream must be a boolean' };
-  view.stream = stream === true;
-  const tools = readTools(body['tools'], api);
-  if (!tools.ok) return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: `LLM API: ${tools.reason}` };
-  view.tools = tools.tools;
-  view.hosted_tools = tools.hosted;
-  view.mcp_servers = tools.mcp;
-  // Chat completions search the web when `web_search_options` is present; Anthropic's MCP connector
-  // calls the servers in `mcp_servers`.
-  if (body['web_search_options'] !== undefined && body['web_search_options'] !== null)
-    view.hosted_tools.push('web_search');
-  const mcpServers = body['mcp_servers'];
-  if (mcpServers !== undefined && mcpServers !== null) {
-    if (!Array.isArray(mcpServers) || !mcpServers.every(isObject))
-      return {
-        ok: false,
-        code: 'ERR_PROTOCOL_INVALID',
-        reason: 'LLM API: mcp_servers must be an array of objects',
-      };
-    for (const m of mcpServers) {
-      view.hosted_tools.push('mcp');
-      view.mcp_servers.push({ label: str(m['name']), url: str(m['url']) });
-    }
-  }
-  let chars = 0;
-  if (api === 'responses') {
-    const input = body['input'];
-    if (typeof input === 'string') {
-      view.message_count = 1;
-      chars += input.length;
-    } else if (Array.isArray(input)) {
-      view.message_count = input.length;
-      for (const item of input) chars += isObject(item) ? textChars(item['content']) : textChars(item);
-    }
-    chars += textChars(body['instructions']);
-  } else {
-    const messages = body['messages'];
-    if (!Array.isArray(messages))
-      return { ok: false, code: 'ERR_PROTOCOL_INVALID', reason: 'LLM API: messages must be an array' };
-    view.message_count = messages.length;
-    for (const m of messages) if (isObject(m)) chars += textChars(m['content']);
-    chars += textChars(body['system']);
-  }
-  view.prompt_chars = chars;
-  return { ok: true, value: view };
+  if (!isObject(body)) return invalid(`${api} needs a JSON object body`);
+  return readRequest(body, view);
 }

@@ -3,6 +3,7 @@
 // config revisions made on one are seen by the other; a one-time grant is spent once fleet-wide; a
 // node whose LISTEN connection was cut catches up when it is back; a node started with a stale config
 // file does not roll the fleet back.
+import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import { AgentRegistry } from '../../fleet/agent-registry.ts';
 import { ApprovalStore } from '../../fleet/approval-store.ts';
 import { type ConfigRevision, SharedTargets } from '../../fleet/config-revisions.ts';
 import { SharedState } from '../../fleet/shared-state.ts';
+import { canonicalJson } from '../../lib/content-hash.ts';
 import { MIGRATIONS_DIR } from '../../store/sql.ts';
 import {
   createTestDatabase,
@@ -233,6 +235,25 @@ describe.skipIf(!DATABASE_URL)(
       });
       expect(fresh.revision.revision).toBeGreaterThan(newest);
       expect(fresh.revision.origin).toBe('two');
+    });
+
+    it('a revision written before targets had a body setting is read with the protocol’s default', async () => {
+      // As a node of the previous version stored it: no `body` on its targets.
+      const legacy = [{ ...target('legacy'), protocol: 'llm' }, target('plain')];
+      const sha = createHash('sha256').update(canonicalJson(legacy)).digest('hex');
+      await one.store.sql.query(
+        'INSERT INTO config_revisions (sha256, targets, origin) VALUES ($1, $2, $3)',
+        [sha, JSON.stringify(legacy), 'old-node'],
+      );
+      const opened = await SharedTargets.open(two.state, legacy as TargetConfig[], {
+        logger: silent,
+        onRevision: () => undefined,
+      });
+      expect(opened.revision.origin).toBe('old-node');
+      expect(opened.revision.targets.map((t) => [t.name, t.body])).toEqual([
+        ['legacy', { mode: 'buffer', maxRequestBytes: 1024 * 1024 }],
+        ['plain', { mode: 'buffer', maxRequestBytes: 64 * 1024 }],
+      ]);
     });
   },
 );

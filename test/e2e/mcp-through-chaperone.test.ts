@@ -1,6 +1,8 @@
 // The official MCP TypeScript SDK, client and server, with Chaperone and Envoy in between: the policy
 // sees the MCP tool call (input.protocol) and allows or denies it by tool name and by argument; the
-// session plumbing (initialize, tools/list) passes; the denied calls never reach the server.
+// session plumbing (initialize, tools/list) passes; the denied calls never reach the server. An
+// approval-gated call, once a reviewer approves it, goes through on the client's own retry (a new
+// JSON-RPC id), exactly once.
 import { createServer, type Server } from 'node:http';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -8,6 +10,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { runCli } from '../support/cli.ts';
 import {
   devGatewayYaml,
   type GatewayProcess,
@@ -83,10 +86,19 @@ afterAll(async () => {
   upstream?.close();
 });
 
-async function connect(user: string): Promise<Client> {
-  const { token } = (await (await fetch(`${gw.api}/dev/token?user=${user}`)).json()) as { token: string };
+async function tokenOf(user: string): Promise<string> {
+  return ((await (await fetch(`${gw.api}/dev/token?user=${user}`)).json()) as { token: string }).token;
+}
+
+/** `sent` collects the JSON-RPC messages the client POSTs (read off the wire, not changed). */
+async function connect(user: string, sent: { id?: unknown; method?: string }[] = []): Promise<Client> {
+  const token = await tokenOf(user);
   const transport = new StreamableHTTPClientTransport(new URL(`${gw.egress}/mcp`), {
     requestInit: { headers: { authorization: `Bearer ${token}` } },
+    fetch: (url, init) => {
+      if (typeof init?.body === 'string') sent.push(JSON.parse(init.body));
+      return fetch(url, init);
+    },
   });
   const client = new Client({ name: 'agent', version: '1.0.0' });
   await client.connect(transport);
@@ -149,5 +161,46 @@ describe('MCP through Chaperone', () => {
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toBe('ERR_PROTOCOL_INVALID');
     expect(executed).not.toContain('delete_repo x');
+  });
+
+  it('an approved tool call goes through on the SDK client’s retry (a new JSON-RPC id), once', async () => {
+    const sent: { id?: unknown; method?: string }[] = [];
+    const client = await connect('alice', sent);
+    const call = () => client.callTool({ name: 'delete_repo', arguments: { name: 'legacy', force: true } });
+    const approvalOf = (message: string) => {
+      const m = /"approval_id":"([0-9a-f-]{36})"/.exec(message);
+      expect(m, message).not.toBeNull();
+      return m![1]!;
+    };
+    try {
+      const first = approvalOf(
+        await call().then(
+          () => '',
+          (e: Error) => e.message,
+        ),
+      );
+      const carol = await tokenOf('carol');
+      const approved = await runCli(['approvals', 'approve', first, '--api', gw.api, '--token', carol]);
+      expect(approved.code, approved.out).toBe(0);
+
+      const ok = await call();
+      expect(ok.content).toEqual([{ type: 'text', text: 'deleted' }]);
+      expect(executed.filter((e) => e === 'delete_repo legacy')).toHaveLength(1);
+      const ids = sent.filter((m) => m.method === 'tools/call').map((m) => m.id);
+      expect(ids).toHaveLength(2);
+      expect(ids[1]).not.toEqual(ids[0]);
+
+      // One-time grant: the next retry is a new request for approval, and nothing runs.
+      const second = approvalOf(
+        await call().then(
+          () => '',
+          (e: Error) => e.message,
+        ),
+      );
+      expect(second).not.toBe(first);
+      expect(executed.filter((e) => e === 'delete_repo legacy')).toHaveLength(1);
+    } finally {
+      await client.close();
+    }
   });
 });

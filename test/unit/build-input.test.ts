@@ -595,7 +595,6 @@ describe('buildInput: truncated bodies', () => {
       STRICT,
       true,
     ],
-    ['above maxBodyBytes', { headers: JSON_CT, body }, { requireCompleteBody: true, maxBodyBytes: 10 }, true],
     [
       'at maxBodyBytes',
       { headers: JSON_CT, body },
@@ -641,7 +640,7 @@ describe('buildInput: truncated bodies', () => {
     expect(res.ok && res.input.truncated_body).toBe(true);
   });
 
-  it(`treats bodies above the default ${AUTHZ_DEFAULTS.maxBodyBytes} bytes as truncated`, () => {
+  it(`refuses bodies above the server's default ${AUTHZ_DEFAULTS.maxBodyBytes} bytes on a route without a limit`, () => {
     const big = (n: number) => JSON.stringify({ p: 'x'.repeat(n - 8) });
     expect(big(AUTHZ_DEFAULTS.maxBodyBytes)).toHaveLength(AUTHZ_DEFAULTS.maxBodyBytes);
     expect(
@@ -649,9 +648,10 @@ describe('buildInput: truncated bodies', () => {
     ).toBe(true);
     expect(
       build({ method: 'POST', path: '/x', headers: JSON_CT, body: big(AUTHZ_DEFAULTS.maxBodyBytes + 1) }),
-    ).toMatchObject({
+    ).toEqual({
       ok: false,
-      code: 'ERR_BODY_TRUNCATED',
+      code: 'ERR_BODY_TOO_LARGE',
+      reason: `request body is larger than this route's limit of ${AUTHZ_DEFAULTS.maxBodyBytes} bytes (max_request_bytes)`,
     });
   });
 
@@ -947,5 +947,104 @@ form_keys := {k | some k, _ in input.parsed_body}
     const keys = ['__proto__', 'a', 'constructor'];
     expect(await wasmEval(POLICY, 't/form_keys', doc)).toEqual(keys);
     expect(await opaEval('data.t.form_keys', doc, { modules: { 'policy.rego': POLICY } })).toEqual(keys);
+  });
+});
+
+describe('buildInput: the route’s body limit and mode (context_extensions)', () => {
+  const body = JSON.stringify({ priority: 'low', padding: 'x'.repeat(100) });
+  const buffered = (limit: number) => ({
+    route_id: 'r/0',
+    target: 'r',
+    body: 'buffer',
+    max_request_bytes: String(limit),
+  });
+  const post = (contextExtensions: Record<string, string>, extra: Partial<Spec> = {}): Spec => ({
+    method: 'POST',
+    path: '/x',
+    headers: JSON_CT,
+    body,
+    contextExtensions,
+    ...extra,
+  });
+
+  it('reads a body up to the route’s limit, which overrides the server’s', () => {
+    const res = build(post(buffered(body.length)), { requireCompleteBody: true, maxBodyBytes: 10 });
+    expect(res.ok && res.input.parsed_body).toMatchObject({ priority: 'low' });
+  });
+
+  it('refuses a body over the route’s limit, naming it; lenient mode reads it as truncated', () => {
+    expect(
+      build(post(buffered(body.length - 1)), { requireCompleteBody: true, maxBodyBytes: 1 << 20 }),
+    ).toEqual({
+      ok: false,
+      code: 'ERR_BODY_TOO_LARGE',
+      reason: `request body is larger than this route's limit of ${body.length - 1} bytes (max_request_bytes)`,
+    });
+    const lenient = input(post(buffered(body.length - 1)), LENIENT);
+    expect(lenient.truncated_body).toBe(true);
+    expect('parsed_body' in lenient).toBe(false);
+  });
+
+  it.each([
+    ['no body, garbage limit', { body: 'buffer', max_request_bytes: 'lots' }],
+    ['a zero limit', { body: 'buffer', max_request_bytes: '0' }],
+    ['an unknown mode', { body: 'stream', max_request_bytes: '5' }],
+  ])('falls back to the server’s limit on %s', (_name, ext) => {
+    expect(
+      build(post({ target: 'r', ...ext }), { requireCompleteBody: true, maxBodyBytes: 10 }),
+    ).toMatchObject({
+      ok: false,
+      code: 'ERR_BODY_TOO_LARGE',
+    });
+  });
+
+  describe('headers_only: no body reaches the check, and the policy is told when one follows', () => {
+    const HEADERS_ONLY = { route_id: 'up/0', target: 'up', body: 'headers_only' };
+    const upload = (headers: Record<string, string>, extraAttributes?: Record<string, unknown>): Spec => ({
+      method: 'PUT',
+      path: '/up/file.bin',
+      headers: { 'content-type': 'application/octet-stream', ...headers },
+      contextExtensions: HEADERS_ONLY,
+      ...(extraAttributes ? { extraAttributes } : {}),
+    });
+
+    it.each([
+      ['a content-length', { 'content-length': '5000000' }, true],
+      ['chunked transfer encoding', { 'transfer-encoding': 'chunked' }, true],
+      ['content-length 0', { 'content-length': '0' }, false],
+    ])('with %s', (_name, headers, truncated) => {
+      const i = input(upload(headers));
+      expect(i.truncated_body).toBe(truncated);
+      expect('parsed_body' in i).toBe(false);
+      expectValidInput(i);
+    });
+
+    it('an HTTP/1.1 request with neither length nor chunking has no body; an HTTP/2 one may', () => {
+      const http1 = decoded(upload({}));
+      expect(http1['attributes'].request.http.protocol).toBe('HTTP/1.1');
+      expect(input(upload({})).truncated_body).toBe(false);
+      const http2 = decoded(upload({}));
+      http2['attributes'].request.http.protocol = 'HTTP/2';
+      const res = buildInput(http2, NO_IDENTITY, STRICT);
+      expect(res.ok && res.input.truncated_body).toBe(true);
+    });
+
+    it('the same request on a buffered route is refused as incomplete', () => {
+      expect(
+        build({ ...upload({ 'content-length': '5000000' }), contextExtensions: buffered(1024) }),
+      ).toMatchObject({
+        ok: false,
+        code: 'ERR_BODY_TRUNCATED',
+      });
+    });
+
+    it('a body that arrives anyway is read as usual', () => {
+      const i = input({
+        ...post(HEADERS_ONLY),
+        headers: { ...JSON_CT, 'content-length': String(body.length) },
+      });
+      expect(i.truncated_body).toBe(false);
+      expect(i.parsed_body).toMatchObject({ priority: 'low' });
+    });
   });
 });

@@ -112,6 +112,7 @@ envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
         prefixRewrite: '/',
         timeout: '0.25s',
         protocol: 'llm',
+        body: { mode: 'buffer', maxRequestBytes: 1024 * 1024 },
         credentials: [
           { header: 'authorization', value: 'env:API_KEY', format: 'Bearer {}' },
           { header: 'x-key', value: 'file:/srv/gw/secrets/key', format: '{}' },
@@ -137,10 +138,16 @@ envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
 
   it('loads and translates the documented example', async () => {
     const c = await loadConfig(resolve('examples/chaperone.yaml'));
-    expect(c.targets.map((t) => t.name)).toEqual(['openai', 'tools', 'demo']);
+    expect(c.targets.map((t) => t.name)).toEqual(['openai', 'tools', 'demo', 'files']);
+    expect(c.targets.map((t) => t.body)).toEqual([
+      { mode: 'buffer', maxRequestBytes: 2097152 },
+      { mode: 'buffer', maxRequestBytes: 1048576 },
+      { mode: 'buffer', maxRequestBytes: 65536 },
+      { mode: 'headers_only' },
+    ]);
     expect(c.policy.source).toEqual({ kind: 'dir', path: resolve('policies') });
     const ir = buildIr(c);
-    expect(ir.targets.map((t) => t.routeId)).toEqual(['demo/0', 'openai/0', 'tools/0']);
+    expect(ir.targets.map((t) => t.routeId)).toEqual(['demo/0', 'files/0', 'openai/0', 'tools/0']);
   });
 
   it.each([
@@ -153,6 +160,74 @@ envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
     ['100000ms', '100s'],
   ])('duration %s → %s', (input, expected) => {
     expect(envoyDuration(input)).toBe(expected);
+  });
+});
+
+describe('request bodies per target', () => {
+  const bodyOf = (target: string) =>
+    parseConfig(`targets:\n  - {name: a, upstream: "http://x:1", ${target}}\n`).targets[0]!.body;
+
+  it.each([
+    ['http', 64 * 1024],
+    ['graphql', 64 * 1024],
+    ['llm', 1024 * 1024],
+    ['mcp', 1024 * 1024],
+    ['kubernetes', 1536 * 1024],
+  ])('buffers %s bodies up to %i bytes by default', (protocol, limit) => {
+    expect(bodyOf(`protocol: ${protocol}`)).toEqual({ mode: 'buffer', maxRequestBytes: limit });
+  });
+
+  it('takes a target’s own limit, and headers_only without one', () => {
+    expect(bodyOf('protocol: llm, max_request_bytes: 4194304')).toEqual({
+      mode: 'buffer',
+      maxRequestBytes: 4194304,
+    });
+    expect(bodyOf('body: buffer, max_request_bytes: 1')).toEqual({ mode: 'buffer', maxRequestBytes: 1 });
+    expect(bodyOf('body: headers_only')).toEqual({ mode: 'headers_only' });
+    expect(bodyOf('protocol: kubernetes, body: headers_only')).toEqual({ mode: 'headers_only' });
+  });
+
+  it.each([
+    [
+      'protocol: mcp, body: headers_only',
+      'targets[0].body',
+      'headers_only cannot be used with protocol mcp: its view reads the request body',
+    ],
+    [
+      'protocol: llm, body: headers_only',
+      'targets[0].body',
+      'headers_only cannot be used with protocol llm: its view reads the request body',
+    ],
+    [
+      'protocol: graphql, body: headers_only',
+      'targets[0].body',
+      'headers_only cannot be used with protocol graphql: its view reads the request body',
+    ],
+    [
+      'body: headers_only, max_request_bytes: 10',
+      'targets[0].max_request_bytes',
+      'applies only with body: buffer (a headers_only body is never buffered)',
+    ],
+    ['max_request_bytes: 8388609', 'targets[0].max_request_bytes', 'must be <= 8388608'],
+    ['max_request_bytes: 0', 'targets[0].max_request_bytes', 'must be >= 1'],
+    ['max_request_bytes: 1.5', 'targets[0].max_request_bytes', 'must be an integer'],
+    ['body: stream', 'targets[0].body', 'must be one of "buffer", "headers_only"'],
+  ])('refuses %s', (target, path, message) => {
+    expect(() => bodyOf(target)).toThrow(ConfigError);
+    try {
+      bodyOf(target);
+    } catch (err) {
+      expect((err as ConfigError).issues).toEqual([{ path, line: 2, message }]);
+    }
+  });
+
+  it('the route checksum follows the body setting', () => {
+    const sum = (target: string) =>
+      buildIr(parseConfig(`targets:\n  - {name: a, upstream: "http://x:1", ${target}}\n`)).listeners[0]!
+        .virtualHosts[0]!.routes[0]!.checksum;
+    expect(sum('max_request_bytes: 1000')).not.toBe(sum('max_request_bytes: 2000'));
+    expect(sum('body: headers_only')).not.toBe(sum('body: buffer'));
+    expect(sum('body: buffer')).toBe(sum(''));
   });
 });
 

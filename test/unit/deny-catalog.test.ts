@@ -30,6 +30,7 @@ describe('deny catalog', () => {
       [
         'ERR_APPROVAL_SPENT',
         'ERR_BODY_CONTENT_TYPE',
+        'ERR_BODY_TOO_LARGE',
         'ERR_BODY_TRUNCATED',
         'ERR_BODY_UNPARSABLE',
         'ERR_PATH_NONCANONICAL',

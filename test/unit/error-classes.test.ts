@@ -1,10 +1,13 @@
-// Errors of the xDS compiler, configuration, fleet state, store and audit are ChaperoneErrors with an
-// operational code from contracts/errors.ts (documented in docs/errors.md), so the CLI and the logs
-// report them one way. The folders are scanned so a new class cannot slip back to a bare `Error`.
+// Errors of the authz server, xDS compiler, configuration, fleet state, store and audit are
+// ChaperoneErrors with a code from contracts/errors.ts (documented in docs/errors.md), so the CLI and
+// the logs report them one way. The folders are scanned so a new class cannot slip back to a bare `Error`.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SpoolError } from '../../audit/spool.ts';
+import { StrictJsonError } from '../../authz-server/input/strict-json.ts';
+import { UnmaskableResponseError } from '../../authz-server/masking/masker.ts';
+import { HostBuiltinError } from '../../authz-server/policy/host-builtins.ts';
 import { ConfigError } from '../../config/errors.ts';
 import { YamlSyntaxError } from '../../config/yaml-source.ts';
 import { ChaperoneError } from '../../contracts/errors.ts';
@@ -13,7 +16,7 @@ import { AuditStoreError } from '../../store/sql.ts';
 import { TranslateError } from '../../xds/translate/errors.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
-const FOLDERS = ['xds', 'config', 'fleet', 'store', 'audit', 'lib'];
+const FOLDERS = ['authz-server', 'xds', 'config', 'fleet', 'store', 'audit', 'lib'];
 /** Owned elsewhere (start-up helpers that are being reworked separately). */
 const EXEMPT = new Set(['lib/ports.ts', 'lib/tools.ts']);
 
@@ -42,6 +45,9 @@ describe('operational error classes', () => {
     [new AuditStoreError('cannot open the store'), 'ERR_AUDIT_STORE'],
     [new SpoolError('audit spool is closed'), 'ERR_SPOOL_IO'],
     [new ApprovalError('not_pending', 'request r is used'), 'ERR_APPROVAL'],
+    [new HostBuiltinError('hex.encode', 'unsupported input'), 'ERR_BUILTIN'],
+    [new StrictJsonError('duplicate_key', 'duplicate key "a"'), 'ERR_BODY_UNPARSABLE'],
+    [new UnmaskableResponseError('not JSON'), 'ERR_RESPONSE_NOT_MASKABLE'],
   ] as const)('%s has code %s', (err, code) => {
     expect(err).toBeInstanceOf(ChaperoneError);
     expect(err.code).toBe(code);

@@ -91,9 +91,7 @@ describe('approvals', () => {
     issuer: A,
     actor: null,
     target: 'demo',
-    method: 'DELETE',
-    path: '/demo/items/1',
-    bodySha256: null,
+    action: 'DELETE /demo/items/1',
   };
 
   it("fingerprints differ by the requester's issuer, so a grant matches one person only", () => {

@@ -8,6 +8,7 @@ import { protocolHook } from '../../authz-server/protocols/index.ts';
 import { GRAPHQL_LIMITS } from '../../authz-server/protocols/limits.ts';
 import { checkRequest } from '../support/authz-client.ts';
 import { verifiedIdentity } from '../support/identity.ts';
+import { withinBound } from '../support/time-bound.ts';
 
 const identity = verifiedIdentity();
 
@@ -217,9 +218,10 @@ describe('GraphQL: bounds come first', () => {
   it('refuses a fragment bomb under 1 KB in well under a millisecond per level', () => {
     const query = bomb(30); // 2^30 fields once expanded
     expect(query.length).toBeLessThan(1024);
-    const t0 = performance.now();
-    expect(post({ query })).toMatchObject({ error: 'ERR_PROTOCOL_LIMIT' });
-    expect(performance.now() - t0).toBeLessThan(50);
+    // Unbounded, the expansion takes seconds; a loaded machine may stall one run (time-bound.ts).
+    expect(withinBound(() => post({ query }), 50, 'the fragment bomb')).toMatchObject({
+      error: 'ERR_PROTOCOL_LIMIT',
+    });
   });
 
   it.each<[string, string, RegExp]>([

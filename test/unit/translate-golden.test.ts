@@ -23,6 +23,7 @@ import {
   type XdsSnapshot,
 } from '../../xds/server/snapshot.ts';
 import { TranslateError } from '../../xds/translate/errors.ts';
+import { extAuthzTimeout } from '../../xds/translate/request-body.ts';
 import { translate } from '../../xds/translate/translate.ts';
 import { GoldenDir, generatedHeader } from '../support/golden.ts';
 
@@ -90,7 +91,9 @@ describe('golden files', () => {
         'two-listeners',
         'credentials',
         'protocol-mcp',
+        'request-bodies',
         'error-duplicate-match',
+        'error-request-body',
         'error-schema',
         'error-upstream',
       ]),
@@ -163,11 +166,18 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
       expect(hcm['http_filters'][1].typed_config).toEqual({
         '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
         transport_api_version: 'V3',
-        grpc_service: { envoy_grpc: { cluster_name: 'chaperone_authz' }, timeout: '0.5s' },
+        // 0.5 s, plus 0.5 s per MiB of the largest body a route buffers (extAuthzTimeout below).
+        grpc_service: {
+          envoy_grpc: { cluster_name: 'chaperone_authz' },
+          timeout: expect.stringMatching(/^\d+(\.\d)?s$/),
+        },
         failure_mode_allow: false,
         status_on_error: { code: 'ServiceUnavailable' },
-        with_request_body: { max_request_bytes: 8192, allow_partial_message: true, pack_as_bytes: true },
+        // Whole bodies only: Envoy answers 413 above the limit, no check sees part of a body.
+        with_request_body: { max_request_bytes: 65536, allow_partial_message: false, pack_as_bytes: true },
       });
+      // Envoy's own 413 (no decision) names the limit in JSON; the authz server's denies keep their body.
+      expect(hcm['local_reply_config'].mappers).toHaveLength(1);
       expect(hcm['access_log']).toEqual([
         expect.objectContaining({
           name: 'envoy.access_loggers.http_grpc',
@@ -190,22 +200,45 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
     });
   });
 
-  it('sends route_id, target, checksum and protocol from every route to the authz server', () => {
+  it('sends route_id, target, checksum, protocol and body mode from every route to the authz server', () => {
     for (const rc of resources.routes) {
       for (const vh of rc['virtual_hosts'] as any[]) {
         for (const route of vh.routes) {
-          const ext =
-            route.typed_per_filter_config['envoy.filters.http.ext_authz'].check_settings.context_extensions;
+          const settings = route.typed_per_filter_config['envoy.filters.http.ext_authz'].check_settings;
+          const ext = settings.context_extensions;
           const rewrites = route.route?.prefix_rewrite !== undefined;
+          const buffered = ext.body === 'buffer';
           expect(Object.keys(ext).sort()).toEqual(
-            rewrites
-              ? ['checksum', 'path_prefix', 'prefix_rewrite', 'protocol', 'route_id', 'target']
-              : ['checksum', 'protocol', 'route_id', 'target'],
+            [
+              'body',
+              'checksum',
+              'protocol',
+              'route_id',
+              'target',
+              ...(rewrites ? ['path_prefix', 'prefix_rewrite'] : []),
+              ...(buffered ? ['max_request_bytes'] : []),
+            ].sort(),
           );
           expect(ext.route_id).toBe(route.name);
           expect(ext.route_id).toBe(`${ext.target}/0`);
           expect(ext.checksum).toMatch(/^[0-9a-f]{16}$/);
           expect(route.route.cluster).toBe(`target/${ext.target}`);
+          // What Envoy buffers and what the authz server is told are the same number.
+          if (buffered) {
+            expect(settings.with_request_body).toEqual({
+              max_request_bytes: Number(ext.max_request_bytes),
+              allow_partial_message: false,
+              pack_as_bytes: true,
+            });
+            expect(route.metadata.filter_metadata.chaperone.max_request_bytes).toBe(
+              Number(ext.max_request_bytes),
+            );
+            expect(settings.disable_request_body_buffering).toBeUndefined();
+          } else {
+            expect(ext.body).toBe('headers_only');
+            expect(settings.disable_request_body_buffering).toBe(true);
+            expect(settings.with_request_body).toBeUndefined();
+          }
         }
       }
     }
@@ -254,15 +287,29 @@ describe('translate', () => {
     }
   });
 
+  it('gives the check more time the larger the body a route of the listener buffers', () => {
+    const timeoutOf = (targets: string) =>
+      extAuthzTimeout(buildIr(parseConfig(`targets:\n${targets}`)).listeners[0]!);
+    const t = (name: string, extra: string) =>
+      `  - {name: ${name}, upstream: "http://127.0.0.1:1", match: {path_prefix: /${name}/}${extra}}\n`;
+    expect(extAuthzTimeout(buildIr(parseConfig('')).listeners[0]!)).toBe('0.5s');
+    expect(timeoutOf(t('a', ', body: headers_only'))).toBe('0.5s');
+    expect(timeoutOf(t('a', ''))).toBe('0.6s'); // 64 KiB
+    expect(timeoutOf(t('a', '') + t('b', ', protocol: llm'))).toBe('1s'); // 1 MiB
+    expect(timeoutOf(t('a', ', max_request_bytes: 1572864'))).toBe('1.3s');
+    expect(timeoutOf(t('a', ', max_request_bytes: 8388608'))).toBe('4.5s');
+  });
+
   it('translates the documented example', async () => {
     const { resources } = translate(buildIr(await loadConfig(resolve('examples/chaperone.yaml'))));
     expect(resources.clusters.map((c) => c['name'])).toEqual([
       'chaperone_authz',
       'target/demo',
+      'target/files',
       'target/openai',
       'target/tools',
     ]);
-    expect(resources.endpoints.map((e) => e['cluster_name'])).toEqual(['target/demo']);
+    expect(resources.endpoints.map((e) => e['cluster_name'])).toEqual(['target/demo', 'target/files']);
   });
 
   const base = (): Ir => buildIr(parseConfig('targets: [{name: a, upstream: "http://127.0.0.1:1"}]'));

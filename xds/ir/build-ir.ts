@@ -187,6 +187,7 @@ function targetIr(config: Config, t: TargetConfig, index: number, issue: Issue):
     prefixRewrite: t.prefixRewrite,
     timeout: t.timeout,
     hostRewrite: upstream.authority,
+    body: t.body,
     cluster: cluster.name,
   };
   const route: IrRoute = {

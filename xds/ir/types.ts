@@ -1,9 +1,9 @@
 // The intermediate representation between chaperone.yaml and Envoy: what the gateway serves, with
 // every name, default and ordering decided, and nothing Envoy-specific in shape. Built by
 // buildIr(config), consumed by translate(ir). Plain data: deep-equal IRs translate identically.
-import type { TargetProtocol } from '../../config/types.ts';
+import type { TargetBody, TargetProtocol } from '../../config/types.ts';
 
-export type { TargetProtocol };
+export type { TargetBody, TargetProtocol };
 
 export interface IrEndpoint {
   /** IP literal (no brackets) or DNS name. */
@@ -59,6 +59,8 @@ export interface IrRoute {
   timeout: string | null;
   /** Host header sent upstream (host[:port] of the upstream URL). */
   hostRewrite: string;
+  /** How the request body reaches the check: buffered up to a limit, or not at all. */
+  body: TargetBody;
   cluster: string;
   /** Content hash of this route's IR, its cluster and its credential references. */
   checksum: string;

@@ -1,6 +1,8 @@
 // IrListener → envoy.config.listener.v3.Listener: one HTTP connection manager with the same
 // hardening as envoy/bootstrap-static.yaml (see envoy/README.md for each setting's reason), routes
 // over RDS, and the request-outcome record streamed to Chaperone's gRPC access-log service.
+
+import { CONFIG_DEFAULTS } from '../../config/defaults.ts';
 import {
   CHAPERONE_HEADER_PREFIX,
   CLIENT_IDENTITY_HEADERS,
@@ -22,16 +24,16 @@ import {
   ROUTER_FILTER,
   ROUTER_TYPE,
 } from './envoy-names.ts';
+import { bodyTooLargeReply, extAuthzTimeout, withRequestBody } from './request-body.ts';
 
 /** ext_authz settings that are policy of the product, not of a config file. */
 export const EXT_AUTHZ_SETTINGS = {
-  /** Envoy's default is 200 ms; policy + cached JWKS are far below, a cold JWKS fetch is not. */
-  timeout: '0.5s',
-  /** Body rules see up to 8 KiB; larger bodies arrive marked partial and the authz server refuses them. */
-  maxRequestBytes: 8192,
+  /**
+   * The filter-wide body setting. Every route overrides it with its target's own (route.ts); this is the
+   * plain-HTTP default, for a route that would not.
+   */
+  maxRequestBytes: CONFIG_DEFAULTS.maxRequestBytes.http,
 } as const;
-
-/** Every header Chaperone sets starts with this; a client-sent one is removed before ext_authz runs. */
 
 function headerMutationFilter(): Record<string, unknown> {
   return {
@@ -78,21 +80,17 @@ function extProcFilter(ir: Ir): Record<string, unknown> {
   };
 }
 
-function extAuthzFilter(ir: Ir): Record<string, unknown> {
+function extAuthzFilter(ir: Ir, listener: IrListener): Record<string, unknown> {
   return {
     name: EXT_AUTHZ_FILTER,
     typed_config: {
       '@type': EXT_AUTHZ_TYPE,
       transport_api_version: 'V3',
-      grpc_service: { envoy_grpc: { cluster_name: ir.authzCluster }, timeout: EXT_AUTHZ_SETTINGS.timeout },
+      grpc_service: { envoy_grpc: { cluster_name: ir.authzCluster }, timeout: extAuthzTimeout(listener) },
       // Fail closed, with 503 so "authz is down" is not mistaken for "policy said no".
       failure_mode_allow: false,
       status_on_error: { code: 'ServiceUnavailable' },
-      with_request_body: {
-        max_request_bytes: EXT_AUTHZ_SETTINGS.maxRequestBytes,
-        allow_partial_message: true,
-        pack_as_bytes: true,
-      },
+      with_request_body: withRequestBody(EXT_AUTHZ_SETTINGS.maxRequestBytes),
     },
   };
 }
@@ -140,10 +138,12 @@ export function listenerResource(ir: Ir, listener: IrListener): Record<string, u
               generate_request_id: true,
               // Virtual hosts list bare host names; the listener port must not defeat the match.
               strip_any_host_port: true,
+              // A body over its route's limit is refused by Envoy before any check: say so, in JSON.
+              local_reply_config: bodyTooLargeReply(),
               access_log: [accessLog(ir, listener)],
               http_filters: [
                 headerMutationFilter(),
-                extAuthzFilter(ir),
+                extAuthzFilter(ir, listener),
                 extProcFilter(ir),
                 { name: ROUTER_FILTER, typed_config: { '@type': ROUTER_TYPE } },
               ],

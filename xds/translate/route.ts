@@ -1,9 +1,12 @@
 // IrListener → envoy.config.route.v3.RouteConfiguration (served over RDS under the listener's
 // routeConfigName). Every route tells the authz server, through ext_authz context_extensions,
-// which route and which config revision (checksum) Envoy is running.
+// which route and which config revision (checksum) Envoy is running, and how its body is checked
+// (buffered up to the route's limit, or headers only); the same ext_authz check_settings make Envoy
+// buffer exactly that.
 import { encodeRouteContext } from '../../contracts/ext-authz.ts';
 import type { IrListener, IrRoute } from '../ir/types.ts';
 import { EXT_AUTHZ_FILTER, EXT_AUTHZ_PER_ROUTE_TYPE } from './envoy-names.ts';
+import { checkSettingsBody, routeBodyMetadata } from './request-body.ts';
 
 function routeMatch(route: IrRoute): Record<string, unknown> {
   // path_separated_prefix keeps `/demo` from matching `/demox`.
@@ -22,10 +25,12 @@ function routeAction(route: IrRoute): Record<string, unknown> {
 }
 
 function envoyRoute(route: IrRoute): Record<string, unknown> {
+  const metadata = routeBodyMetadata(route.body);
   return {
     name: route.routeId,
     match: routeMatch(route),
     route: routeAction(route),
+    ...(metadata ? { metadata } : {}),
     typed_per_filter_config: {
       [EXT_AUTHZ_FILTER]: {
         '@type': EXT_AUTHZ_PER_ROUTE_TYPE,
@@ -39,7 +44,9 @@ function envoyRoute(route: IrRoute): Record<string, unknown> {
               route.prefixRewrite !== null
                 ? { pathPrefix: route.match.pathPrefix, prefixRewrite: route.prefixRewrite }
                 : null,
+            body: route.body,
           }),
+          ...checkSettingsBody(route.body),
         },
       },
     },

@@ -11,6 +11,7 @@ import {
   timingSafeEqual,
   X509Certificate,
 } from 'node:crypto';
+import { ChaperoneError } from '../../../contracts/errors.ts';
 import { decodeBase64Url } from './encoding.ts';
 import { bytesToString, isObject, isString } from './values.ts';
 
@@ -45,7 +46,12 @@ const TOKEN_ALGORITHMS = new Set([
   'EdDSA',
 ]);
 
-class JwtError extends Error {}
+/** OPA's builtin error for a token it cannot read: caught by `guarded`, the builtin's result is undefined. */
+class JwtError extends ChaperoneError {
+  constructor(why: string) {
+    super('ERR_BUILTIN', why);
+  }
+}
 const fail = (why: string): never => {
   throw new JwtError(why);
 };

@@ -1,6 +1,7 @@
 // Shared helpers for host builtins: how Rego values cross the opa-wasm boundary. Arguments arrive as
 // JSON (sets as arrays, numbers as JS doubles); results leave through JSON.stringify, except that an
 // ArrayBuffer is handed to the module's JSON parser verbatim, which keeps integers beyond 2^53 exact.
+import { ChaperoneError } from '../../../contracts/errors.ts';
 
 /**
  * A builtin's failure. OPA (non-strict) turns a builtin error into an undefined expression; host
@@ -8,14 +9,12 @@
  * compiled policy treats as undefined). This class marks the few cases where we cannot reproduce
  * OPA's result: it is thrown, so the whole evaluation aborts and the engine denies (fail closed).
  */
-export class HostBuiltinError extends Error {
-  readonly code = 'ERR_HOST_BUILTIN_UNSUPPORTED';
+export class HostBuiltinError extends ChaperoneError {
   constructor(
     readonly builtin: string,
     detail: string,
   ) {
-    super(`${builtin}: ${detail}`);
-    this.name = 'HostBuiltinError';
+    super('ERR_BUILTIN', `${builtin}: ${detail}`);
   }
 }
 
