@@ -66,7 +66,7 @@ async function loadPolicies(
     const err = policy.lastError();
     throw new ChaperoneError('ERR_POLICY_MISSING', err?.message ?? 'policy could not be loaded');
   }
-  if (opts.policy.watch) policy.watch();
+  if (opts.policy.watch) await policy.watch();
   if (!opts.shadow) return { policy, shadow: null };
   const shadow = new PolicyStore(policySource(opts.shadow), {
     onLoaded: (s) => logger.info({ shadow_revision: s.revision }, 'shadow policy loaded'),
@@ -79,7 +79,7 @@ async function loadPolicies(
       `shadow policy could not be loaded: ${shadow.lastError()?.message ?? 'unknown error'}`,
     );
   }
-  shadow.watch();
+  await shadow.watch();
   return { policy, shadow };
 }
 

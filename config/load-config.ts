@@ -168,6 +168,12 @@ export function parseConfig(text: string, file: string | null = null): Config {
   const authzRaw = (raw['authz'] ?? {}) as Raw;
   const cpRaw = (raw['control_plane'] ?? {}) as Raw;
   const envoyRaw = (raw['envoy'] ?? {}) as Raw;
+  const metricsRaw = (raw['telemetry'] as Raw | undefined)?.['metrics'] as Raw | undefined;
+  if (metricsRaw && metricsRaw['token_file'] === undefined && !isLoopbackHostPort(metricsRaw['address']))
+    semantic.push({
+      path: 'telemetry.metrics.address',
+      message: 'is not a loopback address: give telemetry.metrics.token_file so scrapers must authenticate',
+    });
 
   if (semantic.length > 0) {
     throw new ConfigError(
@@ -202,6 +208,14 @@ export function parseConfig(text: string, file: string | null = null): Config {
       caFile: envoyRaw['ca_file'] ?? CONFIG_DEFAULTS.envoyCaFile,
       deltaXds: envoyRaw['delta_xds'] ?? false,
     },
+    telemetry: {
+      metrics: metricsRaw
+        ? {
+            address: metricsRaw['address'],
+            tokenFile: metricsRaw['token_file'] === undefined ? null : localPath(metricsRaw['token_file']),
+          }
+        : null,
+    },
   };
   lineTables.set(config, source.lineOf);
   return config;
@@ -223,6 +237,12 @@ export async function loadConfig(path: string): Promise<Config> {
 function accessOf(raw: Raw | undefined): AccessConfig {
   const groups = (key: keyof AccessConfig): string[] => [...(raw?.[key] ?? CONFIG_DEFAULTS.access[key])];
   return { admins: groups('admins'), auditors: groups('auditors'), reviewers: groups('reviewers') };
+}
+
+/** `127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`: reachable from this machine only. */
+function isLoopbackHostPort(hostPort: string): boolean {
+  const host = hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
 const lineField = (line: number | undefined) => (line === undefined ? {} : { line });

@@ -2,11 +2,11 @@
 // (.tar.gz) or a directory of Rego that is compiled to WASM with the OPA CLI. A reload that fails
 // (bad Rego, bad bundle, missing entrypoint) is reported with file:line and the last good policy
 // keeps serving; there is never a moment without a policy once one has loaded.
-import { type FSWatcher, watch } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { BundleError, describeThrown } from '../../contracts/errors.ts';
+import { SourceWatch } from '../../lib/source-watch.ts';
 import { readBundle } from './bundle-reader.ts';
 import { buildWasmBundle } from './opa-runner.ts';
 import { PolicyEngine } from './policy-engine.ts';
@@ -35,8 +35,7 @@ export interface PolicyStoreEvents {
 export class PolicyStore {
   private snapshot: PolicySnapshot | null = null;
   private lastErrorValue: PolicyLoadError | null = null;
-  private watcher: FSWatcher | null = null;
-  private reloadTimer: NodeJS.Timeout | null = null;
+  private watcher: Promise<SourceWatch | null> | null = null;
   private reloading: Promise<boolean> | null = null;
   private pendingReload = false;
 
@@ -71,22 +70,31 @@ export class PolicyStore {
     return this.reloading;
   }
 
-  /** Watches the source and reloads on change (debounced). */
-  watch(debounceMs = 150): void {
-    if (this.watcher) return;
-    const target = resolve(this.source.path);
-    this.watcher = watch(target, { recursive: this.source.kind === 'dir' }, (_event, file) => {
-      if (file && /(^|\/)\.|~$|\.swp$/.test(String(file))) return;
-      if (this.reloadTimer) clearTimeout(this.reloadTimer);
-      this.reloadTimer = setTimeout(() => void this.reload(), debounceMs);
-    });
-    this.watcher.on('error', (err) => this.fail(`watching ${target} failed: ${err.message}`, []));
+  /**
+   * Watches the source and reloads when its content changes (debounced), following symlink swaps
+   * (a Kubernetes ConfigMap's `..data`). Resolves once the watch is set up.
+   */
+  watch(debounceMs = 150): Promise<void> {
+    if (!this.watcher) {
+      const { path, kind } = this.source;
+      this.watcher = SourceWatch.start({
+        path,
+        kind: kind === 'dir' ? 'dir' : 'file',
+        debounceMs,
+        onChange: () => void this.reload(),
+        onError: (err) => this.fail(`watching ${path} failed: ${err.message}`, []),
+      }).catch((err: unknown) => {
+        this.fail(`watching ${path} failed: ${describeThrown(err)}`, []);
+        return null;
+      });
+    }
+    return this.watcher.then(() => undefined);
   }
 
   close(): void {
-    this.watcher?.close();
+    const w = this.watcher;
     this.watcher = null;
-    if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    void w?.then((s) => s?.close());
   }
 
   private fail(message: string, errors: PolicyLoadError['errors']): false {

@@ -76,7 +76,7 @@ async function publishFirst(ctx: GatewayContext, ads: AdsServer): Promise<void> 
       'ERR_TRANSLATE',
       `config cannot be translated to Envoy resources:\n  ${first.errors.join('\n  ')}`,
     );
-  if (ctx.options.configPath) publisher.watchFile(ctx.options.configPath);
+  if (ctx.options.configPath) await publisher.watchFile(ctx.options.configPath);
   ctx.say(
     'control plane',
     `${config.controlPlane.xdsAddress}  ADS + access logs, config ${first.version?.slice(0, 12)} (revision ${fleet.revision.revision})`,
