@@ -3,6 +3,7 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
+import { startMetricsListener } from '../../api/metrics-listener.ts';
 import { SpoolRecorder } from '../../audit/recorder.ts';
 import { Shipper } from '../../audit/shipper.ts';
 import { Spool } from '../../audit/spool.ts';
@@ -13,6 +14,8 @@ import { AgentRegistry } from '../../fleet/agent-registry.ts';
 import { ApprovalStore } from '../../fleet/approval-store.ts';
 import { SharedState } from '../../fleet/shared-state.ts';
 import { RemoteRevocations } from '../../identity/remote-revocations.ts';
+import { Metrics } from '../../telemetry/metrics.ts';
+import { startTracing } from '../../telemetry/tracing.ts';
 import { action, usage } from '../exit.ts';
 
 interface ServeOptions {
@@ -30,6 +33,26 @@ interface ServeOptions {
   shadowBundle?: string;
   store?: string;
   spoolDir: string;
+  metricsAddr?: string;
+  metricsTokenFile?: string;
+}
+
+const LOOPBACK_ADDR = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d+$/;
+
+/** `--metrics-addr`: Prometheus metrics of this authz server on their own listener (docs/observability.md). */
+async function serveMetrics(o: ServeOptions, logger: Logger) {
+  if (!o.metricsAddr) return null;
+  if (!o.metricsTokenFile && !LOOPBACK_ADDR.test(o.metricsAddr))
+    throw usage('--metrics-addr is not a loopback address: give --metrics-token-file too');
+  const metrics = new Metrics().withProcessMetrics();
+  const listener = await startMetricsListener({
+    address: o.metricsAddr,
+    tokenFile: o.metricsTokenFile ?? null,
+    logger: logger.child({ component: 'metrics' }),
+    render: async () => ({ contentType: metrics.contentType, text: await metrics.render() }),
+  });
+  process.stderr.write(`chaperone authz: metrics at ${listener.url}/metrics\n`);
+  return { metrics, listener };
 }
 
 /**
@@ -105,7 +128,10 @@ async function serve(o: ServeOptions): Promise<void> {
   const revocations =
     o.controlPlane && !o.store ? new RemoteRevocations(o.controlPlane.replace(/\/$/, ''), logger) : null;
   revocations?.start();
+  const tracer = await startTracing({ serviceName: 'chaperone-authz', logger });
+  let metrics: Awaited<ReturnType<typeof serveMetrics>> = null;
   try {
+    metrics = await serveMetrics(o, logger);
     if (o.store) fleet = await joinFleet(o, logger);
     const server = await startAuthzServer({
       address: o.addr,
@@ -118,6 +144,7 @@ async function serve(o: ServeOptions): Promise<void> {
       logger,
       ...(revocations ? { revocation: revocations } : {}),
       ...fleet?.options,
+      telemetry: { ...(metrics ? { metrics: metrics.metrics } : {}), tracer },
       ...(o.shadowDir || o.shadowBundle
         ? {
             shadow: {
@@ -134,12 +161,16 @@ async function serve(o: ServeOptions): Promise<void> {
       void server
         .close()
         .then(() => fleet?.close())
-        .then(() => process.exit(0));
+        .then(() => metrics?.listener.close())
+        .then(() => tracer?.shutdown())
+        .finally(() => process.exit(0));
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   } catch (err) {
     revocations?.stop();
     await fleet?.close().catch(() => undefined);
+    await metrics?.listener.close();
+    await tracer?.shutdown().catch(() => undefined);
     throw err;
   }
 }
@@ -169,5 +200,10 @@ export function registerAuthzCommands(program: Command): void {
       'join a fleet: the shared PostgreSQL (postgres://… or env:NAME) for revocations, approvals and the audit trail',
     )
     .option('--spool-dir <dir>', 'with --store: the local audit spool', '.chaperone/authz-spool')
+    .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://<host:port>/metrics')
+    .option(
+      '--metrics-token-file <file>',
+      "scrapers must send this file's content as a bearer token (required off loopback)",
+    )
     .action(action('authz serve', serve));
 }

@@ -40,6 +40,7 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
           ? { shadow: { ...options.shadowPolicy, entrypoint: config.policy.entrypoint } }
           : {}),
         onDecision: (e) => agents.observe(e),
+        telemetry: { ...(ctx.metrics ? { metrics: ctx.metrics } : {}), tracer: ctx.tracer ?? null },
         recorder: audit.recorder,
         credentials: credentialSpecs(config),
         // The fleet's public API (control_plane.issuer): any node answers for any approval.
