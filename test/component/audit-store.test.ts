@@ -136,10 +136,10 @@ for (const engine of engines) {
       });
 
       it('applies each migration once, recorded in schema_migrations', async () => {
-        expect(await store.migrate()).toEqual(['0001', '0002', '0003', '0004']);
+        expect(await store.migrate()).toEqual(['0001', '0002', '0003', '0004', '0007']);
         expect(await store.migrate()).toEqual([]);
         const applied = await db.sql('SELECT version FROM schema_migrations ORDER BY version');
-        expect(applied.map((r) => r['version'])).toEqual(['0001', '0002', '0003', '0004']);
+        expect(applied.map((r) => r['version'])).toEqual(['0001', '0002', '0003', '0004', '0007']);
       });
 
       it('inserts decisions idempotently and chains them', async () => {
@@ -310,6 +310,30 @@ for (const engine of engines) {
           await fresh.store.insertDecisions(Array.from({ length: 5 }, () => decision()));
           expect(await fresh.store.verifyChain()).toEqual({ ok: true, count: 5 });
         };
+
+        it("keeps a decision's trace id, finds a trace's decisions, and chains it (records without one hash as before)", async () => {
+          const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+          const traced = decision({ trace_id: traceId });
+          await fresh.sql('DELETE FROM decisions');
+          expect(await fresh.store.insertDecisions([decision(), traced])).toBe(2);
+          const { rows } = await fresh.store.queryDecisions({ traceId });
+          expect(rows.map((r) => [r.decision_id, r.trace_id])).toEqual([[traced.decision_id, traceId]]);
+          const [untraced] = await fresh.store.decisionsAfter(0, 1);
+          expect(untraced?.trace_id).toBeNull();
+          expect(await fresh.store.verifyChain()).toMatchObject({ ok: true });
+          // The trace id is covered: changing it breaks the chain.
+          await fresh.sql(
+            `UPDATE decisions SET trace_id = '${'0'.repeat(31)}1' WHERE decision_id = '${traced.decision_id}'`,
+          );
+          expect(await fresh.store.verifyChain()).toMatchObject({
+            ok: false,
+            reason: 'record content does not match its hash',
+          });
+          await fresh.sql(
+            `UPDATE decisions SET trace_id = '${traceId}' WHERE decision_id = '${traced.decision_id}'`,
+          );
+          expect(await fresh.store.verifyChain()).toMatchObject({ ok: true });
+        });
 
         it('detects a deleted record', async () => {
           await chainOfFive();
