@@ -7,8 +7,9 @@
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_TRACES_EXPORTER=otlp) and OTEL_SDK_DISABLED is not true.
 // Off means free: the SDK is not even imported, and the Check path tests one undefined. Exported with
 // OTLP over HTTP, protobuf (the spec's default) or JSON per OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL; the
-// exporter reads the endpoint, headers, timeout and TLS variables itself; the sampler follows
-// OTEL_TRACES_SAMPLER[_ARG]; OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the resource.
+// endpoint comes from OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT; the exporter reads the headers, timeout and
+// TLS variables itself; the sampler follows OTEL_TRACES_SAMPLER[_ARG]; OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES name the resource; OTEL_BSP_* tune the batching.
 import type { Logger } from 'pino';
 import type { DecisionEvent } from '../contracts/decision.ts';
 import { parseTraceparent } from './traceparent.ts';
@@ -100,6 +101,23 @@ function batchOptions(env: Env): Record<string, number> {
   return out;
 }
 
+/**
+ * The traces endpoint as the spec derives it: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as is, else
+ * OTEL_EXPORTER_OTLP_ENDPOINT + `/v1/traces`; undefined leaves the exporter's default (localhost:4318).
+ */
+export function tracesUrl(env: Env): string | undefined {
+  const signal = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim();
+  if (signal) return signal;
+  const base = env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim();
+  return base ? `${base.replace(/\/+$/, '')}/v1/traces` : undefined;
+}
+
+/** The endpoint from `env`; headers, timeout, compression and TLS the exporter reads from the process. */
+function exporterConfig(env: Env): { url?: string } {
+  const url = tracesUrl(env);
+  return url ? { url } : {};
+}
+
 /** The decision's attributes on the span: identifiers and codes, nothing a request could carry. */
 function decisionAttributes(e: DecisionEvent): Record<string, string | number> {
   return {
@@ -146,7 +164,12 @@ export async function startTracing(o: {
   const provider = new sdk.TracerProvider({
     resource,
     sampler: await samplerFrom(env),
-    spanProcessors: [new sdk.BatchSpanProcessor({ exporter: new OTLPTraceExporter(), ...batchOptions(env) })],
+    spanProcessors: [
+      new sdk.BatchSpanProcessor({
+        exporter: new OTLPTraceExporter(exporterConfig(env)),
+        ...batchOptions(env),
+      }),
+    ],
   });
   const tracer = provider.getTracer('chaperone.authz');
   o.logger.info({ protocol: setting.protocol }, 'traces on: a span per Check, exported over OTLP');
