@@ -43,14 +43,14 @@ export function tracingSetting(env: Env = process.env): TracingSetting {
     .map((s) => s.trim().toLowerCase())
     .filter(Boolean);
   if (exporters.includes('none')) return { on: false, reason: 'OTEL_TRACES_EXPORTER=none' };
-  const endpoint = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] ?? env['OTEL_EXPORTER_OTLP_ENDPOINT'];
-  if (!exporters.includes('otlp') && !endpoint)
-    return { on: false, reason: 'no OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) configured' };
   if (exporters.some((e) => e !== 'otlp'))
     return {
       on: false,
       reason: `OTEL_TRACES_EXPORTER=${env['OTEL_TRACES_EXPORTER']}: only otlp is supported`,
     };
+  const endpoint = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] ?? env['OTEL_EXPORTER_OTLP_ENDPOINT'];
+  if (!exporters.includes('otlp') && !endpoint)
+    return { on: false, reason: 'no OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) configured' };
   const protocol = (
     env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ??
     env['OTEL_EXPORTER_OTLP_PROTOCOL'] ??

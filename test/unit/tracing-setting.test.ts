@@ -38,7 +38,7 @@ describe('tracingSetting', () => {
     ],
     [
       { OTEL_TRACES_EXPORTER: 'console' },
-      { on: false, reason: 'no OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) configured' },
+      { on: false, reason: 'OTEL_TRACES_EXPORTER=console: only otlp is supported' },
     ],
     [
       { OTEL_TRACES_EXPORTER: 'otlp,zipkin' },
