@@ -2,6 +2,7 @@
 // caller's token (the configured OIDC issuers plus Chaperone's own agent issuer), refuses revoked
 // tokens, refuses agent tokens where a person is required, and checks the role. Handlers run only
 // after it passed, and read the verified identity and roles from the request.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AccessConfig } from '../config/types.ts';
 import type { Identity } from '../contracts/identity.ts';
 import type { RevocationCheck } from '../fleet/agent-registry.ts';
@@ -16,6 +17,11 @@ export interface CallerAuth {
   agentIssuer: string;
   revocation: RevocationCheck;
   access: AccessConfig;
+  /**
+   * Only on the metrics listener: the token scrapers must send (read per request, so a rotated file
+   * takes effect at once), or null when none is configured. Absent: `scraper` routes refuse everyone.
+   */
+  scraper?: { token(): Promise<string | null> };
 }
 
 export interface Authenticated {
@@ -75,6 +81,28 @@ async function subjectToken(auth: CallerAuth, body: unknown): Promise<Identity> 
   return id;
 }
 
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+/** The metrics listener's bearer token, compared in constant time (hashes: equal lengths). */
+async function checkScraper(auth: CallerAuth, headers: Record<string, string | string[] | undefined>) {
+  if (!auth.scraper) throw new ApiError(404, 'not_found', 'no such route');
+  const expected = await auth.scraper.token().catch(() => {
+    // An unreadable token file refuses everyone rather than opening the route.
+    throw new ApiError(503, 'metrics_token_unavailable', 'the metrics token cannot be read');
+  });
+  if (expected === null) return;
+  const value = headers['authorization'];
+  const m = typeof value === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(value) : null;
+  if (!m)
+    throw new ApiError(
+      401,
+      'unauthenticated',
+      'this route needs the metrics token: Authorization: Bearer <token>',
+    );
+  if (!timingSafeEqual(sha256(m[1]!), sha256(expected)))
+    throw new ApiError(401, 'invalid_token', 'the metrics bearer token does not match');
+}
+
 /**
  * Checks the caller a route declares. `readBody` is called once: after a bearer token passed (so an
  * unauthenticated client cannot make the API buffer a body), or first for `subject_token`.
@@ -86,6 +114,10 @@ export async function authenticate(
   auth: CallerAuth,
 ): Promise<Authenticated> {
   if (declared === 'anonymous') return { caller: null, roles: NO_ROLES, body: await readBody() };
+  if (declared === 'scraper') {
+    await checkScraper(auth, headers);
+    return { caller: null, roles: NO_ROLES, body: await readBody() };
+  }
   if (declared === 'subject_token') {
     const body = await readBody();
     return { caller: await subjectToken(auth, body), roles: NO_ROLES, body };

@@ -16,9 +16,18 @@ export const ROLES: readonly Role[] = ['admin', 'auditor', 'reviewer'];
  *   `subject_token` and is verified like a bearer token (a human, never an agent);
  * - `human`: a verified person (an OIDC token from a configured issuer, no `act` claim);
  * - `human_or_agent`: also an unrevoked agent token; the handler narrows what an agent sees to its own;
- * - `{ role: [...] }`: a verified person holding one of these roles.
+ * - `{ role: [...] }`: a verified person holding one of these roles;
+ * - `scraper`: a metrics scraper on the metrics listener only (api/metrics-listener.ts): the bearer
+ *   token of `telemetry.metrics.token_file` when one is configured, else anyone who reaches the
+ *   listener (which then binds loopback only). Refused on every other listener.
  */
-export type Caller = 'anonymous' | 'subject_token' | 'human' | 'human_or_agent' | { role: readonly Role[] };
+export type Caller =
+  | 'anonymous'
+  | 'subject_token'
+  | 'human'
+  | 'human_or_agent'
+  | 'scraper'
+  | { role: readonly Role[] };
 
 export interface ApiResponse {
   status: number;
@@ -54,7 +63,7 @@ export function declarationProblem(r: Partial<Route>): string | null {
   const c = r.caller as unknown;
   if (c === undefined || c === null) return 'declares no caller';
   if (typeof c === 'string')
-    return ['anonymous', 'subject_token', 'human', 'human_or_agent'].includes(c)
+    return ['anonymous', 'subject_token', 'human', 'human_or_agent', 'scraper'].includes(c)
       ? null
       : `declares an unknown caller "${c}"`;
   const roles = (c as { role?: unknown }).role;
@@ -74,5 +83,6 @@ export function describeCaller(c: Caller): string {
     subject_token: 'a person, by their token in `subject_token`',
     human: 'a person (no agent token)',
     human_or_agent: 'a person or an agent (for its own requests)',
+    scraper: 'a metrics scraper (the metrics bearer token, if one is configured)',
   }[c];
 }

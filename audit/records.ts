@@ -26,6 +26,8 @@ export interface DecisionRecord {
   result: unknown;
   /** Shadow mode: the candidate policy's answer, when one ran. */
   shadow?: { revision: string; decision: string; differs: boolean } | null;
+  /** W3C trace id of the request's trace, when it had one (stored as NULL otherwise). */
+  trace_id?: string | null;
 }
 
 export interface StoredDecision extends DecisionRecord {
@@ -58,6 +60,7 @@ export function toDecisionRecord(e: DecisionEvent, maskedInput: unknown): Decisi
     input: maskedInput,
     result: e.result ?? null,
     ...(e.shadow ? { shadow: e.shadow } : {}),
+    ...(e.traceId ? { trace_id: e.traceId } : {}),
   };
 }
 
@@ -200,7 +203,8 @@ export function chainText(seq: number, r: DecisionRecord): ChainText {
     ? canonAndStored(r.shadow, plainProtos)
     : [null, JSON.stringify(r.shadow ?? null) as string];
   // Sorted: actor decision decision_id host http_status input issuer method path policy_revision reason
-  // reason_code request_id result route_id seq shadow subject target time.
+  // reason_code request_id result route_id seq shadow subject target time trace_id. trace_id only when
+  // set (NULL as stored reads back null), so records from before traces hash as they did.
   const text =
     `{"actor":${actor}${member('"decision"', r.decision)}${member('"decision_id"', r.decision_id)}` +
     `${member('"host"', r.host)}${member('"http_status"', r.http_status)},"input":${input}` +
@@ -208,7 +212,8 @@ export function chainText(seq: number, r: DecisionRecord): ChainText {
     `${member('"policy_revision"', r.policy_revision)}${member('"reason"', r.reason)}` +
     `${member('"reason_code"', r.reason_code)}${member('"request_id"', r.request_id)},"result":${result}` +
     `${member('"route_id"', r.route_id)}${member('"seq"', seq)}${shadow === null ? '' : `,"shadow":${shadow}`}` +
-    `${member('"subject"', r.subject)}${member('"target"', r.target)},"time":"${time}"}`;
+    `${member('"subject"', r.subject)}${member('"target"', r.target)},"time":"${time}"` +
+    `${member('"trace_id"', r.trace_id ?? undefined)}}`;
   return { text, actor: actorStored, input: inputStored, result: resultStored, shadow: shadowStored };
 }
 

@@ -80,6 +80,8 @@ export class Spool {
   private broken: Error | null = null;
   /** Durable records not yet acknowledged by the shipper. */
   private unacked = 0;
+  /** Since when records have waited without the spool emptying (shipper lag), or null when none wait. */
+  private pendingSince: number | null = null;
   private queue: Pending[] = [];
   private flushing = false;
   private closed = false;
@@ -114,6 +116,7 @@ export class Spool {
     }
     this.fh = await this.openSegment(path);
     this.unacked = await this.countFrom(await this.readAck());
+    if (this.unacked > 0) this.pendingSince = Date.now();
   }
 
   /** Opens (creating if need be) a segment, and makes its name durable before anything is appended. */
@@ -195,6 +198,7 @@ export class Spool {
     this.size += buf.length;
     this.appended += batch.length;
     this.unacked += batch.length;
+    this.pendingSince ??= Date.now();
     this.o.onFsync?.(batch.length);
     for (const p of batch) p.resolve();
     for (const l of this.listeners) l();
@@ -225,10 +229,17 @@ export class Spool {
   }
 
   /** `appended`: records made durable since open; `pending`: durable records not yet acknowledged. */
-  stats(): { appended: number; pending: number; segment: number; broken: boolean } {
+  stats(): {
+    appended: number;
+    pending: number;
+    pendingSince: string | null;
+    segment: number;
+    broken: boolean;
+  } {
     return {
       appended: this.appended,
       pending: this.unacked,
+      pendingSince: this.pendingSince === null ? null : new Date(this.pendingSince).toISOString(),
       segment: this.segment,
       broken: this.broken !== null,
     };
@@ -313,6 +324,7 @@ export class Spool {
     // but a deleted segment under a lost ack would be read as missing.
     await this.syncDir();
     this.unacked = Math.max(0, this.unacked - records);
+    if (this.unacked === 0) this.pendingSince = null;
     let removed = false;
     for (const seg of await this.segments()) {
       if (seg < pos.segment && seg !== this.segment) {

@@ -26,6 +26,8 @@ export interface DecisionQuery {
   decision?: string;
   /** Only decisions a shadow policy would have decided otherwise. */
   shadowDiffers?: boolean;
+  /** The decisions of one trace (W3C trace id). */
+  traceId?: string;
   since?: Date;
   until?: Date;
   limit?: number;
@@ -116,6 +118,7 @@ export const DECISION_COLUMNS = [
   'input',
   'result',
   'shadow',
+  'trace_id',
 ] as const;
 
 /** The columns stored as jsonb. */
@@ -192,7 +195,7 @@ if (
   DECISION_TYPED_COLUMNS.map(([c]) => c).join() !==
     ['seq', ...DECISION_COLUMNS, 'prev_hash', 'hash'].join() ||
   DECISION_COLUMNS.join() !==
-    'decision_id,request_id,time,route_id,target,method,host,path,subject,issuer,actor,decision,http_status,reason,reason_code,policy_revision,latency_us,input,result,shadow'
+    'decision_id,request_id,time,route_id,target,method,host,path,subject,issuer,actor,decision,http_status,reason,reason_code,policy_revision,latency_us,input,result,shadow,trace_id'
 ) {
   throw new Error('pushRow is out of step with DECISION_COLUMNS');
 }
@@ -233,8 +236,9 @@ function pushRow(
   c[18]!.push(input);
   c[19]!.push(result);
   c[20]!.push(shadow);
-  c[21]!.push(prev);
-  c[22]!.push(hash);
+  c[21]!.push(r.trace_id ?? null);
+  c[22]!.push(prev);
+  c[23]!.push(hash);
 }
 
 function rowToDecision(r: Record<string, unknown>): StoredDecision {
@@ -470,6 +474,7 @@ class SqlAuditStore implements AuditStore {
     if (q.target) add('target = ?', q.target);
     if (q.decision) add('decision = ?', q.decision);
     if (q.shadowDiffers) where.push("shadow->>'differs' = 'true'");
+    if (q.traceId) add('trace_id = ?', q.traceId);
     if (q.since) add('time >= ?', q.since.toISOString());
     if (q.until) add('time < ?', q.until.toISOString());
     if (q.cursor) {

@@ -24,12 +24,16 @@ export type { DecisionEvent, DecisionRecorder, ShadowOutcome };
 export class CheckPipeline {
   constructor(private readonly deps: CheckDeps) {}
 
-  async check(req: unknown): Promise<CheckResponseMessage> {
+  /** `traceparent`: Envoy's, from the gRPC metadata (else the request's own header is used). */
+  async check(req: unknown, traceparent?: string): Promise<CheckResponseMessage> {
     let state: CheckState | null = null;
     try {
       state = resolveRoute(req);
+      if (this.deps.tracer)
+        state.trace = this.deps.tracer.begin(traceparent ?? state.headers.get('traceparent'));
       return await this.run(req, state);
     } catch (err) {
+      state?.trace?.end(null);
       // Last line of defence: a bug must deny, never allow or crash the server.
       const decisionId = state?.decisionId ?? randomUUID();
       this.deps.logger.error(
@@ -76,6 +80,8 @@ export class CheckPipeline {
     if (shadow) event.shadow = shadow;
     const answer = await recordDecision(this.deps, event, decided);
     event.verdict = answer.verdict;
-    return respond(this.deps, event, answer.response);
+    const response = respond(this.deps, event, answer.response);
+    state.trace?.end(event);
+    return response;
   }
 }

@@ -12,6 +12,8 @@ import type { SharedState } from '../fleet/shared-state.ts';
 import { type IdentityOptions, IdentityVerifier } from '../identity/verifier.ts';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
 import { splitHostPort } from '../lib/ports.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { CheckTracer } from '../telemetry/tracing.ts';
 import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
 import { openPolicySources, type PolicySources } from './policy/policy-sources.ts';
@@ -53,6 +55,8 @@ export interface AuthzServerOptions {
    * CHAPERONE_AUTHZ_TRANSPORT when set, so `chaperone up` can be switched without a flag.
    */
   transport?: AuthzTransport;
+  /** Prometheus metrics and the Check tracer (each absent when off). The caller shuts the tracer down. */
+  telemetry?: { metrics?: Metrics; tracer?: CheckTracer | null };
 }
 
 export type AuthzTransport = 'grpc-js' | 'http2';
@@ -99,6 +103,9 @@ function loadPolicies(opts: AuthzServerOptions, logger: Logger): Promise<PolicyS
     signing: opts.policy.signing ?? null,
     bundleService: opts.policy.bundleService ?? null,
     fleet: opts.sharedState ?? null,
+    ...(opts.telemetry?.metrics
+      ? { onReload: (ok: boolean) => opts.telemetry?.metrics?.policyReload(ok) }
+      : {}),
     shadow: !shadow
       ? null
       : shadow.revision
@@ -146,7 +153,10 @@ function listen(server: grpc.Server, address: string): Promise<number> {
 }
 
 /** The gRPC server with Authorization/Check answered by the pipeline, and grpc.health.v1. */
-function grpcServer(pipeline: CheckPipeline): { server: grpc.Server; health: HealthImplementation } {
+function grpcServer(
+  pipeline: CheckPipeline,
+  tracing: boolean,
+): { server: grpc.Server; health: HealthImplementation } {
   const root = loadEnvoyProtos([EXT_AUTHZ_PROTO]);
   const authorization = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.auth.v3.Authorization');
   const server = new grpc.Server({
@@ -155,7 +165,9 @@ function grpcServer(pipeline: CheckPipeline): { server: grpc.Server; health: Hea
   });
   server.addService(authorization.service, {
     Check: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      pipeline.check(call.request).then(
+      // Envoy puts its ext_authz span's context in the call's metadata when it traces.
+      const parent = tracing ? call.metadata.get('traceparent')[0] : undefined;
+      pipeline.check(call.request, typeof parent === 'string' ? parent : undefined).then(
         (response) => callback(null, response),
         // CheckPipeline.check never rejects; this is belt and braces.
         (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }),
@@ -165,6 +177,24 @@ function grpcServer(pipeline: CheckPipeline): { server: grpc.Server; health: Hea
   const health = new HealthImplementation({ '': 'SERVING', [HEALTH_SERVICE]: 'SERVING' });
   health.addToServer(server);
   return { server, health };
+}
+
+/** The serving policy's revision (an info gauge) and whether its last reload failed, read per scrape. */
+function policyGauges(metrics: Metrics, policy: PolicyStore): void {
+  metrics.gauge(
+    'chaperone_policy_info',
+    'The policy revision serving (value 1).',
+    () => {
+      const revision = policy.current()?.revision;
+      return revision ? [{ labels: { revision }, value: 1 }] : [];
+    },
+    ['revision'],
+  );
+  metrics.gauge(
+    'chaperone_policy_reload_failing',
+    '1 when the last policy reload failed (the last good policy keeps serving), else 0.',
+    () => (policy.lastError() ? 1 : 0),
+  );
 }
 
 export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzServer> {
@@ -194,13 +224,16 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     ...(opts.revocation ? { revocation: opts.revocation } : {}),
     ...(shadow ? { shadow } : {}),
     ...(opts.onDecision ? { onDecision: opts.onDecision } : {}),
+    ...(opts.telemetry?.metrics ? { telemetry: opts.telemetry.metrics } : {}),
+    ...(opts.telemetry?.tracer ? { tracer: opts.telemetry.tracer } : {}),
     ...(opts.identity?.tokenHeader ? { tokenHeader: opts.identity.tokenHeader } : {}),
     ...(opts.recorder ? { recorder: opts.recorder } : {}),
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
   });
+  if (opts.telemetry?.metrics) policyGauges(opts.telemetry.metrics, policy);
   if (transport === 'http2')
     return listenLean(opts, pipeline, { policy, sources, metrics, credentials, logger });
-  const { server, health } = grpcServer(pipeline);
+  const { server, health } = grpcServer(pipeline, Boolean(opts.telemetry?.tracer));
   const address = opts.address ?? AUTHZ_DEFAULTS.address;
   const port = await listen(server, address);
   const host = address.slice(0, address.lastIndexOf(':'));

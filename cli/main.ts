@@ -24,6 +24,7 @@ const registrations = [
   import('./commands/approvals.ts').then((m) => m.registerApprovalCommands(program)),
   import('./commands/agents.ts').then((m) => m.registerAgentCommands(program)),
   import('./commands/login.ts').then((m) => m.registerLoginCommand(program)),
+  import('./commands/config.ts').then((m) => m.registerConfigCommands(program)),
 ];
 
 for (const r of await Promise.allSettled(registrations)) {

@@ -182,6 +182,12 @@ export function parseConfig(text: string, file: string | null = null): Config {
   const authzRaw = (raw['authz'] ?? {}) as Raw;
   const cpRaw = (raw['control_plane'] ?? {}) as Raw;
   const envoyRaw = (raw['envoy'] ?? {}) as Raw;
+  const metricsRaw = (raw['telemetry'] as Raw | undefined)?.['metrics'] as Raw | undefined;
+  if (metricsRaw && metricsRaw['token_file'] === undefined && !isLoopbackHostPort(metricsRaw['address']))
+    semantic.push({
+      path: 'telemetry.metrics.address',
+      message: 'is not a loopback address: give telemetry.metrics.token_file so scrapers must authenticate',
+    });
 
   if (semantic.length > 0) {
     throw new ConfigError(
@@ -226,6 +232,14 @@ export function parseConfig(text: string, file: string | null = null): Config {
       caFile: envoyRaw['ca_file'] ?? CONFIG_DEFAULTS.envoyCaFile,
       deltaXds: envoyRaw['delta_xds'] ?? false,
     },
+    telemetry: {
+      metrics: metricsRaw
+        ? {
+            address: metricsRaw['address'],
+            tokenFile: metricsRaw['token_file'] === undefined ? null : localPath(metricsRaw['token_file']),
+          }
+        : null,
+    },
   };
   lineTables.set(config, source.lineOf);
   return config;
@@ -253,6 +267,12 @@ function accessOf(raw: Raw | undefined): AccessConfig {
 function durationMs(text: string): number {
   const unit = { s: 1_000, m: 60_000, h: 3_600_000 }[text.slice(-1) as 's' | 'm' | 'h'];
   return Number(text.slice(0, -1)) * unit;
+}
+
+/** `127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`: reachable from this machine only. */
+function isLoopbackHostPort(hostPort: string): boolean {
+  const host = hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
 const lineField = (line: number | undefined) => (line === undefined ? {} : { line });

@@ -138,4 +138,11 @@ export interface Config {
   /** `issuer`: the agent-token issuer URL (the fleet's shared API URL; default http://<httpAddress>). */
   controlPlane: { xdsAddress: string; httpAddress: string; issuer: string };
   envoy: { adminPort: number; caFile: string; deltaXds: boolean };
+  telemetry: TelemetryConfig;
+}
+
+/** `telemetry:` — the metrics listener (traces are configured by the OTEL_* environment variables). */
+export interface TelemetryConfig {
+  /** null: no metrics listener. `tokenFile`: scrapers must send its content as a bearer token. */
+  metrics: { address: string; tokenFile: string | null } | null;
 }

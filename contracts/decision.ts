@@ -33,6 +33,8 @@ export interface DecisionEvent {
   verdict: Verdict;
   policyRevision: string;
   latencyUs: number;
+  /** W3C trace id of the request's trace (Chaperone's Check span, or the client's traceparent), if any. */
+  traceId?: string | null;
   /** Shadow mode: what the candidate policy would have decided (never enforced). */
   shadow?: ShadowOutcome;
   /** The policy input, for replay; the caller masks secrets before storing it. */

@@ -294,6 +294,15 @@ export class AgentRegistry implements RevocationCheck {
     return rows.map(recordOf);
   }
 
+  /** Agent tokens issued, not expired and not revoked, fleet-wide (a count query: for metrics). */
+  async activeCount(): Promise<number> {
+    const [row] = await this.sql.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM agent_tokens WHERE revoked_at IS NULL AND expires_at > $1',
+      [new Date(this.now()).toISOString()],
+    );
+    return Number(row?.n ?? 0);
+  }
+
   /**
    * Revokes by token id, by agent name of a person, or every agent of a person (the kill switch, which
    * also covers tokens minted later from a person's token issued before it). Returns what it hit.

@@ -269,6 +269,14 @@ export class ApprovalStore {
     return claimed;
   }
 
+  /** Requests waiting for a reviewer, fleet-wide (one count query: for metrics, not the Check path). */
+  async pendingCount(): Promise<number> {
+    const [row] = await this.sql.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM approvals WHERE status = 'pending'",
+    );
+    return Number(row?.n ?? 0);
+  }
+
   async get(id: string): Promise<ApprovalRequest | null> {
     const [row] = await this.sql.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1', [id]);
     return row ? this.view(docOf(row)) : null;

@@ -15,6 +15,8 @@ import type { ApprovalStore } from '../fleet/approval-store.ts';
 import type { SharedTargets } from '../fleet/config-revisions.ts';
 import type { FleetKeys } from '../fleet/fleet-keys.ts';
 import type { SharedState } from '../fleet/shared-state.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { CheckTracer } from '../telemetry/tracing.ts';
 import type { AdsServer } from '../xds/server/ads-server.ts';
 import type { RunningComponents } from './component.ts';
 import type { EnvoyProcess } from './envoy-process.ts';
@@ -81,6 +83,10 @@ export interface GatewayContext {
   readonly say: (component: string, detail: string) => void;
   /** Every running component (for /status). */
   running?: RunningComponents;
+  /** Prometheus metrics, when `telemetry.metrics` is configured. */
+  metrics?: Metrics;
+  /** The Check tracer, when the OTEL_* environment turns traces on. */
+  tracer?: CheckTracer;
   audit?: AuditRuntime;
   approvals?: ApprovalStore;
   agents?: AgentRegistry;

@@ -14,6 +14,7 @@ import { controlPlaneComponent } from './components/control-plane.ts';
 import { envoyComponent } from './components/envoy.ts';
 import { fleetStateComponent } from './components/fleet-state.ts';
 import { httpApiComponent } from './components/http-api.ts';
+import { telemetryComponent } from './components/telemetry.ts';
 import { type AuditRuntime, type GatewayContext, type GatewayOptions, need } from './context.ts';
 import type { EnvoyProcess } from './envoy-process.ts';
 import type { XdsPublisher } from './xds-publisher.ts';
@@ -22,10 +23,12 @@ export type { AuditRuntime, DevTokens, GatewayOptions } from './context.ts';
 
 /**
  * The components of `chaperone up`, in start order (stopped in reverse). Each needs what the earlier
- * ones made: the HTTP API serves the agent issuer's keys the authz server fetches at start; the control
+ * ones made: telemetry first (the others count and trace into it; stopped last, it exports the last
+ * spans); the HTTP API serves the agent issuer's keys the authz server fetches at start; the control
  * plane's publisher updates the authz server's credentials; Envoy connects to the control plane.
  */
 export const START_ORDER: readonly (() => GatewayComponent<GatewayContext>)[] = [
+  telemetryComponent,
   auditComponent,
   fleetStateComponent,
   httpApiComponent,
@@ -68,6 +71,15 @@ export function plannedBinds(config: Config): PlannedBind[] {
     { component: 'authz server', ...authz, override: 'authz.address' },
     { component: 'control plane (ADS + ALS)', ...xds, override: 'control_plane.xds_address' },
     { component: 'HTTP API', ...api, override: 'control_plane.http_address' },
+    ...(config.telemetry.metrics
+      ? [
+          {
+            component: 'metrics listener',
+            ...splitHostPort(config.telemetry.metrics.address),
+            override: 'telemetry.metrics.address',
+          },
+        ]
+      : []),
   ];
 }
 

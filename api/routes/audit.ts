@@ -36,6 +36,7 @@ function decisionQuery(p: URLSearchParams): DecisionQuery {
     ...(p.get('target') ? { target: p.get('target')! } : {}),
     ...(p.get('decision') ? { decision: p.get('decision')! } : {}),
     ...(p.get('shadow') === 'differs' ? { shadowDiffers: true } : {}),
+    ...(p.get('trace') ? { traceId: p.get('trace')! } : {}),
     ...(since ? { since: parseSince(since) } : {}),
     ...(limit ? { limit: Number(limit) } : {}),
     ...(p.get('cursor') ? { cursor: p.get('cursor')! } : {}),

@@ -2,6 +2,7 @@
 // on with, or a deny to record and return (failures are values here; nothing on this path throws on
 // purpose).
 import type { Identity } from '../../identity/verifier.ts';
+import type { CheckTrace } from '../../telemetry/tracing.ts';
 import type { RequestHeaders } from '../input/request-headers.ts';
 import type { Decided } from '../result-mapper.ts';
 
@@ -25,6 +26,8 @@ export interface CheckState {
   headers: RequestHeaders;
   routeId: string | null;
   target: string | null;
+  /** This Check's span when traces are on (its trace id is recorded with the decision). */
+  trace?: CheckTrace;
 }
 
 /** What the decision is recorded with; each step fills in what it learned. */

@@ -5,6 +5,8 @@ import type { DecisionEvent, DecisionRecorder } from '../../contracts/decision.t
 import type { AuthzErrorCode } from '../../contracts/errors.ts';
 import type { ApprovalRequest, ApprovalSpec } from '../../fleet/approval-store.ts';
 import type { Identity, IdentityResult } from '../../identity/verifier.ts';
+import type { Metrics } from '../../telemetry/metrics.ts';
+import type { CheckTracer } from '../../telemetry/tracing.ts';
 import type { InjectedHeaders } from '../credentials/credential-store.ts';
 import type { EvalOutcome } from '../policy/policy-engine.ts';
 
@@ -81,6 +83,10 @@ export interface CheckDeps {
   onDecision?: (event: DecisionEvent) => void;
   /** A candidate policy evaluated beside the enforcing one on live traffic; its answer is recorded, never enforced. */
   shadow?: PolicyPort;
+  /** Prometheus metrics (telemetry/metrics.ts), when a metrics listener is configured. */
+  telemetry?: Pick<Metrics, 'decided'>;
+  /** A span per Check (telemetry/tracing.ts), when the OTEL_* environment turns traces on. */
+  tracer?: CheckTracer;
   /** Human approval of requests the policy marks `approval`; without it such requests are plain denies. */
   approvals?: { store: ApprovalPort; statusUrl: (id: string) => string };
 }

@@ -4,6 +4,7 @@
 
 import type { DecisionEvent, Verdict } from '../../contracts/decision.ts';
 import { describeThrown } from '../../contracts/errors.ts';
+import { traceIdOf } from '../../telemetry/traceparent.ts';
 import { serverDeny } from '../result-mapper.ts';
 import type { CheckState, Decided, Trail } from './check-state.ts';
 import type { CheckDeps } from './deps.ts';
@@ -34,6 +35,8 @@ export function decisionEvent(state: CheckState, trail: Trail, verdict: Verdict)
     verdict,
     policyRevision: trail.policyRevision,
     latencyUs: Number(process.hrtime.bigint() - state.started) / 1000,
+    // Chaperone's span when it traces; else the client's (or Envoy's) traceparent, for correlation.
+    traceId: state.trace?.traceId ?? traceIdOf(state.headers.get('traceparent')),
     input: trail.input,
     result: trail.result,
   };

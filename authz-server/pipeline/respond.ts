@@ -36,13 +36,14 @@ function logDecision(deps: Pick<CheckDeps, 'logger'>, event: DecisionEvent): voi
 }
 
 export function respond(
-  deps: Pick<CheckDeps, 'logger' | 'metrics' | 'onDecision'>,
+  deps: Pick<CheckDeps, 'logger' | 'metrics' | 'onDecision' | 'telemetry'>,
   event: DecisionEvent,
   response: CheckResponseMessage,
 ): CheckResponseMessage {
   const { verdict } = event;
   const serverCode = verdict.reasonCode.startsWith('ERR_') ? (verdict.reasonCode as AuthzErrorCode) : null;
   countDecision(deps.metrics, serverCode, verdict.decision === 'allow');
+  deps.telemetry?.decided(event);
   logDecision(deps, event);
   if (deps.onDecision) {
     try {

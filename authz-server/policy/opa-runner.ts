@@ -8,7 +8,12 @@ import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
 
 export const DEFAULT_CAPABILITIES = join(PROJECT_ROOT, 'policies', 'capabilities.json');
 /** Never part of a policy bundle: tests, the capabilities file, and request fixtures. */
-export const BUILD_IGNORES = ['*_test.rego', 'capabilities.json', 'fixtures'];
+/**
+ * Never part of a policy: tests, the capabilities file, fixtures, and dot-names — a Kubernetes
+ * ConfigMap mount holds every file twice more under `..data/` and `..<timestamp>/`, which would
+ * redeclare every rule; `.git` and editor swap files are not policy either.
+ */
+export const BUILD_IGNORES = ['*_test.rego', 'capabilities.json', 'fixtures', '.*'];
 
 export interface PolicyIssue {
   file?: string;

@@ -31,6 +31,8 @@ export interface PolicySourcesOptions {
   /** Shadow mode: a candidate — a directory, a bundle, or a published revision (`r7`). */
   shadow?: PolicySource | { kind: 'revision'; revision: string; entrypoint: string } | null;
   logger: Logger;
+  /** Called after every load of the enforcing policy (metrics: reloads and failures). */
+  onReload?: (ok: boolean) => void;
 }
 
 export interface PolicySources {
@@ -87,18 +89,23 @@ function newStore(
   verification: BundleVerification | null,
   logger: Logger,
   role: 'policy' | 'shadow',
+  onReload?: (ok: boolean) => void,
 ) {
   const label = role === 'shadow' ? 'shadow policy' : 'policy';
   return new PolicyStore(
     source,
     {
-      onLoaded: (s) =>
+      onLoaded: (s) => {
+        onReload?.(true);
         logger.info(
           { [`${role}_revision`]: s.revision, origin: s.origin, verified_by: s.verifiedBy },
           `${label} loaded`,
-        ),
-      onError: (e) =>
-        logger.error({ code: e.code, origin: e.origin, errors: e.errors }, `${label}: ${e.message}`),
+        );
+      },
+      onError: (e) => {
+        onReload?.(false);
+        logger.error({ code: e.code, origin: e.origin, errors: e.errors }, `${label}: ${e.message}`);
+      },
     },
     { verification },
   );
@@ -111,7 +118,7 @@ async function openShadow(o: PolicySourcesOptions, verification: BundleVerificat
     const shadow = newStore(s, verification, o.logger, 'shadow');
     if (!(await shadow.reload()))
       throw missing(`shadow policy could not be loaded: ${shadow.lastError()?.message}`);
-    shadow.watch();
+    await shadow.watch();
     return shadow;
   }
   const n = parseRevisionId(s.revision);
@@ -135,7 +142,7 @@ const missing = (message: string) => new ChaperoneError('ERR_POLICY_MISSING', me
 export async function openPolicySources(o: PolicySourcesOptions): Promise<PolicySources> {
   // A key that cannot be read stops the start: a node must never run believing it verifies.
   const verification = o.signing ? resolveVerification(o.signing) : null;
-  const policy = newStore(o.local, verification, o.logger, 'policy');
+  const policy = newStore(o.local, verification, o.logger, 'policy', o.onReload);
   let service: BundleService | null = null;
   let follower: PolicyRevisionFollower | null = null;
   if (o.bundleService) {
@@ -168,7 +175,7 @@ export async function openPolicySources(o: PolicySourcesOptions): Promise<Policy
       const why = [fleetError?.message, policy.lastError()?.message].filter(Boolean).join('; ');
       throw missing(why || 'policy could not be loaded');
     }
-    if (o.watch) policy.watch();
+    if (o.watch) await policy.watch();
   }
   service?.start();
   let shadow: PolicyStore | null;

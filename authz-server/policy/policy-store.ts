@@ -4,11 +4,11 @@
 // fails (bad Rego, bad bundle, missing entrypoint, a signature that does not verify) is reported with
 // its code and position, and the last good policy keeps serving; there is never a moment without a
 // policy once one has loaded. Loads run one at a time, in the order they were asked for.
-import { type FSWatcher, watch } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { BundleError, BundleSignatureError, describeThrown } from '../../contracts/errors.ts';
+import { SourceWatch } from '../../lib/source-watch.ts';
 import { readBundleArchive } from './bundle-archive.ts';
 import type { BundleVerification } from './bundle-keys.ts';
 import { bundleFromFiles } from './bundle-reader.ts';
@@ -75,8 +75,7 @@ class LoadFailure {
 export class PolicyStore {
   private snapshot: PolicySnapshot | null = null;
   private lastErrorValue: PolicyLoadError | null = null;
-  private watcher: FSWatcher | null = null;
-  private reloadTimer: NodeJS.Timeout | null = null;
+  private watcher: Promise<SourceWatch | null> | null = null;
   private reloading: Promise<boolean> | null = null;
   private pendingReload = false;
   private queue: Promise<unknown> = Promise.resolve();
@@ -141,29 +140,35 @@ export class PolicyStore {
     this.fail({ code: 'ERR_BUNDLE_SOURCE', message, errors: [{ message }] }, origin, false);
   }
 
-  /** Watches the node's own source and reloads on change (debounced). */
-  watch(debounceMs = 150): void {
-    if (this.watcher || this.source.kind === 'offered') return;
-    const target = resolve(this.source.path);
-    this.watcher = watch(target, { recursive: this.source.kind === 'dir' }, (_event, file) => {
-      if (file && /(^|\/)\.|~$|\.swp$/.test(String(file))) return;
-      if (this.reloadTimer) clearTimeout(this.reloadTimer);
-      this.reloadTimer = setTimeout(() => void this.reload(), debounceMs);
-    });
-    this.watcher.on('error', (err) =>
-      this.fail(
-        { code: 'ERR_BUNDLE_INVALID', message: `watching ${target} failed: ${err.message}`, errors: [] },
-        this.origin(),
-        false,
-      ),
-    );
+  /**
+   * Watches the node's own source and reloads when its content changes (debounced), following symlink
+   * swaps (a Kubernetes ConfigMap's `..data`). Resolves once the watch is set up.
+   */
+  watch(debounceMs = 150): Promise<void> {
+    if (this.source.kind === 'offered') return Promise.resolve();
+    if (!this.watcher) {
+      const { path, kind } = this.source;
+      const failed = (message: string) =>
+        this.fail({ code: 'ERR_BUNDLE_INVALID', message, errors: [] }, this.origin(), false);
+      this.watcher = SourceWatch.start({
+        path,
+        kind: kind === 'dir' ? 'dir' : 'file',
+        debounceMs,
+        onChange: () => void this.reload(),
+        onError: (err) => failed(`watching ${path} failed: ${err.message}`),
+      }).catch((err: unknown) => {
+        failed(`watching ${path} failed: ${describeThrown(err)}`);
+        return null;
+      });
+    }
+    return this.watcher.then(() => undefined);
   }
 
   /** Stops following the node's own source (a fleet source governs from now on). */
   unwatch(): void {
-    this.watcher?.close();
+    const w = this.watcher;
     this.watcher = null;
-    if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    void w?.then((s) => s?.close());
   }
 
   close(): void {

@@ -20,6 +20,7 @@ interface Row {
   http_status?: number;
   reason?: string;
   decision_id?: string;
+  trace_id?: string | null;
 }
 
 const COLUMNS: [string, (r: Row) => string][] = [
@@ -29,6 +30,7 @@ const COLUMNS: [string, (r: Row) => string][] = [
   ['TARGET', (r) => r.target ?? '-'],
   ['REQUEST', (r) => `${r.method ?? ''} ${r.path ?? ''}`],
   ['DECISION', (r) => `${r.decision ?? ''} ${r.http_status ?? ''}`],
+  ['TRACE', (r) => r.trace_id ?? '-'],
   ['REASON', (r) => r.reason ?? ''],
 ];
 
@@ -58,6 +60,7 @@ export function registerAuditCommands(program: Command): void {
     .option('--target <name>', 'the target')
     .option('--decision <d>', 'allow, deny, approval_required, error or admin')
     .option('--shadow-differs', 'only decisions the shadow policy would have decided otherwise', false)
+    .option('--trace <id>', 'the decisions of one trace (W3C trace id, as the TRACE column shows it)')
     .option('--since <when>', 'e.g. 24h, 30m, 7d or an ISO time', '24h')
     .option('--limit <n>', 'rows per page', '50')
     .option('--all', 'follow every page', false)
@@ -74,6 +77,7 @@ export function registerAuditCommands(program: Command): void {
             target?: string;
             decision?: string;
             shadowDiffers: boolean;
+            trace?: string;
             since: string;
             limit: string;
             all: boolean;
@@ -91,6 +95,7 @@ export function registerAuditCommands(program: Command): void {
                 target: o.target,
                 decision: o.decision,
                 shadow: o.shadowDiffers ? 'differs' : undefined,
+                trace: o.trace,
                 since: o.since,
                 limit: o.limit,
                 cursor,

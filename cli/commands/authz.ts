@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
+import { startMetricsListener } from '../../api/metrics-listener.ts';
 import { signAndAnchor } from '../../audit/anchor.ts';
 import { type DecisionLogPush, decisionLogPush } from '../../audit/decision-log-push.ts';
 import { secureNodeState } from '../../audit/node-state.ts';
@@ -17,6 +18,8 @@ import { AgentRegistry } from '../../fleet/agent-registry.ts';
 import { ApprovalStore } from '../../fleet/approval-store.ts';
 import { SharedState } from '../../fleet/shared-state.ts';
 import { RemoteRevocations } from '../../identity/remote-revocations.ts';
+import { Metrics } from '../../telemetry/metrics.ts';
+import { startTracing } from '../../telemetry/tracing.ts';
 import { action, usage } from '../exit.ts';
 import {
   addFleetPolicyFlags,
@@ -42,6 +45,26 @@ interface ServeOptions extends FleetPolicyFlags {
   store?: string;
   spoolDir: string;
   transport?: 'grpc-js' | 'http2';
+  metricsAddr?: string;
+  metricsTokenFile?: string;
+}
+
+const LOOPBACK_ADDR = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d+$/;
+
+/** `--metrics-addr`: Prometheus metrics of this authz server on their own listener (docs/observability.md). */
+async function serveMetrics(o: ServeOptions, logger: Logger) {
+  if (!o.metricsAddr) return null;
+  if (!o.metricsTokenFile && !LOOPBACK_ADDR.test(o.metricsAddr))
+    throw usage('--metrics-addr is not a loopback address: give --metrics-token-file too');
+  const metrics = new Metrics().withProcessMetrics();
+  const listener = await startMetricsListener({
+    address: o.metricsAddr,
+    tokenFile: o.metricsTokenFile ?? null,
+    logger: logger.child({ component: 'metrics' }),
+    render: async () => ({ contentType: metrics.contentType, text: await metrics.render() }),
+  });
+  process.stderr.write(`chaperone authz: metrics at ${listener.url}/metrics\n`);
+  return { metrics, listener };
 }
 
 /**
@@ -125,7 +148,10 @@ async function serve(o: ServeOptions): Promise<void> {
   const revocations =
     o.controlPlane && !o.store ? new RemoteRevocations(o.controlPlane.replace(/\/$/, ''), logger) : null;
   revocations?.start();
+  const tracer = await startTracing({ serviceName: 'chaperone-authz', logger });
+  let metrics: Awaited<ReturnType<typeof serveMetrics>> = null;
   try {
+    metrics = await serveMetrics(o, logger);
     if (o.store) fleet = await joinFleet(o, logger);
     const logsConfig = decisionLogsFromFlags(o);
     logs = logsConfig ? decisionLogPush(logsConfig, { entrypoint: o.entrypoint, logger }) : null;
@@ -148,6 +174,7 @@ async function serve(o: ServeOptions): Promise<void> {
         fleet?.options.onDecision(e);
         logs?.add(e);
       },
+      telemetry: { ...(metrics ? { metrics: metrics.metrics } : {}), tracer },
       ...(o.shadowDir || o.shadowBundle || o.shadowRevision
         ? {
             shadow: {
@@ -169,13 +196,17 @@ async function serve(o: ServeOptions): Promise<void> {
         .close()
         .then(() => logs?.stop())
         .then(() => fleet?.close())
-        .then(() => process.exit(0));
+        .then(() => metrics?.listener.close())
+        .then(() => tracer?.shutdown())
+        .finally(() => process.exit(0));
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   } catch (err) {
     revocations?.stop();
     logs?.stop();
     await fleet?.close().catch(() => undefined);
+    await metrics?.listener.close();
+    await tracer?.shutdown().catch(() => undefined);
     throw err;
   }
 }
@@ -205,5 +236,10 @@ export function registerAuthzCommands(program: Command): void {
     )
     .option('--spool-dir <dir>', 'with --store: the local audit spool', '.chaperone/authz-spool')
     .option('--transport <grpc-js|http2>', 'Check transport: @grpc/grpc-js, or the lean node:http2 server')
+    .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://<host:port>/metrics')
+    .option(
+      '--metrics-token-file <file>',
+      "scrapers must send this file's content as a bearer token (required off loopback)",
+    )
     .action(action('authz serve', serve));
 }

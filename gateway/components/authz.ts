@@ -51,6 +51,7 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
           agents.observe(e);
           logs?.add(e);
         },
+        telemetry: { ...(ctx.metrics ? { metrics: ctx.metrics } : {}), tracer: ctx.tracer ?? null },
         recorder: audit.recorder,
         credentials: credentialSpecs(config),
         // The fleet's public API (control_plane.issuer): any node answers for any approval.

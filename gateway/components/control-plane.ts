@@ -4,9 +4,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { addAccessLogService } from '../../audit/access-log-service.ts';
 import { addMaskProcessor, type MaskEvent } from '../../authz-server/masking/mask-processor.ts';
+import type { Config } from '../../config/types.ts';
 import { ChaperoneError } from '../../contracts/errors.ts';
 import { SharedTargets } from '../../fleet/config-revisions.ts';
 import { AdsServer } from '../../xds/server/ads-server.ts';
+import { SHORT_NAME, type TypeUrl } from '../../xds/server/resource-types.ts';
 import type { GatewayComponent } from '../component.ts';
 import { type AuditRuntime, type GatewayContext, need } from '../context.ts';
 import { XdsPublisher } from '../xds-publisher.ts';
@@ -51,7 +53,7 @@ function grpcServices(ctx: GatewayContext, ads: AdsServer): grpc.Server {
 async function publishFirst(ctx: GatewayContext, ads: AdsServer): Promise<void> {
   const { config, logger } = ctx;
   const authz = need(ctx, 'authz');
-  const publisher = new XdsPublisher(ads, logger.child({ component: 'config' }), (served) => {
+  const onServed = (served: Config) => {
     authz.credentials
       .replace(credentialSpecs(served))
       .catch((err: unknown) =>
@@ -60,7 +62,8 @@ async function publishFirst(ctx: GatewayContext, ads: AdsServer): Promise<void> 
           'credentials of the new targets rejected; the previous ones stay in force',
         ),
       );
-  });
+  };
+  const publisher = new XdsPublisher(ads, logger.child({ component: 'config' }), onServed, ctx.metrics);
   ctx.publisher = publisher;
   // Targets are the fleet's: this node's file joins the revisions in the store, newer ones from other
   // control planes are served as they arrive.
@@ -76,7 +79,7 @@ async function publishFirst(ctx: GatewayContext, ads: AdsServer): Promise<void> 
       'ERR_TRANSLATE',
       `config cannot be translated to Envoy resources:\n  ${first.errors.join('\n  ')}`,
     );
-  if (ctx.options.configPath) publisher.watchFile(ctx.options.configPath);
+  if (ctx.options.configPath) await publisher.watchFile(ctx.options.configPath);
   ctx.say(
     'control plane',
     `${config.controlPlane.xdsAddress}  ADS + access logs, config ${first.version?.slice(0, 12)} (revision ${fleet.revision.revision})`,
@@ -92,6 +95,14 @@ export function controlPlaneComponent(): GatewayComponent<GatewayContext> {
       ctx = c;
       const ads = new AdsServer(c.logger.child({ component: 'xds' }));
       c.ads = ads;
+      const metrics = c.metrics;
+      if (metrics) {
+        const count = (kind: 'push' | 'ack' | 'nack') => (e: { nodeId: string; typeUrl: string }) =>
+          metrics.xds(kind, e.nodeId, SHORT_NAME[e.typeUrl as TypeUrl] ?? e.typeUrl);
+        ads.on('push', count('push'));
+        ads.on('ack', count('ack'));
+        ads.on('nack', count('nack'));
+      }
       server = grpcServices(c, ads);
       await listenGrpc(server, c.config.controlPlane.xdsAddress);
       await publishFirst(c, ads);

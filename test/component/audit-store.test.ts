@@ -319,6 +319,30 @@ for (const engine of engines) {
           expect(await fresh.store.verifyChain()).toEqual({ ok: true, count: 5 });
         };
 
+        it("keeps a decision's trace id, finds a trace's decisions, and chains it (records without one hash as before)", async () => {
+          const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+          const traced = decision({ trace_id: traceId });
+          await fresh.sql('DELETE FROM decisions');
+          expect(await fresh.store.insertDecisions([decision(), traced])).toBe(2);
+          const { rows } = await fresh.store.queryDecisions({ traceId });
+          expect(rows.map((r) => [r.decision_id, r.trace_id])).toEqual([[traced.decision_id, traceId]]);
+          const [untraced] = await fresh.store.decisionsAfter(0, 1);
+          expect(untraced?.trace_id).toBeNull();
+          expect(await fresh.store.verifyChain()).toMatchObject({ ok: true });
+          // The trace id is covered: changing it breaks the chain.
+          await fresh.sql(
+            `UPDATE decisions SET trace_id = '${'0'.repeat(31)}1' WHERE decision_id = '${traced.decision_id}'`,
+          );
+          expect(await fresh.store.verifyChain()).toMatchObject({
+            ok: false,
+            reason: 'record content does not match its hash',
+          });
+          await fresh.sql(
+            `UPDATE decisions SET trace_id = '${traceId}' WHERE decision_id = '${traced.decision_id}'`,
+          );
+          expect(await fresh.store.verifyChain()).toMatchObject({ ok: true });
+        });
+
         it('detects a deleted record', async () => {
           await chainOfFive();
           await fresh.sql('DELETE FROM decisions WHERE seq = 2');

@@ -192,7 +192,7 @@ describe('chaperone up --dev', () => {
       '--token',
       tokens['carol']!,
     ]);
-    expect(table.out).toMatch(/TIME\s+USER\s+AGENT\s+TARGET\s+REQUEST\s+DECISION\s+REASON/);
+    expect(table.out).toMatch(/TIME\s+USER\s+AGENT\s+TARGET\s+REQUEST\s+DECISION\s+TRACE\s+REASON/);
     expect(table.out).toContain('bob');
     const verify = (await (await api(`/audit/verify`)).json()) as { ok: boolean; count: number };
     expect(verify.ok).toBe(true);

@@ -63,7 +63,8 @@ export interface CheckResponse {
 
 export interface AuthzClient {
   check(spec: RequestSpec): Promise<CheckResponse>;
-  checkRaw(request: unknown): Promise<CheckResponse>;
+  /** `metadata`: gRPC request metadata (Envoy sends `traceparent` there when it traces). */
+  checkRaw(request: unknown, metadata?: Record<string, string>): Promise<CheckResponse>;
   close(): void;
 }
 
@@ -71,10 +72,15 @@ export function authzClient(address: string): AuthzClient {
   const root = loadEnvoyProtos([EXT_AUTHZ_PROTO]);
   const Ctor = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.auth.v3.Authorization');
   const client = new Ctor(address, grpc.credentials.createInsecure());
-  const checkRaw = (request: unknown) =>
+  const checkRaw = (request: unknown, metadata: Record<string, string> = {}) =>
     new Promise<CheckResponse>((resolve, reject) => {
-      client['Check'](request, { deadline: Date.now() + 10_000 }, (err: Error | null, res: CheckResponse) =>
-        err ? reject(err) : resolve(res),
+      const md = new grpc.Metadata();
+      for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+      client['Check'](
+        request,
+        md,
+        { deadline: Date.now() + 10_000 },
+        (err: Error | null, res: CheckResponse) => (err ? reject(err) : resolve(res)),
       );
     });
   return { checkRaw, check: (spec) => checkRaw(checkRequest(spec)), close: () => client.close() };

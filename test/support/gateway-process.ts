@@ -1,10 +1,11 @@
 // Runs `chaperone up` as a real child process (the CLI exactly as a user starts it) on free loopback
 // ports, and gives tests its config file, the addresses and its output.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
+import { createConfigMap } from './configmap.ts';
 import { freePort } from './ports.ts';
 import { waitFor } from './wait.ts';
 
@@ -104,12 +105,22 @@ export async function startGatewayProcess(
     wait?: boolean;
     /** `--dev` (default): the dev issuer and demo upstream on the ports' idp/demo, dev tokens. */
     dev?: boolean;
+    /**
+     * The config as a Kubernetes ConfigMap volume would hold it (`<dir>/config/chaperone.yaml ->
+     * ..data/chaperone.yaml`); update it with test/support/configmap.ts `updateConfigMap`.
+     */
+    configMap?: boolean;
   } = {},
 ): Promise<GatewayProcess> {
   const ports = opts.ports ?? (await gatewayPorts());
   const dir = await mkdtemp(join(tmpdir(), 'chaperone-up-'));
-  const configPath = join(dir, 'chaperone.yaml');
-  await writeFile(configPath, (opts.yaml ?? devGatewayYaml)(ports));
+  const yaml = (opts.yaml ?? devGatewayYaml)(ports);
+  let configPath = join(dir, 'chaperone.yaml');
+  if (opts.configMap) {
+    await mkdir(join(dir, 'config'));
+    await createConfigMap(join(dir, 'config'), { 'chaperone.yaml': yaml });
+    configPath = join(dir, 'config', 'chaperone.yaml');
+  } else await writeFile(configPath, yaml);
   const child: ChildProcess = spawn(
     process.execPath,
     [

@@ -143,6 +143,40 @@ async function outcome(caller: Caller, token: string | null, body: unknown = nul
   }
 }
 
+describe('the scraper caller (the metrics listener)', () => {
+  const scraperOutcome = async (
+    scraper: CallerAuth['scraper'],
+    authorization: string | undefined,
+  ): Promise<string> => {
+    const auth = { ...fakeAuth(), ...(scraper ? { scraper } : {}) };
+    try {
+      const r = await authenticate('scraper', authorization ? { authorization } : {}, async () => null, auth);
+      return `ok ${r.caller === null ? '-' : r.caller.subject}`;
+    } catch (err) {
+      if (err instanceof ApiError) return `${err.status} ${err.error}`;
+      throw err;
+    }
+  };
+  const token = (t: string | null) => ({ token: async () => t });
+
+  it.each([
+    ['not served where no scraper is configured (the HTTP API)', undefined, 'Bearer carol', '404 not_found'],
+    ['open without a token file (a loopback listener)', token(null), undefined, 'ok -'],
+    ['refused without the token', token('s3cret'), undefined, '401 unauthenticated'],
+    ['refused with another token', token('s3cret'), 'Bearer s3cre', '401 invalid_token'],
+    ["refused with a person's token", token('s3cret'), 'Bearer carol', '401 invalid_token'],
+    ['served with the token', token('s3cret'), 'Bearer s3cret', 'ok -'],
+    [
+      'refused when the token file cannot be read',
+      { token: async () => Promise.reject(new Error('EACCES')) },
+      'Bearer s3cret',
+      '503 metrics_token_unavailable',
+    ],
+  ] as const)('%s', async (_name, scraper, authorization, expected) => {
+    expect(await scraperOutcome(scraper, authorization)).toBe(expected);
+  });
+});
+
 describe('the authentication hook', () => {
   const AUDITOR: Caller = { role: ['auditor'] };
   const cases: [Caller, string | null, string][] = [

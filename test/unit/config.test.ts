@@ -46,6 +46,7 @@ describe('parseConfig defaults', () => {
         issuer: 'http://127.0.0.1:8181',
       },
       envoy: { adminPort: 9901, caFile: '/etc/ssl/certs/ca-certificates.crt', deltaXds: false },
+      telemetry: { metrics: null },
     } satisfies Config);
   });
 

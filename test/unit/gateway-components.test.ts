@@ -105,6 +105,7 @@ describe('runComponents', () => {
 describe('START_ORDER', () => {
   it('is the documented order of `chaperone up`', () => {
     expect(startOrderNames()).toEqual([
+      'telemetry',
       'audit',
       'fleet state',
       'http api',

@@ -16,6 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['fleet'],
   ['config'],
   ['store'],
+  ['telemetry'],
   ['contracts'],
   ['lib'],
 ];

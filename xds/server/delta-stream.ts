@@ -208,6 +208,7 @@ export class DeltaAdsStream implements XdsStream {
         removedResources: removed,
         controlPlane: { identifier: CONTROL_PLANE_ID },
       });
+      this.server.emit('push', { nodeId: this.nodeId, typeUrl, version: snapshot.version });
     }
   }
 

@@ -180,6 +180,7 @@ export class SotwAdsStream implements XdsStream {
         resources: [...content.values()].map((r) => ({ type_url: typeUrl, value: r.bytes })),
         controlPlane: { identifier: CONTROL_PLANE_ID },
       });
+      this.server.emit('push', { nodeId: this.nodeId, typeUrl, version });
     }
   }
 

@@ -25,6 +25,8 @@ export interface StreamStatus {
 }
 
 export interface AdsEvents {
+  /** A discovery response written to a client (metrics count them per node). */
+  push: [{ nodeId: string; typeUrl: string; version: string }];
   ack: [{ nodeId: string; typeUrl: string; version: string }];
   nack: [{ nodeId: string } & NackRecord];
 }

@@ -1,0 +1,62 @@
+// The metrics listener's routes: Chaperone's own metrics in Prometheus text format, and Envoy's stats
+// proxied from its admin port (which binds loopback only, so a scraper elsewhere could not reach it).
+// Both are for a `scraper` (api/route.ts): served on the metrics listener only, never on the HTTP API.
+import type { Route } from '../route.ts';
+
+export interface MetricsRouteDeps {
+  /** The exposition text and its content type (telemetry/metrics.ts). */
+  render(): Promise<{ contentType: string; text: string }>;
+  /** The admin URL of the Envoy this process runs, or null (none, or not started yet). */
+  envoyAdminUrl?: () => string | null;
+}
+
+/** Envoy's admin answers in milliseconds; a scrape must not hang on a wedged one. */
+const ENVOY_STATS_TIMEOUT_MS = 5000;
+
+async function envoyStats(adminUrl: string | null) {
+  if (!adminUrl)
+    return {
+      status: 503,
+      body: { error: 'envoy_unavailable', reason: 'no Envoy is running under this process' },
+    };
+  try {
+    const res = await fetch(`${adminUrl}/stats/prometheus`, {
+      signal: AbortSignal.timeout(ENVOY_STATS_TIMEOUT_MS),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    return {
+      status: 200,
+      body: text,
+      headers: { 'content-type': res.headers.get('content-type') ?? 'text/plain; version=0.0.4' },
+    };
+  } catch {
+    return {
+      status: 503,
+      body: { error: 'envoy_unavailable', reason: "Envoy's admin endpoint did not answer" },
+    };
+  }
+}
+
+export function metricsRoutes(d: MetricsRouteDeps): Route[] {
+  const routes: Route[] = [
+    {
+      method: 'GET',
+      path: '/metrics',
+      caller: 'scraper',
+      handle: async () => {
+        const { contentType, text } = await d.render();
+        return { status: 200, body: text, headers: { 'content-type': contentType } };
+      },
+    },
+  ];
+  const adminUrl = d.envoyAdminUrl;
+  if (adminUrl)
+    routes.push({
+      method: 'GET',
+      path: '/metrics/envoy',
+      caller: 'scraper',
+      handle: () => envoyStats(adminUrl()),
+    });
+  return routes;
+}

@@ -1,0 +1,70 @@
+// What a config edit can change in a running gateway. Targets and listeners become Envoy resources and
+// authz-server credentials, which follow a reload; every other section was read once at start-up
+// (the authz server's issuers and policy source, the API's roles, the audit store, the addresses the
+// processes bind, Envoy's bootstrap, the metrics listener). An edit to one of those is reported — by
+// section, with its line — and its running value stays in force until the next restart: publishing a new
+// authz address to Envoy while the authz server still listens on the old one would deny everything.
+import { configLineOf } from './load-config.ts';
+import type { Config } from './types.ts';
+
+/** A section of chaperone.yaml that is applied only at start-up, and where its value is in a Config. */
+interface RestartOnly {
+  /** The YAML path operators edit (also what /status and the log name). */
+  section: string;
+  of(c: Config): unknown;
+}
+
+export const RESTART_ONLY: readonly RestartOnly[] = [
+  { section: 'identity', of: (c) => c.identity },
+  { section: 'access', of: (c) => c.access },
+  { section: 'policy', of: (c) => c.policy },
+  { section: 'audit', of: (c) => c.audit },
+  { section: 'authz', of: (c) => c.authz },
+  { section: 'control_plane', of: (c) => c.controlPlane },
+  { section: 'envoy.admin_port', of: (c) => c.envoy.adminPort },
+  { section: 'envoy.delta_xds', of: (c) => c.envoy.deltaXds },
+  { section: 'telemetry', of: (c) => c.telemetry },
+];
+
+/** Config keys a reload applies (test/unit/reload-plan.test.ts checks every key is classified). */
+export const HOT_KEYS: readonly (keyof Config)[] = ['file', 'listeners', 'targets', 'envoy'];
+
+export interface RestartNeeded {
+  section: string;
+  /** Line of the section in the edited file, when known. */
+  line: number | null;
+}
+
+export interface ReloadPlan {
+  /** The edited config with every restart-only section as it is running. */
+  apply: Config;
+  /** Restart-only sections the edit changed (empty: everything edited is applied). */
+  restartNeeded: RestartNeeded[];
+}
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+/** Splits an edit of `running` into what a reload applies now and what waits for a restart. */
+export function reloadPlan(running: Config, next: Config): ReloadPlan {
+  const restartNeeded = RESTART_ONLY.filter((s) => !same(s.of(running), s.of(next))).map((s) => ({
+    section: s.section,
+    line: configLineOf(next, s.section) ?? null,
+  }));
+  const apply: Config = {
+    ...next,
+    identity: running.identity,
+    access: running.access,
+    policy: running.policy,
+    audit: running.audit,
+    authz: running.authz,
+    controlPlane: running.controlPlane,
+    envoy: { ...next.envoy, adminPort: running.envoy.adminPort, deltaXds: running.envoy.deltaXds },
+    telemetry: running.telemetry,
+  };
+  return { apply, restartNeeded };
+}
+
+/** `identity (line 4), audit (line 20)` */
+export function describeRestartNeeded(r: readonly RestartNeeded[]): string {
+  return r.map((x) => (x.line === null ? x.section : `${x.section} (line ${x.line})`)).join(', ');
+}

@@ -1,0 +1,54 @@
+// `chaperone authz serve --metrics-addr` as it runs beside an Envoy it does not manage: the real CLI in
+// a child process, Checks over real gRPC, its /metrics scraped and parsed. Off loopback, a token file is
+// required (exit 2 otherwise).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AuthzClient, authzClient } from '../support/authz-client.ts';
+import { type AuthzServeProcess, runCli, startAuthzServe } from '../support/cli.ts';
+import { freePort } from '../support/ports.ts';
+import { scrape } from '../support/prometheus.ts';
+
+let serve: AuthzServeProcess;
+let client: AuthzClient;
+let metricsUrl: string;
+
+beforeAll(async () => {
+  const [authzPort, metricsPort] = await Promise.all([freePort(), freePort()]);
+  metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  serve = startAuthzServe(`127.0.0.1:${authzPort}`, ['--metrics-addr', `127.0.0.1:${metricsPort}`]);
+  await serve.ready();
+  client = authzClient(`127.0.0.1:${authzPort}`);
+}, 150_000);
+
+afterAll(() => {
+  client?.close();
+  serve?.stop();
+});
+
+describe('chaperone authz serve --metrics-addr', () => {
+  it('counts its decisions and shows its policy revision', async () => {
+    const before = await scrape(metricsUrl);
+    const res = await client.check({
+      path: '/demo/items',
+      contextExtensions: { route_id: 'demo/0', target: 'demo' },
+    });
+    expect(res.status.code).not.toBe(0); // no token: denied
+    const after = await scrape(metricsUrl);
+    const denies = (s: typeof after) => s.value('chaperone_decisions_total', { decision: 'deny' });
+    expect(denies(after)).toBe(denies(before) + 1);
+    expect(after.get('chaperone_policy_info')?.metrics[0]?.labels?.['revision']).toMatch(/^[0-9a-f]{16}$/);
+    expect(after.value('chaperone_check_duration_seconds_count')).toBe(
+      before.value('chaperone_check_duration_seconds_count') + 1,
+    );
+    // The gateway's own families are not here: this process runs no control plane.
+    expect(after.get('chaperone_xds_streams')).toBeUndefined();
+  });
+
+  it('refuses a metrics address off loopback without a token file (exit 2)', async () => {
+    const { code, out } = await runCli(
+      ['authz', 'serve', '--addr', '127.0.0.1:0', '--metrics-addr', '0.0.0.0:0'],
+      { timeoutMs: 60_000 },
+    );
+    expect(code).toBe(2);
+    expect(out).toContain('--metrics-addr is not a loopback address: give --metrics-token-file too');
+  });
+});
