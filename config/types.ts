@@ -68,6 +68,28 @@ export interface AccessConfig {
   reviewers: string[];
 }
 
+/**
+ * Mutual TLS between Envoy and the data-plane services when they listen on TCP (a fleet): a CA (generated
+ * in `dir`, or the operator's files), server certificates for the services, a client certificate for Envoy.
+ */
+export interface DataPlaneTlsConfig {
+  /** The generated CA (`ca.pem`, `ca-key.pem` 0600) and, under `envoy/`, the files Envoys read. */
+  dir: string;
+  /** The operator's CA certificate and key (both or neither); null: generated in `dir` at first start. */
+  caCert: string | null;
+  caKey: string | null;
+  /** DNS names and IPs Envoys use to reach this node's TCP services (server certificate names). */
+  serverNames: string[];
+  /** Lifetime of issued certificates, in seconds; each is renewed after two thirds of it. */
+  certValiditySec: number;
+}
+
+export interface DataPlaneConfig {
+  /** Directory of the Unix sockets (0700; sockets 0600). Default `<state dir>/sockets`. */
+  socketDir: string;
+  tls: DataPlaneTlsConfig;
+}
+
 export interface Config {
   /** The file it was read from (as given), or null. */
   file: string | null;
@@ -78,8 +100,15 @@ export interface Config {
   access: AccessConfig;
   policy: { source: PolicySource; entrypoint: string };
   audit: { store: AuditStoreConfig; spoolDir: string };
+  /** Each `unix:/abs/path` (default: `<socketDir>/authz.sock`) or `host:port` (mutual TLS). */
   authz: { addresses: string[] };
-  /** `issuer`: the agent-token issuer URL (the fleet's shared API URL; default http://<httpAddress>). */
+  /**
+   * `xdsAddress`: ADS, access logs and ext_proc, `unix:/abs/path` (default `<socketDir>/xds.sock`) or
+   * `host:port` (mutual TLS). `issuer`: the agent-token issuer URL (the fleet's shared API URL; default
+   * http://<httpAddress>).
+   */
   controlPlane: { xdsAddress: string; httpAddress: string; issuer: string };
-  envoy: { adminPort: number; caFile: string; deltaXds: boolean };
+  /** `adminAddress`: `unix:<socketDir>/envoy-admin.sock`, or `127.0.0.1:<admin_port>` when configured. */
+  envoy: { adminAddress: string; caFile: string; deltaXds: boolean };
+  dataPlane: DataPlaneConfig;
 }

@@ -46,6 +46,7 @@ export type OperationalErrorCode =
   | 'ERR_PORT_IN_USE'
   | 'ERR_TOOL_NOT_FOUND'
   | 'ERR_ENVOY_START'
+  | 'ERR_DATA_PLANE_TLS'
   | 'ERR_AUDIT_STORE'
   | 'ERR_SPOOL_IO'
   | 'ERR_API_REQUEST'

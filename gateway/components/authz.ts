@@ -27,7 +27,8 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
       const policy = config.policy.source;
       const issuer = config.controlPlane.issuer;
       authz = await startAuthzServer({
-        address: config.authz.addresses[0] ?? '127.0.0.1:9191',
+        address: config.authz.addresses[0]!,
+        tls: ctx.dataPlaneTls?.server ?? null,
         policy: {
           ...(policy.kind === 'bundle' ? { bundle: policy.path } : { dir: policy.path }),
           entrypoint: config.policy.entrypoint,
@@ -49,7 +50,10 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
         },
       });
       ctx.authz = authz;
-      ctx.say('authz server', `${authz.address}  policy ${authz.policy.current()?.revision ?? 'none'}`);
+      ctx.say(
+        'authz server',
+        `${authz.address}${authz.mutualTls ? ' (mutual TLS)' : ''}  policy ${authz.policy.current()?.revision ?? 'none'}`,
+      );
     },
     async stop() {
       await authz?.close();
@@ -59,6 +63,7 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
         ? {
             authz: {
               address: authz.address,
+              mutual_tls: authz.mutualTls,
               policy_revision: authz.policy.current()?.revision ?? null,
               policy_error: authz.policy.lastError()?.message ?? null,
               metrics: authz.metrics,

@@ -15,7 +15,6 @@ import {
   gatewayPorts,
   startGatewayProcess,
 } from '../support/gateway-process.ts';
-import { freePort } from '../support/ports.ts';
 import {
   createTestDatabase,
   DATABASE_URL,
@@ -70,7 +69,8 @@ describe.skipIf(!DATABASE_URL)(
       const env = { FLEET_DEMO_TOKEN: 'fleet-demo-secret' };
       a = await startGatewayProcess({ ports: portsA, yaml: fleetYaml(), env });
       b = await startGatewayProcess({ ports: portsB, yaml: fleetYaml(), env });
-      standaloneAddr = `127.0.0.1:${await freePort()}`;
+      // A Unix socket: the fleet shares the store, not the transport (mutual TLS is tested on its own).
+      standaloneAddr = `unix:${join(a.dir, 'standalone-authz.sock')}`;
       standalone = startAuthzServe(standaloneAddr, [
         '--issuer',
         `http://127.0.0.1:${portsA.idp}`,

@@ -108,6 +108,7 @@ describe('START_ORDER', () => {
       'audit',
       'fleet state',
       'http api',
+      'data plane',
       'authz server',
       'control plane',
       'envoy',
