@@ -47,10 +47,10 @@ beforeAll(async () => {
 /** Points a data-plane TLS context's SDS files at the ones made above. */
 function useTestSdsFiles(context: Json | undefined): void {
   if (!context?.['combined_validation_context']) return;
-  context['tls_certificate_sds_secret_configs'][0].sds_config.path_config_source.path =
-    dataPlaneFiles.certificateSds;
-  context['combined_validation_context'].validation_context_sds_secret_config.sds_config.path_config_source.path =
-    dataPlaneFiles.validationSds;
+  const certificate = context['tls_certificate_sds_secret_configs'][0].sds_config;
+  const validation = context['combined_validation_context'].validation_context_sds_secret_config.sds_config;
+  certificate.path_config_source.path = dataPlaneFiles.certificateSds;
+  validation.path_config_source.path = dataPlaneFiles.validationSds;
 }
 
 afterAll(async () => {
