@@ -6,6 +6,7 @@
 // component then only says where it must connect.
 import { join } from 'node:path';
 import { parseDataPlaneAddress } from '../../lib/data-plane-address.ts';
+import { claimSocketPath } from '../../lib/unix-socket.ts';
 import { envoyBootstrap } from '../../xds/bootstrap.ts';
 import type { GatewayComponent } from '../component.ts';
 import type { GatewayContext, GatewayOptions, ManagedEnvoy } from '../context.ts';
@@ -53,6 +54,9 @@ export function envoyComponent(): GatewayComponent<GatewayContext> {
         return;
       }
       const adminUrl = adminUrlOf(config.envoy.adminAddress);
+      const admin = parseDataPlaneAddress(config.envoy.adminAddress);
+      // Envoy binds the admin socket itself (mode 0600, from the bootstrap) but needs the 0700 directory.
+      if (admin.kind === 'unix') await claimSocketPath(admin.path, 'envoy admin', 'data_plane.socket_dir');
       const paths = envoyPaths(options);
       managed = new EnvoySupervisor(
         {
@@ -72,7 +76,7 @@ export function envoyComponent(): GatewayComponent<GatewayContext> {
         logger.child({ component: 'envoy' }),
         ctx.say,
       );
-      if (parseDataPlaneAddress(config.envoy.adminAddress).kind === 'tcp')
+      if (admin.kind === 'tcp')
         logger.warn(
           { admin: adminUrl },
           'envoy.admin_port: Envoy admin on loopback TCP — any local process can read its config and stop it',
