@@ -4,8 +4,8 @@
 // With `--config` it takes every address from chaperone.yaml: Unix sockets (the same user must run
 // Envoy), or TCP with mutual TLS, whose certificate files it issues from the data-plane CA if the
 // gateway has not written them yet. It prints those file paths inside the bootstrap.
-import { access } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { access, mkdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import yaml from 'js-yaml';
 import { loadConfig, parseConfig } from '../../config/load-config.ts';
@@ -56,12 +56,15 @@ async function bootstrapOf(o: BootstrapCliOptions): Promise<Record<string, unkno
   const xdsAddress = o.xds ?? config.controlPlane.xdsAddress;
   const adminAddress = adminAddressOf(o, config);
   let tcp: boolean;
+  let admin: ReturnType<typeof parseDataPlaneAddress>;
   try {
+    admin = parseDataPlaneAddress(adminAddress);
     tcp = parseDataPlaneAddress(xdsAddress).kind === 'tcp';
-    parseDataPlaneAddress(adminAddress);
   } catch (err) {
     throw usage(err instanceof Error ? err.message : String(err));
   }
+  // Envoy binds its admin socket (0600) but needs the directory; it is the gateway user's alone.
+  if (admin.kind === 'unix') await mkdir(dirname(admin.path), { recursive: true, mode: 0o700 });
   const files = envoyFilesOf(config);
   if (tcp && !(await exists(files.certificateSds))) {
     // The control plane requires Envoy's client certificate on TCP: issue it now from the CA (the

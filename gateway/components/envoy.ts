@@ -4,6 +4,7 @@
 // says so meanwhile — and no request passes, since Envoy is the only path to an upstream. With
 // `--envoy external`, Envoy is run by systemd or Kubernetes from `chaperone envoy bootstrap`; this
 // component then only says where it must connect.
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDataPlaneAddress } from '../../lib/data-plane-address.ts';
 import { claimSocketPath } from '../../lib/unix-socket.ts';
@@ -49,6 +50,8 @@ export function envoyComponent(): GatewayComponent<GatewayContext> {
     async start(ctx) {
       const { config, options, logger } = ctx;
       if (options.envoy === 'external') {
+        // The external Envoy binds its admin socket here when it runs as this user (the default).
+        await mkdir(config.dataPlane.socketDir, { recursive: true, mode: 0o700 });
         external = externalEnvoy(ctx);
         ctx.envoy = external;
         return;
