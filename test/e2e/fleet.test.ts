@@ -46,7 +46,7 @@ function fleetYaml(extraTargets = '', demoCredential = false) {
         `  http_address: 127.0.0.1:${p.api}\n  issuer: http://127.0.0.1:${portsA.api}\n`,
       )
       // B's Envoy speaks incremental xDS, A's state of the world: a fleet may mix them.
-      .concat(p.api === portsA.api ? '' : '  delta_xds: true\n');
+      .concat(p.api === portsA.api ? '' : 'envoy:\n  delta_xds: true\n');
 }
 
 function via(
