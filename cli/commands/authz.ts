@@ -30,6 +30,7 @@ interface ServeOptions {
   tlsCa?: string;
   tlsCaKey?: string;
   tlsName: string[];
+  plaintextTcp: boolean;
   bundle?: string;
   policyDir: string;
   entrypoint: string;
@@ -130,6 +131,13 @@ async function serverTls(
     throw usage(err instanceof Error ? err.message : String(err));
   }
   if (parsed.kind === 'unix') return null;
+  if (o.plaintextTcp) {
+    if (o.tlsDir || o.tlsCa) throw usage('--plaintext-tcp and --tls-* exclude each other');
+    process.stderr.write(
+      `chaperone authz: WARNING --plaintext-tcp: any process that reaches ${address} gets Check answers, upstream credentials included\n`,
+    );
+    return null;
+  }
   if (!o.tlsDir && !(o.tlsCa && o.tlsCaKey))
     throw usage(
       `--addr ${address} is TCP, which needs mutual TLS: give --tls-dir <the gateway's data_plane.tls.dir> or --tls-ca and --tls-ca-key (or listen on a unix: socket)`,
@@ -236,6 +244,11 @@ export function registerAuthzCommands(program: Command): void {
       'TCP: a DNS name or IP Envoys use to reach this server (repeatable)',
       collect,
       [],
+    )
+    .option(
+      '--plaintext-tcp',
+      'serve TCP without TLS, for benchmarks on an isolated host only: any process that reaches the port gets answers',
+      false,
     )
     .option('--bundle <file>', 'a built WASM bundle (.tar.gz from `chaperone policy build`)')
     .option('--policy-dir <dir>', 'a Rego directory compiled to WASM at start-up', AUTHZ_DEFAULTS.policyDir)

@@ -62,7 +62,10 @@ describe('Envoy killed under a running gateway', () => {
           decision: res?.headers.get('x-chaperone-decision-id') ?? null,
         });
         await res?.body?.cancel();
-        return readyzFalse && res?.status === 200 && (await envoyStatus(gw)).pid !== before.pid;
+        if (!readyzFalse || res?.status !== 200) return false;
+        // The new Envoy may serve a moment before its supervisor has seen it ready: wait for both.
+        const now = await envoyStatus(gw);
+        return now.state === 'running' && now.pid !== before.pid;
       },
       { what: 'a restarted Envoy serving again', timeoutMs: 30_000, intervalMs: 20 },
     );

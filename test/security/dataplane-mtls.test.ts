@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../pki/certificate-authority.ts';
 import { DATA_PLANE_CALLS, probe } from '../support/attacker.ts';
+import { runCli, startAuthzServe } from '../support/cli.ts';
 import {
   apiFetch,
   devToken,
@@ -20,6 +21,7 @@ import {
   startGatewayProcess,
   tcpGatewayYaml,
 } from '../support/gateway-process.ts';
+import { freePort } from '../support/ports.ts';
 import { waitFor } from '../support/wait.ts';
 
 const VALIDITY_SEC = 30;
@@ -139,6 +141,33 @@ describe('the data plane on TCP: mutual TLS with the data-plane CA', () => {
     const c = await ca.issue({ role: 'server', commonName: 'stolen server cert', validitySec: 3600 });
     await expectRefused(await pemFiles('server-role', c), 'server role');
   });
+
+  it('`chaperone authz serve` on TCP: refuses to start without the CA, then requires its client certificate', async () => {
+    const port = await freePort();
+    const bare = await runCli(['authz', 'serve', '--addr', `127.0.0.1:${port}`]);
+    expect(bare.code).toBe(2);
+    expect(bare.out).toContain('needs mutual TLS');
+    const server = startAuthzServe(`127.0.0.1:${port}`, ['--tls-dir', join(gw.dir, 'pki')]);
+    try {
+      await server.ready();
+      expect(server.output()).toContain(
+        'mutual TLS: a client certificate from the data-plane CA is required',
+      );
+      const [method, kind] = DATA_PLANE_CALLS.check;
+      const target = `127.0.0.1:${port}`;
+      expect(await probe(['grpc', target, method, kind])).toMatchObject({ answered: false, code: 14 });
+      const { ca } = await envoyCertificate();
+      expect(
+        await probe(['grpc', target, method, kind, ...(await pemFiles('serve-no-cert', { ca }))]),
+      ).toMatchObject({
+        answered: false,
+      });
+      const envoy = await pemFiles('serve-envoy', await envoyCertificate());
+      expect(await probe(['grpc', target, method, kind, ...envoy])).toMatchObject({ answered: true });
+    } finally {
+      server.stop();
+    }
+  }, 180_000);
 
   it('carries traffic end to end through Envoy over mutual TLS', async () => {
     const res = await fetch(`${gw.egress}/demo/items`, {
