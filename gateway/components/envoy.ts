@@ -7,7 +7,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDataPlaneAddress } from '../../lib/data-plane-address.ts';
-import { claimSocketPath } from '../../lib/unix-socket.ts';
+import { claimSocketPath, releaseSocketPath } from '../../lib/unix-socket.ts';
 import { envoyBootstrap } from '../../xds/bootstrap.ts';
 import type { GatewayComponent } from '../component.ts';
 import type { GatewayContext, GatewayOptions, ManagedEnvoy } from '../context.ts';
@@ -45,6 +45,7 @@ function externalEnvoy(ctx: GatewayContext): ManagedEnvoy {
 export function envoyComponent(): GatewayComponent<GatewayContext> {
   let managed: EnvoySupervisor | null = null;
   let external: ManagedEnvoy | null = null;
+  let adminSocket: string | null = null;
   return {
     name: 'envoy',
     async start(ctx) {
@@ -59,7 +60,10 @@ export function envoyComponent(): GatewayComponent<GatewayContext> {
       const adminUrl = adminUrlOf(config.envoy.adminAddress);
       const admin = parseDataPlaneAddress(config.envoy.adminAddress);
       // Envoy binds the admin socket itself (mode 0600, from the bootstrap) but needs the 0700 directory.
-      if (admin.kind === 'unix') await claimSocketPath(admin.path, 'envoy admin', 'data_plane.socket_dir');
+      if (admin.kind === 'unix') {
+        await claimSocketPath(admin.path, 'envoy admin', 'data_plane.socket_dir');
+        adminSocket = admin.path;
+      }
       const paths = envoyPaths(options);
       managed = new EnvoySupervisor(
         {
@@ -93,6 +97,8 @@ export function envoyComponent(): GatewayComponent<GatewayContext> {
     },
     async stop() {
       await managed?.stop();
+      // Envoy leaves its admin socket file behind; the next start would remove it anyway.
+      if (adminSocket) await releaseSocketPath(adminSocket);
     },
     status: () => {
       const e = managed ?? external;
