@@ -12,6 +12,8 @@ import type { SharedState } from '../fleet/shared-state.ts';
 import { type IdentityOptions, IdentityVerifier } from '../identity/verifier.ts';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
 import { splitHostPort } from '../lib/ports.ts';
+import { type BoundDataPlane, bindGrpc } from '../pki/data-plane-listen.ts';
+import type { CertificateSource } from '../pki/rotating-certificate.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { CheckTracer } from '../telemetry/tracing.ts';
 import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
@@ -22,8 +24,14 @@ import { authzMethods, HealthStatus } from './transport/check-service.ts';
 import { createUnaryGrpcServer } from './transport/unary-grpc-server.ts';
 
 export interface AuthzServerOptions {
-  /** host:port; port 0 picks a free one. Default 127.0.0.1:9191. */
+  /** `unix:/abs/path` (0600 socket) or host:port (port 0 picks a free one). Default 127.0.0.1:9191. */
   address?: string;
+  /**
+   * For a TCP address: this server's certificate (renewed) and the CA whose client certificates it
+   * requires (pki/data-plane-listen.ts). `chaperone up` and `authz serve` always give one for TCP;
+   * without it a TCP server is plaintext, which only tests should use.
+   */
+  tls?: CertificateSource | null;
   policy: {
     bundle?: string;
     dir?: string;
@@ -70,8 +78,12 @@ function transportOf(opts: AuthzServerOptions): AuthzTransport {
 }
 
 export interface AuthzServer {
+  /** `unix:/path` or host:port as bound. */
   address: string;
+  /** The TCP port (0 on a Unix socket). */
   port: number;
+  /** Whether clients must present a certificate from the data-plane CA. */
+  mutualTls: boolean;
   policy: PolicyStore;
   /** Where the policy comes from and how its last loads went (for /status). */
   policyStatus(): Record<string, unknown>;
@@ -140,16 +152,27 @@ async function loadCredentials(credentials: CredentialStore, logger: Logger): Pr
   credentials.watch();
 }
 
-function listen(server: grpc.Server, address: string): Promise<number> {
-  return new Promise<number>((resolvePort, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
-      if (err) {
-        reject(
-          new ChaperoneError('ERR_INTERNAL', `cannot listen on ${address}: ${err.message}`, { cause: err }),
-        );
-      } else resolvePort(boundPort);
-    });
+/**
+ * The listen decision (socket 0600, or TLS requiring a client certificate) is pki/data-plane-listen.ts's,
+ * shared with the control plane and with any other Check transport.
+ */
+async function listen(
+  server: grpc.Server,
+  opts: AuthzServerOptions,
+  logger: Logger,
+): Promise<BoundDataPlane> {
+  const bound = await bindGrpc(server, {
+    address: opts.address ?? AUTHZ_DEFAULTS.address,
+    tls: opts.tls ?? null,
+    component: 'authz server',
+    override: 'authz.address',
   });
+  if (bound.kind === 'tcp' && !bound.tls)
+    logger.warn(
+      { address: bound.address },
+      'authz server on plaintext TCP: any process that reaches it gets answers',
+    );
+  return bound;
 }
 
 /** The gRPC server with Authorization/Check answered by the pipeline, and grpc.health.v1. */
@@ -234,14 +257,13 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
   if (transport === 'http2')
     return listenLean(opts, pipeline, { policy, sources, metrics, credentials, logger });
   const { server, health } = grpcServer(pipeline, Boolean(opts.telemetry?.tracer));
-  const address = opts.address ?? AUTHZ_DEFAULTS.address;
-  const port = await listen(server, address);
-  const host = address.slice(0, address.lastIndexOf(':'));
-  logger.info({ address: `${host}:${port}` }, 'authz server listening');
+  const bound = await listen(server, opts, logger);
+  logger.info({ address: bound.address, mutual_tls: bound.tls }, 'authz server listening');
 
   return {
-    address: `${host}:${port}`,
-    port,
+    address: bound.address,
+    port: bound.kind === 'tcp' ? Number(bound.address.slice(bound.address.lastIndexOf(':') + 1)) : 0,
+    mutualTls: bound.tls,
     policy,
     policyStatus: () => sources.status(),
     metrics,
@@ -252,7 +274,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
         credentials.close();
         health.setStatus('', 'NOT_SERVING');
         health.setStatus(HEALTH_SERVICE, 'NOT_SERVING');
-        server.tryShutdown(() => resolveClose());
+        server.tryShutdown(() => void bound.release().then(() => resolveClose()));
         // In-flight Checks are short; do not let a stuck stream hold shutdown forever.
         setTimeout(() => server.forceShutdown(), 2000).unref();
       }),
@@ -276,6 +298,11 @@ async function listenLean(
     onHandlerError: (err) => parts.logger.error({ err: String(err) }, 'Check failed in the transport'),
   });
   const address = opts.address ?? AUTHZ_DEFAULTS.address;
+  if (address.startsWith('unix:') || opts.tls)
+    throw new ChaperoneError(
+      'ERR_DATA_PLANE_TLS',
+      'the http2 Check transport serves plaintext TCP only so far: use the default transport for sockets and mutual TLS',
+    );
   const { host, port: wanted } = splitHostPort(address);
   const port = await server.listen(host, wanted).catch((err: Error) => {
     throw new ChaperoneError('ERR_INTERNAL', `cannot listen on ${address}: ${err.message}`, { cause: err });
@@ -285,6 +312,7 @@ async function listenLean(
   return {
     address: bound,
     port,
+    mutualTls: false,
     policy: parts.policy,
     policyStatus: () => parts.sources.status(),
     metrics: parts.metrics,

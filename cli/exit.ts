@@ -28,6 +28,7 @@ const USAGE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'ERR_TOOL_NOT_FOUND',
   'ERR_CLI_USAGE',
   'ERR_API_UNREACHABLE',
+  'ERR_DATA_PLANE_TLS',
 ]);
 
 export function exitCodeOf(err: unknown): ExitCode {

@@ -5,16 +5,31 @@ import { AUTHZ_DEFAULTS } from './authz-defaults.ts';
 export const CONFIG_DEFAULTS = {
   /** The egress listener agents send plain HTTP to. */
   listener: { name: 'egress', address: '127.0.0.1', port: 10000 },
-  /** Envoy's conventional admin port; always bound on 127.0.0.1 (the admin API can stop Envoy). */
-  envoyAdminPort: 9901,
+  /**
+   * Envoy's admin interface: a Unix socket (0600) in the socket directory, so no other local user can read
+   * its config dump or stop Envoy. `envoy.admin_port` binds 127.0.0.1 instead (with a warning).
+   */
+  envoyAdminSocket: 'envoy-admin.sock',
   /** Debian/Ubuntu/Alpine system CA bundle, used to verify https upstreams without their own ca_file. */
   envoyCaFile: '/etc/ssl/certs/ca-certificates.crt',
-  /** ADS and the access-log service share one gRPC port, so an Envoy needs one static cluster. */
-  xdsAddress: '127.0.0.1:18000',
+  /**
+   * ADS, the access-log service and ext_proc share one gRPC server, so an Envoy needs one static cluster.
+   * A Unix socket in the socket directory: only the gateway's user (and so its Envoy) can connect.
+   */
+  xdsSocket: 'xds.sock',
+  /** The authz server's Unix socket in the socket directory. */
+  authzSocket: 'authz.sock',
+  /** Sockets live beside the spool, in the state directory: `<dirname(spool_dir)>/sockets`. */
+  socketDirName: 'sockets',
+  /** The data-plane CA and Envoy's certificate files: `<dirname(spool_dir)>/pki`. */
+  pkiDirName: 'pki',
+  /**
+   * Issued data-plane certificates live a day and are renewed after 16 h: a stolen Envoy key is useful for
+   * hours, not months, and a control plane down for a few hours does not strand its Envoys.
+   */
+  certValiditySec: 24 * 3600,
   /** Health, status and audit queries. */
   httpAddress: '127.0.0.1:8181',
-  /** OPA-Envoy's conventional ext_authz address, so existing Envoy configs point here unchanged. */
-  authzAddress: AUTHZ_DEFAULTS.address,
   policyDir: AUTHZ_DEFAULTS.policyDir,
   entrypoint: AUTHZ_DEFAULTS.entrypoint,
   /** `Authorization: Bearer <jwt>`, what OAuth clients send. */

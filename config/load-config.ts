@@ -5,7 +5,13 @@
 
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import {
+  isUnixAddress,
+  UNIX_PATH_MAX_BYTES,
+  UNIX_PREFIX,
+  unixPathTooLong,
+} from '../lib/data-plane-address.ts';
 import { CONFIG_DEFAULTS } from './defaults.ts';
 import { ConfigError, type ConfigIssue } from './errors.ts';
 import { schemaIssues } from './schema.ts';
@@ -16,6 +22,7 @@ import type {
   BundleSigningConfig,
   Config,
   CredentialRefConfig,
+  DataPlaneConfig,
   DecisionLogsConfig,
   IdentityConfig,
   IssuerConfig,
@@ -188,6 +195,40 @@ export function parseConfig(text: string, file: string | null = null): Config {
       path: 'telemetry.metrics.address',
       message: 'is not a loopback address: give telemetry.metrics.token_file so scrapers must authenticate',
     });
+  const spoolDir = localPath(auditRaw['spool_dir'] ?? CONFIG_DEFAULTS.spoolDir);
+  const dataPlane = dataPlaneOf((raw['data_plane'] ?? {}) as Raw, dirname(spoolDir), localPath);
+  const socket = (name: string) => `${UNIX_PREFIX}${join(dataPlane.socketDir, name)}`;
+  const address = (text: string) =>
+    isUnixAddress(text) ? `${UNIX_PREFIX}${localPath(text.slice(5))}` : text;
+  const authzAddresses: string[] = (
+    authzRaw['addresses'] ??
+    (authzRaw['address'] ? [authzRaw['address']] : [socket(CONFIG_DEFAULTS.authzSocket)])
+  ).map(address);
+  const xdsAddress = address(cpRaw['xds_address'] ?? socket(CONFIG_DEFAULTS.xdsSocket));
+  const adminAddress =
+    envoyRaw['admin_port'] !== undefined
+      ? `127.0.0.1:${envoyRaw['admin_port']}`
+      : socket(CONFIG_DEFAULTS.envoyAdminSocket);
+  checkDataPlaneAddresses(
+    [
+      ...authzAddresses.map((a, i) => ({
+        a,
+        path: authzRaw['addresses']
+          ? `authz.addresses[${i}]`
+          : authzRaw['address']
+            ? 'authz.address'
+            : 'data_plane.socket_dir',
+      })),
+      { a: xdsAddress, path: cpRaw['xds_address'] ? 'control_plane.xds_address' : 'data_plane.socket_dir' },
+      { a: adminAddress, path: 'data_plane.socket_dir' },
+    ],
+    semantic,
+  );
+  if (new Set(authzAddresses.map(isUnixAddress)).size > 1)
+    semantic.push({
+      path: 'authz.addresses',
+      message: 'must be all unix: sockets or all host:port addresses (one transport for the pool)',
+    });
 
   if (semantic.length > 0) {
     throw new ConfigError(
@@ -211,16 +252,12 @@ export function parseConfig(text: string, file: string | null = null): Config {
     ...(decisionLogs ? { decisionLogs } : {}),
     audit: {
       store,
-      spoolDir: localPath(auditRaw['spool_dir'] ?? CONFIG_DEFAULTS.spoolDir),
+      spoolDir,
       ...(auditRaw['redact_headers'] ? { redactHeaders: auditRaw['redact_headers'] as string[] } : {}),
     },
-    authz: {
-      addresses:
-        authzRaw['addresses'] ??
-        (authzRaw['address'] ? [authzRaw['address']] : [CONFIG_DEFAULTS.authzAddress]),
-    },
+    authz: { addresses: authzAddresses },
     controlPlane: {
-      xdsAddress: cpRaw['xds_address'] ?? CONFIG_DEFAULTS.xdsAddress,
+      xdsAddress,
       httpAddress: cpRaw['http_address'] ?? CONFIG_DEFAULTS.httpAddress,
       issuer: (cpRaw['issuer'] ?? `http://${cpRaw['http_address'] ?? CONFIG_DEFAULTS.httpAddress}`).replace(
         /\/$/,
@@ -228,7 +265,7 @@ export function parseConfig(text: string, file: string | null = null): Config {
       ),
     },
     envoy: {
-      adminPort: envoyRaw['admin_port'] ?? CONFIG_DEFAULTS.envoyAdminPort,
+      adminAddress,
       caFile: envoyRaw['ca_file'] ?? CONFIG_DEFAULTS.envoyCaFile,
       deltaXds: envoyRaw['delta_xds'] ?? false,
     },
@@ -240,6 +277,7 @@ export function parseConfig(text: string, file: string | null = null): Config {
           }
         : null,
     },
+    dataPlane,
   };
   lineTables.set(config, source.lineOf);
   return config;
@@ -255,6 +293,44 @@ export async function loadConfig(path: string): Promise<Config> {
     throw new ConfigError(path, [{ path: '', message: `cannot read the file (${code})` }], { cause: err });
   }
   return parseConfig(text, path);
+}
+
+/** `data_plane:` with its defaults beside the spool (the state directory). */
+function dataPlaneOf(raw: Raw, stateDir: string, localPath: (p: string) => string): DataPlaneConfig {
+  const tls = (raw['tls'] ?? {}) as Raw;
+  return {
+    socketDir: localPath(raw['socket_dir'] ?? join(stateDir, CONFIG_DEFAULTS.socketDirName)),
+    tls: {
+      dir: localPath(tls['dir'] ?? join(stateDir, CONFIG_DEFAULTS.pkiDirName)),
+      caCert: tls['ca_cert'] === undefined ? null : localPath(tls['ca_cert']),
+      caKey: tls['ca_key'] === undefined ? null : localPath(tls['ca_key']),
+      serverNames: [...(tls['server_names'] ?? [])],
+      certValiditySec:
+        tls['cert_validity'] === undefined
+          ? CONFIG_DEFAULTS.certValiditySec
+          : validitySeconds(tls['cert_validity']),
+    },
+  };
+}
+
+/** "90m" | "24h" | "7d" (schema-checked) → seconds. */
+function validitySeconds(text: string): number {
+  const m = /^(\d+)([smhd])$/.exec(text)!;
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** Socket paths the kernel would refuse (too long), named at the setting that produced them. */
+function checkDataPlaneAddresses(
+  list: { a: string; path: string }[],
+  out: { path: string; message: string }[],
+): void {
+  for (const { a, path } of list) {
+    if (isUnixAddress(a) && unixPathTooLong(a.slice(UNIX_PREFIX.length)))
+      out.push({
+        path,
+        message: `socket path ${a.slice(UNIX_PREFIX.length)} is longer than ${UNIX_PATH_MAX_BYTES} bytes (the kernel's limit): choose a shorter directory`,
+      });
+  }
 }
 
 /** `access:` → roles as lists of groups (schema-checked); a missing list is the default (nobody). */

@@ -21,9 +21,10 @@ export const RESTART_ONLY: readonly RestartOnly[] = [
   { section: 'audit', of: (c) => c.audit },
   { section: 'authz', of: (c) => c.authz },
   { section: 'control_plane', of: (c) => c.controlPlane },
-  { section: 'envoy.admin_port', of: (c) => c.envoy.adminPort },
+  { section: 'envoy.admin_port', of: (c) => c.envoy.adminAddress },
   { section: 'envoy.delta_xds', of: (c) => c.envoy.deltaXds },
   { section: 'telemetry', of: (c) => c.telemetry },
+  { section: 'data_plane', of: (c) => c.dataPlane },
 ];
 
 /** Config keys a reload applies (test/unit/reload-plan.test.ts checks every key is classified). */
@@ -58,8 +59,9 @@ export function reloadPlan(running: Config, next: Config): ReloadPlan {
     audit: running.audit,
     authz: running.authz,
     controlPlane: running.controlPlane,
-    envoy: { ...next.envoy, adminPort: running.envoy.adminPort, deltaXds: running.envoy.deltaXds },
+    envoy: { ...next.envoy, adminAddress: running.envoy.adminAddress, deltaXds: running.envoy.deltaXds },
     telemetry: running.telemetry,
+    dataPlane: running.dataPlane,
   };
   return { apply, restartNeeded };
 }

@@ -114,6 +114,28 @@ export interface AccessConfig {
   reviewers: string[];
 }
 
+/**
+ * Mutual TLS between Envoy and the data-plane services when they listen on TCP (a fleet): a CA (generated
+ * in `dir`, or the operator's files), server certificates for the services, a client certificate for Envoy.
+ */
+export interface DataPlaneTlsConfig {
+  /** The generated CA (`ca.pem`, `ca-key.pem` 0600) and, under `envoy/`, the files Envoys read. */
+  dir: string;
+  /** The operator's CA certificate and key (both or neither); null: generated in `dir` at first start. */
+  caCert: string | null;
+  caKey: string | null;
+  /** DNS names and IPs Envoys use to reach this node's TCP services (server certificate names). */
+  serverNames: string[];
+  /** Lifetime of issued certificates, in seconds; each is renewed after two thirds of it. */
+  certValiditySec: number;
+}
+
+export interface DataPlaneConfig {
+  /** Directory of the Unix sockets (0700; sockets 0600). Default `<state dir>/sockets`. */
+  socketDir: string;
+  tls: DataPlaneTlsConfig;
+}
+
 export interface Config {
   /** The file it was read from (as given), or null. */
   file: string | null;
@@ -134,10 +156,17 @@ export interface Config {
   decisionLogs?: DecisionLogsConfig | null;
   /** `redactHeaders`: `audit.redact_headers`, more header names kept out of the trail (absent: none). */
   audit: { store: AuditStoreConfig; spoolDir: string; redactHeaders?: string[] };
+  /** Each `unix:/abs/path` (default: `<socketDir>/authz.sock`) or `host:port` (mutual TLS). */
   authz: { addresses: string[] };
-  /** `issuer`: the agent-token issuer URL (the fleet's shared API URL; default http://<httpAddress>). */
+  /**
+   * `xdsAddress`: ADS, access logs and ext_proc, `unix:/abs/path` (default `<socketDir>/xds.sock`) or
+   * `host:port` (mutual TLS). `issuer`: the agent-token issuer URL (the fleet's shared API URL; default
+   * http://<httpAddress>).
+   */
   controlPlane: { xdsAddress: string; httpAddress: string; issuer: string };
-  envoy: { adminPort: number; caFile: string; deltaXds: boolean };
+  /** `adminAddress`: `unix:<socketDir>/envoy-admin.sock`, or `127.0.0.1:<admin_port>` when configured. */
+  envoy: { adminAddress: string; caFile: string; deltaXds: boolean };
+  dataPlane: DataPlaneConfig;
   telemetry: TelemetryConfig;
 }
 

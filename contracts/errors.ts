@@ -50,6 +50,7 @@ export type OperationalErrorCode =
   | 'ERR_PORT_IN_USE'
   | 'ERR_TOOL_NOT_FOUND'
   | 'ERR_ENVOY_START'
+  | 'ERR_DATA_PLANE_TLS'
   | 'ERR_AUDIT_STORE'
   | 'ERR_AUDIT_TRUST'
   | 'ERR_STATE_DIR'

@@ -19,6 +19,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { CheckTracer } from '../telemetry/tracing.ts';
 import type { AdsServer } from '../xds/server/ads-server.ts';
 import type { RunningComponents } from './component.ts';
+import type { DataPlaneTls } from './data-plane-tls.ts';
 import type { EnvoyProcess } from './envoy-process.ts';
 import type { XdsPublisher } from './xds-publisher.ts';
 
@@ -56,6 +57,19 @@ export interface DevTokens {
   tokenFor(user: string, ttlSec: number): Promise<string>;
 }
 
+/** The gateway's Envoy: a supervised child process, or one that systemd/Kubernetes runs (`--envoy external`). */
+export interface ManagedEnvoy {
+  mode: 'managed' | 'external';
+  /** The running child (managed), or null while it restarts (and always for an external Envoy). */
+  current(): EnvoyProcess | null;
+  /** Managed: the child runs and its admin says ready. External: true (its ADS stream is what counts). */
+  ready(): Promise<boolean>;
+  status(): Record<string, unknown>;
+}
+
+/** A status line: `up` (the default) prints ✓, `down` prints ✗. */
+export type StatusLine = (component: string, detail: string, state?: 'up' | 'down') => void;
+
 export interface GatewayOptions {
   config: Config;
   /** Watched for changes when set. */
@@ -69,7 +83,9 @@ export interface GatewayOptions {
   devTokens?: DevTokens;
   /** Extra binds to check up front (dev IdP, demo upstream). */
   extraBinds?: { component: string; host: string; port: number; override: string }[];
-  onStatus?: (component: string, detail: string) => void;
+  onStatus?: StatusLine;
+  /** `external`: no child Envoy; Envoys run elsewhere from `chaperone envoy bootstrap`. Default managed. */
+  envoy?: 'managed' | 'external';
   /** Shadow mode: a candidate policy (directory or bundle) evaluated on live traffic, never enforced. */
   shadowPolicy?: { dir?: string; bundle?: string; revision?: string };
 }
@@ -79,8 +95,8 @@ export interface GatewayContext {
   readonly options: GatewayOptions;
   readonly config: Config;
   readonly logger: Logger;
-  /** One status line per component on the terminal. */
-  readonly say: (component: string, detail: string) => void;
+  /** One status line per component on the terminal (and one when a component goes down or up again). */
+  readonly say: StatusLine;
   /** Every running component (for /status). */
   running?: RunningComponents;
   /** Prometheus metrics, when `telemetry.metrics` is configured. */
@@ -95,7 +111,9 @@ export interface GatewayContext {
   ads?: AdsServer;
   publisher?: XdsPublisher;
   fleet?: SharedTargets;
-  envoy?: EnvoyProcess;
+  /** null: every data-plane service is a Unix socket. */
+  dataPlaneTls?: DataPlaneTls | null;
+  envoy?: ManagedEnvoy;
 }
 
 type Products = Omit<GatewayContext, 'options' | 'config' | 'logger' | 'say'>;

@@ -5,33 +5,43 @@
 import type { HttpApi } from '../api/http-api.ts';
 import type { AuthzServer } from '../authz-server/server.ts';
 import type { Config } from '../config/types.ts';
+import { parseDataPlaneAddress } from '../lib/data-plane-address.ts';
 import { assertPortsFree, type PlannedBind, splitHostPort } from '../lib/ports.ts';
 import type { AdsServer } from '../xds/server/ads-server.ts';
 import { type GatewayComponent, runComponents } from './component.ts';
 import { auditComponent } from './components/audit.ts';
 import { authzComponent } from './components/authz.ts';
 import { controlPlaneComponent } from './components/control-plane.ts';
-import { envoyComponent } from './components/envoy.ts';
+import { dataPlaneComponent } from './components/data-plane.ts';
+import { envoyComponent, envoyPaths } from './components/envoy.ts';
 import { fleetStateComponent } from './components/fleet-state.ts';
 import { httpApiComponent } from './components/http-api.ts';
 import { telemetryComponent } from './components/telemetry.ts';
-import { type AuditRuntime, type GatewayContext, type GatewayOptions, need } from './context.ts';
-import type { EnvoyProcess } from './envoy-process.ts';
+import {
+  type AuditRuntime,
+  type GatewayContext,
+  type GatewayOptions,
+  type ManagedEnvoy,
+  need,
+} from './context.ts';
+import { reapRecordedEnvoy } from './envoy-pid-file.ts';
 import type { XdsPublisher } from './xds-publisher.ts';
 
-export type { AuditRuntime, DevTokens, GatewayOptions } from './context.ts';
+export type { AuditRuntime, DevTokens, GatewayOptions, ManagedEnvoy } from './context.ts';
 
 /**
  * The components of `chaperone up`, in start order (stopped in reverse). Each needs what the earlier
  * ones made: telemetry first (the others count and trace into it; stopped last, it exports the last
- * spans); the HTTP API serves the agent issuer's keys the authz server fetches at start; the control
- * plane's publisher updates the authz server's credentials; Envoy connects to the control plane.
+ * spans); the data plane (sockets, or the CA and certificates for TCP) comes before the servers that
+ * listen on it; the HTTP API serves the agent issuer's keys the authz server fetches at start; the
+ * control plane's publisher updates the authz server's credentials; Envoy connects to the control plane.
  */
 export const START_ORDER: readonly (() => GatewayComponent<GatewayContext>)[] = [
   telemetryComponent,
   auditComponent,
   fleetStateComponent,
   httpApiComponent,
+  dataPlaneComponent,
   authzComponent,
   controlPlaneComponent,
   envoyComponent,
@@ -44,32 +54,34 @@ export interface Gateway {
   authz: AuthzServer;
   ads: AdsServer;
   api: HttpApi;
-  envoy: EnvoyProcess;
+  envoy: ManagedEnvoy;
   audit: AuditRuntime;
   publisher: XdsPublisher;
   status(): Record<string, unknown>;
   stop(): Promise<void>;
 }
 
-export function plannedBinds(config: Config): PlannedBind[] {
-  const authz = splitHostPort(config.authz.addresses[0] ?? '127.0.0.1:9191');
-  const xds = splitHostPort(config.controlPlane.xdsAddress);
+/** A TCP bind to check up front; Unix sockets are claimed (stale ones removed) when they are bound. */
+function tcpBind(component: string, address: string, override: string): PlannedBind[] {
+  const a = parseDataPlaneAddress(address);
+  return a.kind === 'tcp' ? [{ component, host: a.host, port: a.port, override }] : [];
+}
+
+export function plannedBinds(config: Config, envoy: GatewayOptions['envoy'] = 'managed'): PlannedBind[] {
   const api = splitHostPort(config.controlPlane.httpAddress);
-  return [
+  const envoyBinds: PlannedBind[] = [
     ...config.listeners.map((l) => ({
       component: `envoy listener ${l.name}`,
       host: l.address,
       port: l.port,
       override: `listeners[].port in the config`,
     })),
-    {
-      component: 'envoy admin',
-      host: '127.0.0.1',
-      port: config.envoy.adminPort,
-      override: 'envoy.admin_port',
-    },
-    { component: 'authz server', ...authz, override: 'authz.address' },
-    { component: 'control plane (ADS + ALS)', ...xds, override: 'control_plane.xds_address' },
+    ...tcpBind('envoy admin', config.envoy.adminAddress, 'envoy.admin_port'),
+  ];
+  return [
+    ...(envoy === 'external' ? [] : envoyBinds),
+    ...tcpBind('authz server', config.authz.addresses[0] ?? '', 'authz.address'),
+    ...tcpBind('control plane (ADS + ALS)', config.controlPlane.xdsAddress, 'control_plane.xds_address'),
     { component: 'HTTP API', ...api, override: 'control_plane.http_address' },
     ...(config.telemetry.metrics
       ? [
@@ -84,7 +96,12 @@ export function plannedBinds(config: Config): PlannedBind[] {
 }
 
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
-  await assertPortsFree([...plannedBinds(o.config), ...(o.extraBinds ?? [])]);
+  // A previous run killed before it could stop its Envoy: that Envoy still holds the listener ports.
+  if (o.envoy !== 'external') {
+    const reaped = await reapRecordedEnvoy(envoyPaths(o).pidFile);
+    if (reaped !== null) o.logger.warn({ pid: reaped }, "stopped the previous run's Envoy");
+  }
+  await assertPortsFree([...plannedBinds(o.config, o.envoy), ...(o.extraBinds ?? [])]);
   const ctx: GatewayContext = {
     options: o,
     config: o.config,

@@ -17,11 +17,14 @@ export interface PlannedBind {
 export class PortInUseError extends Error {
   readonly code = 'ERR_PORT_IN_USE' as const;
   readonly publicMessage: string;
-  constructor(readonly bind: PlannedBind) {
-    super(
-      `${bind.component}: ${bind.host}:${bind.port} is already in use (another chaperone or program?); ` +
-        `stop it or choose another address with ${bind.override}`,
-    );
+  /** `problem`: what is wrong instead of "already in use" (a socket path that is not a socket). */
+  constructor(
+    readonly bind: PlannedBind,
+    problem = 'is already in use (another chaperone or program?)',
+  ) {
+    // port 0 with a path: a Unix socket.
+    const where = bind.port === 0 ? `unix:${bind.host}` : `${bind.host}:${bind.port}`;
+    super(`${bind.component}: ${where} ${problem}; stop it or choose another address with ${bind.override}`);
     this.name = 'PortInUseError';
     this.publicMessage = this.message;
   }

@@ -1,37 +1,44 @@
-// The Envoy bootstrap that makes an Envoy take everything else from Chaperone: node identity, admin
-// on loopback, one static cluster for the control plane (ADS + ALS share its gRPC port), and dynamic
-// listeners/clusters over ADS. Pure: returns the bootstrap as JSON (YAML is a superset).
+// The Envoy bootstrap that makes an Envoy take everything else from Chaperone: node identity, its admin
+// interface (a Unix socket 0600 by default, loopback TCP when configured), one static cluster for the
+// control plane (ADS, access logs and ext_proc share its gRPC server) — a Unix socket, or TCP with
+// mutual TLS from SDS files — and dynamic listeners/clusters over ADS. Pure: returns the bootstrap as
+// JSON (YAML is a superset).
+import { isIP } from 'node:net';
+import { parseDataPlaneAddress } from '../lib/data-plane-address.ts';
+import { SOCKET_MODE } from '../lib/unix-socket.ts';
+import type { IrDataPlaneTls } from './ir/types.ts';
+import { dataPlaneTlsSocket, endpointOf, envoyAddress } from './translate/data-plane.ts';
 
 export interface BootstrapOptions {
   nodeId: string;
   /** Envoy cluster name reported in the node, for fleet grouping. */
   nodeCluster?: string;
-  /** host:port of the control plane's gRPC server (ADS + ALS). */
+  /** `unix:/path` or `host:port` of the control plane's gRPC server (ADS + ALS + ext_proc). */
   xdsAddress: string;
+  /** `unix:/path` (bound 0600) or `host:port` of Envoy's admin interface. */
   adminAddress?: string;
-  adminPort: number;
+  /** Shorthand for `adminAddress: 127.0.0.1:<adminPort>`. */
+  adminPort?: number;
   /** Incremental xDS (DELTA_GRPC): only changed resources travel. Default: state of the world. */
   delta?: boolean;
+  /** Mutual TLS to a TCP control plane: Envoy's certificate files. Callers require it for TCP. */
+  tls?: IrDataPlaneTls | null;
 }
 
 export const XDS_CLUSTER = 'chaperone_xds';
 
-function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  const port = Number(address.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) {
-    throw new Error(`"${address}" is not a host:port address`);
-  }
-  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port };
+function adminOf(o: BootstrapOptions): Record<string, unknown> {
+  const text = o.adminAddress ?? (o.adminPort === undefined ? null : `127.0.0.1:${o.adminPort}`);
+  if (text === null) throw new Error('the bootstrap needs an admin address (adminAddress or adminPort)');
+  return envoyAddress(endpointOf(parseDataPlaneAddress(text)), SOCKET_MODE);
 }
 
 export function envoyBootstrap(o: BootstrapOptions): Record<string, unknown> {
-  const xds = splitHostPort(o.xdsAddress);
+  const xds = endpointOf(parseDataPlaneAddress(o.xdsAddress));
+  const tls = 'pipe' in xds ? null : (o.tls ?? null);
   return {
     node: { id: o.nodeId, cluster: o.nodeCluster ?? 'chaperone-egress' },
-    admin: {
-      address: { socket_address: { address: o.adminAddress ?? '127.0.0.1', port_value: o.adminPort } },
-    },
+    admin: { address: adminOf(o) },
     dynamic_resources: {
       ads_config: {
         api_type: o.delta ? 'DELTA_GRPC' : 'GRPC',
@@ -46,7 +53,8 @@ export function envoyBootstrap(o: BootstrapOptions): Record<string, unknown> {
       clusters: [
         {
           name: XDS_CLUSTER,
-          type: 'STATIC',
+          // A control plane named by DNS (a fleet's service name) is resolved; IPs and sockets are static.
+          type: 'pipe' in xds || isIP(xds.host) !== 0 ? 'STATIC' : 'STRICT_DNS',
           connect_timeout: '1s',
           typed_extension_protocol_options: {
             'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
@@ -56,14 +64,9 @@ export function envoyBootstrap(o: BootstrapOptions): Record<string, unknown> {
           },
           load_assignment: {
             cluster_name: XDS_CLUSTER,
-            endpoints: [
-              {
-                lb_endpoints: [
-                  { endpoint: { address: { socket_address: { address: xds.host, port_value: xds.port } } } },
-                ],
-              },
-            ],
+            endpoints: [{ lb_endpoints: [{ endpoint: { address: envoyAddress(xds) } }] }],
           },
+          ...(tls ? { transport_socket: dataPlaneTlsSocket(tls) } : {}),
         },
       ],
     },

@@ -1,6 +1,7 @@
 // The metrics listener's routes: Chaperone's own metrics in Prometheus text format, and Envoy's stats
-// proxied from its admin port (which binds loopback only, so a scraper elsewhere could not reach it).
+// proxied from its admin interface (a Unix socket, or loopback only: a scraper elsewhere could not reach it).
 // Both are for a `scraper` (api/route.ts): served on the metrics listener only, never on the HTTP API.
+import { adminGet } from '../../lib/envoy-admin.ts';
 import type { Route } from '../route.ts';
 
 export interface MetricsRouteDeps {
@@ -20,16 +21,10 @@ async function envoyStats(adminUrl: string | null) {
       body: { error: 'envoy_unavailable', reason: 'no Envoy is running under this process' },
     };
   try {
-    const res = await fetch(`${adminUrl}/stats/prometheus`, {
-      signal: AbortSignal.timeout(ENVOY_STATS_TIMEOUT_MS),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    return {
-      status: 200,
-      body: text,
-      headers: { 'content-type': res.headers.get('content-type') ?? 'text/plain; version=0.0.4' },
-    };
+    // A Unix socket by default (lib/envoy-admin.ts speaks HTTP over it; fetch cannot).
+    const res = await adminGet(adminUrl, '/stats/prometheus', ENVOY_STATS_TIMEOUT_MS);
+    if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+    return { status: 200, body: res.body, headers: { 'content-type': 'text/plain; version=0.0.4' } };
   } catch {
     return {
       status: 503,

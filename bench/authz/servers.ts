@@ -69,6 +69,8 @@ export async function startOurs(
     'serve',
     '--addr',
     address,
+    // Plaintext TCP like the servers it is compared with (the product's TCP is mutual TLS).
+    '--plaintext-tcp',
     '--policy-dir',
     policyDir,
     '--entrypoint',

@@ -1,7 +1,11 @@
 // `chaperone authz serve`: runs the ext_authz gRPC server on its own (the way OPA-Envoy runs beside
-// Envoy). `chaperone up` starts it together with the rest of the gateway.
+// Envoy). `chaperone up` starts it together with the rest of the gateway. It listens on a Unix socket
+// (0600: only its user, i.e. its Envoy, can call Check) or, for a pool Envoys reach over the network, on
+// TCP with mutual TLS: a server certificate it issues itself from the data-plane CA (`--tls-dir`, the
+// gateway's `data_plane.tls.dir`, or `--tls-ca`/`--tls-ca-key`), renewed while it runs, and a client
+// certificate from that CA required of every caller.
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { startMetricsListener } from '../../api/metrics-listener.ts';
@@ -14,10 +18,14 @@ import { Spool } from '../../audit/spool.ts';
 import { openAuditStore } from '../../audit/store.ts';
 import { type AuthzServerOptions, startAuthzServer } from '../../authz-server/server.ts';
 import { AUTHZ_DEFAULTS } from '../../config/authz-defaults.ts';
+import { CONFIG_DEFAULTS } from '../../config/defaults.ts';
 import { AgentRegistry } from '../../fleet/agent-registry.ts';
 import { ApprovalStore } from '../../fleet/approval-store.ts';
 import { SharedState } from '../../fleet/shared-state.ts';
 import { RemoteRevocations } from '../../identity/remote-revocations.ts';
+import { parseDataPlaneAddress } from '../../lib/data-plane-address.ts';
+import { CA_FILES, CertificateAuthority } from '../../pki/certificate-authority.ts';
+import { RotatingCertificate } from '../../pki/rotating-certificate.ts';
 import { Metrics } from '../../telemetry/metrics.ts';
 import { startTracing } from '../../telemetry/tracing.ts';
 import { action, usage } from '../exit.ts';
@@ -31,6 +39,11 @@ import {
 
 interface ServeOptions extends FleetPolicyFlags {
   addr: string;
+  tlsDir?: string;
+  tlsCa?: string;
+  tlsCaKey?: string;
+  tlsName: string[];
+  plaintextTcp: boolean;
   bundle?: string;
   policyDir: string;
   entrypoint: string;
@@ -140,9 +153,71 @@ function identityOf(o: ServeOptions): NonNullable<AuthzServerOptions['identity']
   };
 }
 
+/** `unix:relative` → absolute (the socket directory is created 0700 at bind). */
+function listenAddress(addr: string): string {
+  if (!addr.startsWith('unix:')) return addr;
+  return `unix:${resolve(addr.slice('unix:'.length))}`;
+}
+
+/** TCP needs mutual TLS: this server's certificate from the data-plane CA, renewed; null on a socket. */
+async function serverTls(
+  o: ServeOptions,
+  address: string,
+  logger: Logger,
+): Promise<RotatingCertificate | null> {
+  let parsed: ReturnType<typeof parseDataPlaneAddress>;
+  try {
+    parsed = parseDataPlaneAddress(address);
+  } catch (err) {
+    throw usage(err instanceof Error ? err.message : String(err));
+  }
+  if (parsed.kind === 'unix') return null;
+  if (o.plaintextTcp) {
+    if (o.tlsDir || o.tlsCa) throw usage('--plaintext-tcp and --tls-* exclude each other');
+    process.stderr.write(
+      `chaperone authz: WARNING --plaintext-tcp: any process that reaches ${address} gets Check answers, upstream credentials included\n`,
+    );
+    return null;
+  }
+  if (!o.tlsDir && !(o.tlsCa && o.tlsCaKey))
+    throw usage(
+      `--addr ${address} is TCP, which needs mutual TLS: give --tls-dir <the gateway's data_plane.tls.dir> or --tls-ca and --tls-ca-key (or listen on a unix: socket)`,
+    );
+  if (!!o.tlsCa !== !!o.tlsCaKey) throw usage('--tls-ca and --tls-ca-key go together');
+  const ca = await CertificateAuthority.open({
+    dir: resolve(o.tlsDir ?? '.'),
+    caCert: o.tlsCa ? resolve(o.tlsCa) : o.tlsDir ? join(resolve(o.tlsDir), CA_FILES.cert) : null,
+    caKey: o.tlsCaKey ? resolve(o.tlsCaKey) : o.tlsDir ? join(resolve(o.tlsDir), CA_FILES.key) : null,
+    warn: (m) => logger.warn(m),
+  });
+  const names = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), parsed.host, ...o.tlsName])].filter(
+    (n) => n !== '0.0.0.0' && n !== '::',
+  );
+  return RotatingCertificate.start(
+    () =>
+      ca.issue({
+        role: 'server',
+        commonName: `chaperone authz ${hostname()}`,
+        names,
+        validitySec: CONFIG_DEFAULTS.certValiditySec,
+      }),
+    {
+      onRenewed: (c) =>
+        logger.info({ serial: c.serial, not_after: c.notAfter }, 'server certificate renewed'),
+      onError: (err) =>
+        logger.error(
+          { err: err instanceof Error ? err.message : String(err) },
+          'server certificate renewal failed',
+        ),
+    },
+  );
+}
+
 async function serve(o: ServeOptions): Promise<void> {
   const logger = pino({ name: 'chaperone-authz', level: o.logLevel });
   if (o.issuer.length > 0 && o.audience.length === 0) throw usage('--issuer needs at least one --audience');
+  const address = listenAddress(o.addr);
+  const tls = await serverTls(o, address, logger);
   let fleet: Awaited<ReturnType<typeof joinFleet>> | null = null;
   let logs: DecisionLogPush | null = null;
   const revocations =
@@ -157,7 +232,8 @@ async function serve(o: ServeOptions): Promise<void> {
     logs = logsConfig ? decisionLogPush(logsConfig, { entrypoint: o.entrypoint, logger }) : null;
     logs?.start();
     const server = await startAuthzServer({
-      address: o.addr,
+      address,
+      tls,
       policy: {
         ...(o.bundle ? { bundle: o.bundle } : { dir: o.policyDir }),
         entrypoint: o.entrypoint,
@@ -189,12 +265,13 @@ async function serve(o: ServeOptions): Promise<void> {
         : {}),
     });
     process.stderr.write(
-      `chaperone authz: listening on ${server.address}${o.store ? ' (fleet member: shared store)' : ''}\n`,
+      `chaperone authz: listening on ${server.address}${tls ? ' (mutual TLS: a client certificate from the data-plane CA is required)' : ''}${o.store ? ' (fleet member: shared store)' : ''}\n`,
     );
     const stop = () =>
       void server
         .close()
         .then(() => logs?.stop())
+        .then(() => tls?.close())
         .then(() => fleet?.close())
         .then(() => metrics?.listener.close())
         .then(() => tracer?.shutdown())
@@ -202,6 +279,7 @@ async function serve(o: ServeOptions): Promise<void> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   } catch (err) {
+    tls?.close();
     revocations?.stop();
     logs?.stop();
     await fleet?.close().catch(() => undefined);
@@ -215,7 +293,28 @@ export function registerAuthzCommands(program: Command): void {
   const authz = program.command('authz').description('the ext_authz decision server');
   addFleetPolicyFlags(authz.command('serve'))
     .description('serve envoy.service.auth.v3.Authorization/Check')
-    .option('--addr <host:port>', 'listen address', AUTHZ_DEFAULTS.address)
+    .option(
+      '--addr <unix:/path|host:port>',
+      'listen address: a Unix socket (0600), or TCP with mutual TLS (--tls-dir or --tls-ca/--tls-ca-key)',
+      AUTHZ_DEFAULTS.socket,
+    )
+    .option(
+      '--tls-dir <dir>',
+      "TCP: the data-plane CA's directory (the gateway's data_plane.tls.dir: ca.pem, ca-key.pem)",
+    )
+    .option('--tls-ca <file>', "TCP: the data-plane CA certificate (the operator's; with --tls-ca-key)")
+    .option('--tls-ca-key <file>', 'TCP: the data-plane CA key')
+    .option(
+      '--tls-name <name>',
+      'TCP: a DNS name or IP Envoys use to reach this server (repeatable)',
+      collect,
+      [],
+    )
+    .option(
+      '--plaintext-tcp',
+      'serve TCP without TLS, for benchmarks on an isolated host only: any process that reaches the port gets answers',
+      false,
+    )
     .option('--bundle <file>', 'a built WASM bundle (.tar.gz from `chaperone policy build`)')
     .option('--policy-dir <dir>', 'a Rego directory compiled to WASM at start-up', AUTHZ_DEFAULTS.policyDir)
     .option('--entrypoint <path>', 'policy decision path', AUTHZ_DEFAULTS.entrypoint)

@@ -22,12 +22,13 @@ interface UpOptions {
   devIdpPort: string;
   demoPort: string;
   shadowPolicy?: string;
+  envoy: string;
 }
 
 type Cleanup = () => Promise<void>;
 
-const line = (component: string, detail: string) =>
-  process.stderr.write(`  ✓ ${component.padEnd(15)} ${detail}\n`);
+const line = (component: string, detail: string, state: 'up' | 'down' = 'up') =>
+  process.stderr.write(`  ${state === 'up' ? '✓' : '✗'} ${component.padEnd(15)} ${detail}\n`);
 
 export function registerUpCommand(program: Command): void {
   program
@@ -42,6 +43,11 @@ export function registerUpCommand(program: Command): void {
     .option('--dev-idp-port <port>', 'port of the dev OIDC issuer', String(DEV_DEFAULTS.idpPort))
     .option('--demo-port <port>', 'port of the demo upstream', String(DEV_DEFAULTS.demoUpstreamPort))
     .option('--log-level <level>', 'log level (decision lines are info)', 'warn')
+    .option(
+      '--envoy <managed|external>',
+      'managed: run Envoy as a supervised child; external: serve xDS to an Envoy that systemd or Kubernetes runs (`chaperone envoy bootstrap --config …`)',
+      'managed',
+    )
     .option(
       '--shadow-policy <dir|bundle.tar.gz|rN>',
       'shadow mode: evaluate this candidate policy too; record differences, never enforce',
@@ -127,6 +133,7 @@ function untilSignal(gateway: Gateway, cleanups: Cleanup[]): Promise<void> {
 
 async function runUp(o: UpOptions): Promise<void> {
   if (!o.config && !o.dev) throw usage('give --config <chaperone.yaml>, or --dev for the demo set-up');
+  if (o.envoy !== 'managed' && o.envoy !== 'external') throw usage('--envoy must be managed or external');
   const logger = pino({ name: 'chaperone', level: o.logLevel }, pino.destination(2));
   const cleanups: Cleanup[] = [];
   const started = Date.now();
@@ -146,6 +153,7 @@ async function runUp(o: UpOptions): Promise<void> {
       logger,
       ...(dev ? { devTokens: dev.devTokens } : {}),
       ...shadowOption(o),
+      envoy: o.envoy === 'external' ? 'external' : 'managed',
       openAudit: () =>
         openAuditRuntime({ config: cfg, stateDir, logger: logger.child({ component: 'audit' }) }),
       onStatus: line,

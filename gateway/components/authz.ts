@@ -32,7 +32,8 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
       logs = decisionLogs(ctx);
       logs?.start();
       authz = await startAuthzServer({
-        address: config.authz.addresses[0] ?? '127.0.0.1:9191',
+        address: config.authz.addresses[0]!,
+        tls: ctx.dataPlaneTls?.server ?? null,
         policy: {
           ...(policy.kind === 'bundle' ? { bundle: policy.path } : { dir: policy.path }),
           entrypoint: config.policy.entrypoint,
@@ -61,7 +62,10 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
         },
       });
       ctx.authz = authz;
-      ctx.say('authz server', `${authz.address}  policy ${authz.policy.current()?.revision ?? 'none'}`);
+      ctx.say(
+        'authz server',
+        `${authz.address}${authz.mutualTls ? ' (mutual TLS)' : ''}  policy ${authz.policy.current()?.revision ?? 'none'}`,
+      );
     },
     async stop() {
       await authz?.close();
@@ -72,6 +76,7 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
         ? {
             authz: {
               address: authz.address,
+              mutual_tls: authz.mutualTls,
               policy_revision: authz.policy.current()?.revision ?? null,
               policy_error: authz.policy.lastError()?.message ?? null,
               policy: authz.policyStatus(),

@@ -7,20 +7,13 @@ import { addMaskProcessor, type MaskEvent } from '../../authz-server/masking/mas
 import type { Config } from '../../config/types.ts';
 import { ChaperoneError } from '../../contracts/errors.ts';
 import { SharedTargets } from '../../fleet/config-revisions.ts';
+import { type BoundDataPlane, bindGrpc } from '../../pki/data-plane-listen.ts';
 import { AdsServer } from '../../xds/server/ads-server.ts';
 import { SHORT_NAME, type TypeUrl } from '../../xds/server/resource-types.ts';
 import type { GatewayComponent } from '../component.ts';
 import { type AuditRuntime, type GatewayContext, need } from '../context.ts';
 import { XdsPublisher } from '../xds-publisher.ts';
 import { credentialSpecs } from './authz.ts';
-
-function listenGrpc(server: grpc.Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) =>
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) =>
-      err ? reject(err) : resolve(port),
-    ),
-  );
-}
 
 /** What was masked (counts per detector, never values) joins the decision in the audit trail. */
 function recordMasking(audit: AuditRuntime) {
@@ -50,7 +43,7 @@ function grpcServices(ctx: GatewayContext, ads: AdsServer): grpc.Server {
 }
 
 /** The publisher, following the fleet's targets; the first snapshot must translate or start-up fails. */
-async function publishFirst(ctx: GatewayContext, ads: AdsServer): Promise<void> {
+async function publishFirst(ctx: GatewayContext, ads: AdsServer, bound: BoundDataPlane): Promise<void> {
   const { config, logger } = ctx;
   const authz = need(ctx, 'authz');
   const onServed = (served: Config) => {
@@ -82,13 +75,14 @@ async function publishFirst(ctx: GatewayContext, ads: AdsServer): Promise<void> 
   if (ctx.options.configPath) await publisher.watchFile(ctx.options.configPath);
   ctx.say(
     'control plane',
-    `${config.controlPlane.xdsAddress}  ADS + access logs, config ${first.version?.slice(0, 12)} (revision ${fleet.revision.revision})`,
+    `${bound.address}${bound.tls ? ' (mutual TLS)' : ''}  ADS + access logs + ext_proc, config ${first.version?.slice(0, 12)} (revision ${fleet.revision.revision})`,
   );
 }
 
 export function controlPlaneComponent(): GatewayComponent<GatewayContext> {
   let ctx: GatewayContext | null = null;
   let server: grpc.Server | null = null;
+  let bound: BoundDataPlane | null = null;
   return {
     name: 'control plane',
     async start(c) {
@@ -104,8 +98,14 @@ export function controlPlaneComponent(): GatewayComponent<GatewayContext> {
         ads.on('nack', count('nack'));
       }
       server = grpcServices(c, ads);
-      await listenGrpc(server, c.config.controlPlane.xdsAddress);
-      await publishFirst(c, ads);
+      // ADS, the access logs and ext_proc answer Envoy only: a 0600 socket, or TLS with a client certificate.
+      bound = await bindGrpc(server, {
+        address: c.config.controlPlane.xdsAddress,
+        tls: c.dataPlaneTls?.server ?? null,
+        component: 'control plane (ADS + ALS)',
+        override: 'control_plane.xds_address',
+      });
+      await publishFirst(c, ads, bound);
     },
     async stop() {
       ctx?.publisher?.close();
@@ -115,6 +115,7 @@ export function controlPlaneComponent(): GatewayComponent<GatewayContext> {
         s.tryShutdown(() => resolve());
         setTimeout(() => s.forceShutdown(), 2000).unref();
       });
+      await bound?.release();
     },
     status: () => {
       if (!ctx?.ads) return null;

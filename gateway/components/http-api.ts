@@ -13,18 +13,11 @@ import { apiIdentity } from '../identity.ts';
 
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
 
-/** Envoy ready, a policy loaded and at least one Envoy on the control plane. */
+/** Envoy ready (not restarting), a policy loaded and at least one Envoy on the control plane. */
 async function ready(ctx: GatewayContext): Promise<boolean> {
   const { envoy, authz, ads } = ctx;
   if (!envoy || !authz || !ads) return false;
-  const envoyReady = await fetch(`${envoy.adminUrl}/ready`).then(
-    async (r) => {
-      await r.body?.cancel();
-      return r.ok;
-    },
-    () => false,
-  );
-  return envoyReady && authz.policy.current() !== null && ads.currentCount() > 0;
+  return authz.policy.current() !== null && ads.currentCount() > 0 && (await envoy.ready());
 }
 
 /** Dev tokens only in dev mode and only on a loopback API; otherwise the route does not exist. */

@@ -109,7 +109,7 @@ export function telemetryComponent(): GatewayComponent<GatewayContext> {
           tokenFile: m.tokenFile,
           logger,
           render: async () => ({ contentType: metrics.contentType, text: await metrics.render() }),
-          envoyAdminUrl: () => ctx.envoy?.adminUrl ?? null,
+          envoyAdminUrl: () => ctx.envoy?.current()?.adminUrl ?? null,
         });
       }
       ctx.say(

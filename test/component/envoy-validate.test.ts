@@ -13,15 +13,21 @@ import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load-config.ts';
+import { writeEnvoyTlsFiles } from '../../gateway/data-plane-tls.ts';
 import { locateTool } from '../../lib/tools.ts';
+import { CertificateAuthority, ROLE_URI } from '../../pki/certificate-authority.ts';
 import { envoyBootstrap } from '../../xds/bootstrap.ts';
 import { buildIr } from '../../xds/ir/build-ir.ts';
+import type { IrDataPlaneTls } from '../../xds/ir/types.ts';
 import { type EnvoyResourcesJson, type SnapshotError, XdsSnapshot } from '../../xds/server/snapshot.ts';
+import { envoyTlsFiles } from '../../xds/translate/data-plane.ts';
 import { translate } from '../../xds/translate/translate.ts';
 import { GoldenDir } from '../support/golden.ts';
 
 let dir = '';
 let caFile = '';
+/** Envoy's data-plane certificate files (SDS), real ones from a CA made here. */
+let dataPlaneFiles: IrDataPlaneTls;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chaperone-envoy-validate-'));
@@ -29,7 +35,23 @@ beforeAll(async () => {
   // Mozilla roots make a bundle that exists on any machine.
   caFile = join(dir, 'ca.pem');
   await writeFile(caFile, `${rootCertificates.join('\n')}\n`);
+  // The SDS files Envoy reads for mutual TLS to Chaperone's TCP services must exist too.
+  const ca = await CertificateAuthority.open({ dir: join(dir, 'pki') });
+  dataPlaneFiles = envoyTlsFiles(join(dir, 'pki'), ROLE_URI.server);
+  await writeEnvoyTlsFiles(
+    dataPlaneFiles,
+    await ca.issue({ role: 'envoy', commonName: 'envoy validate', validitySec: 3600 }),
+  );
 });
+
+/** Points a data-plane TLS context's SDS files at the ones made above. */
+function useTestSdsFiles(context: Json | undefined): void {
+  if (!context?.['combined_validation_context']) return;
+  const certificate = context['tls_certificate_sds_secret_configs'][0].sds_config;
+  const validation = context['combined_validation_context'].validation_context_sds_secret_config.sds_config;
+  certificate.path_config_source.path = dataPlaneFiles.certificateSds;
+  validation.path_config_source.path = dataPlaneFiles.validationSds;
+}
 
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -67,6 +89,7 @@ function staticBootstrap(resources: EnvoyResourcesJson): Json {
     }
     const validation = copy['transport_socket']?.typed_config?.common_tls_context?.validation_context;
     if (validation) validation.trusted_ca.filename = caFile;
+    useTestSdsFiles(copy['transport_socket']?.typed_config?.common_tls_context);
     return copy;
   });
   bootstrap['static_resources'].listeners = listeners;

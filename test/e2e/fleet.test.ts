@@ -15,7 +15,6 @@ import {
   gatewayPorts,
   startGatewayProcess,
 } from '../support/gateway-process.ts';
-import { freePort } from '../support/ports.ts';
 import {
   createTestDatabase,
   DATABASE_URL,
@@ -47,7 +46,7 @@ function fleetYaml(extraTargets = '', demoCredential = false) {
         `  http_address: 127.0.0.1:${p.api}\n  issuer: http://127.0.0.1:${portsA.api}\n`,
       )
       // B's Envoy speaks incremental xDS, A's state of the world: a fleet may mix them.
-      .concat(p.api === portsA.api ? '' : '  delta_xds: true\n');
+      .concat(p.api === portsA.api ? '' : 'envoy:\n  delta_xds: true\n');
 }
 
 function via(
@@ -70,7 +69,8 @@ describe.skipIf(!DATABASE_URL)(
       const env = { FLEET_DEMO_TOKEN: 'fleet-demo-secret' };
       a = await startGatewayProcess({ ports: portsA, yaml: fleetYaml(), env });
       b = await startGatewayProcess({ ports: portsB, yaml: fleetYaml(), env });
-      standaloneAddr = `127.0.0.1:${await freePort()}`;
+      // A Unix socket: the fleet shares the store, not the transport (mutual TLS is tested on its own).
+      standaloneAddr = `unix:${join(a.dir, 'standalone-authz.sock')}`;
       standalone = startAuthzServe(standaloneAddr, [
         '--issuer',
         `http://127.0.0.1:${portsA.idp}`,

@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminGet } from '../../lib/envoy-admin.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 import { authzClient, checkDemoWith, deniedStatus } from '../support/authz-client.ts';
 import { runCli, startAuthzServe } from '../support/cli.ts';
@@ -14,9 +15,9 @@ import {
   devGatewayYaml,
   type GatewayProcess,
   gatewayPorts,
+  gatewaySockets,
   startGatewayProcess,
 } from '../support/gateway-process.ts';
-import { freePort } from '../support/ports.ts';
 import { waitFor } from '../support/wait.ts';
 
 let gw: GatewayProcess;
@@ -120,9 +121,9 @@ describe('chaperone up --dev', () => {
   });
 
   it('runs the generated listener in Envoy as validated (hardening included)', async () => {
-    const dump = await (
-      await fetch(`http://127.0.0.1:${gw.ports.admin}/config_dump?resource=dynamic_listeners`)
-    ).text();
+    const dump = (
+      await adminGet(`unix:${gatewaySockets(gw).admin}`, '/config_dump?resource=dynamic_listeners')
+    ).body;
     // remove_on_match is newer than the bundled API protos (lib/envoy-proto.ts adds it): Envoy must
     // decode it as the same field, not as an unknown one.
     expect(dump).toMatch(/"remove_on_match":\s*\{\s*"key_matcher":\s*\{\s*"prefix":\s*"x-chaperone-"/);
@@ -398,8 +399,9 @@ describe('chaperone up --dev', () => {
 
   it('propagates a revocation to a standalone authz server within 5 seconds, and audits it', async () => {
     const agentToken = await mintAgentToken('fleet-bot', 'demo');
-    const port = await freePort();
-    const authz = startAuthzServe(`127.0.0.1:${port}`, [
+    // On a Unix socket: TCP would need the data-plane CA (test/security/dataplane-mtls.test.ts).
+    const socket = `unix:${join(gw.dir, 'standalone-authz.sock')}`;
+    const authz = startAuthzServe(socket, [
       '--issuer',
       `http://127.0.0.1:${gw.ports.idp}`,
       '--audience',
@@ -407,7 +409,7 @@ describe('chaperone up --dev', () => {
       '--control-plane',
       gw.api,
     ]);
-    const client = authzClient(`127.0.0.1:${port}`);
+    const client = authzClient(socket);
     try {
       const check = () => checkDemoWith(client, agentToken);
       await waitFor(async () => (await check()).status.code === 0, {

@@ -87,14 +87,26 @@ ${extraTargets}policy:
 audit:
   store: embedded
   spool_dir: spool
-authz:
-  address: 127.0.0.1:${p.authz}
 control_plane:
-  xds_address: 127.0.0.1:${p.xds}
   http_address: 127.0.0.1:${p.api}
-envoy:
-  admin_port: ${p.admin}
 `;
+}
+
+/**
+ * The same gateway with its data plane on TCP (a fleet's set-up): the authz server and the control plane
+ * on loopback ports, mutual TLS with the CA under `<dir>/pki`, Envoy's admin still a socket.
+ */
+export function tcpGatewayYaml(p: GatewayPorts, extraTargets = ''): string {
+  return devGatewayYaml(p, extraTargets).replace(
+    `control_plane:\n`,
+    `authz:\n  address: 127.0.0.1:${p.authz}\ncontrol_plane:\n  xds_address: 127.0.0.1:${p.xds}\n`,
+  );
+}
+
+/** The Unix sockets of a gateway started by startGatewayProcess (state directory = its temp dir). */
+export function gatewaySockets(gw: { dir: string }): { authz: string; xds: string; admin: string } {
+  const d = join(gw.dir, 'sockets');
+  return { authz: join(d, 'authz.sock'), xds: join(d, 'xds.sock'), admin: join(d, 'envoy-admin.sock') };
 }
 
 export async function startGatewayProcess(
@@ -110,17 +122,21 @@ export async function startGatewayProcess(
      * ..data/chaperone.yaml`); update it with test/support/configmap.ts `updateConfigMap`.
      */
     configMap?: boolean;
+    /** Reuse this directory (its config and state): a restart of a gateway that ran there. */
+    dir?: string;
+    /** More `chaperone up` arguments (e.g. `--envoy external`). */
+    args?: string[];
   } = {},
 ): Promise<GatewayProcess> {
   const ports = opts.ports ?? (await gatewayPorts());
-  const dir = await mkdtemp(join(tmpdir(), 'chaperone-up-'));
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'chaperone-up-')));
   const yaml = (opts.yaml ?? devGatewayYaml)(ports);
   let configPath = join(dir, 'chaperone.yaml');
   if (opts.configMap) {
-    await mkdir(join(dir, 'config'));
+    await mkdir(join(dir, 'config'), { recursive: true });
     await createConfigMap(join(dir, 'config'), { 'chaperone.yaml': yaml });
     configPath = join(dir, 'config', 'chaperone.yaml');
-  } else await writeFile(configPath, yaml);
+  } else if (!opts.dir) await writeFile(configPath, yaml);
   const child: ChildProcess = spawn(
     process.execPath,
     [
@@ -133,6 +149,7 @@ export async function startGatewayProcess(
       configPath,
       '--log-level',
       'info',
+      ...(opts.args ?? []),
     ],
     { cwd: dir, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );

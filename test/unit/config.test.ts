@@ -39,13 +39,28 @@ describe('parseConfig defaults', () => {
         entrypoint: 'chaperone/authz/decision',
       },
       audit: { store: { kind: 'embedded' }, spoolDir: '/etc/chaperone/.chaperone/spool' },
-      authz: { addresses: ['127.0.0.1:9191'] },
+      // The data plane is Unix sockets in the state directory: only the gateway's user can connect.
+      authz: { addresses: ['unix:/etc/chaperone/.chaperone/sockets/authz.sock'] },
       controlPlane: {
-        xdsAddress: '127.0.0.1:18000',
+        xdsAddress: 'unix:/etc/chaperone/.chaperone/sockets/xds.sock',
         httpAddress: '127.0.0.1:8181',
         issuer: 'http://127.0.0.1:8181',
       },
-      envoy: { adminPort: 9901, caFile: '/etc/ssl/certs/ca-certificates.crt', deltaXds: false },
+      envoy: {
+        adminAddress: 'unix:/etc/chaperone/.chaperone/sockets/envoy-admin.sock',
+        caFile: '/etc/ssl/certs/ca-certificates.crt',
+        deltaXds: false,
+      },
+      dataPlane: {
+        socketDir: '/etc/chaperone/.chaperone/sockets',
+        tls: {
+          dir: '/etc/chaperone/.chaperone/pki',
+          caCert: null,
+          caKey: null,
+          serverNames: [],
+          certValiditySec: 86400,
+        },
+      },
       telemetry: { metrics: null },
     } satisfies Config);
   });
@@ -81,6 +96,9 @@ audit: { store: "env:DATABASE_URL", spool_dir: /var/spool/chaperone }
 authz: { addresses: ["10.0.0.1:9191", "10.0.0.2:9191"] }
 control_plane: { xds_address: "0.0.0.0:18000", http_address: "127.0.0.1:8282" }
 envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
+data_plane:
+  socket_dir: run
+  tls: { ca_cert: /etc/chaperone/ca.pem, ca_key: /etc/chaperone/ca-key.pem, server_names: [gw-1.internal, 10.0.0.1], cert_validity: 7d }
 `,
       '/srv/gw/chaperone.yaml',
     );
@@ -134,7 +152,39 @@ envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
       httpAddress: '127.0.0.1:8282',
       issuer: 'http://127.0.0.1:8282',
     });
-    expect(c.envoy).toEqual({ adminPort: 9902, caFile: '/etc/pki/ca.pem', deltaXds: false });
+    expect(c.envoy).toEqual({ adminAddress: '127.0.0.1:9902', caFile: '/etc/pki/ca.pem', deltaXds: false });
+    expect(c.dataPlane).toEqual({
+      socketDir: '/srv/gw/run',
+      tls: {
+        dir: '/var/spool/pki',
+        caCert: '/etc/chaperone/ca.pem',
+        caKey: '/etc/chaperone/ca-key.pem',
+        serverNames: ['gw-1.internal', '10.0.0.1'],
+        certValiditySec: 7 * 86400,
+      },
+    });
+  });
+
+  it('resolves relative unix: addresses against the file and refuses socket paths the kernel would', () => {
+    const c = parseConfig('authz: {address: "unix:run/a.sock"}\n', '/srv/gw/chaperone.yaml');
+    expect(c.authz.addresses).toEqual(['unix:/srv/gw/run/a.sock']);
+    expect(c.controlPlane.xdsAddress).toBe('unix:/srv/gw/.chaperone/sockets/xds.sock');
+    const long = `/${'d'.repeat(100)}`;
+    expect(issuesOf(`data_plane: {socket_dir: "${long}"}\n`).map((i) => i.path)).toEqual([
+      'data_plane.socket_dir',
+      'data_plane.socket_dir',
+      'data_plane.socket_dir',
+    ]);
+    expect(issuesOf('authz: {addresses: ["unix:/a.sock", "127.0.0.1:9191"]}\n')).toEqual([
+      {
+        path: 'authz.addresses',
+        line: 1,
+        message: 'must be all unix: sockets or all host:port addresses (one transport for the pool)',
+      },
+    ]);
+    expect(issuesOf('data_plane: {tls: {ca_cert: /ca.pem}}\n').map((i) => i.path)).toEqual([
+      'data_plane.tls',
+    ]);
   });
 
   it('loads and translates the documented example', async () => {
@@ -288,11 +338,15 @@ describe('parseConfig rejections: exact path, line and message', () => {
       'patterns with hints',
       'authz: {address: "nohostport"}\ncontrol_plane: {xds_address: ":1"}\nlisteners: [{name: "Bad Name"}]\n',
       [
-        { path: 'authz.address', line: 1, message: 'must be host:port (an IPv6 address in brackets)' },
+        {
+          path: 'authz.address',
+          line: 1,
+          message: 'must be unix:/path/to/socket or host:port (an IPv6 address in brackets)',
+        },
         {
           path: 'control_plane.xds_address',
           line: 2,
-          message: 'must be host:port (an IPv6 address in brackets)',
+          message: 'must be unix:/path/to/socket or host:port (an IPv6 address in brackets)',
         },
         {
           path: 'listeners[0].name',
@@ -556,6 +610,7 @@ authz: {addresses: ["10.0.0.1:9191", "authz.svc:9191"]}
         caFile: '/etc/ssl/certs/ca-certificates.crt',
         subjectAltName: { type: 'DNS', value: 'api.example.com' },
       },
+      dataPlaneTls: null,
       http2: false,
       connectTimeout: '5s',
     });
@@ -570,7 +625,12 @@ authz: {addresses: ["10.0.0.1:9191", "authz.svc:9191"]}
       tls: null,
       endpoints: [{ host: '10.1.2.3', port: 80 }],
     });
-    expect(byName['chaperone_authz']).toMatchObject({ discovery: 'strict_dns', http2: true });
+    // TCP authz servers are reached with mutual TLS, from the files the control plane keeps.
+    expect(byName['chaperone_authz']).toMatchObject({
+      discovery: 'strict_dns',
+      http2: true,
+      dataPlaneTls: { serverUri: 'urn:chaperone:data-plane:server' },
+    });
     const hostRewrites = ir.listeners[0]!.virtualHosts[0]!.routes.map((r) => [r.target, r.hostRewrite]);
     expect(hostRewrites).toEqual([
       ['dns', 'api.example.com:8443'],

@@ -109,6 +109,7 @@ describe('START_ORDER', () => {
       'audit',
       'fleet state',
       'http api',
+      'data plane',
       'authz server',
       'control plane',
       'envoy',

@@ -13,7 +13,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['api'],
   ['authz-server', 'audit', 'xds'],
   ['identity'],
-  ['fleet'],
+  ['fleet', 'pki'],
   ['config'],
   ['store'],
   ['telemetry'],

@@ -46,14 +46,21 @@ interface Rendered {
   text: string;
 }
 
+/**
+ * Configs are parsed as if they lived in GOLDEN_CONFIG_DIR: default socket paths are absolute, derived
+ * from the config's directory, and must not depend on where the repository is checked out.
+ */
+const GOLDEN_CONFIG_DIR = '/etc/chaperone/';
+
 /** Stage 1: the config file through parseConfig → buildIr; a rejected config renders its message. */
 function configToIr(name: string): Rendered & { ir?: Ir } {
   const file = name + IN;
   try {
-    const ir = buildIr(parseConfig(readFileSync(golden.path(file), 'utf8'), file));
+    const ir = buildIr(parseConfig(readFileSync(golden.path(file), 'utf8'), GOLDEN_CONFIG_DIR + file));
     return { file: name + IR, text: generatedHeader(file) + dump(ir), ir };
   } catch (err) {
-    if (err instanceof ConfigError) return { file: name + ERROR, text: `${err.message}\n` };
+    if (err instanceof ConfigError)
+      return { file: name + ERROR, text: `${err.message.replaceAll(GOLDEN_CONFIG_DIR, '')}\n` };
     throw err;
   }
 }
@@ -252,7 +259,20 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
     for (const cluster of resources.clusters) {
       const ts = cluster['transport_socket'] as any;
       if (!ts) continue;
-      const validation = ts.typed_config.common_tls_context.validation_context;
+      const context = ts.typed_config.common_tls_context;
+      if (context.combined_validation_context) {
+        // Chaperone's own TCP services: Envoy's client certificate, the data-plane CA and the server role.
+        const combined = context.combined_validation_context;
+        expect(combined.validation_context_sds_secret_config.sds_config.path_config_source.path).toMatch(
+          /^\//,
+        );
+        expect(combined.default_validation_context.match_typed_subject_alt_names).toEqual([
+          { san_type: 'URI', matcher: { exact: 'urn:chaperone:data-plane:server' } },
+        ]);
+        expect(context.tls_certificate_sds_secret_configs).toHaveLength(1);
+        continue;
+      }
+      const validation = context.validation_context;
       expect(validation.trusted_ca.filename).toMatch(/^\//);
       expect(validation.match_typed_subject_alt_names).toHaveLength(1);
     }

@@ -7,17 +7,11 @@ import { ConfigError, type ConfigIssue } from '../../config/errors.ts';
 import { configIssue, sortIssues } from '../../config/load-config.ts';
 import type { Config, TargetConfig } from '../../config/types.ts';
 import { contentHash } from '../../lib/content-hash.ts';
+import { parseDataPlaneAddress } from '../../lib/data-plane-address.ts';
+import { ROLE_URI } from '../../pki/certificate-authority.ts';
 import { XDS_CLUSTER } from '../bootstrap.ts';
-import type {
-  Ir,
-  IrCluster,
-  IrEndpoint,
-  IrListener,
-  IrRoute,
-  IrTarget,
-  IrUpstreamTls,
-  IrVirtualHost,
-} from './types.ts';
+import { endpointOf, envoyTlsFiles } from '../translate/data-plane.ts';
+import type { Ir, IrCluster, IrListener, IrRoute, IrTarget, IrUpstreamTls, IrVirtualHost } from './types.ts';
 
 export const AUTHZ_CLUSTER = 'chaperone_authz';
 /** Target clusters are prefixed so no target name can collide with Chaperone's own clusters. */
@@ -88,11 +82,6 @@ function parseUpstream(t: TargetConfig, at: string, issue: Issue): Upstream | nu
     isIp: isIP(host) !== 0,
     authority: url.host,
   };
-}
-
-function parseHostPort(address: string): IrEndpoint {
-  const i = address.lastIndexOf(':');
-  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
 const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -175,6 +164,7 @@ function targetIr(config: Config, t: TargetConfig, index: number, issue: Issue):
     discovery: upstream.isIp ? 'eds' : 'logical_dns',
     endpoints: [{ host: upstream.host, port: upstream.port }],
     tls,
+    dataPlaneTls: null,
     http2: false,
     connectTimeout: TARGET_CONNECT_TIMEOUT,
   };
@@ -207,13 +197,19 @@ function targetIr(config: Config, t: TargetConfig, index: number, issue: Issue):
   };
 }
 
+/**
+ * The authz pool: Unix sockets (one node), or TCP addresses reached with mutual TLS (a fleet), whose
+ * certificates Envoy reads from the files the control plane keeps under `data_plane.tls.dir`.
+ */
 function authzCluster(config: Config): IrCluster {
-  const endpoints = config.authz.addresses.map(parseHostPort);
+  const endpoints = config.authz.addresses.map((a) => endpointOf(parseDataPlaneAddress(a)));
+  const tcp = endpoints.some((e) => !('pipe' in e));
   return {
     name: AUTHZ_CLUSTER,
-    discovery: endpoints.every((e) => isIP(e.host) !== 0) ? 'static' : 'strict_dns',
+    discovery: endpoints.every((e) => 'pipe' in e || isIP(e.host) !== 0) ? 'static' : 'strict_dns',
     endpoints,
     tls: null,
+    dataPlaneTls: tcp ? envoyTlsFiles(config.dataPlane.tls.dir, ROLE_URI.server) : null,
     http2: true,
     connectTimeout: AUTHZ_CONNECT_TIMEOUT,
   };

@@ -5,11 +5,8 @@ import type { TargetBody, TargetProtocol } from '../../config/types.ts';
 
 export type { TargetBody, TargetProtocol };
 
-export interface IrEndpoint {
-  /** IP literal (no brackets) or DNS name. */
-  host: string;
-  port: number;
-}
+/** A TCP endpoint (IP literal without brackets, or DNS name) or a Unix socket path (`pipe`). */
+export type IrEndpoint = { host: string; port: number } | { pipe: string };
 
 /**
  * How Envoy finds a cluster's endpoints. `eds`: IP endpoints published as a ClusterLoadAssignment
@@ -28,11 +25,27 @@ export interface IrUpstreamTls {
   subjectAltName: { type: 'DNS' | 'IP_ADDRESS'; value: string };
 }
 
+/**
+ * Mutual TLS to one of Chaperone's own services: Envoy presents its client certificate and accepts only a
+ * server certificate from the data-plane CA naming the server role. Both come from SDS files on the Envoy
+ * host that the control plane rewrites when it renews them (Envoy watches them).
+ */
+export interface IrDataPlaneTls {
+  /** SDS file holding Envoy's client certificate and key. */
+  certificateSds: string;
+  /** SDS file holding the data-plane CA. */
+  validationSds: string;
+  /** URI SAN the server's certificate must carry. */
+  serverUri: string;
+}
+
 export interface IrCluster {
   name: string;
   discovery: IrDiscovery;
   endpoints: IrEndpoint[];
   tls: IrUpstreamTls | null;
+  /** Chaperone's own services over TCP (the authz pool of a fleet); null for sockets and targets. */
+  dataPlaneTls: IrDataPlaneTls | null;
   /** Speak HTTP/2 (gRPC services) instead of HTTP/1.1. */
   http2: boolean;
   connectTimeout: string;

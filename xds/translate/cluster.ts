@@ -3,6 +3,7 @@
 // Envoy checks neither unless told to, and credentials are injected on these connections.
 import { isIP } from 'node:net';
 import type { IrCluster, IrEndpoint, IrUpstreamTls } from '../ir/types.ts';
+import { dataPlaneTlsSocket, envoyAddress } from './data-plane.ts';
 import {
   ADS_CONFIG_SOURCE,
   HTTP_PROTOCOL_OPTIONS,
@@ -13,14 +14,11 @@ import {
 import { TranslateError } from './errors.ts';
 
 function lbEndpoints(endpoints: IrEndpoint[]): Record<string, unknown>[] {
-  return [
-    {
-      lb_endpoints: endpoints.map((e) => ({
-        endpoint: { address: { socket_address: { address: e.host, port_value: e.port } } },
-      })),
-    },
-  ];
+  return [{ lb_endpoints: endpoints.map((e) => ({ endpoint: { address: envoyAddress(e) } })) }];
 }
+
+/** A socket endpoint whose host is not an IP literal (DNS name); pipes are addresses already. */
+const namedHost = (e: IrEndpoint) => !('pipe' in e) && isIP(e.host) === 0;
 
 export function loadAssignment(cluster: IrCluster): Record<string, unknown> {
   return { cluster_name: cluster.name, endpoints: lbEndpoints(cluster.endpoints) };
@@ -49,19 +47,21 @@ export function clusterResource(cluster: IrCluster): Record<string, unknown> {
   const out: Record<string, unknown> = { name: cluster.name, connect_timeout: cluster.connectTimeout };
   switch (cluster.discovery) {
     case 'eds':
-      if (cluster.endpoints.some((e) => isIP(e.host) === 0))
+      if (cluster.endpoints.some((e) => 'pipe' in e || isIP(e.host) === 0))
         fail(cluster, 'endpoints', 'EDS endpoints must be IP addresses');
       out['type'] = 'EDS';
       out['eds_cluster_config'] = { eds_config: ADS_CONFIG_SOURCE, service_name: cluster.name };
       break;
     case 'static':
-      if (cluster.endpoints.some((e) => isIP(e.host) === 0))
-        fail(cluster, 'endpoints', 'STATIC endpoints must be IP addresses');
+      if (cluster.endpoints.some(namedHost))
+        fail(cluster, 'endpoints', 'STATIC endpoints must be IP addresses or Unix sockets');
       out['type'] = 'STATIC';
       out['load_assignment'] = loadAssignment(cluster);
       break;
     case 'logical_dns':
     case 'strict_dns':
+      if (cluster.endpoints.some((e) => 'pipe' in e))
+        fail(cluster, 'endpoints', 'DNS clusters cannot hold Unix sockets');
       if (cluster.discovery === 'logical_dns' && cluster.endpoints.length !== 1) {
         fail(cluster, 'endpoints', 'a LOGICAL_DNS cluster has exactly one endpoint');
       }
@@ -81,6 +81,9 @@ export function clusterResource(cluster: IrCluster): Record<string, unknown> {
       },
     };
   }
+  if (cluster.tls !== null && cluster.dataPlaneTls !== null)
+    fail(cluster, 'tls', 'a cluster has upstream TLS or data-plane TLS, not both');
   if (cluster.tls !== null) out['transport_socket'] = tlsTransportSocket(cluster.tls);
+  if (cluster.dataPlaneTls !== null) out['transport_socket'] = dataPlaneTlsSocket(cluster.dataPlaneTls);
   return out;
 }

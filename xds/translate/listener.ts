@@ -11,6 +11,8 @@ import {
 import type { Ir, IrListener } from '../ir/types.ts';
 import {
   ADS_CONFIG_SOURCE,
+  EARLY_HEADER_MUTATION,
+  EARLY_HEADER_MUTATION_TYPE,
   EXT_AUTHZ_FILTER,
   EXT_AUTHZ_TYPE,
   EXT_PROC_FILTER,
@@ -34,6 +36,24 @@ export const EXT_AUTHZ_SETTINGS = {
    */
   maxRequestBytes: CONFIG_DEFAULTS.maxRequestBytes.http,
 } as const;
+
+/**
+ * Client claims about where a request came from. Removed before the connection manager looks at the
+ * request, so Envoy's own `x-forwarded-for` (the real peer, appended because `use_remote_address`) is the
+ * only one an upstream or the policy sees: with `use_remote_address` alone Envoy appends to the client's
+ * list and passes the rest through as sent.
+ */
+export const CLIENT_ADDRESS_HEADERS = ['x-forwarded-for', 'x-real-ip', 'forwarded'] as const;
+
+function earlyHeaderMutation(): Record<string, unknown> {
+  return {
+    name: EARLY_HEADER_MUTATION,
+    typed_config: {
+      '@type': EARLY_HEADER_MUTATION_TYPE,
+      mutations: CLIENT_ADDRESS_HEADERS.map((h) => ({ remove: h })),
+    },
+  };
+}
 
 function headerMutationFilter(): Record<string, unknown> {
   return {
@@ -132,8 +152,11 @@ export function listenerResource(ir: Ir, listener: IrListener): Record<string, u
               path_with_escaped_slashes_action: 'REJECT_REQUEST',
               // `x_chaperone_user` could become `x-chaperone-user` at a CGI-style upstream.
               common_http_protocol_options: { headers_with_underscores_action: 'REJECT_REQUEST' },
-              // Envoy is the edge: client x-forwarded-for / x-envoy-* are not trusted.
+              // Envoy is the edge: client x-forwarded-for / x-envoy-* are not trusted, and no hop
+              // before it is (xff_num_trusted_hops 0, Envoy's default, stated).
               use_remote_address: true,
+              xff_num_trusted_hops: 0,
+              early_header_mutation_extensions: [earlyHeaderMutation()],
               // x-request-id joins decisions and access-log entries.
               generate_request_id: true,
               // Virtual hosts list bare host names; the listener port must not defeat the match.
