@@ -1,6 +1,9 @@
 // `chaperone authz serve --metrics-addr` as it runs beside an Envoy it does not manage: the real CLI in
 // a child process, Checks over real gRPC, its /metrics scraped and parsed. Off loopback, a token file is
 // required (exit 2 otherwise).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthzClient, authzClient } from '../support/authz-client.ts';
 import { type AuthzServeProcess, runCli, startAuthzServe } from '../support/cli.ts';
@@ -10,18 +13,23 @@ import { scrape } from '../support/prometheus.ts';
 let serve: AuthzServeProcess;
 let client: AuthzClient;
 let metricsUrl: string;
+let dir = '';
 
 beforeAll(async () => {
-  const [authzPort, metricsPort] = await Promise.all([freePort(), freePort()]);
+  const metricsPort = await freePort();
   metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-  serve = startAuthzServe(`127.0.0.1:${authzPort}`, ['--metrics-addr', `127.0.0.1:${metricsPort}`]);
+  // The data-plane default: a Unix socket only this user can open.
+  dir = await mkdtemp(join(tmpdir(), 'chaperone-metrics-'));
+  const socket = `unix:${join(dir, 'authz.sock')}`;
+  serve = startAuthzServe(socket, ['--metrics-addr', `127.0.0.1:${metricsPort}`]);
   await serve.ready();
-  client = authzClient(`127.0.0.1:${authzPort}`);
+  client = authzClient(socket);
 }, 150_000);
 
-afterAll(() => {
+afterAll(async () => {
   client?.close();
   serve?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe('chaperone authz serve --metrics-addr', () => {

@@ -140,7 +140,7 @@ describe('decision logs pushed to an HTTP endpoint', () => {
       'x-agent-token': '[redacted]',
       'x-trace': 't1',
       // Envoy's :path pseudo-header carries the query string: its secret-named parameters are masked too.
-      ':path': '/public/a?api_key=%5Bredacted%5D&x=1',
+      ':path': '/public/a?api_key=[redacted]&x=1',
     });
     expect(d).toMatchObject({ result: false, chaperone: { decision: 'deny', http_status: 403 } });
     const all = JSON.stringify(receiver.events);

@@ -133,7 +133,7 @@ describe('chaperone policy publish|revisions|rollback', { timeout: 180_000 }, ()
 
   it('without --store, a missing data directory is an error, not a new empty store', async () => {
     const res = await runCli(['policy', 'publish', join(dir, 'v1'), '--data-dir', join(dir, 'nowhere')]);
-    expect(res.code).toBe(1);
+    expect(res.code).toBe(2); // usage or environment (docs/cli.md)
     expect(res.out).toContain('no store: give --store');
     await expect(readFile(join(dir, 'nowhere'))).rejects.toThrow();
   });

@@ -65,13 +65,14 @@ policy:
 audit:
   store: embedded
   spool_dir: state/spool
-authz:
-  address: 127.0.0.1:${p.authz}
+# The dev users' security group holds the roles, as in the --dev set-up (carol reads the trail).
+access:
+  admins: [security]
+  auditors: [security]
+  reviewers: [security]
+# The data-plane services and Envoy's admin on their default Unix sockets (state/sockets).
 control_plane:
-  xds_address: 127.0.0.1:${p.xds}
   http_address: 127.0.0.1:${p.api}
-envoy:
-  admin_port: ${p.admin}
 `;
 }
 

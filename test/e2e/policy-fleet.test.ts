@@ -19,6 +19,7 @@ import {
   apiFetch,
   devGatewayYaml,
   devToken,
+  gatewaySockets,
   type GatewayProcess,
   gatewayPorts,
   startGatewayProcess,
@@ -31,7 +32,6 @@ import {
   writeFleetPolicy,
   writeKeyPair,
 } from '../support/policy-bundles.ts';
-import { freePort } from '../support/ports.ts';
 import {
   createTestDatabase,
   DATABASE_URL,
@@ -124,7 +124,8 @@ describe.skipIf(!DATABASE_URL)(
       receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/logs`;
 
       const ports = await gatewayPorts();
-      const addrB = `127.0.0.1:${await freePort()}`;
+      // Unix sockets: the fleet shares the store, not the transport (mutual TLS is tested on its own).
+      const addrB = `unix:${join(dir, 'authz-b.sock')}`;
       [a, b] = await Promise.all([
         startGatewayProcess({ ports, yaml: nodeYaml }),
         (async () => {
@@ -146,7 +147,7 @@ describe.skipIf(!DATABASE_URL)(
           return p;
         })(),
       ]);
-      clientA = authzClient(`127.0.0.1:${ports.authz}`);
+      clientA = authzClient(`unix:${gatewaySockets(a).authz}`);
       clientB = authzClient(addrB);
     }, 240_000);
 

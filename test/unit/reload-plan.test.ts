@@ -31,6 +31,7 @@ describe('reloadPlan', () => {
       'authz',
       'controlPlane',
       'telemetry',
+      'dataPlane',
     ]);
     expect(Object.keys(running).filter((k) => !classified.has(k))).toEqual([]);
     expect(RESTART_ONLY.map((s) => s.section)).toContain('identity');
