@@ -21,6 +21,8 @@ export interface DecisionQuery {
   agent?: string;
   target?: string;
   decision?: string;
+  reasonCode?: string;
+  decisionId?: string;
   /** Only decisions a shadow policy would have decided otherwise. */
   shadowDiffers?: boolean;
   since?: Date;
@@ -366,6 +368,8 @@ class SqlAuditStore implements AuditStore {
     if (q.agent) add("actor->>'agent' = ?", q.agent);
     if (q.target) add('target = ?', q.target);
     if (q.decision) add('decision = ?', q.decision);
+    if (q.reasonCode) add('reason_code = ?', q.reasonCode);
+    if (q.decisionId) add('decision_id = ?', q.decisionId);
     if (q.shadowDiffers) where.push("shadow->>'differs' = 'true'");
     if (q.since) add('time >= ?', q.since.toISOString());
     if (q.until) add('time < ?', q.until.toISOString());

@@ -13,10 +13,13 @@ import type {
   AccessConfig,
   AuditStoreConfig,
   Config,
+  ConsoleConfig,
   CredentialRefConfig,
   IdentityConfig,
   IssuerConfig,
   ListenerConfig,
+  NotificationEventKind,
+  NotificationsConfig,
   PolicySource,
   TargetConfig,
   TargetProtocol,
@@ -169,6 +172,9 @@ export function parseConfig(text: string, file: string | null = null): Config {
   const cpRaw = (raw['control_plane'] ?? {}) as Raw;
   const envoyRaw = (raw['envoy'] ?? {}) as Raw;
 
+  const consoleCfg = consoleOf(raw['console'] as Raw | undefined, identity, semantic);
+  const notifications = notificationsOf(raw['notifications'] as Raw | undefined, semantic);
+
   if (semantic.length > 0) {
     throw new ConfigError(
       file,
@@ -202,6 +208,13 @@ export function parseConfig(text: string, file: string | null = null): Config {
       caFile: envoyRaw['ca_file'] ?? CONFIG_DEFAULTS.envoyCaFile,
       deltaXds: envoyRaw['delta_xds'] ?? false,
     },
+    console: consoleCfg,
+    notifications,
+    approvals: {
+      pendingTtlMs: ttlMs(
+        (raw['approvals'] as Raw | undefined)?.['pending_ttl'] ?? CONFIG_DEFAULTS.approvalPendingTtl,
+      ),
+    },
   };
   lineTables.set(config, source.lineOf);
   return config;
@@ -223,6 +236,53 @@ export async function loadConfig(path: string): Promise<Config> {
 function accessOf(raw: Raw | undefined): AccessConfig {
   const groups = (key: keyof AccessConfig): string[] => [...(raw?.[key] ?? CONFIG_DEFAULTS.access[key])];
   return { admins: groups('admins'), auditors: groups('auditors'), reviewers: groups('reviewers') };
+}
+
+/** `90s`, `30m`, `8h`, `2d` (schema-checked) → milliseconds. */
+export function ttlMs(text: string): number {
+  const m = /^(\d+)([smhd])$/.exec(text)!;
+  return Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** `console:`; the sign-in issuer must be one the API trusts (its tokens are verified like bearer tokens). */
+function consoleOf(
+  raw: Raw | undefined,
+  identity: IdentityConfig | null,
+  semantic: { path: string; message: string }[],
+): ConsoleConfig {
+  const issuer: string | null = raw?.['issuer'] ?? null;
+  if (issuer !== null && !identity?.issuers.some((i) => i.issuer === issuer))
+    semantic.push({ path: 'console.issuer', message: 'must be one of identity.issuers' });
+  return {
+    enabled: (raw?.['enabled'] ?? true) && identity !== null,
+    issuer,
+    clientId: raw?.['client_id'] ?? CONFIG_DEFAULTS.consoleClientId,
+    clientSecret: raw?.['client_secret'] ?? null,
+    scopes: [...(raw?.['scopes'] ?? CONFIG_DEFAULTS.consoleScopes)],
+    resource: raw?.['resource'] ?? null,
+    sessionTtlMs: ttlMs(raw?.['session_ttl'] ?? CONFIG_DEFAULTS.consoleSessionTtl),
+    sessionIdleMs: ttlMs(raw?.['session_idle'] ?? CONFIG_DEFAULTS.consoleSessionIdle),
+  };
+}
+
+function notificationsOf(
+  raw: Raw | undefined,
+  semantic: { path: string; message: string }[],
+): NotificationsConfig {
+  const sinks = ((raw?.['sinks'] ?? []) as Raw[]).map((s) => ({
+    name: s['name'] as string,
+    type: s['type'] as 'webhook' | 'slack',
+    url: s['url'] as string,
+    secret: (s['secret'] as string | undefined) ?? null,
+    events: [...(s['events'] ?? CONFIG_DEFAULTS.notificationEvents)] as NotificationEventKind[],
+  }));
+  reportDuplicates(
+    sinks.map((s) => s.name),
+    'notifications.sinks',
+    'name',
+    semantic,
+  );
+  return { sinks, maxAttempts: raw?.['max_attempts'] ?? CONFIG_DEFAULTS.notificationMaxAttempts };
 }
 
 const lineField = (line: number | undefined) => (line === undefined ? {} : { line });

@@ -15,6 +15,7 @@ import type { AgentRegistry } from '../fleet/agent-registry.ts';
 import type { ApprovalStore } from '../fleet/approval-store.ts';
 import type { SharedTargets } from '../fleet/config-revisions.ts';
 import type { FleetKeys } from '../fleet/fleet-keys.ts';
+import type { NotificationOutbox } from '../fleet/notifications-outbox.ts';
 import type { SharedState } from '../fleet/shared-state.ts';
 import type { AdsServer } from '../xds/server/ads-server.ts';
 import type { RunningComponents } from './component.ts';
@@ -82,6 +83,8 @@ export interface GatewayContext {
   audit?: AuditRuntime;
   approvals?: ApprovalStore;
   agents?: AgentRegistry;
+  /** Approval events and their notification deliveries (the console shows them). */
+  outbox?: NotificationOutbox;
   api?: HttpApi;
   authz?: AuthzServer;
   ads?: AdsServer;

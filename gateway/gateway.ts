@@ -14,6 +14,7 @@ import { controlPlaneComponent } from './components/control-plane.ts';
 import { envoyComponent } from './components/envoy.ts';
 import { fleetStateComponent } from './components/fleet-state.ts';
 import { httpApiComponent } from './components/http-api.ts';
+import { notificationsComponent } from './components/notifications.ts';
 import { type AuditRuntime, type GatewayContext, type GatewayOptions, need } from './context.ts';
 import type { EnvoyProcess } from './envoy-process.ts';
 import type { XdsPublisher } from './xds-publisher.ts';
@@ -28,6 +29,7 @@ export type { AuditRuntime, DevTokens, GatewayOptions } from './context.ts';
 export const START_ORDER: readonly (() => GatewayComponent<GatewayContext>)[] = [
   auditComponent,
   fleetStateComponent,
+  notificationsComponent,
   httpApiComponent,
   authzComponent,
   controlPlaneComponent,

@@ -46,6 +46,19 @@ describe('parseConfig defaults', () => {
         issuer: 'http://127.0.0.1:8181',
       },
       envoy: { adminPort: 9901, caFile: '/etc/ssl/certs/ca-certificates.crt', deltaXds: false },
+      // No issuer: nobody can sign in, so no console.
+      console: {
+        enabled: false,
+        issuer: null,
+        clientId: 'chaperone-console',
+        clientSecret: null,
+        scopes: ['openid', 'email', 'profile'],
+        resource: null,
+        sessionTtlMs: 8 * 3.6e6,
+        sessionIdleMs: 3.6e6,
+      },
+      notifications: { sinks: [], maxAttempts: 8 },
+      approvals: { pendingTtlMs: 24 * 3.6e6 },
     } satisfies Config);
   });
 

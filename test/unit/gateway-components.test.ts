@@ -107,6 +107,7 @@ describe('START_ORDER', () => {
     expect(startOrderNames()).toEqual([
       'audit',
       'fleet state',
+      'notifications',
       'http api',
       'authz server',
       'control plane',
