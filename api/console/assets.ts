@@ -34,6 +34,7 @@ form.filters label, .field label { display: block; font-size: .85rem; color: var
 input, select, textarea, button { font: inherit; }
 input, select, textarea { border: 1px solid #767676; border-radius: 4px; padding: .3rem .45rem; background: #fff; color: var(--fg); }
 button { border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 4px; padding: .35rem .8rem; cursor: pointer; }
+a.button { display: inline-block; background: var(--accent); color: #fff; border-radius: 4px; padding: .45rem 1rem; text-decoration: none; font-weight: 600; }
 button.secondary { background: #fff; color: var(--accent); }
 button.danger { background: var(--deny); border-color: var(--deny); }
 .verdict-allow { color: var(--allow); font-weight: 600; }
