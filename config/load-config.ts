@@ -253,12 +253,14 @@ function consoleOf(
   const issuer: string | null = raw?.['issuer'] ?? null;
   if (issuer !== null && !identity?.issuers.some((i) => i.issuer === issuer))
     semantic.push({ path: 'console.issuer', message: 'must be one of identity.issuers' });
+  const scopes: string[] = [...(raw?.['scopes'] ?? CONFIG_DEFAULTS.consoleScopes)];
+  if (!scopes.includes('openid')) semantic.push({ path: 'console.scopes', message: 'must include openid' });
   return {
     enabled: (raw?.['enabled'] ?? true) && identity !== null,
     issuer,
     clientId: raw?.['client_id'] ?? CONFIG_DEFAULTS.consoleClientId,
     clientSecret: raw?.['client_secret'] ?? null,
-    scopes: [...(raw?.['scopes'] ?? CONFIG_DEFAULTS.consoleScopes)],
+    scopes,
     resource: raw?.['resource'] ?? null,
     sessionTtlMs: ttlMs(raw?.['session_ttl'] ?? CONFIG_DEFAULTS.consoleSessionTtl),
     sessionIdleMs: ttlMs(raw?.['session_idle'] ?? CONFIG_DEFAULTS.consoleSessionIdle),

@@ -50,7 +50,7 @@ export function eventOf(r: Record<string, unknown>): ApprovalEvent {
 /** The events of one request, oldest first. */
 export async function approvalEventsOf(sql: Tx, approvalId: string): Promise<ApprovalEvent[]> {
   const rows = await sql.query<Record<string, unknown>>(
-    'SELECT * FROM approval_events WHERE approval_id = $1 ORDER BY created_at, id',
+    'SELECT * FROM approval_events WHERE approval_id = $1 ORDER BY seq',
     [approvalId],
   );
   return rows.map(eventOf);

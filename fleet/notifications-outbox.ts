@@ -109,7 +109,7 @@ export class NotificationOutbox {
          SELECT event_id, sink FROM notification_deliveries
          WHERE status = 'pending' AND sink = ANY($1) AND next_attempt_at <= $2
            AND (lease_until IS NULL OR lease_until < $2)
-         ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+         ORDER BY next_attempt_at, created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
        UPDATE notification_deliveries d SET lease_owner = $4, lease_until = $5, attempts = d.attempts + 1
        FROM due, approval_events e
        WHERE d.event_id = due.event_id AND d.sink = due.sink AND e.id = d.event_id
@@ -157,7 +157,7 @@ export class NotificationOutbox {
     const rows = await this.sql.query<Record<string, unknown>>(
       `SELECT d.*, e.kind, e.approval_id FROM notification_deliveries d JOIN approval_events e ON e.id = d.event_id
        WHERE ($1::text IS NULL OR e.approval_id = $1)
-       ORDER BY d.created_at DESC, e.created_at DESC LIMIT $2`,
+       ORDER BY d.created_at DESC, e.seq DESC LIMIT $2`,
       [filter.approvalId ?? null, Math.min(Math.max(filter.limit ?? 100, 1), 1000)],
     );
     return rows.map(recordOf);

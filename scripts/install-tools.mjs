@@ -178,7 +178,9 @@ export const TOOLS_SPEC = [
 function installChromium() {
   if (existsSync('/usr/bin/chromium')) return;
   if (process.getuid?.() !== 0)
-    throw new Error('chromium is missing: run `sudo apt-get install -y chromium` (the console e2e test drives it)');
+    throw new Error(
+      'chromium is missing: run `sudo apt-get install -y chromium` (the console e2e test drives it)',
+    );
   const env = { DEBIAN_FRONTEND: 'noninteractive' };
   run('apt-get', ['update', '-qq'], env);
   run('apt-get', ['install', '-y', '-qq', 'chromium'], env);

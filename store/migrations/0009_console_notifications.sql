@@ -18,6 +18,7 @@ CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
 -- One row per change of an approval request (requested, decided, expired, revoked), written in the
 -- same transaction as the change, so an event exists exactly when the change committed.
 CREATE TABLE approval_events (
+  seq         BIGSERIAL UNIQUE,
   id          TEXT PRIMARY KEY,
   kind        TEXT NOT NULL,
   approval_id TEXT NOT NULL,
