@@ -150,6 +150,18 @@ describe('the web console in Chromium', () => {
     expect(body.error).toBe('approval_required');
     state.approvalId = body.approval_id;
     state.statusUrl = body.status_url;
+    // A client (no text/html, or a token) gets the JSON API as before; only a browser is sent to the page.
+    const json = await fetch(body.status_url, {
+      headers: { accept: 'application/json' },
+      redirect: 'manual',
+    });
+    expect(json.status).toBe(401);
+    expect(json.headers.get('content-type')).toContain('application/json');
+    const asAgent = await fetch(body.status_url, {
+      headers: { accept: 'text/html', authorization: `Bearer ${state.agent}` },
+      redirect: 'manual',
+    });
+    expect(((await asAgent.json()) as { status: string }).status).toBe('pending');
   });
 
   it('opens the status URL in a browser as the console page, after carol signs in through the dev issuer', async () => {
