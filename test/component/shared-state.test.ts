@@ -175,9 +175,9 @@ describe.skipIf(!DATABASE_URL)(
       try {
         const applied = await Promise.all(stores.map((s) => s.migrate()));
         // Every migration applied by exactly one of them; none failed.
-        expect(applied.flat().sort()).toEqual(['0001', '0002', '0003', '0004']);
+        expect(applied.flat().sort()).toEqual(['0001', '0002', '0003', '0004', '0009']);
         const rows = await stores[0]!.sql.query<{ version: string }>('SELECT version FROM schema_migrations');
-        expect(rows.map((r) => r.version).sort()).toEqual(['0001', '0002', '0003', '0004']);
+        expect(rows.map((r) => r.version).sort()).toEqual(['0001', '0002', '0003', '0004', '0009']);
       } finally {
         for (const s of stores) await s.close();
         await empty.drop();
