@@ -208,6 +208,61 @@ describe('the web console in Chromium', () => {
     expect((await deleteItem()).status).toBe(403); // approved once: the next try asks again
   }, 60_000);
 
+  it('grants a window in the console and withdraws it there and through the API', async () => {
+    const page = browsers[0]!.context.pages()[0]!;
+    const held = async (path: string) => {
+      const res = await fetch(`${gw.egress}${path}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${state.agent}` },
+      });
+      return { status: res.status, body: (await res.json().catch(() => ({}))) as { approval_id?: string } };
+    };
+    // The console: approve for a window, used twice, then revoked.
+    const first = await held('/demo/items/8');
+    await page.goto(`${gw.api}/console/approval?id=${first.body.approval_id}`);
+    await page.getByLabel('Allow it again for').selectOption('1h');
+    await page.getByRole('button', { name: 'Approve for a window' }).click();
+    await sees(page.locator('dl.facts'), 'window, until');
+    expect((await held('/demo/items/8')).status).toBe(200);
+    expect((await held('/demo/items/8')).status).toBe(200);
+    await page.getByLabel('Reason').fill('clean-up finished');
+    await page.getByRole('button', { name: 'Revoke now' }).click();
+    await sees(page.locator('dl.facts'), 'revoked');
+    const after = await held('/demo/items/8');
+    expect(after.status).toBe(403);
+    expect(after.body.approval_id).not.toBe(first.body.approval_id);
+    // The API: the same for a reviewer's token.
+    const carol = await devToken(gw, 'carol');
+    const api = (path: string, body: unknown) =>
+      fetch(`${gw.api}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${carol}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    expect(
+      (await api('/approvals/approve', { id: after.body.approval_id, mode: 'window', ttl: '1h' })).status,
+    ).toBe(200);
+    expect((await held('/demo/items/8')).status).toBe(200);
+    const revoked = await api('/approvals/revoke', { id: after.body.approval_id, reason: 'done' });
+    expect(revoked.status).toBe(200);
+    expect(((await revoked.json()) as { status: string }).status).toBe('revoked');
+    expect((await api('/approvals/revoke', { id: after.body.approval_id })).status).toBe(409);
+    expect((await held('/demo/items/8')).status).toBe(403);
+    await waitFor(
+      () =>
+        received.some(
+          (r) =>
+            r.path === '/hooks/chaperone' &&
+            r.body.includes('"approval.revoked"') &&
+            r.body.includes(after.body.approval_id!),
+        ),
+      {
+        what: 'approval.revoked at the webhook',
+        timeoutMs: 20_000,
+      },
+    );
+  }, 90_000);
+
   it('sends signed webhook events and Slack messages for the request and the decision', async () => {
     const hooks = () => received.filter((r) => r.path === '/hooks/chaperone');
     await waitFor(() => hooks().filter((r) => r.body.includes(state.approvalId!)).length >= 2, {
@@ -231,13 +286,12 @@ describe('the web console in Chromium', () => {
     expect(() =>
       wh.verify(first.body.replace('approval', 'approva1'), first.headers as Record<string, string>),
     ).toThrow();
-    await waitFor(() => received.filter((r) => r.path === '/slack').length >= 2, {
+    const slackFor7 = () => received.filter((r) => r.path === '/slack' && r.body.includes('/demo/items/7'));
+    await waitFor(() => slackFor7().length >= 2, {
       what: 'Slack messages',
       timeoutMs: 20_000,
     });
-    const slack = received
-      .filter((r) => r.path === '/slack')
-      .map((r) => JSON.parse(r.body) as { text: string });
+    const slack = slackFor7().map((r) => JSON.parse(r.body) as { text: string });
     expect(slack[0]!.text).toContain(
       'Approval requested: `DELETE /demo/items/7` on demo for alice via cleanup-bot',
     );
