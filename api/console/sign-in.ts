@@ -6,6 +6,7 @@
 // groups claim as the API does. Refused: an access token that is an agent's (an `act` claim, or one
 // from Chaperone's agent issuer), an ID token with `act`, and tokens that disagree on who it is.
 import * as oidc from 'openid-client';
+import type { Logger } from 'pino';
 import type { Identity } from '../../contracts/identity.ts';
 import { resolveRef } from '../../lib/secret-ref.ts';
 import { type CallerAuth, personFromToken } from '../authenticate.ts';
@@ -21,6 +22,8 @@ export interface SignInOptions {
   /** `<public URL>/console/callback`, as registered at the IdP. */
   redirectUri: string;
   auth: CallerAuth;
+  /** Why a sign-in failed, for operators (openid-client's reason; never a token or a code). */
+  logger?: Logger;
 }
 
 export interface SignInChecks {
@@ -30,6 +33,10 @@ export interface SignInChecks {
 }
 
 const refused = (reason: string) => new ApiError(401, 'sign_in_failed', reason);
+
+/** openid-client's error code and message: claim names and expectations, no token material. */
+const describe = (err: unknown) =>
+  err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err);
 
 export class ConsoleSignIn {
   private config: Promise<oidc.Configuration> | null = null;
@@ -68,7 +75,8 @@ export class ConsoleSignIn {
   }
 
   async authorizationUrl(checks: SignInChecks, loginHint?: string): Promise<URL> {
-    const cfg = await this.configuration().catch(() => {
+    const cfg = await this.configuration().catch((err: unknown) => {
+      this.o.logger?.warn({ err: describe(err), issuer: this.o.issuer }, 'console sign-in: discovery failed');
       throw new ApiError(503, 'issuer_unavailable', 'the identity provider cannot be reached; try again');
     });
     return oidc.buildAuthorizationUrl(cfg, {
@@ -103,7 +111,8 @@ export class ConsoleSignIn {
         },
         this.o.resource ? { resource: this.o.resource } : undefined,
       );
-    } catch {
+    } catch (err) {
+      this.o.logger?.warn({ err: describe(err) }, 'console sign-in: code exchange or ID token refused');
       throw refused('the sign-in could not be completed (state, code or ID token rejected)');
     }
     const idToken = tokens.claims();

@@ -47,12 +47,13 @@ function devTokens(ctx: GatewayContext, bindHost: string) {
 function consoleDeps(
   ctx: GatewayContext,
   auth: CallerAuth,
+  sessions: SessionStore | undefined,
   devUsers?: readonly string[],
 ): ConsoleDeps | undefined {
   const { config } = ctx;
   const c = config.console;
   const issuer = c.issuer ?? config.identity?.issuers[0]?.issuer;
-  if (!c.enabled || !issuer || !auth.sessions) return undefined;
+  if (!c.enabled || !issuer || !sessions) return undefined;
   const audit = need(ctx, 'audit');
   const publicUrl = config.controlPlane.issuer;
   const signIn = new ConsoleSignIn({
@@ -63,9 +64,10 @@ function consoleDeps(
     resource: c.resource,
     redirectUri: `${publicUrl}/console/callback`,
     auth,
+    logger: ctx.logger.child({ component: 'console' }),
   });
   return {
-    sessions: auth.sessions as SessionStore,
+    sessions,
     signIn,
     approvals: need(ctx, 'approvals'),
     agents: need(ctx, 'agents'),
@@ -121,7 +123,7 @@ export function httpApiComponent(): GatewayComponent<GatewayContext> {
         access: config.access,
         ...(sessions ? { sessions } : {}),
       };
-      const consoleApp = consoleDeps(ctx, auth, dev?.users);
+      const consoleApp = consoleDeps(ctx, auth, sessions, dev?.users);
       const routes = apiRoutes({
         health: { ready: () => ready(ctx), status: () => ctx.running?.status() ?? {} },
         ...(audit.trail

@@ -136,10 +136,10 @@ for (const engine of engines) {
       });
 
       it('applies each migration once, recorded in schema_migrations', async () => {
-        expect(await store.migrate()).toEqual(['0001', '0002', '0003', '0004']);
+        expect(await store.migrate()).toEqual(['0001', '0002', '0003', '0004', '0009']);
         expect(await store.migrate()).toEqual([]);
         const applied = await db.sql('SELECT version FROM schema_migrations ORDER BY version');
-        expect(applied.map((r) => r['version'])).toEqual(['0001', '0002', '0003', '0004']);
+        expect(applied.map((r) => r['version'])).toEqual(['0001', '0002', '0003', '0004', '0009']);
       });
 
       it('inserts decisions idempotently and chains them', async () => {
