@@ -1,14 +1,32 @@
 // The one authentication hook of the HTTP API: given a route's declared caller, it verifies the
 // caller's token (the configured OIDC issuers plus Chaperone's own agent issuer), refuses revoked
 // tokens, refuses agent tokens where a person is required, and checks the role. Handlers run only
-// after it passed, and read the verified identity and roles from the request.
+// after it passed, and read the verified identity and roles from the request. Console routes (caller
+// `session`) take the console's session cookie instead — and only it: a cookie is never accepted on a
+// bearer route, nor a bearer token on a console route — and their POSTs must carry the session's CSRF
+// token and come from the console's own origin.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AccessConfig } from '../config/types.ts';
 import type { Identity } from '../contracts/identity.ts';
 import type { RevocationCheck } from '../fleet/agent-registry.ts';
 import type { IdentityVerifier } from '../identity/verifier.ts';
+import { readCookie } from './console/cookies.ts';
 import { ApiError } from './errors.ts';
-import type { Caller, Role } from './route.ts';
+import { type Caller, isSessionCaller, type Role, requiredRoles, type SessionInfo } from './route.ts';
+
+/** A live console session: the person who signed in (never an agent) and the session's CSRF token. */
+export interface ConsoleSession extends SessionInfo {
+  identity: Identity;
+}
+
+/** How the hook finds console sessions (api/console/sessions.ts). */
+export interface SessionAuth {
+  cookieName: string;
+  /** The session of a cookie value, when it exists and has not expired (idle or absolute). */
+  lookup(cookieValue: string): Promise<ConsoleSession | null>;
+  /** The one `Origin` a console form may be posted from, given the request's `Host`. */
+  origin(host: string | undefined): string;
+}
 
 export interface CallerAuth {
   /** Reads `Authorization: Bearer <jwt>`; trusts the configured issuers and the agent issuer. */
@@ -22,12 +40,15 @@ export interface CallerAuth {
    * takes effect at once), or null when none is configured. Absent: `scraper` routes refuse everyone.
    */
   scraper?: { token(): Promise<string | null> };
+  /** Console sessions; without it, console routes answer 404. */
+  sessions?: SessionAuth;
 }
 
 export interface Authenticated {
   caller: Identity | null;
   roles: ReadonlySet<Role>;
   body: unknown;
+  session?: SessionInfo;
 }
 
 const NO_ROLES: ReadonlySet<Role> = new Set();
@@ -62,6 +83,17 @@ function bearer(headers: Record<string, string | string[] | undefined>): string 
       'this route needs your token: Authorization: Bearer <your OIDC access token>',
     );
   return m[1]!;
+}
+
+/**
+ * A person's access token (the console's sign-in): verified exactly as a bearer token on a `human`
+ * route — configured issuer, audience, expiry, not revoked, and never an agent's.
+ */
+export async function personFromToken(auth: CallerAuth, token: string): Promise<Identity> {
+  const id = await verified(auth, token);
+  if (isAgent(id, auth))
+    throw new ApiError(403, 'agent_not_allowed', 'an agent cannot sign in to the console; only people can');
+  return id;
 }
 
 /**
@@ -103,6 +135,51 @@ async function checkScraper(auth: CallerAuth, headers: Record<string, string | s
     throw new ApiError(401, 'invalid_token', 'the metrics bearer token does not match');
 }
 
+type Headers = Record<string, string | string[] | undefined>;
+
+const sameText = (a: string, b: string) =>
+  a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+
+/** A state change from the console: from its own origin, with the session's synchronizer token. */
+function checkConsolePost(headers: Headers, body: unknown, session: ConsoleSession, sessions: SessionAuth) {
+  const origin = headers['origin'];
+  const site = headers['sec-fetch-site'];
+  if (typeof origin !== 'string' || origin !== sessions.origin(headers['host'] as string | undefined))
+    throw new ApiError(403, 'origin_mismatch', 'console forms are accepted from the console only');
+  if (site !== undefined && site !== 'same-origin')
+    throw new ApiError(403, 'origin_mismatch', 'console forms are accepted from the console only');
+  const token = (body as Record<string, unknown> | null)?.['csrf'];
+  if (typeof token !== 'string' || !sameText(token, session.csrf))
+    throw new ApiError(403, 'csrf_failed', 'the form is stale or not from this session; reload the page');
+}
+
+/** The console's session cookie → the person and roles; POSTs pass the CSRF checks before the body is used. */
+async function sessionCaller(
+  declared: Caller,
+  headers: Headers,
+  readBody: () => Promise<unknown>,
+  auth: CallerAuth,
+  method: string,
+): Promise<Authenticated> {
+  const sessions = auth.sessions;
+  if (!sessions) throw new ApiError(404, 'not_found', 'the console is not enabled');
+  const value = readCookie(headers['cookie'], sessions.cookieName);
+  const session = value ? await sessions.lookup(value) : null;
+  if (!session) throw new ApiError(401, 'login_required', 'sign in to the console first');
+  const roles = rolesOf(session.identity, auth.access);
+  const needed = requiredRoles(declared);
+  if (needed.length > 0 && !needed.some((r) => roles.has(r)))
+    throw new ApiError(403, 'forbidden', `this page needs the ${needed.join(' or ')} role`);
+  const body = await readBody();
+  if (method !== 'GET') checkConsolePost(headers, body, session, sessions);
+  return {
+    caller: session.identity,
+    roles,
+    body,
+    session: { csrf: session.csrf, expiresAt: session.expiresAt },
+  };
+}
+
 /**
  * Checks the caller a route declares. `readBody` is called once: after a bearer token passed (so an
  * unauthenticated client cannot make the API buffer a body), or first for `subject_token`.
@@ -112,7 +189,9 @@ export async function authenticate(
   headers: Record<string, string | string[] | undefined>,
   readBody: () => Promise<unknown>,
   auth: CallerAuth,
+  method = 'GET',
 ): Promise<Authenticated> {
+  if (isSessionCaller(declared)) return sessionCaller(declared, headers, readBody, auth, method);
   if (declared === 'anonymous') return { caller: null, roles: NO_ROLES, body: await readBody() };
   if (declared === 'scraper') {
     await checkScraper(auth, headers);

@@ -10,7 +10,7 @@ import { ChaperoneError } from '../contracts/errors.ts';
 import { authenticate, type CallerAuth } from './authenticate.ts';
 import { ApiError } from './errors.ts';
 import type { HostAllowList } from './host-allow-list.ts';
-import { type ApiResponse, declarationProblem, type Route, routeKey } from './route.ts';
+import { type ApiResponse, declarationProblem, isSessionCaller, type Route, routeKey } from './route.ts';
 
 export { ApiError } from './errors.ts';
 export type { ApiHandler, ApiRequest, ApiResponse, Route } from './route.ts';
@@ -39,6 +39,8 @@ export interface HttpApiOptions {
   hosts: HostAllowList;
   logger: Logger;
   limits?: Partial<ApiLimits>;
+  /** How console routes answer a refusal (a sign-in redirect, an error page) instead of JSON. */
+  consoleError?: (err: ApiError, req: { method: string; url: URL }) => ApiResponse;
 }
 
 export interface HttpApi {
@@ -69,7 +71,23 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   }
 }
 
+/** Streams a server-sent-events answer until it ends or the client leaves. */
+function sendStream(res: ServerResponse, r: ApiResponse, stream: NonNullable<ApiResponse['stream']>): void {
+  const closed = new AbortController();
+  res.on('close', () => closed.abort());
+  res.writeHead(r.status, { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...r.headers });
+  res.flushHeaders();
+  stream({ write: (chunk) => void res.write(chunk), closed: closed.signal }).then(
+    () => res.end(),
+    () => res.destroy(),
+  );
+}
+
 function send(res: ServerResponse, r: ApiResponse): void {
+  if (r.stream) {
+    sendStream(res, r, r.stream);
+    return;
+  }
   // A string body with its own content type (JSONL exports) goes out as is.
   const raw = typeof r.body === 'string' && r.headers?.['content-type'] !== undefined;
   res.writeHead(r.status, {
@@ -79,6 +97,12 @@ function send(res: ServerResponse, r: ApiResponse): void {
     ...r.headers,
   });
   res.end(raw ? (r.body as string) : JSON.stringify(r.body));
+}
+
+/** A browser navigating to a route (not a client with a token): it prefers HTML over JSON. */
+function wantsPage(req: IncomingMessage): boolean {
+  const accept = req.headers.accept ?? '';
+  return req.method === 'GET' && !req.headers.authorization && /\btext\/html\b/.test(accept);
 }
 
 const isLoopbackPeer = (a: string | undefined) =>
@@ -113,14 +137,32 @@ async function handle(o: HttpApiOptions, table: Map<string, Route>, req: Incomin
   }
   if (route.loopbackOnly && !isLoopbackPeer(req.socket.remoteAddress))
     throw new ApiError(403, 'loopback_only', 'this route is served to loopback clients only');
+  if (route.browserPage && wantsPage(req))
+    return { status: 303, headers: { location: route.browserPage(url) }, body: null };
   const limit = o.limits?.maxBodyBytes ?? API_LIMITS.maxBodyBytes;
-  const { caller, roles, body } = await authenticate(
-    route.caller,
-    req.headers,
-    () => readBody(req, limit),
-    o.auth,
-  );
-  return route.handle({ method: route.method, url, headers: req.headers, body, caller, roles });
+  try {
+    const { caller, roles, body, session } = await authenticate(
+      route.caller,
+      req.headers,
+      () => readBody(req, limit),
+      o.auth,
+      route.method,
+    );
+    return await route.handle({
+      method: route.method,
+      url,
+      headers: req.headers,
+      body,
+      caller,
+      roles,
+      ...(session ? { session } : {}),
+    });
+  } catch (err) {
+    // Console routes answer people in a browser: a sign-in redirect or an error page, not JSON.
+    if (err instanceof ApiError && o.consoleError && isSessionCaller(route.caller))
+      return o.consoleError(err, { method: route.method, url });
+    throw err;
+  }
 }
 
 export async function startHttpApi(o: HttpApiOptions): Promise<HttpApi> {

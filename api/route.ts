@@ -20,6 +20,9 @@ export const ROLES: readonly Role[] = ['admin', 'auditor', 'reviewer'];
  * - `scraper`: a metrics scraper on the metrics listener only (api/metrics-listener.ts): the bearer
  *   token of `telemetry.metrics.token_file` when one is configured, else anyone who reaches the
  *   listener (which then binds loopback only). Refused on every other listener.
+ * - `session`: a person signed in to the web console (its session cookie; never a bearer token), with
+ *   the console's CSRF checks on POST (api/authenticate.ts);
+ * - `{ session: [...] }`: such a person holding one of these roles.
  */
 export type Caller =
   | 'anonymous'
@@ -27,12 +30,36 @@ export type Caller =
   | 'human'
   | 'human_or_agent'
   | 'scraper'
-  | { role: readonly Role[] };
+  | 'session'
+  | { role: readonly Role[] }
+  | { session: readonly Role[] };
+
+/** A signed-in console session, as a handler sees it (the cookie value never reaches handlers). */
+export interface SessionInfo {
+  /** The synchronizer token every console form posts back. */
+  csrf: string;
+  expiresAt: string;
+}
+
+/** A console route: the caller comes from a session cookie, and errors answer as pages. */
+export const isSessionCaller = (c: Caller): c is 'session' | { session: readonly Role[] } =>
+  c === 'session' || (typeof c === 'object' && 'session' in c);
+
+/** The roles a declaration requires (empty: none). */
+export function requiredRoles(c: Caller): readonly Role[] {
+  if (typeof c !== 'object') return [];
+  return 'role' in c ? c.role : c.session;
+}
 
 export interface ApiResponse {
   status: number;
   body: unknown;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
+  /**
+   * A streamed answer (server-sent events): written after the headers until it resolves or the client
+   * goes away (`closed` aborts). `body` is ignored then.
+   */
+  stream?: (out: { write(chunk: string): void; closed: AbortSignal }) => Promise<void>;
 }
 
 export interface ApiRequest {
@@ -45,6 +72,8 @@ export interface ApiRequest {
   caller: Identity | null;
   /** The caller's roles (empty for agents and anonymous callers). */
   roles: ReadonlySet<Role>;
+  /** On session routes: the console session. */
+  session?: SessionInfo;
 }
 
 export type ApiHandler = (req: ApiRequest) => Promise<ApiResponse> | ApiResponse;
@@ -55,6 +84,11 @@ export interface Route {
   caller: Caller;
   /** Served only to a peer on a loopback address (dev tokens). */
   loopbackOnly?: boolean;
+  /**
+   * A browser asking for this route (a GET that prefers text/html and carries no Authorization) is
+   * sent to this console page instead (303): the approval `status_url` an agent relays to a person.
+   */
+  browserPage?: (url: URL) => string;
   handle: ApiHandler;
 }
 
@@ -63,10 +97,12 @@ export function declarationProblem(r: Partial<Route>): string | null {
   const c = r.caller as unknown;
   if (c === undefined || c === null) return 'declares no caller';
   if (typeof c === 'string')
-    return ['anonymous', 'subject_token', 'human', 'human_or_agent', 'scraper'].includes(c)
+    return ['anonymous', 'subject_token', 'human', 'human_or_agent', 'scraper', 'session'].includes(c)
       ? null
       : `declares an unknown caller "${c}"`;
-  const roles = (c as { role?: unknown }).role;
+  const o = c as { role?: unknown; session?: unknown };
+  if ((o.role === undefined) === (o.session === undefined)) return 'declares a role caller without roles';
+  const roles = o.role ?? o.session;
   if (!Array.isArray(roles) || roles.length === 0) return 'declares a role caller without roles';
   const unknown = roles.find((x) => !ROLES.includes(x as Role));
   return unknown === undefined ? null : `declares an unknown role "${String(unknown)}"`;
@@ -77,12 +113,16 @@ export const routeKey = (r: Pick<Route, 'method' | 'path'>) => `${r.method} ${r.
 
 /** The caller a route requires, as words (docs, error messages). */
 export function describeCaller(c: Caller): string {
-  if (typeof c !== 'string') return `a person with the ${c.role.join(' or ')} role`;
+  if (typeof c !== 'string') {
+    const who = `a person with the ${requiredRoles(c).join(' or ')} role`;
+    return 'session' in c ? `${who}, signed in to the console` : who;
+  }
   return {
     anonymous: 'anyone',
     subject_token: 'a person, by their token in `subject_token`',
     human: 'a person (no agent token)',
     human_or_agent: 'a person or an agent (for its own requests)',
     scraper: 'a metrics scraper (the metrics bearer token, if one is configured)',
+    session: 'a person signed in to the console',
   }[c];
 }

@@ -24,6 +24,8 @@ export interface DecisionQuery {
   agent?: string;
   target?: string;
   decision?: string;
+  reasonCode?: string;
+  decisionId?: string;
   /** Only decisions a shadow policy would have decided otherwise. */
   shadowDiffers?: boolean;
   /** The decisions of one trace (W3C trace id). */
@@ -473,6 +475,8 @@ class SqlAuditStore implements AuditStore {
     if (q.agent) add("actor->>'agent' = ?", q.agent);
     if (q.target) add('target = ?', q.target);
     if (q.decision) add('decision = ?', q.decision);
+    if (q.reasonCode) add('reason_code = ?', q.reasonCode);
+    if (q.decisionId) add('decision_id = ?', q.decisionId);
     if (q.shadowDiffers) where.push("shadow->>'differs' = 'true'");
     if (q.traceId) add('trace_id = ?', q.traceId);
     if (q.since) add('time >= ?', q.since.toISOString());

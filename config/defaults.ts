@@ -82,4 +82,22 @@ export const CONFIG_DEFAULTS = {
     /** OPA's `upload_size_limit_bytes` default. */
     uploadSizeLimitBytes: 32 * 1024,
   },
+  /** The console's OIDC client: a public client (authorization code + PKCE), registered at the IdP. */
+  consoleClientId: 'chaperone-console',
+  consoleScopes: ['openid', 'email', 'profile'] as readonly string[],
+  /** A working day: a reviewer signs in once in the morning. */
+  consoleSessionTtl: '8h',
+  /** An unattended browser stops being a way in after an hour. */
+  consoleSessionIdle: '1h',
+  /** Every event to every sink unless a sink lists its own. */
+  notificationEvents: [
+    'approval.requested',
+    'approval.decided',
+    'approval.expired',
+    'approval.revoked',
+  ] as readonly string[],
+  /** With the backoff (5 s doubling, capped at 10 min) this retries for about half an hour. */
+  notificationMaxAttempts: 8,
+  /** A request nobody decided within a day is stale: the agent has long given up waiting. */
+  approvalPendingTtl: '24h',
 } as const;

@@ -21,12 +21,15 @@ import type {
   BundleServiceConfig,
   BundleSigningConfig,
   Config,
+  ConsoleConfig,
   CredentialRefConfig,
   DataPlaneConfig,
   DecisionLogsConfig,
   IdentityConfig,
   IssuerConfig,
   ListenerConfig,
+  NotificationEventKind,
+  NotificationsConfig,
   PolicySource,
   TargetBody,
   TargetConfig,
@@ -230,6 +233,9 @@ export function parseConfig(text: string, file: string | null = null): Config {
       message: 'must be all unix: sockets or all host:port addresses (one transport for the pool)',
     });
 
+  const consoleCfg = consoleOf(raw['console'] as Raw | undefined, identity, semantic);
+  const notifications = notificationsOf(raw['notifications'] as Raw | undefined, semantic);
+
   if (semantic.length > 0) {
     throw new ConfigError(
       file,
@@ -278,6 +284,13 @@ export function parseConfig(text: string, file: string | null = null): Config {
         : null,
     },
     dataPlane,
+    console: consoleCfg,
+    notifications,
+    approvals: {
+      pendingTtlMs: ttlMs(
+        (raw['approvals'] as Raw | undefined)?.['pending_ttl'] ?? CONFIG_DEFAULTS.approvalPendingTtl,
+      ),
+    },
   };
   lineTables.set(config, source.lineOf);
   return config;
@@ -349,6 +362,55 @@ function durationMs(text: string): number {
 function isLoopbackHostPort(hostPort: string): boolean {
   const host = hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+/** `90s`, `30m`, `8h`, `2d` (schema-checked) → milliseconds. */
+export function ttlMs(text: string): number {
+  const m = /^(\d+)([smhd])$/.exec(text)!;
+  return Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** `console:`; the sign-in issuer must be one the API trusts (its tokens are verified like bearer tokens). */
+function consoleOf(
+  raw: Raw | undefined,
+  identity: IdentityConfig | null,
+  semantic: { path: string; message: string }[],
+): ConsoleConfig {
+  const issuer: string | null = raw?.['issuer'] ?? null;
+  if (issuer !== null && !identity?.issuers.some((i) => i.issuer === issuer))
+    semantic.push({ path: 'console.issuer', message: 'must be one of identity.issuers' });
+  const scopes: string[] = [...(raw?.['scopes'] ?? CONFIG_DEFAULTS.consoleScopes)];
+  if (!scopes.includes('openid')) semantic.push({ path: 'console.scopes', message: 'must include openid' });
+  return {
+    enabled: (raw?.['enabled'] ?? true) && identity !== null,
+    issuer,
+    clientId: raw?.['client_id'] ?? CONFIG_DEFAULTS.consoleClientId,
+    clientSecret: raw?.['client_secret'] ?? null,
+    scopes,
+    resource: raw?.['resource'] ?? null,
+    sessionTtlMs: ttlMs(raw?.['session_ttl'] ?? CONFIG_DEFAULTS.consoleSessionTtl),
+    sessionIdleMs: ttlMs(raw?.['session_idle'] ?? CONFIG_DEFAULTS.consoleSessionIdle),
+  };
+}
+
+function notificationsOf(
+  raw: Raw | undefined,
+  semantic: { path: string; message: string }[],
+): NotificationsConfig {
+  const sinks = ((raw?.['sinks'] ?? []) as Raw[]).map((s) => ({
+    name: s['name'] as string,
+    type: s['type'] as 'webhook' | 'slack',
+    url: s['url'] as string,
+    secret: (s['secret'] as string | undefined) ?? null,
+    events: [...(s['events'] ?? CONFIG_DEFAULTS.notificationEvents)] as NotificationEventKind[],
+  }));
+  reportDuplicates(
+    sinks.map((s) => s.name),
+    'notifications.sinks',
+    'name',
+    semantic,
+  );
+  return { sinks, maxAttempts: raw?.['max_attempts'] ?? CONFIG_DEFAULTS.notificationMaxAttempts };
 }
 
 const lineField = (line: number | undefined) => (line === undefined ? {} : { line });

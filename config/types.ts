@@ -136,6 +136,47 @@ export interface DataPlaneConfig {
   tls: DataPlaneTlsConfig;
 }
 
+/** The web console (`/console/` on the HTTP API): who signs people in, and for how long. */
+export interface ConsoleConfig {
+  /** False: no console routes (the JSON API is unchanged). Default: on when an issuer is configured. */
+  enabled: boolean;
+  /** The OIDC issuer people sign in with (one of `identity.issuers`); null: the first one. */
+  issuer: string | null;
+  clientId: string;
+  /** `env:NAME` or `file:/path` of a confidential client's secret; null: a public client (PKCE only). */
+  clientSecret: string | null;
+  scopes: string[];
+  /** RFC 8707 resource indicator sent with the sign-in (the access token's audience), or null. */
+  resource: string | null;
+  /** A session ends this long after sign-in, whatever happens. */
+  sessionTtlMs: number;
+  /** …or after this long without a request. */
+  sessionIdleMs: number;
+}
+
+export type NotificationEventKind =
+  | 'approval.requested'
+  | 'approval.decided'
+  | 'approval.expired'
+  | 'approval.revoked';
+
+/** Where approval events go: a signed JSON webhook, or a Slack-compatible incoming webhook. */
+export interface NotificationSinkConfig {
+  name: string;
+  type: 'webhook' | 'slack';
+  /** An http(s) URL, or an `env:`/`file:` reference to one (a Slack webhook URL is itself a secret). */
+  url: string;
+  /** Webhooks: `env:`/`file:` reference to the signing secret (`whsec_<base64>` or raw text). */
+  secret: string | null;
+  events: NotificationEventKind[];
+}
+
+export interface NotificationsConfig {
+  sinks: NotificationSinkConfig[];
+  /** A delivery is given up (status `failed`) after this many attempts. */
+  maxAttempts: number;
+}
+
 export interface Config {
   /** The file it was read from (as given), or null. */
   file: string | null;
@@ -168,6 +209,10 @@ export interface Config {
   envoy: { adminAddress: string; caFile: string; deltaXds: boolean };
   dataPlane: DataPlaneConfig;
   telemetry: TelemetryConfig;
+  console: ConsoleConfig;
+  notifications: NotificationsConfig;
+  /** `pendingTtlMs`: a request nobody decided expires after this long. */
+  approvals: { pendingTtlMs: number };
 }
 
 /** `telemetry:` — the metrics listener (traces are configured by the OTEL_* environment variables). */

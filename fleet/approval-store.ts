@@ -10,10 +10,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import { ChaperoneError } from '../contracts/errors.ts';
 import { type Person, samePerson } from '../contracts/identity.ts';
 import { redactText } from '../lib/secret-text.ts';
+import { type ApprovalEvent, approvalEventsOf, recordApprovalEvent } from './approval-events.ts';
 import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
 
-export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'used';
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'used' | 'revoked';
 
 export interface ApprovalRequest {
   id: string;
@@ -36,6 +37,12 @@ export interface ApprovalRequest {
   decided_by_issuer?: string | null;
   expires_at: string | null;
   uses: number;
+  /** What the reviewer said with the decision (a deny's reason), when anything. */
+  decision_reason?: string | null;
+  /** A grant withdrawn before it lapsed: when and by whom. */
+  revoked_at?: string | null;
+  revoked_by?: string | null;
+  revoked_by_issuer?: string | null;
 }
 
 export interface ApprovalSpec {
@@ -217,6 +224,7 @@ export class ApprovalStore {
         if (other) return other;
       }
       await this.state.notify(tx, 'approval', req.id);
+      await recordApprovalEvent(tx, 'approval.requested', req, new Date(this.now()));
       return req;
     });
   }
@@ -304,7 +312,7 @@ export class ApprovalStore {
     id: string,
     reviewer: Person & { groups: string[] },
     verdict: 'approve' | 'deny',
-    opts: { mode?: 'once' | 'window'; ttl?: string } = {},
+    opts: { mode?: 'once' | 'window'; ttl?: string; reason?: string } = {},
   ): Promise<ApprovalRequest> {
     const decided = await this.sql.transaction(async (tx) => {
       const [row] = await tx.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1 FOR UPDATE', [
@@ -331,13 +339,90 @@ export class ApprovalStore {
         decided_by: reviewer.subject,
         decided_by_issuer: reviewer.issuer,
       };
+      if (opts.reason) next.decision_reason = opts.reason;
       if (verdict === 'approve') {
         next.mode = opts.mode ?? 'once';
         next.expires_at = new Date(this.now() + (opts.ttl ? parseTtl(opts.ttl) : r.ttl_ms)).toISOString();
       }
+      await recordApprovalEvent(tx, 'approval.decided', next, new Date(this.now()));
       return this.write(tx, next);
     });
     this.hold(decided);
     return decided;
+  }
+
+  /** The request's history (requested, decided, expired, revoked), oldest first. */
+  events(id: string): Promise<ApprovalEvent[]> {
+    return approvalEventsOf(this.sql, id);
+  }
+
+  /**
+   * Expires requests pending for longer than `ttlMs` (oldest first, at most `limit` per call): each
+   * becomes `expired`, with its event, in one transaction; rows another node is expiring are skipped.
+   */
+  async expirePending(ttlMs: number, limit = 100): Promise<ApprovalRequest[]> {
+    const cutoff = new Date(this.now() - ttlMs).toISOString();
+    return this.sql.transaction(async (tx) => {
+      const rows = await tx.query<{ doc: unknown }>(
+        `SELECT doc FROM approvals WHERE status = 'pending' AND created_at < $1
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
+        [cutoff, limit],
+      );
+      const out: ApprovalRequest[] = [];
+      for (const row of rows) {
+        const next: ApprovalRequest = {
+          ...docOf(row),
+          status: 'expired',
+          decided_at: new Date(this.now()).toISOString(),
+          decided_by: null,
+          decision_reason: `nobody decided within ${Math.round(ttlMs / 60_000)} min`,
+        };
+        await recordApprovalEvent(tx, 'approval.expired', next, new Date(this.now()));
+        out.push(await this.write(tx, next));
+      }
+      return out;
+    });
+  }
+
+  /**
+   * Withdraws a grant before it lapses (a window, or a one-time grant not used yet). A reviewer of the
+   * request may, and so may whoever the caller says may revoke any (the admin role); never the
+   * requester alone. Every node drops the grant on the change notice.
+   */
+  async revokeGrant(
+    id: string,
+    by: Person & { groups: string[]; anyRequest?: boolean },
+    reason?: string,
+  ): Promise<ApprovalRequest> {
+    const revoked = await this.sql.transaction(async (tx) => {
+      const [row] = await tx.query<{ doc: unknown }>('SELECT doc FROM approvals WHERE id = $1 FOR UPDATE', [
+        id,
+      ]);
+      if (!row) throw new ApprovalError('not_found', `no approval request ${id}`);
+      const r = docOf(row);
+      if (!by.anyRequest && !r.reviewers.some((g) => by.groups.includes(g)))
+        throw new ApprovalError(
+          'forbidden',
+          `only members of ${r.reviewers.join(', ')} may revoke this grant`,
+        );
+      if (r.status !== 'approved' || this.expired(r))
+        throw new ApprovalError(
+          'not_pending',
+          `request ${id} is not an active grant (${this.view(r).status})`,
+        );
+      const at = new Date(this.now()).toISOString();
+      const next: ApprovalRequest = {
+        ...r,
+        status: 'revoked',
+        revoked_at: at,
+        revoked_by: by.subject,
+        revoked_by_issuer: by.issuer,
+        ...(reason ? { decision_reason: reason } : {}),
+      };
+      await recordApprovalEvent(tx, 'approval.revoked', next, new Date(this.now()));
+      return this.write(tx, next);
+    });
+    this.hold(revoked);
+    return revoked;
   }
 }

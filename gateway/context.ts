@@ -14,6 +14,7 @@ import type { AgentRegistry } from '../fleet/agent-registry.ts';
 import type { ApprovalStore } from '../fleet/approval-store.ts';
 import type { SharedTargets } from '../fleet/config-revisions.ts';
 import type { FleetKeys } from '../fleet/fleet-keys.ts';
+import type { NotificationOutbox } from '../fleet/notifications-outbox.ts';
 import type { SharedState } from '../fleet/shared-state.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { CheckTracer } from '../telemetry/tracing.ts';
@@ -106,6 +107,8 @@ export interface GatewayContext {
   audit?: AuditRuntime;
   approvals?: ApprovalStore;
   agents?: AgentRegistry;
+  /** Approval events and their notification deliveries (the console shows them). */
+  outbox?: NotificationOutbox;
   api?: HttpApi;
   authz?: AuthzServer;
   ads?: AdsServer;

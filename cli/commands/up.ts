@@ -99,7 +99,10 @@ function printDevHints(config: Config): void {
     `\n  TOKEN=$(./chaperone dev token alice)\n` +
       `  curl -H "Authorization: Bearer $TOKEN" http://${listener.address}:${listener.port}/demo/items\n` +
       `  (bob is denied; no token is 401; status, as carol who holds every role:\n` +
-      `   curl -H "Authorization: Bearer $(./chaperone dev token carol)" http://${api}/status)\n\n`,
+      `   curl -H "Authorization: Bearer $(./chaperone dev token carol)" http://${api}/status)\n` +
+      (config.console.enabled
+        ? `  console: ${config.controlPlane.issuer}/console/ (sign in as carol)\n\n`
+        : '\n'),
   );
 }
 

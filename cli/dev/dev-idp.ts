@@ -19,6 +19,8 @@ export interface DevUser {
   groups: string[];
   email?: string;
   name?: string;
+  /** More claims for this user's tokens (tests: an account whose tokens carry `act`, like an agent's). */
+  claims?: Record<string, unknown>;
 }
 
 export interface DevIdpOptions {
@@ -57,6 +59,12 @@ export interface DevIdp {
 const CLIENT_ID = 'chaperone-dev-cli';
 // Never dereferenced: the code is read off the Location header of the final redirect.
 const REDIRECT_URI = 'http://127.0.0.1/callback';
+/**
+ * The web console's client (config `console.client_id` default): public, PKCE. A native client, so a
+ * loopback redirect URI matches on any port (RFC 8252 §7.3): the console of a gateway on any free port.
+ */
+export const CONSOLE_CLIENT_ID = 'chaperone-console';
+const CONSOLE_REDIRECT_URIS = ['http://127.0.0.1/console/callback', 'http://[::1]/console/callback'];
 const AUDIENCE_RESOURCE_PREFIX = 'urn:chaperone:audience:';
 const DEFAULT_TTL_SEC = 3600;
 const SCOPE = 'openid email profile';
@@ -109,6 +117,7 @@ export async function startDevIdp(o: DevIdpOptions): Promise<DevIdp> {
   const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
   const signingKeys: JWK[] = [o.signingKey ? { ...o.signingKey } : await newSigningKey()];
+  const audienceResource = AUDIENCE_RESOURCE_PREFIX + encodeURIComponent(o.audience);
   const cookieKeys = [randomBytes(32).toString('base64url')];
   /** Flows under way, by OAuth `state`: who logs in and what the token should look like. */
   const pendingLogins = new Map<string, { sub: string; token: TokenOptions; grantId?: string }>();
@@ -128,8 +137,17 @@ export async function startDevIdp(o: DevIdpOptions): Promise<DevIdp> {
         response_types: ['code'],
         redirect_uris: [REDIRECT_URI],
       },
+      {
+        client_id: CONSOLE_CLIENT_ID,
+        application_type: 'native',
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: CONSOLE_REDIRECT_URIS,
+      },
     ],
-    claims: { openid: ['sub'], email: ['email'], profile: ['name'], groups: ['groups'] },
+    // `act` rides in the ID token too when a (test) account has one: the console refuses it there.
+    claims: { openid: ['sub', 'act'], email: ['email'], profile: ['name'], groups: ['groups'] },
     async findAccount(_ctx: unknown, sub: string) {
       const user = users.get(sub);
       if (!user) return undefined;
@@ -142,6 +160,9 @@ export async function startDevIdp(o: DevIdpOptions): Promise<DevIdp> {
       devInteractions: { enabled: false },
       resourceIndicators: {
         enabled: true,
+        // The console asks for no resource: its access token is for the gateway's audience all the same.
+        defaultResource: async (_ctx: unknown, client: { clientId: string }) =>
+          client.clientId === CONSOLE_CLIENT_ID ? audienceResource : undefined,
         useGrantedResource: async () => true,
         async getResourceServerInfo(_ctx: unknown, resource: string) {
           if (!resource.startsWith(AUDIENCE_RESOURCE_PREFIX)) throw new mod.errors.InvalidTarget();
@@ -223,7 +244,10 @@ export async function startDevIdp(o: DevIdpOptions): Promise<DevIdp> {
     }
     const grant = new p.Grant({ accountId: flow.sub, clientId: String(params['client_id']) });
     grant.addOIDCScope(String(params['scope']));
-    grant.addResourceScope(String(params['resource']), '');
+    grant.addResourceScope(
+      typeof params['resource'] === 'string' ? params['resource'] : audienceResource,
+      '',
+    );
     const grantId = await grant.save();
     tokenOptionsByGrant.set(grantId, flow.token);
     flow.grantId = grantId;
@@ -323,6 +347,7 @@ async function followToCallback(start: URL): Promise<URL> {
 
 function userClaims(user: DevUser): Record<string, unknown> {
   return {
+    ...user.claims,
     sub: user.sub,
     groups: [...user.groups],
     ...(user.email !== undefined ? { email: user.email } : {}),

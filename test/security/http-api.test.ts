@@ -4,7 +4,7 @@
 // api/routes/ is attacked here without editing this file. Only the declared public routes answer
 // without a token, and they say nothing beyond up/ready and public keys.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Route, routeKey } from '../../api/route.ts';
+import { isSessionCaller, type Route, routeKey } from '../../api/route.ts';
 import { routeCatalog } from '../support/api-routes.ts';
 import { apiFetch, devToken, type GatewayProcess, startGatewayProcess } from '../support/gateway-process.ts';
 import { type RawResponse, rawRequest } from '../support/http-raw.ts';
@@ -12,7 +12,10 @@ import { type RawResponse, rawRequest } from '../support/http-raw.ts';
 let gw: GatewayProcess;
 const tokens: Record<string, string> = {};
 const routes: Route[] = routeCatalog();
-const bearerRoutes = routes.filter((r) => r.caller !== 'anonymous' && r.caller !== 'subject_token');
+// Console routes take a session cookie, never a bearer token: test/security/console-session.test.ts.
+const bearerRoutes = routes.filter(
+  (r) => r.caller !== 'anonymous' && r.caller !== 'subject_token' && !isSessionCaller(r.caller),
+);
 const exchange = routes.find((r) => r.caller === 'subject_token')!;
 
 async function agentToken(user: string, name: string): Promise<{ token: string; id: string }> {

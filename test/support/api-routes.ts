@@ -32,6 +32,15 @@ export function routeCatalog(calls: string[] = []): Route[] {
       calls.push('recordAdmin');
     },
     dev: { users: ['alice'], tokenFor: stub<{ tokenFor: () => Promise<string> }>('dev', calls).tokenFor },
+    console: {
+      sessions: stub('sessions', calls),
+      signIn: stub('signIn', calls),
+      approvals: stub('approvals', calls),
+      agents: stub('registry', calls),
+      trail: stub('trail', calls),
+      outbox: stub('outbox', calls),
+      status: stub<{ status: () => Record<string, unknown> }>('health', calls).status,
+    },
   });
 }
 

@@ -7,7 +7,7 @@ import { authenticate, type CallerAuth } from '../../api/authenticate.ts';
 import { ApiError } from '../../api/errors.ts';
 import { hostAllowList } from '../../api/host-allow-list.ts';
 import { routeTable } from '../../api/http-api.ts';
-import { type Caller, declarationProblem, type Route, routeKey } from '../../api/route.ts';
+import { type Caller, declarationProblem, isSessionCaller, type Route, routeKey } from '../../api/route.ts';
 import type { Identity } from '../../contracts/identity.ts';
 import type { IdentityVerifier } from '../../identity/verifier.ts';
 import { routeCatalog } from '../support/api-routes.ts';
@@ -39,6 +39,12 @@ describe('the route table', () => {
       'GET /.well-known/jwks.json',
       'GET /.well-known/openid-configuration',
       'GET /agents/revocations',
+      // The console's sign-in and its stylesheet/script: how a person gets a session at all.
+      'GET /console/assets/console.css',
+      'GET /console/assets/console.js',
+      'GET /console/callback',
+      'GET /console/login',
+      'GET /console/login/start',
       'GET /dev/token',
       'GET /healthz',
       'GET /readyz',
@@ -61,6 +67,25 @@ describe('the route table', () => {
     expect(roleOf('POST /approvals/deny')).toEqual({ role: ['reviewer'] });
     expect(roleOf('GET /status')).toEqual({ role: ['admin', 'auditor'] });
     expect(roleOf('POST /admin/keys/rotate')).toEqual({ role: ['admin'] });
+    expect(roleOf('POST /approvals/revoke')).toEqual({ role: ['reviewer', 'admin'] });
+  });
+
+  it('gives the console the same roles as the JSON routes it shows, through the session only', () => {
+    const roleOf = (key: string) => routes.find((r) => routeKey(r) === key)?.caller;
+    for (const path of [
+      '/console/decisions',
+      '/console/decisions/live',
+      '/console/decisions/stream',
+      '/console/decision',
+    ])
+      expect(roleOf(`GET ${path}`), path).toEqual({ session: ['auditor'] });
+    expect(roleOf('GET /console/approvals')).toEqual({ session: ['reviewer'] });
+    expect(roleOf('POST /console/approvals/decide')).toEqual({ session: ['reviewer'] });
+    expect(roleOf('GET /console/fleet')).toEqual({ session: ['admin', 'auditor'] });
+    expect(roleOf('GET /console/notifications')).toEqual({ session: ['admin'] });
+    // Every other console route needs a signed-in person; none takes a bearer token.
+    for (const r of routes.filter((x) => x.path.startsWith('/console')))
+      expect(r.caller === 'anonymous' || isSessionCaller(r.caller), routeKey(r)).toBe(true);
   });
 
   const handle = () => ({ status: 200, body: null });

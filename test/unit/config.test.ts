@@ -62,6 +62,19 @@ describe('parseConfig defaults', () => {
         },
       },
       telemetry: { metrics: null },
+      // No issuer: nobody can sign in, so no console.
+      console: {
+        enabled: false,
+        issuer: null,
+        clientId: 'chaperone-console',
+        clientSecret: null,
+        scopes: ['openid', 'email', 'profile'],
+        resource: null,
+        sessionTtlMs: 8 * 3.6e6,
+        sessionIdleMs: 3.6e6,
+      },
+      notifications: { sinks: [], maxAttempts: 8 },
+      approvals: { pendingTtlMs: 24 * 3.6e6 },
     } satisfies Config);
   });
 

@@ -108,6 +108,7 @@ describe('START_ORDER', () => {
       'telemetry',
       'audit',
       'fleet state',
+      'notifications',
       'http api',
       'data plane',
       'authz server',
