@@ -25,6 +25,9 @@ export const RESTART_ONLY: readonly RestartOnly[] = [
   { section: 'envoy.delta_xds', of: (c) => c.envoy.deltaXds },
   { section: 'telemetry', of: (c) => c.telemetry },
   { section: 'data_plane', of: (c) => c.dataPlane },
+  { section: 'console', of: (c) => c.console },
+  { section: 'notifications', of: (c) => c.notifications },
+  { section: 'approvals', of: (c) => c.approvals },
 ];
 
 /** Config keys a reload applies (test/unit/reload-plan.test.ts checks every key is classified). */
@@ -62,6 +65,9 @@ export function reloadPlan(running: Config, next: Config): ReloadPlan {
     envoy: { ...next.envoy, adminAddress: running.envoy.adminAddress, deltaXds: running.envoy.deltaXds },
     telemetry: running.telemetry,
     dataPlane: running.dataPlane,
+    console: running.console,
+    notifications: running.notifications,
+    approvals: running.approvals,
   };
   return { apply, restartNeeded };
 }

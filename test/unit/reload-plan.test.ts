@@ -32,6 +32,9 @@ describe('reloadPlan', () => {
       'controlPlane',
       'telemetry',
       'dataPlane',
+      'console',
+      'notifications',
+      'approvals',
     ]);
     expect(Object.keys(running).filter((k) => !classified.has(k))).toEqual([]);
     expect(RESTART_ONLY.map((s) => s.section)).toContain('identity');
