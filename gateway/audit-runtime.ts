@@ -57,7 +57,8 @@ export async function openAuditRuntime(o: {
   const url = resolveStoreUrl(o.config);
   // The state directory (keys, embedded database, spool, anchor) is this user's alone (docs/audit.md).
   await secureNodeState(o.stateDir, o.config.audit.spoolDir, o.logger);
-  const store = await openAuditStore(url ? { url } : { dataDir: join(o.stateDir, 'audit') });
+  // The embedded database in a thread of its own: its batches never hold up a Check.
+  const store = await openAuditStore(url ? { url } : { dataDir: join(o.stateDir, 'audit'), thread: true });
   try {
     await store.migrate();
   } catch (err) {

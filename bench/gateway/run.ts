@@ -31,6 +31,7 @@ import {
 } from '../authz/processes.ts';
 import { summariseProfile } from '../authz/profile-summary.ts';
 import { activeDownstreamRequests, type Counters, envoyCounters, movedCounters } from './envoy-stats.ts';
+import { cpuPer1k, treeCpu } from './process-cpu.ts';
 import {
   type BenchContext,
   freePort,
@@ -119,6 +120,11 @@ interface MeasuredRate extends RateResult {
   /** One-minute load average when the rate started: other work on the machine shows here. */
   loadAvg1: number;
   envoyCounters: Counters;
+  /**
+   * CPU milliseconds per 1,000 requests of the side's Envoy and of everything else it runs (authz
+   * server, gateway), over the rate and the drain after it: unlike latency, hardly moved by other work.
+   */
+  cpu: { envoyMsPer1k: number; serverMsPer1k: number };
   /** OPA-Envoy only: decision log lines written during the rate. */
   decisionLogLines?: number;
   /** Chaperone only: its /status after the rate (authz metrics, audit spool and store). */
@@ -233,6 +239,7 @@ async function runSide(
       if (side.decisionLog) await truncate(side.decisionLog, 0);
       const loadAvg1 = loadavg()[0] ?? 0;
       const before = await envoyCounters(side.adminUrl);
+      const cpuBefore = await treeCpu(side.pids);
       const r = await attack({
         url: side.url,
         headers,
@@ -244,9 +251,14 @@ async function runSide(
       await untilIdle(side).catch((err: unknown) =>
         log(`[${name}] ${err instanceof Error ? err.message : String(err)}`),
       );
+      await side
+        .settled?.()
+        .catch((err: unknown) => log(`[${name}] ${err instanceof Error ? err.message : String(err)}`));
+      const cpu = cpuPer1k(cpuBefore, await treeCpu(side.pids), r.requests);
       const measured: MeasuredRate = {
         ...r,
         loadAvg1,
+        cpu,
         envoyCounters: movedCounters(before, await envoyCounters(side.adminUrl)),
         ...(side.decisionLog ? { decisionLogLines: await countLines(side.decisionLog) } : {}),
         ...(side.status
@@ -257,7 +269,8 @@ async function runSide(
       const collapsed = !opts.keepGoing && r.errors >= r.requests / 2;
       log(
         `[${name}] ${String(rate).padStart(5)} rps: p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  ` +
-          `errors ${r.errors}/${r.requests} ${JSON.stringify(r.statusCodes)}  load ${loadAvg1.toFixed(1)}` +
+          `errors ${r.errors}/${r.requests} ${JSON.stringify(r.statusCodes)}  load ${loadAvg1.toFixed(1)}  ` +
+          `cpu/1k req: envoy ${cpu.envoyMsPer1k.toFixed(0)} ms, server ${cpu.serverMsPer1k.toFixed(0)} ms` +
           (measured.decisionLogLines !== undefined
             ? `  decision log lines ${measured.decisionLogLines}`
             : ''),
@@ -294,6 +307,24 @@ async function runSide(
     }
   }
   return result;
+}
+
+/** CPU ms per 1,000 requests, Envoy + the rest of each side, per rate: the machine-load-proof figure. */
+function cpuTable(results: SideResult[], opts: Options): string {
+  const measured = results.filter((r) => !r.failure);
+  const header = ['rate', ...measured.map((r) => `${r.name} cpu ms/1k req (envoy + server)`)];
+  const rows = opts.rates.map((rate) => [
+    String(rate),
+    ...measured.map((side) => {
+      const r = side.rates.find((x) => x.rate === rate);
+      return r ? `${r.cpu.envoyMsPer1k.toFixed(0)} + ${r.cpu.serverMsPer1k.toFixed(0)}` : '-';
+    }),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i]!)).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => `${'-'.repeat(w + 1)}:`).join('|')}|`, ...rows.map(line)].join(
+    '\n',
+  );
 }
 
 const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(2));
@@ -354,6 +385,8 @@ function table(results: SideResult[], opts: Options): string {
     line(header),
     `|${widths.map((w) => `${'-'.repeat(w + 1)}:`).join('|')}|`,
     ...rows.map(line),
+    '',
+    cpuTable(results, opts),
     '',
     `maximum sustainable rate (p99 ≤ ${opts.p99LimitMs} ms, zero errors, at every rate up to it): ${sustained}${ratio ? `; ${ratio}` : ''}`,
     ...results.filter((r) => r.failure).map((r) => `${r.name}: NOT MEASURED: ${r.failure}`),
@@ -442,6 +475,7 @@ async function main(): Promise<number> {
       tokens: {
         alice: await idp.tokenFor('alice', { ttlSec: 4 * 3600 }),
         bob: await idp.tokenFor('bob', { ttlSec: 4 * 3600 }),
+        carol: await idp.tokenFor('carol', { ttlSec: 4 * 3600 }),
       },
     };
     for (const name of opts.sides) {

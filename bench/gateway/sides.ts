@@ -34,8 +34,11 @@ export interface BenchContext {
   workDir: string;
   upstreamPort: number;
   issuer: { issuer: string; audience: string; jwks: unknown };
-  /** Bearer tokens from the dev issuer: alice is allowed GET /demo/items, bob is not. */
-  tokens: { alice: string; bob: string };
+  /**
+   * Bearer tokens from the dev issuer: alice is allowed GET /demo/items, bob is not; carol (group
+   * security) reads the gateway's /status.
+   */
+  tokens: { alice: string; bob: string; carol: string };
   /**
    * OPA-Envoy's Rego: `shipped` runs Chaperone's policy library unchanged behind a JWT-verifying
    * wrapper (the same Rego); `direct` is the same decision for this route as one hand-written rule.
@@ -48,8 +51,15 @@ export interface RunningSide {
   /** The measured URL (GET /demo/items through Envoy). */
   url: string;
   adminUrl: string;
+  /**
+   * Resolves once work a rate left behind is done (Chaperone: the audit spool and the access-log buffer
+   * are in the store), so that the rate's CPU time includes it.
+   */
+  settled?(): Promise<void>;
   /** Extra state worth keeping with each rate's figures (Chaperone's /status). */
   status?(): Promise<unknown>;
+  /** The side's root processes: their trees' CPU time is measured per rate (bench/gateway/process-cpu.ts). */
+  pids: number[];
   /** Where OPA-Envoy's decision log goes; its line count is checked against the requests. */
   decisionLog?: string;
   stop(): Promise<void>;
@@ -113,6 +123,9 @@ async function startEnvoy(ctx: BenchContext, name: string, authzPort: number | n
   return { child, adminUrl, url: `http://127.0.0.1:${listenPort}/demo/items` };
 }
 
+const pidsOf = (children: Child[]): number[] =>
+  children.map((c) => c.proc.pid).filter((p): p is number => p !== undefined);
+
 /** Stops children in order (Envoy before the server behind it). */
 const stopInOrder = (children: Child[], graceMs?: number) => async () => {
   for (const c of children) await stopChild(c, graceMs);
@@ -120,7 +133,13 @@ const stopInOrder = (children: Child[], graceMs?: number) => async () => {
 
 export async function startEnvoyAlone(ctx: BenchContext): Promise<RunningSide> {
   const envoy = await startEnvoy(ctx, 'envoy', null);
-  return { name: 'envoy', url: envoy.url, adminUrl: envoy.adminUrl, stop: stopInOrder([envoy.child]) };
+  return {
+    name: 'envoy',
+    url: envoy.url,
+    adminUrl: envoy.adminUrl,
+    pids: pidsOf([envoy.child]),
+    stop: stopInOrder([envoy.child]),
+  };
 }
 
 /** OPA-Envoy's policy directory: the entry rule, the shipped library and its data, the issuer. */
@@ -183,6 +202,7 @@ export async function startOpaEnvoySide(ctx: BenchContext): Promise<RunningSide>
     url: envoy.url,
     adminUrl: envoy.adminUrl,
     decisionLog,
+    pids: pidsOf([envoy.child, opa]),
     stop: stopInOrder([envoy.child, opa]),
   };
 }
@@ -222,6 +242,7 @@ export async function startAuthzOnlySide(ctx: BenchContext): Promise<RunningSide
     name: 'authz-only',
     url: envoy.url,
     adminUrl: envoy.adminUrl,
+    pids: pidsOf([envoy.child, authz]),
     stop: stopInOrder([envoy.child, authz]),
   };
 }
@@ -237,6 +258,10 @@ identity:
   issuers:
     - issuer: ${ctx.issuer.issuer}
       audiences: [${ctx.issuer.audience}]
+access:
+  admins: [security]
+  auditors: [security]
+  reviewers: [security]
 targets:
   - name: demo
     upstream: http://127.0.0.1:${ctx.upstreamPort}
@@ -290,6 +315,9 @@ export async function startChaperoneSide(
     },
   });
   const apiUrl = `http://127.0.0.1:${ports.api}`;
+  // /status is for the security group (carol, in the config's access section).
+  const status = async (): Promise<unknown> =>
+    (await fetch(`${apiUrl}/status`, { headers: { authorization: `Bearer ${ctx.tokens.carol}` } })).json();
   await waitUntil(
     `${name} to report ready (${apiUrl}/readyz)`,
     async () => (await fetch(`${apiUrl}/readyz`)).ok,
@@ -302,7 +330,19 @@ export async function startChaperoneSide(
     name,
     url: `http://127.0.0.1:${ports.listener}/demo/items`,
     adminUrl: `http://127.0.0.1:${ports.admin}`,
-    status: async () => (await fetch(`${apiUrl}/status`)).json(),
+    pids: pidsOf([child]),
+    status,
+    settled: () =>
+      waitUntil(
+        `${name}: the audit spool and access logs to reach the store`,
+        async () => {
+          const s = (await status()) as {
+            audit?: { spool?: { pending?: number }; access_logs?: { pending?: number } };
+          };
+          return s.audit?.spool?.pending === 0 && s.audit.access_logs?.pending === 0;
+        },
+        { timeoutMs: 120_000, child },
+      ),
     // The gateway flushes its audit spool on SIGTERM before it exits (and writes the CPU profile).
     stop: stopInOrder([child], 60_000),
   };
