@@ -9,6 +9,11 @@ export interface CpuSample {
   envoyMs: number;
   /** CPU milliseconds of every other process in the tree (authz server, gateway, OPA-Envoy). */
   serverMs: number;
+  /**
+   * The same, by thread name, for processes that are not Envoy: Node's `MainThread` (where Checks are
+   * answered), `WorkerThread` (the embedded database), `libuv-worker` (file I/O), `V8Worker` (GC).
+   */
+  serverThreadsMs: Record<string, number>;
 }
 
 /** Clock ticks per second of /proc's utime and stime (USER_HZ: 100 on every Linux build in use). */
@@ -21,8 +26,9 @@ interface ProcStat {
   cpuMs: number;
 }
 
-async function readStat(pid: number): Promise<ProcStat | null> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+async function readStat(pid: number, task?: number): Promise<ProcStat | null> {
+  const path = task === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${task}/stat`;
+  const text = await readFile(path, 'utf8').catch(() => null);
   if (!text) return null;
   // comm is in parentheses and may contain spaces: the fields after it are space-separated.
   const close = text.lastIndexOf(')');
@@ -45,24 +51,41 @@ export async function treeCpu(roots: readonly number[]): Promise<CpuSample> {
   const children = new Map<number, ProcStat[]>();
   for (const s of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), s]);
   const byPid = new Map(stats.map((s) => [s.pid, s]));
-  const out: CpuSample = { envoyMs: 0, serverMs: 0 };
+  const out: CpuSample = { envoyMs: 0, serverMs: 0, serverThreadsMs: {} };
   const seen = new Set<number>();
+  const servers: number[] = [];
   const visit = (s: ProcStat | undefined) => {
     if (!s || seen.has(s.pid)) return;
     seen.add(s.pid);
     if (s.comm.startsWith('envoy')) out.envoyMs += s.cpuMs;
-    else out.serverMs += s.cpuMs;
+    else {
+      out.serverMs += s.cpuMs;
+      servers.push(s.pid);
+    }
     for (const c of children.get(s.pid) ?? []) visit(c);
   };
   for (const r of roots) visit(byPid.get(r));
+  for (const pid of servers) {
+    const tasks = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+    for (const t of tasks) {
+      const s = await readStat(pid, Number(t));
+      if (s) out.serverThreadsMs[s.comm] = (out.serverThreadsMs[s.comm] ?? 0) + s.cpuMs;
+    }
+  }
   return out;
 }
 
 /** CPU milliseconds per 1,000 requests between two samples. */
 export function cpuPer1k(before: CpuSample, after: CpuSample, requests: number) {
   const per = (a: number, b: number) => (requests > 0 ? ((b - a) * 1000) / requests : 0);
+  const threads: Record<string, number> = {};
+  for (const [name, ms] of Object.entries(after.serverThreadsMs)) {
+    const v = per(before.serverThreadsMs[name] ?? 0, ms);
+    if (v > 0) threads[name] = Math.round(v);
+  }
   return {
     envoyMsPer1k: per(before.envoyMs, after.envoyMs),
     serverMsPer1k: per(before.serverMs, after.serverMs),
+    serverThreadsMsPer1k: threads,
   };
 }

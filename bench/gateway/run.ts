@@ -124,7 +124,7 @@ interface MeasuredRate extends RateResult {
    * CPU milliseconds per 1,000 requests of the side's Envoy and of everything else it runs (authz
    * server, gateway), over the rate and the drain after it: unlike latency, hardly moved by other work.
    */
-  cpu: { envoyMsPer1k: number; serverMsPer1k: number };
+  cpu: { envoyMsPer1k: number; serverMsPer1k: number; serverThreadsMsPer1k: Record<string, number> };
   /** OPA-Envoy only: decision log lines written during the rate. */
   decisionLogLines?: number;
   /** Chaperone only: its /status after the rate (authz metrics, audit spool and store). */
@@ -270,7 +270,8 @@ async function runSide(
       log(
         `[${name}] ${String(rate).padStart(5)} rps: p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  ` +
           `errors ${r.errors}/${r.requests} ${JSON.stringify(r.statusCodes)}  load ${loadAvg1.toFixed(1)}  ` +
-          `cpu/1k req: envoy ${cpu.envoyMsPer1k.toFixed(0)} ms, server ${cpu.serverMsPer1k.toFixed(0)} ms` +
+          `cpu/1k req: envoy ${cpu.envoyMsPer1k.toFixed(0)} ms, server ${cpu.serverMsPer1k.toFixed(0)} ms ` +
+          `${JSON.stringify(cpu.serverThreadsMsPer1k)}` +
           (measured.decisionLogLines !== undefined
             ? `  decision log lines ${measured.decisionLogLines}`
             : ''),
