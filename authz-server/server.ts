@@ -12,7 +12,10 @@ import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts'
 import { splitHostPort } from '../lib/ports.ts';
 import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
+import { countDecision } from './pipeline/respond.ts';
 import { type PolicySource, PolicyStore } from './policy/policy-store.ts';
+import type { CheckResponseMessage } from './result-mapper.ts';
+import { Admission, type CallState, callState } from './transport/admission.ts';
 import { authzMethods, HealthStatus } from './transport/check-service.ts';
 import { createUnaryGrpcServer } from './transport/unary-grpc-server.ts';
 
@@ -38,6 +41,11 @@ export interface AuthzServerOptions {
    * CHAPERONE_AUTHZ_TRANSPORT when set, so `chaperone up` can be switched without a flag.
    */
   transport?: AuthzTransport;
+  /**
+   * Checks running at once; more are answered 503 ERR_OVERLOADED at once (transport/admission.ts).
+   * Default AUTHZ_DEFAULTS.maxInFlight, or the environment variable CHAPERONE_AUTHZ_MAX_IN_FLIGHT.
+   */
+  maxInFlight?: number;
 }
 
 export type AuthzTransport = 'grpc-js' | 'http2';
@@ -55,11 +63,24 @@ export interface AuthzServer {
   port: number;
   policy: PolicyStore;
   metrics: CheckMetrics;
+  /** Load shedding: Checks in flight, the bound, and how many were shed. */
+  admission: Pick<Admission, 'stats'>;
   credentials: CredentialStore;
   close(): Promise<void>;
 }
 
 const HEALTH_SERVICE = 'envoy.service.auth.v3.Authorization';
+
+function maxInFlightOf(opts: AuthzServerOptions): number {
+  const raw = opts.maxInFlight ?? process.env['CHAPERONE_AUTHZ_MAX_IN_FLIGHT'] ?? AUTHZ_DEFAULTS.maxInFlight;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1)
+    throw new ChaperoneError('ERR_INTERNAL', `max Checks in flight must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+/** A Check as the transports call it: admitted (or shed), then run by the pipeline. */
+type CheckHandler = (request: unknown, call: CallState) => Promise<CheckResponseMessage>;
 
 function policySource(p: AuthzServerOptions['policy']): PolicySource {
   const entrypoint = p.entrypoint ?? AUTHZ_DEFAULTS.entrypoint;
@@ -139,8 +160,8 @@ function listen(server: grpc.Server, address: string): Promise<number> {
   });
 }
 
-/** The gRPC server with Authorization/Check answered by the pipeline, and grpc.health.v1. */
-function grpcServer(pipeline: CheckPipeline): { server: grpc.Server; health: HealthImplementation } {
+/** The gRPC server with Authorization/Check answered by `check`, and grpc.health.v1. */
+function grpcServer(check: CheckHandler): { server: grpc.Server; health: HealthImplementation } {
   const root = loadEnvoyProtos([EXT_AUTHZ_PROTO]);
   const authorization = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.auth.v3.Authorization');
   const server = new grpc.Server({
@@ -149,7 +170,9 @@ function grpcServer(pipeline: CheckPipeline): { server: grpc.Server; health: Hea
   });
   server.addService(authorization.service, {
     Check: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      pipeline.check(call.request).then(
+      const deadline = call.getDeadline();
+      const state = callState(() => call.cancelled, deadline instanceof Date ? deadline.getTime() : deadline);
+      check(call.request, state).then(
         (response) => callback(null, response),
         // CheckPipeline.check never rejects; this is belt and braces.
         (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }),
@@ -191,9 +214,14 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     ...(opts.recorder ? { recorder: opts.recorder } : {}),
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
   });
+  const admission = new Admission({
+    maxInFlight: maxInFlightOf(opts),
+    onShed: () => countDecision(metrics, 'ERR_OVERLOADED', false),
+  });
+  const check: CheckHandler = (request, call) => admission.run(() => pipeline.check(request, call));
   if (transport === 'http2')
-    return listenLean(opts, pipeline, { policy, shadow, metrics, credentials, logger });
-  const { server, health } = grpcServer(pipeline);
+    return listenLean(opts, check, { policy, shadow, metrics, credentials, logger, admission });
+  const { server, health } = grpcServer(check);
   const address = opts.address ?? AUTHZ_DEFAULTS.address;
   const port = await listen(server, address);
   const host = address.slice(0, address.lastIndexOf(':'));
@@ -204,6 +232,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     port,
     policy,
     metrics,
+    admission,
     credentials,
     close: () =>
       new Promise<void>((resolveClose) => {
@@ -222,15 +251,15 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
 /** The same server on the lean transport (authz-server/transport/): Check and grpc.health.v1 Check. */
 async function listenLean(
   opts: AuthzServerOptions,
-  pipeline: CheckPipeline,
-  parts: Pick<AuthzServer, 'policy' | 'metrics' | 'credentials'> & {
+  check: CheckHandler,
+  parts: Pick<AuthzServer, 'policy' | 'metrics' | 'credentials' | 'admission'> & {
     shadow: PolicyStore | null;
     logger: Logger;
   },
 ): Promise<AuthzServer> {
   const health = new HealthStatus({ '': 'SERVING', [HEALTH_SERVICE]: 'SERVING' });
   const server = createUnaryGrpcServer({
-    methods: authzMethods((request) => pipeline.check(request), health),
+    methods: authzMethods(check, health),
     maxReceiveMessageBytes: 16 * 1024 * 1024,
     // CheckPipeline.check never rejects; this is belt and braces.
     onHandlerError: (err) => parts.logger.error({ err: String(err) }, 'Check failed in the transport'),
@@ -247,6 +276,7 @@ async function listenLean(
     port,
     policy: parts.policy,
     metrics: parts.metrics,
+    admission: parts.admission,
     credentials: parts.credentials,
     close: async () => {
       parts.policy.close();

@@ -8,6 +8,13 @@ export const AUTHZ_DEFAULTS = {
   policyDir: 'policies',
   /** Bodies above this are treated as truncated: the policy sees `truncated_body: true`. */
   maxBodyBytes: 1024 * 1024,
+  /**
+   * Checks running at once before more are shed with 503 ERR_OVERLOADED. Envoy gives a Check 0.5 s;
+   * at the ~1-2 k Checks/s one process serves on two cores, 256 waiting Checks are already ~150-250 ms
+   * of queue: past that, answering "over capacity" now beats a timeout later. Environment override:
+   * CHAPERONE_AUTHZ_MAX_IN_FLIGHT.
+   */
+  maxInFlight: 256,
   /** JWT clock skew allowed for nbf/iat/exp; the issue caps it at 60 s. */
   clockToleranceSec: 30,
 } as const;

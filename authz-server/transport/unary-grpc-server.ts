@@ -22,6 +22,7 @@ import {
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { gunzip, inflate } from 'node:zlib';
+import type { CallState } from './admission.ts';
 import {
   encodeFrame,
   encodeGrpcMessage,
@@ -41,7 +42,8 @@ export interface UnaryMethod<Req = unknown, Res = unknown> {
   path: string;
   decode(message: Buffer): Req;
   encode(response: Res): Uint8Array;
-  handle(request: Req): Res | Promise<Res>;
+  /** `call.abandoned` turns true once the client cancelled or the deadline passed. */
+  handle(request: Req, call: CallState): Res | Promise<Res>;
 }
 
 export interface UnaryGrpcServerOptions {
@@ -209,6 +211,12 @@ export function createUnaryGrpcServer(o: UnaryGrpcServerOptions): UnaryGrpcServe
       return;
     }
     stream.once('close', () => settle());
+    // Settled before the handler answers: the deadline passed or the peer reset the stream.
+    const call: CallState = {
+      get abandoned() {
+        return settled;
+      },
+    };
 
     const reader = new UnaryFrameReader(maxReceive);
     stream.on('data', (chunk: Buffer) => {
@@ -233,7 +241,7 @@ export function createUnaryGrpcServer(o: UnaryGrpcServerOptions): UnaryGrpcServe
           } catch {
             throw new GrpcStatusError(GrpcStatus.INTERNAL, 'Error deserializing request');
           }
-          const response = await method.handle(request);
+          const response = await method.handle(request, call);
           const payload = method.encode(response);
           if (settle()) respondMessage(stream, payload);
         } catch (err) {
