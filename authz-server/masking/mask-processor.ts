@@ -49,84 +49,96 @@ function refusal(code: RefusalCode, details: string, why?: string) {
   };
 }
 
-export function addMaskProcessor(
-  server: grpc.Server,
-  o: { logger: Logger; onMasked?: (e: MaskEvent) => void },
-): void {
+/** What one response's stream has learned from its headers. */
+interface StreamState {
+  masks: MaskSpec | null;
+  decisionId: string | null;
+  contentType: string | undefined;
+}
+
+type Reply = Record<string, unknown>;
+
+/** The response headers: no masks → stream the body untouched; masks → refuse or ask for the body. */
+function onResponseHeaders(msg: any, st: StreamState, o: ProcessorOptions): Reply {
+  const md = fromStruct(msg.metadataContext?.filterMetadata?.[AUTHZ_NAMESPACE]);
+  st.decisionId = typeof md['decision_id'] === 'string' ? md['decision_id'] : null;
+  st.masks = md['masks'] && typeof md['masks'] === 'object' ? (md['masks'] as MaskSpec) : null;
+  st.contentType = headerValue(msg.responseHeaders, 'content-type');
+  if (!st.masks) return { responseHeaders: {}, modeOverride: { responseBodyMode: 'NONE' } };
+  if (/^text\/event-stream/i.test(st.contentType ?? ''))
+    return refusal('ERR_STREAM_NOT_MASKABLE', 'chaperone_masking_refused_stream');
+  const status = Number(headerValue(msg.responseHeaders, ':status'));
+  const why = unmaskableReason(
+    {
+      status: Number.isInteger(status) ? status : null,
+      contentType: st.contentType,
+      contentEncoding: headerValue(msg.responseHeaders, 'content-encoding'),
+      contentRange: headerValue(msg.responseHeaders, 'content-range'),
+    },
+    st.masks,
+  );
+  if (why) {
+    o.logger.warn({ decision_id: st.decisionId, reason: why }, 'masked response refused');
+    return refusal('ERR_RESPONSE_NOT_MASKABLE', 'chaperone_masking_refused_response', why);
+  }
+  return {
+    responseHeaders: { response: { headerMutation: { removeHeaders: ['content-length'] } } },
+    modeOverride: { responseBodyMode: 'BUFFERED' },
+  };
+}
+
+/** The buffered body of a masked response, masked. */
+function onResponseBody(msg: any, st: StreamState, o: ProcessorOptions): Reply {
+  if (!st.masks) return { responseBody: {} };
+  const text = Buffer.from(msg.responseBody.body ?? []).toString('utf8');
+  const masked = maskBody(text, st.contentType, st.masks);
+  o.onMasked?.({ decisionId: st.decisionId, counts: masked.counts, contentType: st.contentType ?? null });
+  return { responseBody: { response: { bodyMutation: { body: Buffer.from(masked.body) } } } };
+}
+
+/** Anything else this processor did not ask for: continue unchanged. */
+function passThrough(msg: any): Reply | null {
+  if (msg.requestHeaders) return { requestHeaders: {} };
+  if (msg.requestBody) return { requestBody: {} };
+  if (msg.responseTrailers) return { responseTrailers: {} };
+  if (msg.requestTrailers) return { requestTrailers: {} };
+  return null;
+}
+
+/** Fail closed: a body that cannot be masked is not sent. */
+function onFailure(err: unknown, st: StreamState, o: ProcessorOptions): Reply {
+  if (err instanceof UnmaskableResponseError) {
+    o.logger.warn({ decision_id: st.decisionId, reason: err.message }, 'masked response refused');
+    return refusal('ERR_RESPONSE_NOT_MASKABLE', 'chaperone_masking_refused_response', err.message);
+  }
+  o.logger.error(
+    { decision_id: st.decisionId, err: err instanceof Error ? err.message : String(err) },
+    'masking failed',
+  );
+  return refusal('ERR_MASKING_FAILED', 'chaperone_masking_failed');
+}
+
+interface ProcessorOptions {
+  logger: Logger;
+  onMasked?: (e: MaskEvent) => void;
+}
+
+export function addMaskProcessor(server: grpc.Server, o: ProcessorOptions): void {
   const root = loadEnvoyProtos([EXT_PROC_PROTO]);
   const svc = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.ext_proc.v3.ExternalProcessor');
   server.addService(svc.service, {
     Process: (call: grpc.ServerDuplexStream<any, any>) => {
-      let masks: MaskSpec | null = null;
-      let decisionId: string | null = null;
-      let contentType: string | undefined;
+      const st: StreamState = { masks: null, decisionId: null, contentType: undefined };
       call.on('data', (msg: any) => {
+        let reply: Reply | null;
         try {
-          if (msg.responseHeaders) {
-            const md = fromStruct(msg.metadataContext?.filterMetadata?.[AUTHZ_NAMESPACE]);
-            decisionId = typeof md['decision_id'] === 'string' ? md['decision_id'] : null;
-            masks = md['masks'] && typeof md['masks'] === 'object' ? (md['masks'] as MaskSpec) : null;
-            contentType = headerValue(msg.responseHeaders, 'content-type');
-            if (!masks) {
-              call.write({ responseHeaders: {}, modeOverride: { responseBodyMode: 'NONE' } });
-              return;
-            }
-            if (/^text\/event-stream/i.test(contentType ?? '')) {
-              call.write(refusal('ERR_STREAM_NOT_MASKABLE', 'chaperone_masking_refused_stream'));
-              return;
-            }
-            const status = Number(headerValue(msg.responseHeaders, ':status'));
-            const why = unmaskableReason(
-              {
-                status: Number.isInteger(status) ? status : null,
-                contentType,
-                contentEncoding: headerValue(msg.responseHeaders, 'content-encoding'),
-                contentRange: headerValue(msg.responseHeaders, 'content-range'),
-              },
-              masks,
-            );
-            if (why) {
-              o.logger.warn({ decision_id: decisionId, reason: why }, 'masked response refused');
-              call.write(refusal('ERR_RESPONSE_NOT_MASKABLE', 'chaperone_masking_refused_response', why));
-              return;
-            }
-            call.write({
-              responseHeaders: { response: { headerMutation: { removeHeaders: ['content-length'] } } },
-              modeOverride: { responseBodyMode: 'BUFFERED' },
-            });
-            return;
-          }
-          if (msg.responseBody) {
-            if (!masks) {
-              call.write({ responseBody: {} });
-              return;
-            }
-            const text = Buffer.from(msg.responseBody.body ?? []).toString('utf8');
-            const masked = maskBody(text, contentType, masks);
-            o.onMasked?.({ decisionId, counts: masked.counts, contentType: contentType ?? null });
-            call.write({ responseBody: { response: { bodyMutation: { body: Buffer.from(masked.body) } } } });
-            return;
-          }
-          // Anything else this processor did not ask for: continue unchanged.
-          if (msg.requestHeaders) call.write({ requestHeaders: {} });
-          else if (msg.requestBody) call.write({ requestBody: {} });
-          else if (msg.responseTrailers) call.write({ responseTrailers: {} });
-          else if (msg.requestTrailers) call.write({ requestTrailers: {} });
+          if (msg.responseHeaders) reply = onResponseHeaders(msg, st, o);
+          else if (msg.responseBody) reply = onResponseBody(msg, st, o);
+          else reply = passThrough(msg);
         } catch (err) {
-          // Fail closed: a body that cannot be masked is not sent.
-          if (err instanceof UnmaskableResponseError) {
-            o.logger.warn({ decision_id: decisionId, reason: err.message }, 'masked response refused');
-            call.write(
-              refusal('ERR_RESPONSE_NOT_MASKABLE', 'chaperone_masking_refused_response', err.message),
-            );
-            return;
-          }
-          o.logger.error(
-            { decision_id: decisionId, err: err instanceof Error ? err.message : String(err) },
-            'masking failed',
-          );
-          call.write(refusal('ERR_MASKING_FAILED', 'chaperone_masking_failed'));
+          reply = onFailure(err, st, o);
         }
+        if (reply) call.write(reply);
       });
       call.on('end', () => call.end());
       call.on('error', () => undefined);
