@@ -46,6 +46,11 @@ export interface AuthzServerOptions {
    * Default AUTHZ_DEFAULTS.maxInFlight, or the environment variable CHAPERONE_AUTHZ_MAX_IN_FLIGHT.
    */
   maxInFlight?: number;
+  /**
+   * Event-loop lag (ms) beyond which new Checks are shed the same way; 0 turns it off. Default
+   * AUTHZ_DEFAULTS.maxLagMs, or the environment variable CHAPERONE_AUTHZ_MAX_LAG_MS.
+   */
+  maxLagMs?: number;
 }
 
 export type AuthzTransport = 'grpc-js' | 'http2';
@@ -63,20 +68,50 @@ export interface AuthzServer {
   port: number;
   policy: PolicyStore;
   metrics: CheckMetrics;
-  /** Load shedding: Checks in flight, the bound, and how many were shed. */
-  admission: Pick<Admission, 'stats'>;
+  /** Load shedding: Checks in flight, the bounds, how many were shed, the loop's lag. */
+  admission: Pick<Admission, 'stats' | 'close'>;
   credentials: CredentialStore;
   close(): Promise<void>;
 }
 
 const HEALTH_SERVICE = 'envoy.service.auth.v3.Authorization';
 
-function maxInFlightOf(opts: AuthzServerOptions): number {
-  const raw = opts.maxInFlight ?? process.env['CHAPERONE_AUTHZ_MAX_IN_FLIGHT'] ?? AUTHZ_DEFAULTS.maxInFlight;
+/** The option, else the environment variable, else the default; a whole number from `min`. */
+function limitOf(
+  name: string,
+  option: number | undefined,
+  env: string,
+  fallback: number,
+  min: number,
+): number {
+  const raw = option ?? process.env[env] ?? fallback;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1)
-    throw new ChaperoneError('ERR_INTERNAL', `max Checks in flight must be a positive integer, got "${raw}"`);
+  if (!Number.isInteger(n) || n < min)
+    throw new ChaperoneError(
+      'ERR_INTERNAL',
+      `${name} must be a whole number of at least ${min}, got "${raw}"`,
+    );
   return n;
+}
+
+function admissionOf(opts: AuthzServerOptions, metrics: CheckMetrics): Admission {
+  return new Admission({
+    maxInFlight: limitOf(
+      'max Checks in flight',
+      opts.maxInFlight,
+      'CHAPERONE_AUTHZ_MAX_IN_FLIGHT',
+      AUTHZ_DEFAULTS.maxInFlight,
+      1,
+    ),
+    maxLagMs: limitOf(
+      'max event-loop lag',
+      opts.maxLagMs,
+      'CHAPERONE_AUTHZ_MAX_LAG_MS',
+      AUTHZ_DEFAULTS.maxLagMs,
+      0,
+    ),
+    onShed: () => countDecision(metrics, 'ERR_OVERLOADED', false),
+  });
 }
 
 /** A Check as the transports call it: admitted (or shed), then run by the pipeline. */
@@ -214,10 +249,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     ...(opts.recorder ? { recorder: opts.recorder } : {}),
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
   });
-  const admission = new Admission({
-    maxInFlight: maxInFlightOf(opts),
-    onShed: () => countDecision(metrics, 'ERR_OVERLOADED', false),
-  });
+  const admission = admissionOf(opts, metrics);
   const check: CheckHandler = (request, call) => admission.run(() => pipeline.check(request, call));
   if (transport === 'http2')
     return listenLean(opts, check, { policy, shadow, metrics, credentials, logger, admission });
@@ -239,6 +271,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
         policy.close();
         shadow?.close();
         credentials.close();
+        admission.close();
         health.setStatus('', 'NOT_SERVING');
         health.setStatus(HEALTH_SERVICE, 'NOT_SERVING');
         server.tryShutdown(() => resolveClose());
@@ -282,6 +315,7 @@ async function listenLean(
       parts.policy.close();
       parts.shadow?.close();
       parts.credentials.close();
+      parts.admission.close();
       health.set('', 'NOT_SERVING');
       health.set(HEALTH_SERVICE, 'NOT_SERVING');
       // In-flight Checks are short; do not let a stuck stream hold shutdown forever.

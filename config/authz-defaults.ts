@@ -15,6 +15,12 @@ export const AUTHZ_DEFAULTS = {
    * CHAPERONE_AUTHZ_MAX_IN_FLIGHT.
    */
   maxInFlight: 256,
+  /**
+   * Event-loop lateness beyond which new Checks are shed with 503 ERR_OVERLOADED. Envoy gives a Check
+   * 0.5 s; a loop 200 ms late has Checks queued unseen that already spent that much of it. Environment
+   * override: CHAPERONE_AUTHZ_MAX_LAG_MS (0 turns it off).
+   */
+  maxLagMs: 200,
   /** JWT clock skew allowed for nbf/iat/exp; the issue caps it at 60 s. */
   clockToleranceSec: 30,
 } as const;

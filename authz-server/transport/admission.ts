@@ -4,6 +4,11 @@
 // received, and delays every Check behind it. So:
 // - at most `maxInFlight` Checks run at once; one more is answered at once with 503 ERR_OVERLOADED,
 //   before any work (no evaluation, no record: nothing was decided);
+// - while the event loop runs late by more than `maxLagMs`, a turn of the loop admits only a few Checks
+//   and sheds the rest the same way: a late loop with many Checks to read means they queued where no
+//   counter sees them (in the socket, in the gRPC library), already spending their deadline, and
+//   answering them cheaply is what lets the loop catch up. (One slow turn with a Check or two — a GC
+//   pause, a busy machine — sheds nothing.)
 // - a Check whose caller has gone (cancelled, or past its `grpc-timeout`) is dropped by the pipeline at
 //   its next step — never evaluated, never recorded — and counted as abandoned (CallState below).
 // No state outlives a Check, so recovery is immediate when load drops.
@@ -32,6 +37,8 @@ export function callState(cancelled: () => boolean, deadlineMs: number): CallSta
 export interface AdmissionOptions {
   /** Checks allowed to run at once; beyond it, ERR_OVERLOADED. */
   maxInFlight: number;
+  /** Event-loop lag beyond which new Checks are shed (0: never). */
+  maxLagMs: number;
   /** Called for each shed Check (metrics). */
   onShed?: () => void;
 }
@@ -39,8 +46,19 @@ export interface AdmissionOptions {
 export interface AdmissionStats {
   inFlight: number;
   maxInFlight: number;
+  /** Shed because `maxInFlight` Checks were running. */
   shed: number;
+  /** Shed because the event loop was late. */
+  shedLate: number;
+  /** How late the event loop ran at its last turn, in ms. */
+  lagMs: number;
+  maxLagMs: number;
 }
+
+/** How often the loop's lateness is measured. */
+const LAG_TICK_MS = 20;
+/** Checks a turn of the loop still admits while the loop is late. */
+const LATE_TURN_QUOTA = 8;
 
 const RETRY_AFTER_SECONDS = '1';
 
@@ -69,13 +87,36 @@ export function overloadedResponse(): CheckResponseMessage {
 export class Admission {
   private running = 0;
   private shedCount = 0;
+  private shedLateCount = 0;
+  private lag = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** Checks admitted in this turn of the loop while it was late (reset after the turn's I/O). */
+  private lateTurn = 0;
+  private turnEnds = false;
 
-  constructor(private readonly o: AdmissionOptions) {}
+  constructor(private readonly o: AdmissionOptions) {
+    if (o.maxLagMs > 0) this.measureLag(performance.now() + LAG_TICK_MS);
+  }
+
+  /**
+   * A timer that notes how late it fires. After a long turn the timers run before the I/O of the next
+   * one, so the Checks read from that backlog already see the lag.
+   */
+  private measureLag(due: number): void {
+    this.timer = setTimeout(() => {
+      const now = performance.now();
+      this.lag = Math.max(0, now - due);
+      this.measureLag(now + LAG_TICK_MS);
+    }, LAG_TICK_MS);
+    this.timer.unref();
+  }
 
   /** Runs `check` if there is room, else answers ERR_OVERLOADED at once. */
   async run(check: () => Promise<CheckResponseMessage>): Promise<CheckResponseMessage> {
-    if (this.running >= this.o.maxInFlight) {
-      this.shedCount++;
+    const late = this.o.maxLagMs > 0 && this.lag > this.o.maxLagMs && this.lateQuotaSpent();
+    if (late || this.running >= this.o.maxInFlight) {
+      if (late) this.shedLateCount++;
+      else this.shedCount++;
       this.o.onShed?.();
       return overloadedResponse();
     }
@@ -87,7 +128,32 @@ export class Admission {
     }
   }
 
+  /** Counts this turn's Checks while the loop is late; true once the turn's quota is used up. */
+  private lateQuotaSpent(): boolean {
+    if (!this.turnEnds) {
+      this.turnEnds = true;
+      setImmediate(() => {
+        this.turnEnds = false;
+        this.lateTurn = 0;
+      });
+    }
+    return ++this.lateTurn > LATE_TURN_QUOTA;
+  }
+
   stats(): AdmissionStats {
-    return { inFlight: this.running, maxInFlight: this.o.maxInFlight, shed: this.shedCount };
+    return {
+      inFlight: this.running,
+      maxInFlight: this.o.maxInFlight,
+      shed: this.shedCount,
+      shedLate: this.shedLateCount,
+      lagMs: Math.round(this.lag),
+      maxLagMs: this.o.maxLagMs,
+    };
+  }
+
+  /** Stops measuring the loop. */
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
   }
 }

@@ -2,7 +2,8 @@
 // Checks it admits gets 503 ERR_OVERLOADED while the admitted ones are still running (here: stuck on a
 // slow disk in their durable append), every ALLOW that comes back is in the spool exactly once and no
 // shed Check is, and the next Check after the burst is served normally. A Check whose caller gave up
-// (its deadline passed while it waited for the issuer's keys) is neither evaluated nor recorded.
+// (its deadline passed while it waited for the issuer's keys) is neither evaluated nor recorded, and
+// Checks read while the event loop runs late are shed until it has caught up.
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -133,6 +134,9 @@ describe.each<AuthzTransport>(['grpc-js', 'http2'])('overload on the %s transpor
       address: '127.0.0.1:0',
       transport,
       maxInFlight: MAX_IN_FLIGHT,
+      // The in-flight bound alone here (a busy test machine must not shed by lag); the lag test below
+      // has a server of its own.
+      maxLagMs: 0,
       policy: { dir, entrypoint: 't/decision' },
       identity: {
         issuers: [{ issuer: ISSUER, audiences: ['chaperone'], jwksUri: `http://127.0.0.1:${port}/jwks` }],
@@ -197,6 +201,44 @@ describe.each<AuthzTransport>(['grpc-js', 'http2'])('overload on the %s transpor
       expect(server.admission.stats()).toMatchObject({ inFlight: 0, shed: 60 - MAX_IN_FLIGHT });
     } finally {
       c.close();
+    }
+  });
+
+  it('sheds the Checks it reads while its event loop runs late, and serves again once it caught up', async () => {
+    const lagged = await startAuthzServer({
+      address: '127.0.0.1:0',
+      transport,
+      maxLagMs: 200,
+      policy: { dir, entrypoint: 't/decision' },
+      logger: pino({ level: 'silent' }),
+    });
+    const c = client(lagged.address);
+    try {
+      expect((await c.check('/ok', 'no-token')).deniedResponse).toBeDefined(); // connected, answering
+      /** The process stalls (as on a CPU-starved machine, or in a long GC) while Checks arrive. */
+      const stall = () => {
+        const until = Date.now() + 500;
+        while (Date.now() < until) {
+          // busy: nothing else runs in this thread meanwhile
+        }
+      };
+      // One Check after a stall is served: a slow turn alone is no overload.
+      stall();
+      expect(isOverloaded(await c.check('/ok', 'no-token'))).toBe(false);
+      await waitFor(() => lagged.admission.stats().lagMs < 200, { what: 'the loop to catch up' });
+      const before = lagged.admission.stats().shedLate;
+      stall();
+      const late = await Promise.all(Array.from({ length: 40 }, () => c.check('/ok', 'no-token')));
+      expect(late.some(isOverloaded)).toBe(true);
+      expect(lagged.admission.stats().shedLate).toBeGreaterThan(before);
+      await waitFor(() => lagged.admission.stats().lagMs < 200, { what: 'the loop to catch up' });
+      // Served again: the policy's own deny (no identity here), not a shed.
+      const next = await c.check('/ok', 'no-token');
+      expect(isOverloaded(next)).toBe(false);
+      expect(deniedStatus(next)).toBe(403);
+    } finally {
+      c.close();
+      await lagged.close();
     }
   });
 
