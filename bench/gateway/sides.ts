@@ -150,6 +150,11 @@ async function opaPolicyDir(ctx: BenchContext): Promise<string> {
     await mkdir(join(dir, 'chaperone', 'authz'), { recursive: true });
     await cp(join(shipped, 'authz', 'decision.rego'), join(dir, 'chaperone', 'authz', 'decision.rego'));
     await cp(join(shipped, 'targets'), join(dir, 'chaperone', 'targets'), { recursive: true });
+    // The library's helpers (paths.within), without their tests.
+    await cp(join(shipped, 'lib'), join(dir, 'chaperone', 'lib'), {
+      recursive: true,
+      filter: (src) => !src.endsWith('_test.rego'),
+    });
   }
   await mkdir(join(dir, 'envoy', 'authz'), { recursive: true });
   await cp(
