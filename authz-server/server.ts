@@ -15,7 +15,7 @@ import { type CredentialSpec, CredentialStore } from './credentials/credential-s
 import { countDecision } from './pipeline/respond.ts';
 import { type PolicySource, PolicyStore } from './policy/policy-store.ts';
 import type { CheckResponseMessage } from './result-mapper.ts';
-import { Admission, type CallState, callState } from './transport/admission.ts';
+import { Admission, type CallState, callState, requestTimeMs } from './transport/admission.ts';
 import { authzMethods, HealthStatus } from './transport/check-service.ts';
 import { createUnaryGrpcServer } from './transport/unary-grpc-server.ts';
 
@@ -36,9 +36,10 @@ export interface AuthzServerOptions {
   shadow?: { bundle?: string; dir?: string; entrypoint?: string };
   onDecision?: CheckDeps['onDecision'];
   /**
-   * What carries Check: `grpc-js` (@grpc/grpc-js, the default) or `http2`, the lean unary gRPC server
-   * on node:http2 (authz-server/transport/). Opt-in; the default comes from the environment variable
-   * CHAPERONE_AUTHZ_TRANSPORT when set, so `chaperone up` can be switched without a flag.
+   * What carries Check: `http2`, the lean unary gRPC server on node:http2 (authz-server/transport/, the
+   * default: less CPU per Check through Envoy, docs/performance.md), or `grpc-js` (@grpc/grpc-js). The
+   * environment variable CHAPERONE_AUTHZ_TRANSPORT sets it when the option does not, so `chaperone up`
+   * can be switched without a flag.
    */
   transport?: AuthzTransport;
   /**
@@ -56,7 +57,7 @@ export interface AuthzServerOptions {
 export type AuthzTransport = 'grpc-js' | 'http2';
 
 function transportOf(opts: AuthzServerOptions): AuthzTransport {
-  const chosen = opts.transport ?? process.env['CHAPERONE_AUTHZ_TRANSPORT'] ?? 'grpc-js';
+  const chosen = opts.transport ?? process.env['CHAPERONE_AUTHZ_TRANSPORT'] ?? AUTHZ_DEFAULTS.transport;
   if (chosen !== 'grpc-js' && chosen !== 'http2') {
     throw new ChaperoneError('ERR_INTERNAL', `unknown authz transport "${chosen}" (grpc-js or http2)`);
   }
@@ -250,7 +251,8 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
   });
   const admission = admissionOf(opts, metrics);
-  const check: CheckHandler = (request, call) => admission.run(() => pipeline.check(request, call));
+  const check: CheckHandler = (request, call) =>
+    admission.run(() => pipeline.check(request, call), requestTimeMs(request));
   if (transport === 'http2')
     return listenLean(opts, check, { policy, shadow, metrics, credentials, logger, admission });
   const { server, health } = grpcServer(check);

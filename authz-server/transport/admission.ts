@@ -9,6 +9,11 @@
 //   counter sees them (in the socket, in the gRPC library), already spending their deadline, and
 //   answering them cheaply is what lets the loop catch up. (One slow turn with a Check or two — a GC
 //   pause, a busy machine — sheds nothing.)
+// - while the loop is behind, a Check that waited more than `maxLagMs` before this process read it is
+//   shed too. Its wait is its age on Envoy's clock (`attributes.request.time`, when Envoy received the
+//   request) less the smallest age seen while the loop was keeping up, so that the network and any
+//   offset between the two hosts' clocks cancel out. A saturated loop leaves Checks in the socket,
+//   where neither counter above sees them; this does.
 // - a Check whose caller has gone (cancelled, or past its `grpc-timeout`) is dropped by the pipeline at
 //   its next step — never evaluated, never recorded — and counted as abandoned (CallState below).
 // No state outlives a Check, so recovery is immediate when load drops.
@@ -48,11 +53,46 @@ export interface AdmissionStats {
   maxInFlight: number;
   /** Shed because `maxInFlight` Checks were running. */
   shed: number;
-  /** Shed because the event loop was late. */
+  /** Shed because the event loop was late (a backlog in one turn, or a Check that waited too long). */
   shedLate: number;
   /** How late the event loop ran at its last turn, in ms. */
   lagMs: number;
   maxLagMs: number;
+}
+
+/**
+ * How long Checks wait before this process reads them, estimated from Envoy's request timestamps:
+ * age (now − attributes.request.time) less the baseline, the smallest age seen while the loop kept up
+ * (kept over two windows of BASELINE_WINDOW_MS, so it follows clock drift but survives an overload).
+ */
+export class QueueDelay {
+  private current = Number.POSITIVE_INFINITY;
+  private previous = Number.POSITIVE_INFINITY;
+  private windowEnds = 0;
+
+  /** The Check's estimated wait in ms (0 while there is no baseline yet). */
+  observe(requestTimeMs: number, nowMs: number, calm: boolean): number {
+    const age = nowMs - requestTimeMs;
+    if (nowMs >= this.windowEnds) {
+      this.previous = this.current;
+      this.current = Number.POSITIVE_INFINITY;
+      this.windowEnds = nowMs + BASELINE_WINDOW_MS;
+    }
+    if (calm && age < this.current) this.current = age;
+    const baseline = Math.min(this.current, this.previous);
+    return Number.isFinite(baseline) ? Math.max(0, age - baseline) : 0;
+  }
+}
+
+const BASELINE_WINDOW_MS = 30_000;
+
+/** Envoy's `attributes.request.time` of a CheckRequest in epoch ms, or null. */
+export function requestTimeMs(request: unknown): number | null {
+  const t = (request as { attributes?: { request?: { time?: { seconds?: unknown; nanos?: unknown } } } })
+    ?.attributes?.request?.time;
+  const seconds = Number(t?.seconds);
+  if (!t || !Number.isFinite(seconds) || seconds <= 0) return null;
+  return seconds * 1000 + (Number(t.nanos) || 0) / 1e6;
 }
 
 /** How often the loop's lateness is measured. */
@@ -93,6 +133,7 @@ export class Admission {
   /** Checks admitted in this turn of the loop while it was late (reset after the turn's I/O). */
   private lateTurn = 0;
   private turnEnds = false;
+  private readonly queueDelay = new QueueDelay();
 
   constructor(private readonly o: AdmissionOptions) {
     if (o.maxLagMs > 0) this.measureLag(performance.now() + LAG_TICK_MS);
@@ -111,21 +152,39 @@ export class Admission {
     this.timer.unref();
   }
 
-  /** Runs `check` if there is room, else answers ERR_OVERLOADED at once. */
-  async run(check: () => Promise<CheckResponseMessage>): Promise<CheckResponseMessage> {
-    const late = this.o.maxLagMs > 0 && this.lag > this.o.maxLagMs && this.lateQuotaSpent();
-    if (late || this.running >= this.o.maxInFlight) {
-      if (late) this.shedLateCount++;
-      else this.shedCount++;
-      this.o.onShed?.();
-      return overloadedResponse();
-    }
+  /**
+   * Runs `check` if there is room, else answers ERR_OVERLOADED at once. `requestTime`: Envoy's
+   * timestamp of the request (requestTimeMs), for the wait estimate.
+   */
+  async run(
+    check: () => Promise<CheckResponseMessage>,
+    requestTime: number | null = null,
+  ): Promise<CheckResponseMessage> {
+    if (this.running >= this.o.maxInFlight) return this.shed(false);
+    if (this.o.maxLagMs > 0 && this.late(requestTime)) return this.shed(true);
     this.running++;
     try {
       return await check();
     } finally {
       this.running--;
     }
+  }
+
+  /** The loop is behind and this Check waited too long, or its turn's quota is spent. */
+  private late(requestTime: number | null): boolean {
+    const behind = this.lag > LAG_TICK_MS;
+    if (requestTime !== null) {
+      const waited = this.queueDelay.observe(requestTime, Date.now(), !behind);
+      if (behind && waited > this.o.maxLagMs) return true;
+    }
+    return this.lag > this.o.maxLagMs && this.lateQuotaSpent();
+  }
+
+  private shed(late: boolean): CheckResponseMessage {
+    if (late) this.shedLateCount++;
+    else this.shedCount++;
+    this.o.onShed?.();
+    return overloadedResponse();
   }
 
   /** Counts this turn's Checks while the loop is late; true once the turn's quota is used up. */
