@@ -2,6 +2,11 @@
 export const AUTHZ_DEFAULTS = {
   /** OPA-Envoy's conventional ext_authz gRPC address, so existing Envoy configs point here unchanged. */
   address: '127.0.0.1:9191',
+  /**
+   * The Check transport: the lean node:http2 server, which answered Envoy's Checks with less CPU than
+   * @grpc/grpc-js in every paired bench:gateway run (docs/performance.md); `grpc-js` stays selectable.
+   */
+  transport: 'http2' as 'http2' | 'grpc-js',
   /** Our library's entrypoint; OPA-Envoy policies use `envoy/authz/allow` (set it explicitly). */
   entrypoint: 'chaperone/authz/decision',
   /** The shipped Rego library. */

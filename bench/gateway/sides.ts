@@ -6,8 +6,8 @@
 //              appended to a file);
 //   chaperone  `chaperone up` (the whole gateway: authz, xDS, ext_proc, access logs, audit trail in the
 //              embedded store) with a generated config whose upstream is the bench upstream.
-// `chaperone-http2` is the same gateway with the authz server on the lean transport
-// (CHAPERONE_AUTHZ_TRANSPORT=http2). `authz-only` is the first side's Envoy asking `chaperone authz
+// `chaperone-grpc-js` is the same gateway with the authz server on @grpc/grpc-js
+// (CHAPERONE_AUTHZ_TRANSPORT=grpc-js) instead of the default lean node:http2 transport. `authz-only` is the first side's Envoy asking `chaperone authz
 // serve` (same policy and issuer, no store, no ext_proc, no access logs): the decision path alone,
 // which tells how much of the gateway's cost is the decision and how much is everything around it.
 import { randomInt } from 'node:crypto';
@@ -19,13 +19,13 @@ import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
 import { type Child, spawnChild, stopChild, waitUntil } from '../authz/processes.ts';
 import { benchBootstrap } from './envoy-bootstrap.ts';
 
-export type SideName = 'envoy' | 'opa-envoy' | 'authz-only' | 'chaperone' | 'chaperone-http2';
+export type SideName = 'envoy' | 'opa-envoy' | 'authz-only' | 'chaperone' | 'chaperone-grpc-js';
 export const SIDE_NAMES: readonly SideName[] = [
   'envoy',
   'opa-envoy',
   'authz-only',
   'chaperone',
-  'chaperone-http2',
+  'chaperone-grpc-js',
 ];
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -290,7 +290,7 @@ envoy:
 
 export async function startChaperoneSide(
   ctx: BenchContext,
-  name: 'chaperone' | 'chaperone-http2',
+  name: 'chaperone' | 'chaperone-grpc-js',
   opts: SideOptions = {},
 ): Promise<RunningSide> {
   const [listener, admin, authz, xds, api] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
@@ -316,7 +316,7 @@ export async function startChaperoneSide(
     env: {
       ...process.env,
       NODE_ENV: 'production',
-      ...(name === 'chaperone-http2' ? { CHAPERONE_AUTHZ_TRANSPORT: 'http2' } : {}),
+      ...(name === 'chaperone-grpc-js' ? { CHAPERONE_AUTHZ_TRANSPORT: 'grpc-js' } : {}),
     },
   });
   const apiUrl = `http://127.0.0.1:${ports.api}`;
@@ -362,7 +362,7 @@ export function startSide(ctx: BenchContext, name: SideName, opts: SideOptions =
     case 'authz-only':
       return startAuthzOnlySide(ctx);
     case 'chaperone':
-    case 'chaperone-http2':
+    case 'chaperone-grpc-js':
       return startChaperoneSide(ctx, name, opts);
   }
 }
