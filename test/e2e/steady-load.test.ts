@@ -21,6 +21,14 @@ interface Outcome {
   error?: string;
 }
 
+function reasonOf(body: string): string {
+  try {
+    return String((JSON.parse(body) as { error?: unknown }).error ?? body.slice(0, 60));
+  } catch {
+    return body.slice(0, 60);
+  }
+}
+
 /** Sends `rate` requests per second for `seconds`, on schedule (open loop); resolves with every outcome. */
 async function openLoop(url: string, token: string, rate: number, seconds: number): Promise<Outcome[]> {
   const total = Math.round(rate * seconds);
@@ -38,11 +46,13 @@ async function openLoop(url: string, token: string, rate: number, seconds: numbe
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       }).then(
         async (res) => {
-          await res.arrayBuffer();
+          const body = await res.text();
           return {
             status: res.status,
             decisionId: res.headers.get('x-chaperone-decision-id'),
             ms: performance.now() - sent,
+            // A failure names its cause: Chaperone's reason code, or Envoy's own answer.
+            ...(res.status === 200 ? {} : { error: `${res.status} ${reasonOf(body)}` }),
           };
         },
         (err: unknown) => ({ status: 0, decisionId: null, ms: performance.now() - sent, error: String(err) }),
