@@ -46,10 +46,47 @@ const isPlainObject = (v: object): boolean => {
   return proto === Object.prototype || proto === null;
 };
 
-/** Sets own enumerable `k` even when it is `__proto__` (a JSON body may carry one). */
+/**
+ * Sets own enumerable `k` even when it is `__proto__` (a JSON body may carry one). Plain assignment for
+ * every other key: defining each property was most of the redaction's cost, and left every copied object
+ * in V8's slow dictionary mode for the JSON serialisation after it.
+ */
 function put(out: Record<string, unknown>, k: string, value: unknown): void {
-  Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
+  if (k === '__proto__')
+    Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
+  else out[k] = value;
 }
+
+/**
+ * Bounded memo of a pure function over short strings. Every decision repeats most of its strings
+ * (header values, claims, policy reasons) and all of its key names; both tests are regular-expression
+ * scans. Emptied when full, so it never grows past `max` entries.
+ */
+class Memo<T> {
+  private readonly map = new Map<string, T>();
+  constructor(
+    private readonly max: number,
+    private readonly maxLength: number,
+  ) {}
+
+  get(key: string, compute: (key: string) => T, keep: (value: T) => boolean = () => true): T {
+    const hit = this.map.get(key);
+    if (hit !== undefined) return hit;
+    const value = compute(key);
+    if (key.length <= this.maxLength && keep(value)) {
+      if (this.map.size >= this.max) this.map.clear();
+      this.map.set(key, value);
+    }
+    return value;
+  }
+}
+
+/**
+ * Text with nothing to redact, remembered: only strings that come out unchanged are kept, so the memo
+ * never holds a credential (one is scanned again each time it is seen).
+ */
+const cleanText = new Memo<string>(8192, 512);
+const redactTextMemo = (s: string): string => cleanText.get(s, redactText, (out) => out === s);
 
 export class Redactor {
   private readonly secretHeaders: Set<string>;
@@ -128,20 +165,25 @@ export class Redactor {
     return out;
   }
 
+  /** Key names are few and repeat in every record: each is tested once per Redactor (bounded). */
+  private readonly secretKeys = new Memo<boolean>(4096, 128);
+  private readonly testKey = (k: string): boolean =>
+    SECRET_NAME.test(k) || this.secretHeaders.has(k.toLowerCase());
+
   private secretKey(k: string): boolean {
-    return SECRET_NAME.test(k) || this.secretHeaders.has(k.toLowerCase());
+    return this.secretKeys.get(k, this.testKey);
   }
 
   /** Copies `v`; under a secret name every string and number is replaced, elsewhere text is redacted. */
   private sweep(v: unknown, secret: boolean): unknown {
-    if (typeof v === 'string') return secret ? REDACTED : redactText(v);
+    if (typeof v === 'string') return secret ? REDACTED : redactTextMemo(v);
     if (typeof v === 'number' || typeof v === 'bigint') return secret ? REDACTED : v;
     if (!v || typeof v !== 'object') return v;
     if (Array.isArray(v)) return v.map((x) => this.sweep(x, secret));
     if (!isPlainObject(v)) return v;
+    const src = v as Record<string, unknown>;
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v as Record<string, unknown>))
-      put(out, k, this.sweep(x, secret || this.secretKey(k)));
+    for (const k of Object.keys(src)) put(out, k, this.sweep(src[k], secret || this.secretKey(k)));
     return out;
   }
 }

@@ -26,6 +26,7 @@ export interface ShipperStats {
 
 export class Shipper {
   private timer: NodeJS.Timeout | null = null;
+  private timerDue = 0;
   private running: Promise<void> | null = null;
   private stopped = false;
   private backoffMs = 0;
@@ -47,12 +48,25 @@ export class Shipper {
       batchSize?: number;
       idleMs?: number;
       maxBackoffMs?: number;
+      /**
+       * How long new records may wait in the spool (where they are durable already) for more to join
+       * their batch; a full batch goes at once. Each batch costs the same fixed work whatever its size —
+       * reading the spool, a transaction, a signed checkpoint, the acknowledgement and the anchor, each
+       * fsynced — so at a few hundred decisions per second one-record batches cost several times the
+       * records themselves. Default 0: ship on every append.
+       */
+      lingerMs?: number;
     } = {},
   ) {}
 
   start(): void {
-    this.unsubscribe = this.spool.onAppend(() => this.kick());
+    this.unsubscribe = this.spool.onAppend(() => this.kick(this.lingerFor()));
     this.kick();
+  }
+
+  /** No wait once a full batch is pending. */
+  private lingerFor(): number {
+    return this.spool.stats().pending >= (this.o.batchSize ?? 500) ? 0 : (this.o.lingerMs ?? 0);
   }
 
   stats(): ShipperStats {
@@ -60,15 +74,21 @@ export class Shipper {
     return { spooled: spool.appended, pending: spool.pending, ...this.statsValue };
   }
 
-  /** Schedules a run soon (coalesced). */
+  /** Schedules a run soon (coalesced: an earlier wake-up replaces a later one, never the reverse). */
   private kick(delay = 0): void {
-    if (this.stopped || this.timer) return;
+    if (this.stopped) return;
+    const due = Date.now() + Math.max(delay, this.backoffMs);
+    if (this.timer) {
+      if (due >= this.timerDue) return;
+      clearTimeout(this.timer);
+    }
+    this.timerDue = due;
     this.timer = setTimeout(
       () => {
         this.timer = null;
         // A run in progress may have read the spool before what woke us became durable (its last,
         // empty read): dropping this wake-up would strand those records until the next append.
-        const again = () => this.kick();
+        const again = () => this.kick(this.lingerFor());
         if (this.running) void this.running.then(again, again);
         else this.running = this.runOnce().finally(() => (this.running = null));
       },
@@ -113,6 +133,9 @@ export class Shipper {
       this.statsValue.batches++;
       this.statsValue.lastError = null;
       this.statsValue.lastShippedAt = new Date().toISOString();
+      // A short batch emptied the spool as it was: what arrived since waits for the linger to gather
+      // more (the append woke a timer for it). A full one means a backlog: go on at once.
+      if (records.length < batchSize && (this.o.lingerMs ?? 0) > 0) return;
     }
   }
 

@@ -607,18 +607,20 @@ class SqlAuditStore implements AuditStore {
   }
 }
 
-/** `url` (postgres://…) → PostgreSQL; otherwise PGlite in `dataDir`, or in memory when neither is given. */
+/**
+ * `url` (postgres://…) → PostgreSQL; otherwise PGlite in `dataDir`, or in memory when neither is given.
+ * `thread`: PGlite runs in a worker thread of its own (the gateway's choice: store/pglite-thread.ts).
+ */
 export async function openAuditStore(o: {
   url?: string | null;
   dataDir?: string | null;
+  thread?: boolean;
 }): Promise<AuditStore> {
   if (o.url) {
     const sql = await openPostgres(o.url);
     return new SqlAuditStore(sql, `postgres ${redactUrl(o.url)}`);
   }
-  const sql = await openPglite(o.dataDir ?? null);
-  return new SqlAuditStore(
-    sql,
-    o.dataDir ? `embedded (PGlite) ${o.dataDir}` : 'embedded (PGlite, in memory)',
-  );
+  const sql = await openPglite(o.dataDir ?? null, { thread: o.thread === true });
+  const where = o.dataDir ? `embedded (PGlite) ${o.dataDir}` : 'embedded (PGlite, in memory)';
+  return new SqlAuditStore(sql, o.thread ? `${where}, own thread` : where);
 }

@@ -1,7 +1,9 @@
 // One Check, as a pipeline of named steps (each in authz-server/pipeline/, each answering a value or
 // a deny): resolveRoute → authenticate → buildInput → evaluate (with the approval gate) →
 // injectCredentials → shadow → record → respond. The pipeline never throws: any failure becomes a
-// deny with its own reason code (fail closed), distinct from a policy deny.
+// deny with its own reason code (fail closed), distinct from a policy deny. A Check whose caller has
+// gone (cancelled, or past its deadline: transport/admission.ts) stops at its next step: it is neither
+// evaluated nor recorded, since nobody receives its answer.
 import { randomUUID } from 'node:crypto';
 import type { DecisionEvent, DecisionRecorder, ShadowOutcome } from '../contracts/decision.ts';
 import { describeThrown } from '../contracts/errors.ts';
@@ -17,6 +19,7 @@ import { resolveRoute } from './pipeline/resolve-route.ts';
 import { countDecision, respond } from './pipeline/respond.ts';
 import { shadowOutcome } from './pipeline/shadow.ts';
 import { type CheckResponseMessage, serverDeny } from './result-mapper.ts';
+import { type CallState, overloadedResponse, UNTRACKED_CALL } from './transport/admission.ts';
 
 export type { CheckDeps, CheckMetrics } from './pipeline/deps.ts';
 export type { DecisionEvent, DecisionRecorder, ShadowOutcome };
@@ -24,14 +27,14 @@ export type { DecisionEvent, DecisionRecorder, ShadowOutcome };
 export class CheckPipeline {
   constructor(private readonly deps: CheckDeps) {}
 
-  /** `traceparent`: Envoy's, from the gRPC metadata (else the request's own header is used). */
-  async check(req: unknown, traceparent?: string): Promise<CheckResponseMessage> {
+  /** `call`: the transport's view of the call (abandoned; Envoy's `traceparent` from gRPC metadata). */
+  async check(req: unknown, call: CallState = UNTRACKED_CALL): Promise<CheckResponseMessage> {
     let state: CheckState | null = null;
     try {
       state = resolveRoute(req);
       if (this.deps.tracer)
-        state.trace = this.deps.tracer.begin(traceparent ?? state.headers.get('traceparent'));
-      return await this.run(req, state);
+        state.trace = this.deps.tracer.begin(call.traceparent ?? state.headers.get('traceparent'));
+      return await this.run(req, state, call);
     } catch (err) {
       state?.trace?.end(null);
       // Last line of defence: a bug must deny, never allow or crash the server.
@@ -46,7 +49,14 @@ export class CheckPipeline {
     }
   }
 
-  private async run(req: unknown, state: CheckState): Promise<CheckResponseMessage> {
+  /** Nobody waits for this Check any more: no evaluation, no record. */
+  private abandon(): CheckResponseMessage {
+    this.deps.metrics.abandoned = (this.deps.metrics.abandoned ?? 0) + 1;
+    return overloadedResponse();
+  }
+
+  private async run(req: unknown, state: CheckState, call: CallState): Promise<CheckResponseMessage> {
+    if (call.abandoned) return this.abandon();
     const { deps } = this;
     const snapshot = deps.policy.current();
     const ctx: DecisionContext = {
@@ -54,27 +64,36 @@ export class CheckPipeline {
       policyRevision: snapshot?.revision ?? 'none',
     };
     const trail: Trail = { identity: null, input: null, result: null, policyRevision: ctx.policyRevision };
+    const finish = (decided: Decided) => this.finish(state, trail, decided, call);
     const auth = await authenticate(deps, state.headers);
+    if (call.abandoned) return this.abandon();
     trail.identity = auth.identity;
     const input = prepareInput(req, auth, deps, ctx);
-    if (!input.ok) return this.finish(state, trail, input.deny);
+    if (!input.ok) return finish(input.deny);
     trail.input = input.value;
-    if (!snapshot) return this.finish(state, trail, serverDeny('ERR_POLICY_MISSING', ctx));
+    if (!snapshot) return finish(serverDeny('ERR_POLICY_MISSING', ctx));
 
     const gate = openGate(deps.approvals, auth.identity, state, input.value);
     const env = { ctx, headers: state.headers, logger: deps.logger };
     const evaluation = await evaluateWithGrant(gate, input.value, (i) => evaluate(snapshot.engine, i, env));
     trail.result = evaluation.result;
-    if (!evaluation.ok) return this.finish(state, trail, evaluation.deny);
+    if (!evaluation.ok) return finish(evaluation.deny);
     const requestHeaderNames = Object.keys(state.headers.all);
     const gated = await applyApproval(gate, evaluation, input.value, { ctx, requestHeaderNames });
-    if (!gated.ok) return this.finish(state, trail, gated.deny);
+    if (!gated.ok) return finish(gated.deny);
     const injected = injectCredentials(deps, state, gated.value, env);
-    return this.finish(state, trail, injected.ok ? injected.value : injected.deny);
+    return finish(injected.ok ? injected.value : injected.deny);
   }
 
   /** shadow → record → respond. */
-  private async finish(state: CheckState, trail: Trail, decided: Decided): Promise<CheckResponseMessage> {
+  private async finish(
+    state: CheckState,
+    trail: Trail,
+    decided: Decided,
+    call: CallState,
+  ): Promise<CheckResponseMessage> {
+    // The last moment to drop it: once recorded, a decision is answered.
+    if (call.abandoned) return this.abandon();
     const event = decisionEvent(state, trail, decided.verdict);
     const shadow = shadowOutcome(this.deps, trail.input, decided.verdict);
     if (shadow) event.shadow = shadow;

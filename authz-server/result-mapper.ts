@@ -8,6 +8,8 @@ import {
   CHAPERONE_HEADER_PREFIX,
   CLIENT_IDENTITY_HEADERS,
   DECISION_ID_HEADER,
+  MASK_HEADER,
+  MASK_HEADER_VALUE,
 } from '../contracts/ext-authz.ts';
 import { type StructMessage, toStruct } from '../lib/proto-struct.ts';
 
@@ -112,6 +114,12 @@ function decisionHeader(decisionId: string): HeaderValueOption {
   };
 }
 
+/** Tells Envoy to run the mask processor on this response (contracts/ext-authz.ts MASK_HEADER). */
+const MASK_ON: HeaderValueOption = {
+  header: { key: MASK_HEADER, value: MASK_HEADER_VALUE },
+  appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD',
+};
+
 function metadata(ctx: MapContext, extra: unknown, verdict: Verdict, masks?: unknown): StructMessage {
   const base: Record<string, unknown> = isPlainObject(extra) ? { ...extra } : {};
   if (isPlainObject(masks)) base['masks'] = masks;
@@ -175,14 +183,23 @@ function allowOf(obj: PolicyResultObject, reason: string, ctx: MapContext): MapO
   const qSet = queryParameters(obj.query_parameters_to_set);
   if (!qSet.ok) return invalid(qSet.detail);
   const verdict: Verdict = { decision: 'allow', httpStatus: 200, reason, reasonCode: 'ALLOWED' };
+  const masked = isPlainObject(obj.masks);
   return {
     ok: true,
     verdict,
     response: {
       status: { code: RPC_OK },
       okResponse: {
-        headers: [...headers.options, decisionHeader(ctx.decisionId)],
-        headersToRemove: headersToRemove(remove.list, headers.options, ctx.requestHeaderNames),
+        headers: [
+          ...headers.options,
+          decisionHeader(ctx.decisionId),
+          // The same test as the metadata's: masks in the metadata ⇔ the processor runs.
+          ...(masked ? [MASK_ON] : []),
+        ],
+        // A result that both masks and removes the mask header must not switch its own masking off.
+        headersToRemove: headersToRemove(remove.list, headers.options, ctx.requestHeaderNames).filter(
+          (h) => !(masked && h === MASK_HEADER),
+        ),
         responseHeadersToAdd: [...respHeaders.options, decisionHeader(ctx.decisionId)],
         queryParametersToSet: qSet.value,
         queryParametersToRemove: qRemove.list,

@@ -11,15 +11,17 @@ import type { ApprovalStore } from '../fleet/approval-store.ts';
 import type { SharedState } from '../fleet/shared-state.ts';
 import { type IdentityOptions, IdentityVerifier } from '../identity/verifier.ts';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../lib/envoy-proto.ts';
-import { splitHostPort } from '../lib/ports.ts';
-import { type BoundDataPlane, bindGrpc } from '../pki/data-plane-listen.ts';
+import { type BoundDataPlane, bindGrpc, bindUnary } from '../pki/data-plane-listen.ts';
 import type { CertificateSource } from '../pki/rotating-certificate.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { CheckTracer } from '../telemetry/tracing.ts';
 import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
+import { countDecision } from './pipeline/respond.ts';
 import { openPolicySources, type PolicySources } from './policy/policy-sources.ts';
 import type { PolicySource, PolicyStore } from './policy/policy-store.ts';
+import type { CheckResponseMessage } from './result-mapper.ts';
+import { Admission, type CallState, callState, requestTimeMs } from './transport/admission.ts';
 import { authzMethods, HealthStatus } from './transport/check-service.ts';
 import { createUnaryGrpcServer } from './transport/unary-grpc-server.ts';
 
@@ -58,19 +60,30 @@ export interface AuthzServerOptions {
   shadow?: { bundle?: string; dir?: string; revision?: string; entrypoint?: string };
   onDecision?: CheckDeps['onDecision'];
   /**
-   * What carries Check: `grpc-js` (@grpc/grpc-js, the default) or `http2`, the lean unary gRPC server
-   * on node:http2 (authz-server/transport/). Opt-in; the default comes from the environment variable
-   * CHAPERONE_AUTHZ_TRANSPORT when set, so `chaperone up` can be switched without a flag.
+   * What carries Check: `http2`, the lean unary gRPC server on node:http2 (authz-server/transport/, the
+   * default: less CPU per Check through Envoy, docs/performance.md), or `grpc-js` (@grpc/grpc-js). The
+   * environment variable CHAPERONE_AUTHZ_TRANSPORT sets it when the option does not, so `chaperone up`
+   * can be switched without a flag.
    */
   transport?: AuthzTransport;
   /** Prometheus metrics and the Check tracer (each absent when off). The caller shuts the tracer down. */
   telemetry?: { metrics?: Metrics; tracer?: CheckTracer | null };
+  /**
+   * Checks running at once; more are answered 503 ERR_OVERLOADED at once (transport/admission.ts).
+   * Default AUTHZ_DEFAULTS.maxInFlight, or the environment variable CHAPERONE_AUTHZ_MAX_IN_FLIGHT.
+   */
+  maxInFlight?: number;
+  /**
+   * Event-loop lag (ms) beyond which new Checks are shed the same way; 0 turns it off. Default
+   * AUTHZ_DEFAULTS.maxLagMs, or the environment variable CHAPERONE_AUTHZ_MAX_LAG_MS.
+   */
+  maxLagMs?: number;
 }
 
 export type AuthzTransport = 'grpc-js' | 'http2';
 
 function transportOf(opts: AuthzServerOptions): AuthzTransport {
-  const chosen = opts.transport ?? process.env['CHAPERONE_AUTHZ_TRANSPORT'] ?? 'grpc-js';
+  const chosen = opts.transport ?? process.env['CHAPERONE_AUTHZ_TRANSPORT'] ?? AUTHZ_DEFAULTS.transport;
   if (chosen !== 'grpc-js' && chosen !== 'http2') {
     throw new ChaperoneError('ERR_INTERNAL', `unknown authz transport "${chosen}" (grpc-js or http2)`);
   }
@@ -88,11 +101,54 @@ export interface AuthzServer {
   /** Where the policy comes from and how its last loads went (for /status). */
   policyStatus(): Record<string, unknown>;
   metrics: CheckMetrics;
+  /** Load shedding: Checks in flight, the bounds, how many were shed, the loop's lag. */
+  admission: Pick<Admission, 'stats' | 'close'>;
   credentials: CredentialStore;
   close(): Promise<void>;
 }
 
 const HEALTH_SERVICE = 'envoy.service.auth.v3.Authorization';
+
+/** The option, else the environment variable, else the default; a whole number from `min`. */
+function limitOf(
+  name: string,
+  option: number | undefined,
+  env: string,
+  fallback: number,
+  min: number,
+): number {
+  const raw = option ?? process.env[env] ?? fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min)
+    throw new ChaperoneError(
+      'ERR_INTERNAL',
+      `${name} must be a whole number of at least ${min}, got "${raw}"`,
+    );
+  return n;
+}
+
+function admissionOf(opts: AuthzServerOptions, metrics: CheckMetrics): Admission {
+  return new Admission({
+    maxInFlight: limitOf(
+      'max Checks in flight',
+      opts.maxInFlight,
+      'CHAPERONE_AUTHZ_MAX_IN_FLIGHT',
+      AUTHZ_DEFAULTS.maxInFlight,
+      1,
+    ),
+    maxLagMs: limitOf(
+      'max event-loop lag',
+      opts.maxLagMs,
+      'CHAPERONE_AUTHZ_MAX_LAG_MS',
+      AUTHZ_DEFAULTS.maxLagMs,
+      0,
+    ),
+    onShed: () => countDecision(metrics, 'ERR_OVERLOADED', false),
+  });
+}
+
+/** A Check as the transports call it: admitted (or shed), then run by the pipeline. */
+type CheckHandler = (request: unknown, call: CallState) => Promise<CheckResponseMessage>;
 
 function policySource(p: AuthzServerOptions['policy']): PolicySource {
   const entrypoint = p.entrypoint ?? AUTHZ_DEFAULTS.entrypoint;
@@ -175,11 +231,8 @@ async function listen(
   return bound;
 }
 
-/** The gRPC server with Authorization/Check answered by the pipeline, and grpc.health.v1. */
-function grpcServer(
-  pipeline: CheckPipeline,
-  tracing: boolean,
-): { server: grpc.Server; health: HealthImplementation } {
+/** The gRPC server with Authorization/Check answered by `check`, and grpc.health.v1. */
+function grpcServer(check: CheckHandler): { server: grpc.Server; health: HealthImplementation } {
   const root = loadEnvoyProtos([EXT_AUTHZ_PROTO]);
   const authorization = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.auth.v3.Authorization');
   const server = new grpc.Server({
@@ -188,9 +241,11 @@ function grpcServer(
   });
   server.addService(authorization.service, {
     Check: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const deadline = call.getDeadline();
+      const state = callState(() => call.cancelled, deadline instanceof Date ? deadline.getTime() : deadline);
       // Envoy puts its ext_authz span's context in the call's metadata when it traces.
-      const parent = tracing ? call.metadata.get('traceparent')[0] : undefined;
-      pipeline.check(call.request, typeof parent === 'string' ? parent : undefined).then(
+      const parent = call.metadata.get('traceparent')[0];
+      check(call.request, typeof parent === 'string' ? { ...state, traceparent: parent } : state).then(
         (response) => callback(null, response),
         // CheckPipeline.check never rejects; this is belt and braces.
         (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String(err) }),
@@ -254,76 +309,87 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
   });
   if (opts.telemetry?.metrics) policyGauges(opts.telemetry.metrics, policy);
-  if (transport === 'http2')
-    return listenLean(opts, pipeline, { policy, sources, metrics, credentials, logger });
-  const { server, health } = grpcServer(pipeline, Boolean(opts.telemetry?.tracer));
-  const bound = await listen(server, opts, logger);
-  logger.info({ address: bound.address, mutual_tls: bound.tls }, 'authz server listening');
+  const admission = admissionOf(opts, metrics);
+  const check: CheckHandler = (request, call) =>
+    admission.run(() => pipeline.check(request, call), requestTimeMs(request));
+  const parts = { policy, sources, metrics, credentials, logger, admission };
+  return transport === 'http2' ? listenLean(opts, check, parts) : listenGrpcJs(opts, check, parts);
+}
 
+type ServerParts = Pick<AuthzServer, 'policy' | 'metrics' | 'credentials' | 'admission'> & {
+  sources: PolicySources;
+  logger: Logger;
+};
+
+/** What both transports answer besides their listener. */
+function served(parts: ServerParts, bound: BoundDataPlane, close: () => Promise<void>): AuthzServer {
+  parts.logger.info({ address: bound.address, mutual_tls: bound.tls }, 'authz server listening');
   return {
     address: bound.address,
     port: bound.kind === 'tcp' ? Number(bound.address.slice(bound.address.lastIndexOf(':') + 1)) : 0,
     mutualTls: bound.tls,
-    policy,
-    policyStatus: () => sources.status(),
-    metrics,
-    credentials,
-    close: () =>
-      new Promise<void>((resolveClose) => {
-        sources.close();
-        credentials.close();
-        health.setStatus('', 'NOT_SERVING');
-        health.setStatus(HEALTH_SERVICE, 'NOT_SERVING');
-        server.tryShutdown(() => void bound.release().then(() => resolveClose()));
-        // In-flight Checks are short; do not let a stuck stream hold shutdown forever.
-        setTimeout(() => server.forceShutdown(), 2000).unref();
-      }),
-  };
-}
-
-/** The same server on the lean transport (authz-server/transport/): Check and grpc.health.v1 Check. */
-async function listenLean(
-  opts: AuthzServerOptions,
-  pipeline: CheckPipeline,
-  parts: Pick<AuthzServer, 'policy' | 'metrics' | 'credentials'> & {
-    sources: PolicySources;
-    logger: Logger;
-  },
-): Promise<AuthzServer> {
-  const health = new HealthStatus({ '': 'SERVING', [HEALTH_SERVICE]: 'SERVING' });
-  const server = createUnaryGrpcServer({
-    methods: authzMethods((request) => pipeline.check(request), health),
-    maxReceiveMessageBytes: 16 * 1024 * 1024,
-    // CheckPipeline.check never rejects; this is belt and braces.
-    onHandlerError: (err) => parts.logger.error({ err: String(err) }, 'Check failed in the transport'),
-  });
-  const address = opts.address ?? AUTHZ_DEFAULTS.address;
-  if (address.startsWith('unix:') || opts.tls)
-    throw new ChaperoneError(
-      'ERR_DATA_PLANE_TLS',
-      'the http2 Check transport serves plaintext TCP only so far: use the default transport for sockets and mutual TLS',
-    );
-  const { host, port: wanted } = splitHostPort(address);
-  const port = await server.listen(host, wanted).catch((err: Error) => {
-    throw new ChaperoneError('ERR_INTERNAL', `cannot listen on ${address}: ${err.message}`, { cause: err });
-  });
-  const bound = `${address.slice(0, address.lastIndexOf(':'))}:${port}`;
-  parts.logger.info({ address: bound, transport: 'http2' }, 'authz server listening');
-  return {
-    address: bound,
-    port,
-    mutualTls: false,
     policy: parts.policy,
     policyStatus: () => parts.sources.status(),
     metrics: parts.metrics,
+    admission: parts.admission,
     credentials: parts.credentials,
     close: async () => {
       parts.sources.close();
       parts.credentials.close();
-      health.set('', 'NOT_SERVING');
-      health.set(HEALTH_SERVICE, 'NOT_SERVING');
-      // In-flight Checks are short; do not let a stuck stream hold shutdown forever.
-      await server.close(2000);
+      parts.admission.close();
+      await close();
+      await bound.release();
     },
   };
+}
+
+/** @grpc/grpc-js: Authorization/Check and grpc.health.v1. */
+async function listenGrpcJs(opts: AuthzServerOptions, check: CheckHandler, parts: ServerParts) {
+  const { server, health } = grpcServer(check);
+  const bound = await listen(server, opts, parts.logger);
+  return served(
+    parts,
+    bound,
+    () =>
+      new Promise<void>((resolveClose) => {
+        health.setStatus('', 'NOT_SERVING');
+        health.setStatus(HEALTH_SERVICE, 'NOT_SERVING');
+        server.tryShutdown(() => resolveClose());
+        // In-flight Checks are short; do not let a stuck stream hold shutdown forever.
+        setTimeout(() => server.forceShutdown(), 2000).unref();
+      }),
+  );
+}
+
+/**
+ * The same server on the lean transport (authz-server/transport/): Check and grpc.health.v1 Check, on
+ * the data-plane listen rules (pki/data-plane-listen.ts): a 0600 Unix socket, or TLS requiring a client
+ * certificate from the data-plane CA.
+ */
+async function listenLean(opts: AuthzServerOptions, check: CheckHandler, parts: ServerParts) {
+  const health = new HealthStatus({ '': 'SERVING', [HEALTH_SERVICE]: 'SERVING' });
+  const server = createUnaryGrpcServer({
+    methods: authzMethods(check, health),
+    maxReceiveMessageBytes: 16 * 1024 * 1024,
+    // CheckPipeline.check never rejects; this is belt and braces.
+    onHandlerError: (err) => parts.logger.error({ err: String(err) }, 'Check failed in the transport'),
+    tls: opts.tls ?? null,
+  });
+  const bound = await bindUnary(server, {
+    address: opts.address ?? AUTHZ_DEFAULTS.address,
+    tls: opts.tls ?? null,
+    component: 'authz server',
+    override: 'authz.address',
+  });
+  if (bound.kind === 'tcp' && !bound.tls)
+    parts.logger.warn(
+      { address: bound.address },
+      'authz server on plaintext TCP: any process that reaches it gets answers',
+    );
+  return served(parts, bound, async () => {
+    health.set('', 'NOT_SERVING');
+    health.set(HEALTH_SERVICE, 'NOT_SERVING');
+    // In-flight Checks are short; do not let a stuck stream hold shutdown forever.
+    await server.close(2000);
+  });
 }

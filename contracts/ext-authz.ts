@@ -8,6 +8,15 @@ export const CHAPERONE_HEADER_PREFIX = 'x-chaperone-';
 /** Sent to the client and the upstream on every decision: joins a response to its audit record. */
 export const DECISION_ID_HEADER = `${CHAPERONE_HEADER_PREFIX}decision-id`;
 
+/**
+ * Set on the upstream request only when a decision carries `masks`: Envoy's composite filter (after
+ * ext_authz) opens the mask processor's ext_proc stream only for requests that have it, and a filter
+ * after it removes the header, so it never reaches the upstream. A client-sent one is removed at the
+ * edge with every other `x-chaperone-*` header, before ext_authz runs.
+ */
+export const MASK_HEADER = `${CHAPERONE_HEADER_PREFIX}mask`;
+export const MASK_HEADER_VALUE = 'on';
+
 /** Headers a client must never be able to assert itself; stripped from every allowed request. */
 export const CLIENT_IDENTITY_HEADERS: readonly string[] = [
   'x-forwarded-user',

@@ -39,6 +39,14 @@ export function resolveStoreUrl(config: Config, env: NodeJS.ProcessEnv = process
   return store.connection;
 }
 
+/**
+ * How long a spooled decision may wait for others to join its batch into the store (Shipper lingerMs):
+ * it is durable from the moment its Check was answered, and only becomes queryable this much later, while
+ * batches of tens instead of ones divide the per-batch work (spool read, transaction, signed checkpoint,
+ * fsynced acknowledgement and anchor) by as much. The access-log sink waits as long (its own default).
+ */
+export const SHIP_LINGER_MS = 200;
+
 export interface OpenedAudit extends AuditRuntime {
   store: AuditStore;
   shipper: Shipper;
@@ -57,7 +65,8 @@ export async function openAuditRuntime(o: {
   const url = resolveStoreUrl(o.config);
   // The state directory (keys, embedded database, spool, anchor) is this user's alone (docs/audit.md).
   await secureNodeState(o.stateDir, o.config.audit.spoolDir, o.logger);
-  const store = await openAuditStore(url ? { url } : { dataDir: join(o.stateDir, 'audit') });
+  // The embedded database in a thread of its own: its batches never hold up a Check.
+  const store = await openAuditStore(url ? { url } : { dataDir: join(o.stateDir, 'audit'), thread: true });
   try {
     await store.migrate();
   } catch (err) {
@@ -74,7 +83,7 @@ export async function openAuditRuntime(o: {
   // tokens); the newest is anchored in the state directory, outside the database.
   const keys = await FleetKeys.open(state, await AgentKeys.open(o.stateDir));
   const anchor = await signAndAnchor(store, o.stateDir, o.logger);
-  const shipper = new Shipper(spool, store, o.logger);
+  const shipper = new Shipper(spool, store, o.logger, { lingerMs: SHIP_LINGER_MS });
   shipper.start();
   const accessLogs = new BatchingAccessLogSink(store, o.logger);
   // Headers that carry a caller token or an injected credential are removed from stored inputs too.

@@ -93,9 +93,9 @@ function bindAsync(server: grpc.Server, target: string, creds: grpc.ServerCreden
 }
 
 /** Binds `server` as the data-plane rules say; errors name the component and its setting. */
-export async function bindGrpc(server: grpc.Server, l: DataPlaneListen): Promise<BoundDataPlane> {
-  const address = parseDataPlaneAddress(l.address);
-  const fail = (err: unknown): never => {
+/** A failed bind as a start-up error naming the component and the setting that moves it. */
+function startError(l: DataPlaneListen): (err: unknown) => never {
+  return (err) => {
     if (err instanceof ChaperoneError || (err as { code?: string }).code === 'ERR_PORT_IN_USE') throw err;
     throw new ChaperoneError(
       'ERR_GATEWAY_START',
@@ -103,6 +103,11 @@ export async function bindGrpc(server: grpc.Server, l: DataPlaneListen): Promise
       { cause: err },
     );
   };
+}
+
+export async function bindGrpc(server: grpc.Server, l: DataPlaneListen): Promise<BoundDataPlane> {
+  const address = parseDataPlaneAddress(l.address);
+  const fail = startError(l);
   if (address.kind === 'unix') {
     await claimSocketPath(address.path, l.component, l.override).catch(fail);
     await bindAsync(server, `unix:${address.path}`, grpc.ServerCredentials.createInsecure()).catch(fail);
@@ -111,6 +116,30 @@ export async function bindGrpc(server: grpc.Server, l: DataPlaneListen): Promise
   }
   const creds = l.tls ? grpcServerCredentials(l.tls) : grpc.ServerCredentials.createInsecure();
   const port = await bindAsync(server, l.address, creds).catch(fail);
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  return { address: `${host}:${port}`, kind: 'tcp', tls: l.tls !== null, release: async () => undefined };
+}
+
+/** A server on node:http2 that listens itself (authz-server/transport/): TLS is given at its creation. */
+export interface SelfListening {
+  listen(host: string, port: number): Promise<number>;
+  listenPath(path: string): Promise<void>;
+}
+
+/**
+ * Binds a node:http2 server as the data-plane rules say (the caller created it with
+ * `tlsServerOptions(l.tls)` for TCP); errors name the component and its setting.
+ */
+export async function bindUnary(server: SelfListening, l: DataPlaneListen): Promise<BoundDataPlane> {
+  const address = parseDataPlaneAddress(l.address);
+  const fail = startError(l);
+  if (address.kind === 'unix') {
+    await claimSocketPath(address.path, l.component, l.override).catch(fail);
+    await server.listenPath(address.path).catch(fail);
+    await restrictSocket(address.path);
+    return { address: l.address, kind: 'unix', tls: false, release: () => releaseSocketPath(address.path) };
+  }
+  const port = await server.listen(address.host, address.port).catch(fail);
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   return { address: `${host}:${port}`, kind: 'tcp', tls: l.tls !== null, release: async () => undefined };
 }

@@ -1,10 +1,15 @@
 // One small SQL surface over both engines, so the store's queries and the migrations are written once:
-// PostgreSQL through `pg` (a pool) and PGlite (PostgreSQL compiled to WASM, in-process).
+// PostgreSQL through `pg` (a pool) and PGlite (PostgreSQL compiled to WASM), either in the calling
+// thread or in a worker thread of its own (store/pglite-thread.ts) so that its work never holds up the
+// event loop that answers Envoy's Checks.
 import { open, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { ChaperoneError } from '../contracts/errors.ts';
 import { PROJECT_ROOT } from '../lib/tools.ts';
+import type { ThreadError, ThreadReply, ThreadRequest } from './pglite-thread.ts';
 import { securePrivateDir } from './state-dir.ts';
 
 export interface Sql {
@@ -127,27 +132,46 @@ export async function openPostgres(url: string): Promise<Sql> {
   };
 }
 
+export interface PgliteOptions {
+  /**
+   * Run PGlite in a worker thread of its own (store/pglite-thread.ts) instead of the calling thread:
+   * what the gateway does, so that a batch executing inside the database never delays a Check.
+   */
+  thread?: boolean;
+}
+
 /**
  * PGlite in `dataDir` (in memory when null). The directory is made private first, and again once the
  * database is open: PGlite's initdb writes its files world-readable and -writable (0666) whatever the
  * umask, and whoever can write them can approve requests, lift revocations or rewrite the trail. Files
  * it creates later follow the process umask, inside the 0700 directory.
  */
-export async function openPglite(dataDir: string | null): Promise<Sql> {
-  const { PGlite } = await import('@electric-sql/pglite');
+export async function openPglite(dataDir: string | null, o: PgliteOptions = {}): Promise<Sql> {
   if (dataDir) {
     await securePrivateDir(dataDir);
     await claimDataDir(dataDir);
   }
-  let db: InstanceType<typeof PGlite>;
+  let sql: Sql;
   try {
-    db = dataDir ? new PGlite(dataDir) : new PGlite();
-    await db.waitReady;
+    sql = o.thread ? await pgliteThread(dataDir) : await pgliteHere(dataDir);
     if (dataDir) await securePrivateDir(dataDir);
   } catch (err) {
     if (dataDir) await releaseDataDir(dataDir);
     throw err;
   }
+  return {
+    ...sql,
+    close: async () => {
+      await sql.close();
+      if (dataDir) await releaseDataDir(dataDir);
+    },
+  };
+}
+
+async function pgliteHere(dataDir: string | null): Promise<Sql> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const db = dataDir ? new PGlite(dataDir) : new PGlite();
+  await db.waitReady;
   return {
     engine: 'pglite',
     // One in-process database: nothing to reconnect, so no resync.
@@ -160,9 +184,100 @@ export async function openPglite(dataDir: string | null): Promise<Sql> {
       db.transaction((tx) =>
         fn({ query: async (t, p) => (await tx.query(t, p as unknown[])).rows as never[] }),
       ),
+    close: () => db.close(),
+  };
+}
+
+/** The database's error as the calling thread sees it: message and SQLSTATE fields kept. */
+function fromThread(e: ThreadError): Error {
+  return Object.assign(new Error(e.message), e);
+}
+
+/** Requests without their id (the client numbers them). */
+type Op = ThreadRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+/**
+ * PGlite in its own worker thread, behind the same Sql surface: each call is a message to the thread
+ * and its reply; a transaction is held open there (BEGIN … COMMIT/ROLLBACK) while `fn` runs here, so the
+ * store's code is the same on either side. The thread's file is `.ts` in the source tree and `.js` in
+ * dist/: the one beside this module.
+ */
+async function pgliteThread(dataDir: string | null): Promise<Sql> {
+  const file = new URL(`./pglite-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+  const worker = new Worker(file, { workerData: { dataDir } });
+  const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  const notices = new Map<number, (payload: string) => void>();
+  let nextId = 1;
+  let gone: Error | null = null;
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.on('message', (m: ThreadReply) => {
+      if ('ready' in m) resolve();
+      else if ('failed' in m) reject(fromThread(m.failed));
+      else if ('notice' in m) notices.get(m.notice)?.(m.payload);
+      else {
+        const call = calls.get(m.id);
+        calls.delete(m.id);
+        if (m.ok) call?.resolve(m.value);
+        else call?.reject(fromThread(m.error));
+      }
+    });
+    const lost = (err: Error) => {
+      gone = err;
+      reject(err);
+      for (const c of calls.values()) c.reject(err);
+      calls.clear();
+    };
+    worker.on('error', (err) =>
+      lost(new AuditStoreError(`the embedded database's thread failed: ${err.message}`, { cause: err })),
+    );
+    worker.on('exit', (code) => lost(new AuditStoreError(`the embedded database's thread exited (${code})`)));
+  });
+  const call = <T>(op: Op): Promise<T> => {
+    if (gone) return Promise.reject(gone);
+    const id = nextId++;
+    return new Promise<T>((resolve, reject) => {
+      calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      worker.postMessage({ ...op, id });
+    });
+  };
+  try {
+    await ready;
+  } catch (err) {
+    await worker.terminate();
+    throw err;
+  }
+  const query = <T>(text: string, params: unknown[] | undefined, tx: number | null) =>
+    call<T[]>({ op: 'query', text, params, tx });
+  return {
+    engine: 'pglite',
+    listen: async (channel, onNotice) => {
+      const sub = await call<number>({ op: 'listen', channel });
+      notices.set(sub, onNotice);
+      return async () => {
+        notices.delete(sub);
+        await call({ op: 'unlisten', sub }).catch(() => undefined);
+      };
+    },
+    query: (text, params) => query(text, params, null),
+    exec: async (text) => {
+      await call({ op: 'exec', text });
+    },
+    transaction: async (fn) => {
+      const tx = await call<number>({ op: 'begin' });
+      let out: Awaited<ReturnType<typeof fn>>;
+      try {
+        out = await fn({ query: (t, p) => query(t, p, tx) });
+      } catch (err) {
+        await call({ op: 'end', tx, commit: false }).catch(() => undefined);
+        throw err;
+      }
+      await call({ op: 'end', tx, commit: true });
+      return out;
+    },
     close: async () => {
-      await db.close();
-      if (dataDir) await releaseDataDir(dataDir);
+      if (!gone) await call({ op: 'close' }).catch(() => undefined);
+      // `exit` marks the thread gone for any call that comes after.
+      await worker.terminate();
     },
   };
 }

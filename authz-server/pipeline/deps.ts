@@ -16,6 +16,8 @@ export interface CheckMetrics {
   denied: number;
   /** Denies the server made itself, by reason code (policy errors are not policy denies). */
   errors: Partial<Record<AuthzErrorCode, number>>;
+  /** Checks dropped unanswered because their caller had gone (cancelled, past its deadline). */
+  abandoned?: number;
   /** Shadow mode: decisions the candidate also evaluated, and how many it would have decided otherwise. */
   shadow?: { evaluated: number; differences: number; errors: number };
 }

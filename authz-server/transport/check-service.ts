@@ -7,6 +7,7 @@ import type { ServiceClientConstructor } from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
+import type { CallState } from './admission.ts';
 import { GrpcStatus, GrpcStatusError } from './grpc-framing.ts';
 import type { UnaryMethod } from './unary-grpc-server.ts';
 
@@ -28,7 +29,7 @@ export class HealthStatus {
 
 function fromDefinition<Req, Res>(
   def: MethodDefinition<Req, Res>,
-  handle: (request: Req) => Res | Promise<Res>,
+  handle: UnaryMethod<Req, Res>['handle'],
 ): UnaryMethod<Req, Res> {
   return {
     path: def.path,
@@ -40,7 +41,7 @@ function fromDefinition<Req, Res>(
 
 /** Check with the given handler (CheckPipeline.check), plus the health Check over `health`. */
 export function authzMethods(
-  check: (request: unknown) => Promise<unknown>,
+  check: (request: unknown, call: CallState) => Promise<unknown>,
   health: HealthStatus,
 ): UnaryMethod[] {
   const authorization = lookup<ServiceClientConstructor>(

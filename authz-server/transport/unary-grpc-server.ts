@@ -13,15 +13,21 @@
 // response as headers + one DATA frame + `grpc-status` trailers (errors as trailers-only responses).
 // Status codes and messages follow what @grpc/grpc-js answers in the same situations.
 import {
+  createSecureServer,
   createServer,
+  type Http2SecureServer,
   type Http2Server,
   type Http2Session,
   constants as h2,
+  type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { gunzip, inflate } from 'node:zlib';
+import { tlsServerOptions } from '../../pki/data-plane-listen.ts';
+import type { CertificateSource } from '../../pki/rotating-certificate.ts';
+import type { CallState } from './admission.ts';
 import {
   encodeFrame,
   encodeGrpcMessage,
@@ -41,7 +47,8 @@ export interface UnaryMethod<Req = unknown, Res = unknown> {
   path: string;
   decode(message: Buffer): Req;
   encode(response: Res): Uint8Array;
-  handle(request: Req): Res | Promise<Res>;
+  /** `call.abandoned` turns true once the client cancelled or the deadline passed. */
+  handle(request: Req, call: CallState): Res | Promise<Res>;
 }
 
 export interface UnaryGrpcServerOptions {
@@ -50,11 +57,18 @@ export interface UnaryGrpcServerOptions {
   maxReceiveMessageBytes?: number;
   /** Called with a handler's unexpected error (the client gets INTERNAL without its text). */
   onHandlerError?: (err: unknown, path: string) => void;
+  /**
+   * TLS requiring a client certificate from the data-plane CA (pki/data-plane-listen.ts decides it for
+   * every transport), renewed in place; absent: plaintext (a Unix socket, or tests).
+   */
+  tls?: CertificateSource | null;
 }
 
 export interface UnaryGrpcServer {
   /** Resolves with the bound port (0 picks a free one). */
   listen(host: string, port: number): Promise<number>;
+  /** Listens on a Unix socket (the caller claims the path and restricts its mode). */
+  listenPath(path: string): Promise<void>;
   /** Stops accepting, lets calls in flight finish for up to `graceMs`, then drops what is left. */
   close(graceMs?: number): Promise<void>;
 }
@@ -149,99 +163,132 @@ function fail(
   }
 }
 
+/** Not gRPC at all: plain HTTP 415, as the gRPC spec and @grpc/grpc-js answer. */
+function unsupportedMediaType(stream: ServerHttp2Stream): void {
+  try {
+    stream.respond({ [h2.HTTP2_HEADER_STATUS]: h2.HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE }, { endStream: true });
+  } catch {
+    // reset by the peer meanwhile
+  }
+}
+
+/** Reads the one request message, runs the method and answers (or reports the error status). */
+async function runCall(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  call: { method: UnaryMethod; reader: UnaryFrameReader; state: CallState; settle: () => boolean },
+  o: UnaryGrpcServerOptions,
+  maxReceive: number,
+): Promise<void> {
+  const { method, reader, state, settle } = call;
+  try {
+    const frame = reader.finish();
+    const encoding = frame.compressed ? String(headers['grpc-encoding'] ?? 'identity') : 'identity';
+    const bytes =
+      encoding === 'identity' ? frame.message : await decompress(encoding, frame.message, maxReceive);
+    let request: unknown;
+    try {
+      request = method.decode(bytes);
+    } catch {
+      throw new GrpcStatusError(GrpcStatus.INTERNAL, 'Error deserializing request');
+    }
+    const response = await method.handle(request, state);
+    const payload = method.encode(response);
+    if (settle()) respondMessage(stream, payload);
+  } catch (err) {
+    if (settle()) fail(stream, err, method.path, o.onHandlerError);
+  }
+}
+
+/** One HTTP/2 stream: checks it is a known gRPC method, arms its deadline, reads it and answers once. */
+function serveStream(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  methods: Map<string, UnaryMethod>,
+  o: UnaryGrpcServerOptions,
+  maxReceive: number,
+): void {
+  // A reset from the peer arrives as an error on the stream; nothing to answer then.
+  stream.on('error', () => undefined);
+  const contentType = headers[h2.HTTP2_HEADER_CONTENT_TYPE];
+  if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
+    unsupportedMediaType(stream);
+    return;
+  }
+  const path = headers[h2.HTTP2_HEADER_PATH] as string;
+  const method = methods.get(path);
+  if (!method) {
+    trailersOnly(stream, GrpcStatus.UNIMPLEMENTED, `The server does not implement the method ${path}`);
+    return;
+  }
+  // Settled once: the first of response, error status or deadline wins.
+  let settled = false;
+  let deadline: NodeJS.Timeout | undefined;
+  const settle = (): boolean => {
+    if (settled) return false;
+    settled = true;
+    if (deadline) clearTimeout(deadline);
+    return true;
+  };
+  try {
+    const timeoutMs = parseGrpcTimeout(headers['grpc-timeout']);
+    if (timeoutMs !== null) {
+      deadline = setTimeout(() => {
+        if (settle()) trailersOnly(stream, GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded');
+      }, timeoutMs);
+    }
+  } catch (err) {
+    settle();
+    fail(stream, err, path, o.onHandlerError);
+    return;
+  }
+  stream.once('close', () => settle());
+  // Settled before the handler answers: the deadline passed or the peer reset the stream.
+  const traceparent = headers['traceparent'];
+  const state: CallState = {
+    get abandoned() {
+      return settled;
+    },
+    ...(typeof traceparent === 'string' ? { traceparent } : {}),
+  };
+  const reader = new UnaryFrameReader(maxReceive);
+  stream.on('data', (chunk: Buffer) => {
+    if (settled) return;
+    try {
+      reader.push(chunk);
+    } catch (err) {
+      if (settle()) fail(stream, err, path, o.onHandlerError);
+    }
+  });
+  stream.once('end', () => {
+    if (!settled) void runCall(stream, headers, { method, reader, state, settle }, o, maxReceive);
+  });
+}
+
 export function createUnaryGrpcServer(o: UnaryGrpcServerOptions): UnaryGrpcServer {
   const methods = new Map(o.methods.map((m) => [m.path, m]));
   const maxReceive = o.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_BYTES;
   const sessions = new Set<Http2Session>();
 
-  const server: Http2Server = createServer({
+  const limits = {
     maxSessionMemory: MAX_SESSION_MEMORY_MB,
     settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
-  });
+  };
+  const tls = o.tls ?? null;
+  const server: Http2Server | Http2SecureServer = tls
+    ? createSecureServer({ ...limits, ...tlsServerOptions(tls) })
+    : createServer(limits);
+  // A renewed certificate applies to new connections at once.
+  const unsubscribe = tls?.subscribe(() =>
+    (server as Http2SecureServer).setSecureContext(tlsServerOptions(tls)),
+  );
   server.on('session', (session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     // A broken connection is the peer's problem; without a listener it would throw in this process.
     session.on('error', () => undefined);
   });
-
-  server.on('stream', (stream, headers) => {
-    // A reset from the peer arrives as an error on the stream; nothing to answer then.
-    stream.on('error', () => undefined);
-    const contentType = headers[h2.HTTP2_HEADER_CONTENT_TYPE];
-    if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
-      // Not gRPC at all: plain HTTP 415, as the gRPC spec and @grpc/grpc-js answer.
-      try {
-        stream.respond(
-          { [h2.HTTP2_HEADER_STATUS]: h2.HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE },
-          { endStream: true },
-        );
-      } catch {
-        // reset by the peer meanwhile
-      }
-      return;
-    }
-    const path = headers[h2.HTTP2_HEADER_PATH] as string;
-    const method = methods.get(path);
-    if (!method) {
-      trailersOnly(stream, GrpcStatus.UNIMPLEMENTED, `The server does not implement the method ${path}`);
-      return;
-    }
-    // Settled once: the first of response, error status or deadline wins.
-    let settled = false;
-    let deadline: NodeJS.Timeout | undefined;
-    const settle = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      if (deadline) clearTimeout(deadline);
-      return true;
-    };
-    try {
-      const timeoutMs = parseGrpcTimeout(headers['grpc-timeout']);
-      if (timeoutMs !== null) {
-        deadline = setTimeout(() => {
-          if (settle()) trailersOnly(stream, GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded');
-        }, timeoutMs);
-      }
-    } catch (err) {
-      settle();
-      fail(stream, err, path, o.onHandlerError);
-      return;
-    }
-    stream.once('close', () => settle());
-
-    const reader = new UnaryFrameReader(maxReceive);
-    stream.on('data', (chunk: Buffer) => {
-      if (settled) return;
-      try {
-        reader.push(chunk);
-      } catch (err) {
-        if (settle()) fail(stream, err, path, o.onHandlerError);
-      }
-    });
-    stream.once('end', () => {
-      if (settled) return;
-      void (async () => {
-        let request: unknown;
-        try {
-          const frame = reader.finish();
-          const encoding = frame.compressed ? String(headers['grpc-encoding'] ?? 'identity') : 'identity';
-          const bytes =
-            encoding === 'identity' ? frame.message : await decompress(encoding, frame.message, maxReceive);
-          try {
-            request = method.decode(bytes);
-          } catch {
-            throw new GrpcStatusError(GrpcStatus.INTERNAL, 'Error deserializing request');
-          }
-          const response = await method.handle(request);
-          const payload = method.encode(response);
-          if (settle()) respondMessage(stream, payload);
-        } catch (err) {
-          if (settle()) fail(stream, err, path, o.onHandlerError);
-        }
-      })();
-    });
-  });
+  server.on('stream', (stream, headers) => serveStream(stream, headers, methods, o, maxReceive));
 
   return {
     listen: (host, port) =>
@@ -252,8 +299,17 @@ export function createUnaryGrpcServer(o: UnaryGrpcServerOptions): UnaryGrpcServe
           resolve((server.address() as AddressInfo).port);
         });
       }),
+    listenPath: (path) =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
     close: (graceMs = 2000) =>
       new Promise<void>((resolve) => {
+        unsubscribe?.();
         if (!server.listening) {
           resolve();
           return;

@@ -172,7 +172,8 @@ async function runCase(
         await startOurs(prepared.policyDir, prepared.measured, {
           ...serverCpus,
           ...(profileDir ? { cpuProfileDir: join(profileDir, transport) } : {}),
-          ...(transport === 'http2' ? { transport } : {}),
+          // Always named: `ours` is @grpc/grpc-js, `ours-http2` the lean transport (the default).
+          transport,
         }),
       );
     }

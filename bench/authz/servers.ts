@@ -11,7 +11,7 @@ import { type Child, freePort, spawnChild, waitUntil } from './processes.ts';
 /**
  * `node-floor` is the bare @grpc/grpc-js server of grpc-floor.ts (no policy): the Node ceiling on
  * that library; `http2-floor` the same on the lean node:http2 transport (authz-server/transport/).
- * `ours-http2` is ours with `--transport http2`. `connect-floor` is the same floor on
+ * `ours` is ours with `--transport grpc-js`, `ours-http2` with `--transport http2` (the default). `connect-floor` is the same floor on
  * @connectrpc/connect-node (evaluation only; set up with bench/authz/connect-eval/setup.mjs).
  */
 export type Side = 'ours' | 'ours-http2' | 'opa-envoy' | 'node-floor' | 'http2-floor' | 'connect-floor';

@@ -6,8 +6,8 @@
 //              appended to a file);
 //   chaperone  `chaperone up` (the whole gateway: authz, xDS, ext_proc, access logs, audit trail in the
 //              embedded store) with a generated config whose upstream is the bench upstream.
-// `chaperone-http2` is the same gateway with the authz server on the lean transport
-// (CHAPERONE_AUTHZ_TRANSPORT=http2). `authz-only` is the first side's Envoy asking `chaperone authz
+// `chaperone-grpc-js` is the same gateway with the authz server on @grpc/grpc-js
+// (CHAPERONE_AUTHZ_TRANSPORT=grpc-js) instead of the default lean node:http2 transport. `authz-only` is the first side's Envoy asking `chaperone authz
 // serve` (same policy and issuer, no store, no ext_proc, no access logs): the decision path alone,
 // which tells how much of the gateway's cost is the decision and how much is everything around it.
 import { randomInt } from 'node:crypto';
@@ -19,13 +19,13 @@ import { locateTool, PROJECT_ROOT } from '../../lib/tools.ts';
 import { type Child, spawnChild, stopChild, waitUntil } from '../authz/processes.ts';
 import { benchBootstrap } from './envoy-bootstrap.ts';
 
-export type SideName = 'envoy' | 'opa-envoy' | 'authz-only' | 'chaperone' | 'chaperone-http2';
+export type SideName = 'envoy' | 'opa-envoy' | 'authz-only' | 'chaperone' | 'chaperone-grpc-js';
 export const SIDE_NAMES: readonly SideName[] = [
   'envoy',
   'opa-envoy',
   'authz-only',
   'chaperone',
-  'chaperone-http2',
+  'chaperone-grpc-js',
 ];
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -34,8 +34,11 @@ export interface BenchContext {
   workDir: string;
   upstreamPort: number;
   issuer: { issuer: string; audience: string; jwks: unknown };
-  /** Bearer tokens from the dev issuer: alice is allowed GET /demo/items, bob is not. */
-  tokens: { alice: string; bob: string };
+  /**
+   * Bearer tokens from the dev issuer: alice is allowed GET /demo/items, bob is not; carol (group
+   * security) reads the gateway's /status.
+   */
+  tokens: { alice: string; bob: string; carol: string };
   /**
    * OPA-Envoy's Rego: `shipped` runs Chaperone's policy library unchanged behind a JWT-verifying
    * wrapper (the same Rego); `direct` is the same decision for this route as one hand-written rule.
@@ -48,8 +51,15 @@ export interface RunningSide {
   /** The measured URL (GET /demo/items through Envoy). */
   url: string;
   adminUrl: string;
+  /**
+   * Resolves once work a rate left behind is done (Chaperone: the audit spool and the access-log buffer
+   * are in the store), so that the rate's CPU time includes it.
+   */
+  settled?(): Promise<void>;
   /** Extra state worth keeping with each rate's figures (Chaperone's /status). */
   status?(): Promise<unknown>;
+  /** The side's root processes: their trees' CPU time is measured per rate (bench/gateway/process-cpu.ts). */
+  pids: number[];
   /** Where OPA-Envoy's decision log goes; its line count is checked against the requests. */
   decisionLog?: string;
   stop(): Promise<void>;
@@ -113,6 +123,9 @@ async function startEnvoy(ctx: BenchContext, name: string, authzPort: number | n
   return { child, adminUrl, url: `http://127.0.0.1:${listenPort}/demo/items` };
 }
 
+const pidsOf = (children: Child[]): number[] =>
+  children.map((c) => c.proc.pid).filter((p): p is number => p !== undefined);
+
 /** Stops children in order (Envoy before the server behind it). */
 const stopInOrder = (children: Child[], graceMs?: number) => async () => {
   for (const c of children) await stopChild(c, graceMs);
@@ -120,7 +133,13 @@ const stopInOrder = (children: Child[], graceMs?: number) => async () => {
 
 export async function startEnvoyAlone(ctx: BenchContext): Promise<RunningSide> {
   const envoy = await startEnvoy(ctx, 'envoy', null);
-  return { name: 'envoy', url: envoy.url, adminUrl: envoy.adminUrl, stop: stopInOrder([envoy.child]) };
+  return {
+    name: 'envoy',
+    url: envoy.url,
+    adminUrl: envoy.adminUrl,
+    pids: pidsOf([envoy.child]),
+    stop: stopInOrder([envoy.child]),
+  };
 }
 
 /** OPA-Envoy's policy directory: the entry rule, the shipped library and its data, the issuer. */
@@ -131,6 +150,11 @@ async function opaPolicyDir(ctx: BenchContext): Promise<string> {
     await mkdir(join(dir, 'chaperone', 'authz'), { recursive: true });
     await cp(join(shipped, 'authz', 'decision.rego'), join(dir, 'chaperone', 'authz', 'decision.rego'));
     await cp(join(shipped, 'targets'), join(dir, 'chaperone', 'targets'), { recursive: true });
+    // The library's helpers (paths.within), without their tests.
+    await cp(join(shipped, 'lib'), join(dir, 'chaperone', 'lib'), {
+      recursive: true,
+      filter: (src) => !src.endsWith('_test.rego'),
+    });
   }
   await mkdir(join(dir, 'envoy', 'authz'), { recursive: true });
   await cp(
@@ -183,6 +207,7 @@ export async function startOpaEnvoySide(ctx: BenchContext): Promise<RunningSide>
     url: envoy.url,
     adminUrl: envoy.adminUrl,
     decisionLog,
+    pids: pidsOf([envoy.child, opa]),
     stop: stopInOrder([envoy.child, opa]),
   };
 }
@@ -222,6 +247,7 @@ export async function startAuthzOnlySide(ctx: BenchContext): Promise<RunningSide
     name: 'authz-only',
     url: envoy.url,
     adminUrl: envoy.adminUrl,
+    pids: pidsOf([envoy.child, authz]),
     stop: stopInOrder([envoy.child, authz]),
   };
 }
@@ -237,6 +263,10 @@ identity:
   issuers:
     - issuer: ${ctx.issuer.issuer}
       audiences: [${ctx.issuer.audience}]
+access:
+  admins: [security]
+  auditors: [security]
+  reviewers: [security]
 targets:
   - name: demo
     upstream: http://127.0.0.1:${ctx.upstreamPort}
@@ -260,7 +290,7 @@ envoy:
 
 export async function startChaperoneSide(
   ctx: BenchContext,
-  name: 'chaperone' | 'chaperone-http2',
+  name: 'chaperone' | 'chaperone-grpc-js',
   opts: SideOptions = {},
 ): Promise<RunningSide> {
   const [listener, admin, authz, xds, api] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
@@ -286,10 +316,13 @@ export async function startChaperoneSide(
     env: {
       ...process.env,
       NODE_ENV: 'production',
-      ...(name === 'chaperone-http2' ? { CHAPERONE_AUTHZ_TRANSPORT: 'http2' } : {}),
+      ...(name === 'chaperone-grpc-js' ? { CHAPERONE_AUTHZ_TRANSPORT: 'grpc-js' } : {}),
     },
   });
   const apiUrl = `http://127.0.0.1:${ports.api}`;
+  // /status is for the security group (carol, in the config's access section).
+  const status = async (): Promise<unknown> =>
+    (await fetch(`${apiUrl}/status`, { headers: { authorization: `Bearer ${ctx.tokens.carol}` } })).json();
   await waitUntil(
     `${name} to report ready (${apiUrl}/readyz)`,
     async () => (await fetch(`${apiUrl}/readyz`)).ok,
@@ -302,7 +335,19 @@ export async function startChaperoneSide(
     name,
     url: `http://127.0.0.1:${ports.listener}/demo/items`,
     adminUrl: `http://127.0.0.1:${ports.admin}`,
-    status: async () => (await fetch(`${apiUrl}/status`)).json(),
+    pids: pidsOf([child]),
+    status,
+    settled: () =>
+      waitUntil(
+        `${name}: the audit spool and access logs to reach the store`,
+        async () => {
+          const s = (await status()) as {
+            audit?: { spool?: { pending?: number }; access_logs?: { pending?: number } };
+          };
+          return s.audit?.spool?.pending === 0 && s.audit.access_logs?.pending === 0;
+        },
+        { timeoutMs: 120_000, child },
+      ),
     // The gateway flushes its audit spool on SIGTERM before it exits (and writes the CPU profile).
     stop: stopInOrder([child], 60_000),
   };
@@ -317,7 +362,7 @@ export function startSide(ctx: BenchContext, name: SideName, opts: SideOptions =
     case 'authz-only':
       return startAuthzOnlySide(ctx);
     case 'chaperone':
-    case 'chaperone-http2':
+    case 'chaperone-grpc-js':
       return startChaperoneSide(ctx, name, opts);
   }
 }

@@ -383,6 +383,44 @@ describe('shipper', () => {
     await real.close();
   });
 
+  it('gathers decisions that trickle in into batches (lingerMs)', async () => {
+    const store = await openAuditStore({});
+    await store.migrate();
+    const spool = await Spool.open({ dir });
+    const shipper = new Shipper(spool, store, silent, { lingerMs: 150, batchSize: 50 });
+    shipper.start();
+    // One decision every ~5 ms: shipping on every append would make about one batch each.
+    for (let i = 0; i < 100; i++) {
+      await spool.append(record(i));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await waitFor(async () => (await store.lastSeq()) === 100, { what: 'every trickled decision' });
+    expect(shipper.stats().batches).toBeLessThan(25);
+    expect(await store.verifyChain()).toEqual({ ok: true, count: 100 });
+    await shipper.stop();
+    await spool.close();
+    await store.close();
+  });
+
+  it('ships a full batch at once, however long the linger', async () => {
+    const store = await openAuditStore({});
+    await store.migrate();
+    const spool = await Spool.open({ dir });
+    const shipper = new Shipper(spool, store, silent, { lingerMs: 10 * 60_000, batchSize: 50 });
+    shipper.start();
+    await Promise.all(Array.from({ length: 20 }, (_, i) => spool.append(record(i))));
+    expect(shipper.stats()).toMatchObject({ pending: 20, shipped: 0 }); // lingering, durable in the spool
+    await Promise.all(Array.from({ length: 30 }, (_, i) => spool.append(record(20 + i))));
+    await waitFor(async () => (await store.lastSeq()) === 50, { what: 'the full batch', timeoutMs: 20_000 });
+    // Shutdown does not wait for the linger either.
+    await spool.append(record(50));
+    expect(await shipper.flush(10_000)).toBe(true);
+    expect(await store.lastSeq()).toBe(51);
+    await shipper.stop();
+    await spool.close();
+    await store.close();
+  });
+
   it('resends after a crash between store and ack without duplicating', async () => {
     const store = await openAuditStore({});
     await store.migrate();

@@ -1,4 +1,4 @@
-// The audit store on both engines with the same SQL: migrations, idempotent inserts, queries with
+// The audit store on both engines (PGlite also in its own thread, as the gateway runs it) with the same SQL: migrations, idempotent inserts, queries with
 // keyset paging, the decision ↔ access-log join, values PostgreSQL would refuse, concurrent writers,
 // and the hash chain catching a changed, deleted, inserted or reordered record.
 import { randomUUID } from 'node:crypto';
@@ -86,6 +86,16 @@ const engines: Engine[] = [
     open: async () => {
       const store = await openAuditStore({});
       // PGlite is in-process with a single connection: tampering goes through the store's own.
+      const inner = (store as unknown as { sql: { query(t: string, p?: unknown[]): Promise<Rows> } }).sql;
+      return { store, sql: (t, p) => inner.query(t, p), cleanup: () => store.close() };
+    },
+  },
+  {
+    // What the gateway runs: the same database in a worker thread, every call a message to it.
+    name: 'PGlite (embedded, own thread)',
+    skip: false,
+    open: async () => {
+      const store = await openAuditStore({ thread: true });
       const inner = (store as unknown as { sql: { query(t: string, p?: unknown[]): Promise<Rows> } }).sql;
       return { store, sql: (t, p) => inner.query(t, p), cleanup: () => store.close() };
     },

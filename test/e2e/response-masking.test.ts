@@ -2,7 +2,9 @@
 // and detectors, one of them custom) rewrite the upstream's response, checked byte for byte; a
 // streaming response on the masked route is refused, and so is every response that cannot be masked as
 // declared (a path mask on text/json or broken JSON, a 206 or ranged response, an encoded body); the
-// audit trail records counts, never values.
+// audit trail records counts, never values. Only requests whose decision carries masks open an ext_proc
+// stream (Envoy's composite filter on the mask header ext_authz sets), and that header never reaches
+// the upstream.
 import { createServer, type Server } from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,6 +61,9 @@ beforeAll(async () => {
     } else if (req.url?.endsWith('/gzip')) {
       res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
       res.end(gzipSync(JSON.stringify(RECORD)));
+    } else if (req.url?.endsWith('/headers')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ headers: req.headers }));
     } else if (req.url?.endsWith('/notes')) {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('call bob@example.com about card 4111-1111-1111-1111\n');
@@ -82,7 +87,17 @@ afterAll(async () => {
   upstream?.close();
 });
 
-const get = (path: string) => fetch(`${gw.egress}${path}`, { headers: { authorization: `Bearer ${token}` } });
+const get = (path: string, headers: Record<string, string> = {}) =>
+  fetch(`${gw.egress}${path}`, { headers: { ...headers, authorization: `Bearer ${token}` } });
+
+/** Envoy's own counters (admin /stats), summed over every listener's prefix. */
+async function envoyCounter(suffix: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${gw.ports.admin}/stats?format=json`);
+  const { stats } = (await res.json()) as { stats: { name?: string; value?: number }[] };
+  return stats
+    .filter((s) => s.name?.endsWith(suffix))
+    .reduce((sum, s) => sum + (typeof s.value === 'number' ? s.value : 0), 0);
+}
 
 describe('response masking (ext_proc)', () => {
   it('masks JSON by path and by detector, byte for byte', async () => {
@@ -121,6 +136,29 @@ describe('response masking (ext_proc)', () => {
     const res = await get('/demo/items');
     expect(res.status).toBe(200);
     expect(((await res.json()) as { items: unknown[] }).items).toHaveLength(2);
+  });
+
+  it('opens no ext_proc stream for responses whose decision has no masks (Envoy stats)', async () => {
+    const before = await envoyCounter('.ext_proc.streams_started');
+    for (let i = 0; i < 20; i++) {
+      // A client-sent mask header is removed at the edge: it cannot switch the processor on either.
+      const res = await get('/demo/items', i % 2 ? { 'x-chaperone-mask': 'on' } : {});
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    expect(await envoyCounter('.ext_proc.streams_started')).toBe(before);
+    const masked = await get('/crm/customers');
+    expect(await masked.text()).toBe(MASKED);
+    expect(await envoyCounter('.ext_proc.streams_started')).toBe(before + 1);
+    expect(await envoyCounter('.composite.delegation_error')).toBe(0);
+  });
+
+  it('never sends the mask header to the upstream', async () => {
+    const res = await get('/crm/headers');
+    expect(res.status).toBe(200);
+    const { headers } = (await res.json()) as { headers: Record<string, string> };
+    expect(headers['x-chaperone-decision-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(Object.keys(headers).filter((h) => h === 'x-chaperone-mask')).toEqual([]);
   });
 
   it('records what was masked (counts only) in the audit trail', async () => {

@@ -27,7 +27,8 @@ export function checkRequest(spec: RequestSpec): Record<string, unknown> {
       source: { address: { socketAddress: { address: '127.0.0.1', portValue: 50000 } } },
       destination: { address: { socketAddress: { address: '127.0.0.1', portValue: 10000 } } },
       request: {
-        time: { seconds: Math.floor(Date.now() / 1000), nanos: 0 },
+        // As Envoy stamps it: when the request arrived, to the nanosecond (the server estimates waits from it).
+        time: { seconds: Math.floor(Date.now() / 1000), nanos: (Date.now() % 1000) * 1_000_000 },
         http: {
           id: spec.id ?? String(Math.floor(Math.random() * 1e12)),
           method: spec.method ?? 'GET',

@@ -205,6 +205,23 @@ describe('mapPolicyResult: dynamic metadata', () => {
     });
   });
 
+  it('sets the mask header on the upstream request exactly when an allow carries masks', () => {
+    const maskHeader = (r: ReturnType<typeof mapped>) =>
+      (r.response.okResponse?.headers ?? []).filter((h) => h.header.key === 'x-chaperone-mask');
+    expect(maskHeader(mapped({ allowed: true, masks: { paths: ['$.ssn'] } }))).toEqual([
+      { header: { key: 'x-chaperone-mask', value: 'on' }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+    ]);
+    for (const masks of [undefined, null, 'all', ['$.ssn']])
+      expect(maskHeader(mapped({ allowed: true, masks }))).toEqual([]);
+    // A result that masks cannot also remove the header that switches its masking on.
+    const both = mapped({
+      allowed: true,
+      masks: { paths: ['$.ssn'] },
+      request_headers_to_remove: ['X-Chaperone-Mask', 'x-other'],
+    });
+    expect(both.response.okResponse?.headersToRemove).toEqual(['x-other']);
+  });
+
   it('the policy cannot overwrite the decision fields', () => {
     const out = mapped({ allowed: true, dynamic_metadata: { decision_id: 'forged', reason_code: 'forged' } });
     expect(metadataOf(out.response)).toMatchObject({ decision_id: 'd-1', reason_code: 'ALLOWED' });

@@ -162,8 +162,19 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
       expect(hcm['http_filters'].map((f: { name: string }) => f.name)).toEqual([
         'envoy.filters.http.header_mutation',
         'envoy.filters.http.ext_authz',
-        'envoy.filters.http.ext_proc',
+        'chaperone.response_masking',
+        'chaperone.strip_mask_header',
         'envoy.filters.http.router',
+      ]);
+      // ext_proc only behind the composite filter, on the mask header ext_authz sets; the header is
+      // removed before the router.
+      const masking = hcm['http_filters'][2].typed_config;
+      expect(masking.xds_matcher.matcher_tree.input.typed_config.header_name).toBe('x-chaperone-mask');
+      const action = masking.xds_matcher.matcher_tree.exact_match_map.map.on.action.typed_config;
+      expect(action.typed_config.name).toBe('envoy.filters.http.ext_proc');
+      expect(action.typed_config.typed_config.failure_mode_allow).toBe(false);
+      expect(hcm['http_filters'][3].typed_config.mutations.request_mutations).toEqual([
+        { remove: 'x-chaperone-mask' },
       ]);
       const mutations = hcm['http_filters'][0].typed_config.mutations.request_mutations;
       expect(mutations).toContainEqual({ remove_on_match: { key_matcher: { prefix: 'x-chaperone-' } } });

@@ -12,6 +12,14 @@ export const EXT_AUTHZ_TYPE = `${T}envoy.extensions.filters.http.ext_authz.v3.Ex
 export const EXT_AUTHZ_PER_ROUTE_TYPE = `${T}envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute`;
 export const EXT_PROC_FILTER = 'envoy.filters.http.ext_proc';
 export const EXT_PROC_TYPE = `${T}envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor`;
+export const COMPOSITE_FILTER = 'envoy.filters.http.composite';
+export const COMPOSITE_TYPE = `${T}envoy.extensions.filters.http.composite.v3.Composite`;
+export const EXECUTE_FILTER_ACTION_TYPE = `${T}envoy.extensions.filters.http.composite.v3.ExecuteFilterAction`;
+export const EXTENSION_WITH_MATCHER_TYPE = `${T}envoy.extensions.common.matching.v3.ExtensionWithMatcher`;
+export const REQUEST_HEADER_INPUT_TYPE = `${T}envoy.type.matcher.v3.HttpRequestHeaderMatchInput`;
+/** Chaperone's names for its own instances of Envoy filters (an HCM's filter names are unique). */
+export const MASKING_FILTER = 'chaperone.response_masking';
+export const STRIP_MASK_HEADER_FILTER = 'chaperone.strip_mask_header';
 export const ROUTER_FILTER = 'envoy.filters.http.router';
 export const ROUTER_TYPE = `${T}envoy.extensions.filters.http.router.v3.Router`;
 export const GRPC_ACCESS_LOG = 'envoy.access_loggers.http_grpc';

@@ -7,24 +7,33 @@ import {
   CHAPERONE_HEADER_PREFIX,
   CLIENT_IDENTITY_HEADERS,
   DECISION_ID_HEADER,
+  MASK_HEADER,
+  MASK_HEADER_VALUE,
 } from '../../contracts/ext-authz.ts';
 import type { Ir, IrListener } from '../ir/types.ts';
 import {
   ADS_CONFIG_SOURCE,
+  COMPOSITE_FILTER,
+  COMPOSITE_TYPE,
   EARLY_HEADER_MUTATION,
   EARLY_HEADER_MUTATION_TYPE,
+  EXECUTE_FILTER_ACTION_TYPE,
   EXT_AUTHZ_FILTER,
   EXT_AUTHZ_TYPE,
   EXT_PROC_FILTER,
   EXT_PROC_TYPE,
+  EXTENSION_WITH_MATCHER_TYPE,
   GRPC_ACCESS_LOG,
   GRPC_ACCESS_LOG_TYPE,
   HCM_FILTER,
   HCM_TYPE,
   HEADER_MUTATION_FILTER,
   HEADER_MUTATION_TYPE,
+  MASKING_FILTER,
+  REQUEST_HEADER_INPUT_TYPE,
   ROUTER_FILTER,
   ROUTER_TYPE,
+  STRIP_MASK_HEADER_FILTER,
 } from './envoy-names.ts';
 import { bodyTooLargeReply, extAuthzTimeout, withRequestBody } from './request-body.ts';
 
@@ -74,28 +83,73 @@ function headerMutationFilter(): Record<string, unknown> {
 }
 
 /**
- * Response masking through Chaperone's ext_proc server (on the control plane's gRPC port). Only the
- * response headers are sent by default; the processor switches a response to a buffered body only when
- * its decision carried masks, so unmasked traffic streams through. Fail closed: no processor, no response.
+ * The mask processor (Chaperone's ext_proc server, on the control plane's gRPC port). Only the response
+ * headers are sent by default; the processor switches a response to a buffered body when its decision
+ * carried masks. Fail closed: no processor, no response.
  */
-function extProcFilter(ir: Ir): Record<string, unknown> {
+function extProcConfig(ir: Ir): Record<string, unknown> {
   return {
-    name: EXT_PROC_FILTER,
+    '@type': EXT_PROC_TYPE,
+    grpc_service: { envoy_grpc: { cluster_name: ir.accessLogCluster }, timeout: '2s' },
+    failure_mode_allow: false,
+    allow_mode_override: true,
+    processing_mode: {
+      request_header_mode: 'SKIP',
+      response_header_mode: 'SEND',
+      request_body_mode: 'NONE',
+      response_body_mode: 'NONE',
+      request_trailer_mode: 'SKIP',
+      response_trailer_mode: 'SKIP',
+    },
+    metadata_options: { forwarding_namespaces: { untyped: [EXT_AUTHZ_FILTER] } },
+    message_timeout: '2s',
+  };
+}
+
+/**
+ * Response masking only where a decision asks for it: the composite filter runs after ext_authz, whose
+ * allow adds MASK_HEADER to the request exactly when the decision carries `masks`, and delegates to the
+ * mask processor only for such requests (matched on the request headers, so it sees the whole
+ * response). Every other request opens no ext_proc stream: no second gRPC call per request.
+ */
+function maskingFilter(ir: Ir): Record<string, unknown> {
+  return {
+    name: MASKING_FILTER,
     typed_config: {
-      '@type': EXT_PROC_TYPE,
-      grpc_service: { envoy_grpc: { cluster_name: ir.accessLogCluster }, timeout: '2s' },
-      failure_mode_allow: false,
-      allow_mode_override: true,
-      processing_mode: {
-        request_header_mode: 'SKIP',
-        response_header_mode: 'SEND',
-        request_body_mode: 'NONE',
-        response_body_mode: 'NONE',
-        request_trailer_mode: 'SKIP',
-        response_trailer_mode: 'SKIP',
+      '@type': EXTENSION_WITH_MATCHER_TYPE,
+      extension_config: { name: COMPOSITE_FILTER, typed_config: { '@type': COMPOSITE_TYPE } },
+      xds_matcher: {
+        matcher_tree: {
+          input: {
+            name: 'mask-header',
+            typed_config: { '@type': REQUEST_HEADER_INPUT_TYPE, header_name: MASK_HEADER },
+          },
+          exact_match_map: {
+            map: {
+              [MASK_HEADER_VALUE]: {
+                action: {
+                  name: 'mask-response',
+                  typed_config: {
+                    '@type': EXECUTE_FILTER_ACTION_TYPE,
+                    typed_config: { name: EXT_PROC_FILTER, typed_config: extProcConfig(ir) },
+                  },
+                },
+              },
+            },
+          },
+        },
       },
-      metadata_options: { forwarding_namespaces: { untyped: [EXT_AUTHZ_FILTER] } },
-      message_timeout: '2s',
+    },
+  };
+}
+
+/** MASK_HEADER is for Envoy's filters only: removed after the composite filter has matched on it. */
+function stripMaskHeaderFilter(): Record<string, unknown> {
+  return {
+    name: STRIP_MASK_HEADER_FILTER,
+    typed_config: {
+      '@type': HEADER_MUTATION_TYPE,
+      mutations: { request_mutations: [{ remove: MASK_HEADER }] },
     },
   };
 }
@@ -167,7 +221,8 @@ export function listenerResource(ir: Ir, listener: IrListener): Record<string, u
               http_filters: [
                 headerMutationFilter(),
                 extAuthzFilter(ir, listener),
-                extProcFilter(ir),
+                maskingFilter(ir),
+                stripMaskHeaderFilter(),
                 { name: ROUTER_FILTER, typed_config: { '@type': ROUTER_TYPE } },
               ],
             },
