@@ -65,7 +65,8 @@ export type OperationalErrorCode =
   | 'ERR_GATEWAY_START'
   | 'ERR_APPROVAL'
   | 'ERR_MASK_SPEC_INVALID'
-  | 'ERR_BUILTIN';
+  | 'ERR_BUILTIN'
+  | 'ERR_GRPC_CALL';
 
 export type ErrorCode = AuthzErrorCode | OperationalErrorCode;
 

@@ -2,6 +2,7 @@
 // length-prefixed message (1 byte compressed flag, 4 bytes big-endian length, the message), the
 // `grpc-timeout` header and the percent-encoding of `grpc-message`. No I/O: unary-grpc-server.ts
 // feeds it bytes and headers.
+import { ChaperoneError } from '../../contracts/errors.ts';
 
 /** Canonical status codes (google.rpc.Code), the ones this transport sends. */
 export const GrpcStatus = {
@@ -19,14 +20,13 @@ export const GrpcStatus = {
 export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
 /** A call that ends with this status instead of a response message. */
-export class GrpcStatusError extends Error {
+export class GrpcStatusError extends ChaperoneError {
   constructor(
     readonly grpcCode: GrpcStatusCode,
     /** Sent to the client as `grpc-message`: keep internals out of it. */
     readonly details: string,
   ) {
-    super(details);
-    this.name = 'GrpcStatusError';
+    super('ERR_GRPC_CALL', details);
   }
 }
 

@@ -8,12 +8,14 @@
 import { createServer, type Server } from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminGet } from '../../lib/envoy-admin.ts';
 import {
   apiFetch,
   devGatewayYaml,
   devToken,
   type GatewayProcess,
   gatewayPorts,
+  gatewaySockets,
   startGatewayProcess,
 } from '../support/gateway-process.ts';
 import { freePort } from '../support/ports.ts';
@@ -92,8 +94,9 @@ const get = (path: string, headers: Record<string, string> = {}) =>
 
 /** Envoy's own counters (admin /stats), summed over every listener's prefix. */
 async function envoyCounter(suffix: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${gw.ports.admin}/stats?format=json`);
-  const { stats } = (await res.json()) as { stats: { name?: string; value?: number }[] };
+  // Envoy's admin is on a 0600 Unix socket by default (lib/envoy-admin.ts speaks HTTP over it).
+  const res = await adminGet(`unix:${gatewaySockets(gw).admin}`, '/stats?format=json');
+  const { stats } = JSON.parse(res.body) as { stats: { name?: string; value?: number }[] };
   return stats
     .filter((s) => s.name?.endsWith(suffix))
     .reduce((sum, s) => sum + (typeof s.value === 'number' ? s.value : 0), 0);
