@@ -1,10 +1,10 @@
 // The agent inventory and the kill switch, on the JSON API's rules (GET /agents, POST /agents/revoke):
 // every person sees and revokes their own agents; admins and auditors see everyone's; only an admin
 // revokes another person's — one token, every token of an agent name, or every agent of a user.
-import { type Person, personOf, samePerson } from '../../../contracts/identity.ts';
+import { personOf, samePerson } from '../../../contracts/identity.ts';
 import type { AgentTokenRecord } from '../../../fleet/agent-registry.ts';
-import { ApiError } from '../../errors.ts';
-import type { ApiHandler, ApiRequest } from '../../route.ts';
+import type { ApiHandler } from '../../route.ts';
+import { revocationAsked, revokeAgents } from '../../routes/agents.ts';
 import type { ConsoleDeps } from '../deps.ts';
 import { href, html, type SafeHtml } from '../html.ts';
 import { csrfField, page, redirect, type Viewer, viewerOf, when } from '../layout.ts';
@@ -67,44 +67,11 @@ ${(req.roles.has('admin') ? users : [v.subject]).map((u) =>
   };
 }
 
-const field = (req: ApiRequest, name: string) => {
-  const v = (req.body as Record<string, unknown> | null)?.[name];
-  return typeof v === 'string' && v !== '' ? v : undefined;
-};
-
 export function revokeAgentsAction(d: ConsoleDeps): ApiHandler {
   return async (req) => {
-    const me = personOf(req.caller!);
-    const tokenId = field(req, 'token_id');
-    const agent = field(req, 'agent');
-    const user = field(req, 'user');
-    const issuer = field(req, 'issuer');
-    if (!tokenId && !agent && !user)
-      throw new ApiError(400, 'invalid_request', 'give a token, an agent or a user');
-    // Whose agents: a token's owner, or `user` of `issuer` (default: the caller's own issuer).
-    const row = tokenId ? (await d.agents.list({ tokenId }))[0] : undefined;
-    const owner: Person | undefined = tokenId
-      ? row && { issuer: row.user_issuer, subject: row.user }
-      : { issuer: issuer ?? me.issuer, subject: user ?? me.subject };
-    if (owner !== undefined && !samePerson(owner, me) && !req.roles.has('admin'))
-      throw new ApiError(403, 'forbidden', "only the admin role may revoke other people's agents");
-    const hit = await d.agents.revoke(me, {
-      ...(tokenId ? { tokenId } : {}),
-      ...(agent ? { agent } : {}),
-      ...(!tokenId && owner ? { user: owner } : {}),
-    });
-    await d.recordAdmin?.({
-      ...me,
-      action: 'REVOKE_AGENTS',
-      reason: `revoked ${hit.length} agent token(s) in the console: ${tokenId ? `token ${tokenId}` : agent ? `agent ${agent}` : `every agent of ${user}`}`,
-      detail: {
-        token_id: tokenId ?? null,
-        agent: agent ?? null,
-        user: user ?? null,
-        revoked: hit.map((r) => r.token_id),
-        via: 'console',
-      },
-    });
+    const asked = revocationAsked(req);
+    await revokeAgents(d.agents, d.recordAdmin, personOf(req.caller!), req.roles, asked, 'console');
+    const { user } = asked;
     return redirect(
       href('/console/agents', {
         user: req.roles.has('admin') || req.roles.has('auditor') ? (user ?? null) : null,
