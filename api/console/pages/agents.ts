@@ -1,7 +1,7 @@
 // The agent inventory and the kill switch, on the JSON API's rules (GET /agents, POST /agents/revoke):
 // every person sees and revokes their own agents; admins and auditors see everyone's; only an admin
 // revokes another person's — one token, every token of an agent name, or every agent of a user.
-import { personOf, samePerson } from '../../../contracts/identity.ts';
+import { type Person, personOf, samePerson } from '../../../contracts/identity.ts';
 import type { AgentTokenRecord } from '../../../fleet/agent-registry.ts';
 import type { ApiHandler } from '../../route.ts';
 import { revocationAsked, revokeAgents } from '../../routes/agents.ts';
@@ -27,7 +27,7 @@ function agentRow(a: AgentTokenRecord, v: Viewer, mayRevoke: boolean): SafeHtml 
   <td>${
     mayRevoke && live
       ? html`${revokeButton(v, { token_id: a.token_id }, 'Revoke token', `Revoke token ${a.token_id.slice(0, 8)} of ${a.agent}`)}
-    ${revokeButton(v, { agent: a.agent, user: a.user }, 'Revoke agent', `Revoke every token of agent ${a.agent} of ${a.user}`)}`
+    ${revokeButton(v, { agent: a.agent, user: a.user, issuer: a.user_issuer }, 'Revoke agent', `Revoke every token of agent ${a.agent} of ${a.user}`)}`
       : ''
   }</td>
 </tr>`;
@@ -45,7 +45,15 @@ export function agentsPage(d: ConsoleDeps): ApiHandler {
     );
     const mayRevoke = (a: AgentTokenRecord) =>
       samePerson({ issuer: a.user_issuer, subject: a.user }, me) || req.roles.has('admin');
-    const users = [...new Set(rows.map((r) => r.user))].sort();
+    // The kill switch names people (issuer and subject): alice of another issuer is someone else.
+    const people = new Map<string, Person>();
+    for (const r of req.roles.has('admin') ? rows : []) {
+      const p = { issuer: r.user_issuer, subject: r.user };
+      people.set(JSON.stringify([p.subject, p.issuer]), p);
+    }
+    if (!req.roles.has('admin')) people.set('', me);
+    const issuers = new Set([...people.values()].map((p) => p.issuer));
+    const named = (p: Person) => (issuers.size > 1 ? `${p.subject} (${p.issuer})` : p.subject);
     return page({
       title: 'Agents',
       viewer: v,
@@ -60,9 +68,16 @@ export function agentsPage(d: ConsoleDeps): ApiHandler {
 <tbody>${rows.map((a) => agentRow(a, v, mayRevoke(a)))}</tbody></table></div>
 <h2>Kill switch</h2>
 <p>Revoking every agent of a person stops each of their agent tokens on every authz server within a second.</p>
-${(req.roles.has('admin') ? users : [v.subject]).map((u) =>
-  revokeButton(v, { user: u }, `Revoke every agent of ${u}`, `Revoke every agent of ${u}`),
-)}`,
+${[...people.entries()]
+  .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  .map(([, p]) =>
+    revokeButton(
+      v,
+      { user: p.subject, issuer: p.issuer },
+      `Revoke every agent of ${named(p)}`,
+      `Revoke every agent of ${named(p)}`,
+    ),
+  )}`,
     });
   };
 }
