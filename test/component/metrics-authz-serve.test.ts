@@ -53,7 +53,7 @@ describe('chaperone authz serve --metrics-addr', () => {
 
   it('refuses a metrics address off loopback without a token file (exit 2)', async () => {
     const { code, out } = await runCli(
-      ['authz', 'serve', '--addr', '127.0.0.1:0', '--metrics-addr', '0.0.0.0:0'],
+      ['authz', 'serve', '--addr', `unix:${join(dir, 'refused.sock')}`, '--metrics-addr', '0.0.0.0:0'],
       { timeoutMs: 60_000 },
     );
     expect(code).toBe(2);
