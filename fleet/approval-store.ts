@@ -10,6 +10,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { ChaperoneError } from '../contracts/errors.ts';
 import { type Person, samePerson } from '../contracts/identity.ts';
 import { redactText } from '../lib/secret-text.ts';
+import { jsonColumn } from '../store/sql.ts';
 import { type ApprovalEvent, approvalEventsOf, recordApprovalEvent } from './approval-events.ts';
 import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
@@ -95,7 +96,7 @@ export function parseTtl(text: string | undefined): number {
 type Reader = { query<T>(text: string, params?: unknown[]): Promise<T[]> };
 
 function docOf(row: { doc: unknown }): ApprovalRequest {
-  return (typeof row.doc === 'string' ? JSON.parse(row.doc) : row.doc) as ApprovalRequest;
+  return jsonColumn<ApprovalRequest>(row.doc);
 }
 
 export class ApprovalStore {
