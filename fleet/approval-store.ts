@@ -99,6 +99,22 @@ function docOf(row: { doc: unknown }): ApprovalRequest {
   return jsonColumn<ApprovalRequest>(row.doc);
 }
 
+/**
+ * What a pending approval request records for its reviewers: who, as whom, where, what, with which raw
+ * body. The grant matches by fingerprint (the person, the agent, the target and what the request does),
+ * not by these fields.
+ */
+export interface ApprovalRequestParts {
+  subject: string;
+  /** The issuer that vouches for `subject` (the person's own issuer, also behind an agent token). */
+  issuer: string;
+  actor: unknown;
+  target: string | null;
+  method: string;
+  path: string;
+  bodySha256: string | null;
+}
+
 export class ApprovalStore {
   /** Approved, unexpired grants by approval id, as the store has them. */
   private readonly grants: Mirror<string, ApprovalRequest>;
@@ -179,17 +195,9 @@ export class ApprovalStore {
   }
 
   /** The existing pending request for this fingerprint (fleet-wide), or a new one. */
-  async request(p: {
-    fingerprint: string;
-    subject: string;
-    issuer: string;
-    actor: unknown;
-    target: string | null;
-    method: string;
-    path: string;
-    bodySha256: string | null;
-    spec: ApprovalSpec;
-  }): Promise<ApprovalRequest> {
+  async request(
+    p: ApprovalRequestParts & { fingerprint: string; spec: ApprovalSpec },
+  ): Promise<ApprovalRequest> {
     const found = await this.pendingFor(this.sql, p.fingerprint);
     if (found) return found;
     const req: ApprovalRequest = {
