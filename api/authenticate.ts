@@ -73,15 +73,11 @@ async function verified(auth: CallerAuth, token: string): Promise<Identity> {
   return res.identity;
 }
 
-function bearer(headers: Record<string, string | string[] | undefined>): string {
+/** The token of `Authorization: Bearer <token>`; otherwise a 401 saying what the route `needs`. */
+function bearer(headers: Record<string, string | string[] | undefined>, needs: string): string {
   const value = headers['authorization'];
   const m = typeof value === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(value) : null;
-  if (!m)
-    throw new ApiError(
-      401,
-      'unauthenticated',
-      'this route needs your token: Authorization: Bearer <your OIDC access token>',
-    );
+  if (!m) throw new ApiError(401, 'unauthenticated', `this route needs ${needs}`);
   return m[1]!;
 }
 
@@ -123,15 +119,8 @@ async function checkScraper(auth: CallerAuth, headers: Record<string, string | s
     throw new ApiError(503, 'metrics_token_unavailable', 'the metrics token cannot be read');
   });
   if (expected === null) return;
-  const value = headers['authorization'];
-  const m = typeof value === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(value) : null;
-  if (!m)
-    throw new ApiError(
-      401,
-      'unauthenticated',
-      'this route needs the metrics token: Authorization: Bearer <token>',
-    );
-  if (!timingSafeEqual(sha256(m[1]!), sha256(expected)))
+  const token = bearer(headers, 'the metrics token: Authorization: Bearer <token>');
+  if (!timingSafeEqual(sha256(token), sha256(expected)))
     throw new ApiError(401, 'invalid_token', 'the metrics bearer token does not match');
 }
 
@@ -201,7 +190,10 @@ export async function authenticate(
     const body = await readBody();
     return { caller: await subjectToken(auth, body), roles: NO_ROLES, body };
   }
-  const id = await verified(auth, bearer(headers));
+  const id = await verified(
+    auth,
+    bearer(headers, 'your token: Authorization: Bearer <your OIDC access token>'),
+  );
   if (isAgent(id, auth)) {
     if (declared !== 'human_or_agent')
       throw new ApiError(

@@ -6,6 +6,7 @@
 // throughout: revoking alice of one issuer leaves alice of another alone.
 import type { DecisionEvent } from '../contracts/decision.ts';
 import type { Person } from '../contracts/identity.ts';
+import { isoTime, isoTimeOrNull, jsonColumn } from '../store/sql.ts';
 import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
 
@@ -107,31 +108,23 @@ interface Usage {
   targets: Set<string>;
 }
 
-const iso = (v: unknown): string | null =>
-  v === null || v === undefined
-    ? null
-    : v instanceof Date
-      ? v.toISOString()
-      : new Date(String(v)).toISOString();
-
 function recordOf(r: Record<string, unknown>): AgentTokenRecord {
-  const json = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
   return {
     token_id: String(r['token_id']),
     agent: String(r['agent']),
     run_id: String(r['run_id']),
     user: String(r['user_subject']),
     user_issuer: String(r['user_issuer']),
-    targets: (json(r['targets']) as string[] | null) ?? null,
-    issued_at: iso(r['issued_at'])!,
-    expires_at: iso(r['expires_at'])!,
-    revoked_at: iso(r['revoked_at']),
+    targets: (jsonColumn(r['targets']) as string[] | null) ?? null,
+    issued_at: isoTime(r['issued_at']),
+    expires_at: isoTime(r['expires_at']),
+    revoked_at: isoTimeOrNull(r['revoked_at']),
     revoked_by: (r['revoked_by'] as string | null) ?? null,
     revoked_by_issuer: (r['revoked_by_issuer'] as string | null) ?? null,
-    last_seen: iso(r['last_seen']),
+    last_seen: isoTimeOrNull(r['last_seen']),
     requests: Number(r['requests']),
     denied: Number(r['denied']),
-    targets_used: (json(r['targets_used']) as string[]) ?? [],
+    targets_used: (jsonColumn(r['targets_used']) as string[]) ?? [],
   };
 }
 
@@ -184,7 +177,11 @@ export class AgentRegistry implements RevocationCheck {
     ]);
     const next: RevocationList = { token_ids: tokens.map((t) => t.token_id), users: [], agents: [] };
     for (const c of cutoffs) {
-      const person = { issuer: c.user_issuer, subject: c.user_subject, cutoff: Date.parse(iso(c.cutoff)!) };
+      const person = {
+        issuer: c.user_issuer,
+        subject: c.user_subject,
+        cutoff: Date.parse(isoTime(c.cutoff)),
+      };
       if (c.agent === '') next.users.push(person);
       else next.agents.push({ ...person, agent: c.agent });
     }

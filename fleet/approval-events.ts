@@ -5,7 +5,7 @@
 // (notifications-outbox.ts). The console shows them on a request's page.
 import { randomUUID } from 'node:crypto';
 import type { NotificationEventKind } from '../config/types.ts';
-import type { Sql } from '../store/sql.ts';
+import { isoTime, jsonColumn, type Sql } from '../store/sql.ts';
 
 export type ApprovalEventKind = NotificationEventKind;
 
@@ -34,16 +34,14 @@ export async function recordApprovalEvent(
   );
 }
 
-const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : new Date(String(v)).toISOString());
-
 export function eventOf(r: Record<string, unknown>): ApprovalEvent {
   const doc = r['approval'];
   return {
     id: String(r['id']),
     kind: r['kind'] as ApprovalEventKind,
     approval_id: String(r['approval_id']),
-    approval: (typeof doc === 'string' ? JSON.parse(doc) : doc) as Record<string, unknown>,
-    created_at: iso(r['created_at']),
+    approval: jsonColumn<Record<string, unknown>>(doc),
+    created_at: isoTime(r['created_at']),
   };
 }
 

@@ -10,6 +10,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { ChaperoneError } from '../contracts/errors.ts';
 import { type Person, samePerson } from '../contracts/identity.ts';
 import { redactText } from '../lib/secret-text.ts';
+import { jsonColumn } from '../store/sql.ts';
 import { type ApprovalEvent, approvalEventsOf, recordApprovalEvent } from './approval-events.ts';
 import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
@@ -95,7 +96,23 @@ export function parseTtl(text: string | undefined): number {
 type Reader = { query<T>(text: string, params?: unknown[]): Promise<T[]> };
 
 function docOf(row: { doc: unknown }): ApprovalRequest {
-  return (typeof row.doc === 'string' ? JSON.parse(row.doc) : row.doc) as ApprovalRequest;
+  return jsonColumn<ApprovalRequest>(row.doc);
+}
+
+/**
+ * What a pending approval request records for its reviewers: who, as whom, where, what, with which raw
+ * body. The grant matches by fingerprint (the person, the agent, the target and what the request does),
+ * not by these fields.
+ */
+export interface ApprovalRequestParts {
+  subject: string;
+  /** The issuer that vouches for `subject` (the person's own issuer, also behind an agent token). */
+  issuer: string;
+  actor: unknown;
+  target: string | null;
+  method: string;
+  path: string;
+  bodySha256: string | null;
 }
 
 export class ApprovalStore {
@@ -178,17 +195,9 @@ export class ApprovalStore {
   }
 
   /** The existing pending request for this fingerprint (fleet-wide), or a new one. */
-  async request(p: {
-    fingerprint: string;
-    subject: string;
-    issuer: string;
-    actor: unknown;
-    target: string | null;
-    method: string;
-    path: string;
-    bodySha256: string | null;
-    spec: ApprovalSpec;
-  }): Promise<ApprovalRequest> {
+  async request(
+    p: ApprovalRequestParts & { fingerprint: string; spec: ApprovalSpec },
+  ): Promise<ApprovalRequest> {
     const found = await this.pendingFor(this.sql, p.fingerprint);
     if (found) return found;
     const req: ApprovalRequest = {

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { defaultTargetBody } from '../config/load-config.ts';
 import type { Config, TargetConfig } from '../config/types.ts';
 import { canonicalJson } from '../lib/content-hash.ts';
+import { jsonColumn } from '../store/sql.ts';
 import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
 
@@ -132,9 +133,7 @@ export class SharedTargets {
       revision: Number(row['revision']),
       sha256: String(row['sha256']),
       origin: String(row['origin']),
-      targets: (
-        (typeof row['targets'] === 'string' ? JSON.parse(row['targets']) : row['targets']) as TargetConfig[]
-      ).map(withBodyDefault),
+      targets: jsonColumn<TargetConfig[]>(row['targets']).map(withBodyDefault),
     };
   }
 

@@ -2,6 +2,7 @@
 // the public halves are registered in the store, so any node's JWKS verifies what any other signed and
 // an agent token issued through one control plane is accepted by every authz server of the fleet.
 import type { JWK } from 'jose';
+import { jsonColumn } from '../store/sql.ts';
 import type { AgentKeys } from './agent-keys.ts';
 import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
@@ -96,7 +97,7 @@ export class FleetKeys {
     return rows.map((r) => [
       r.kid,
       {
-        jwk: (typeof r.public_jwk === 'string' ? JSON.parse(r.public_jwk) : r.public_jwk) as JWK,
+        jwk: jsonColumn<JWK>(r.public_jwk),
         retiredAt:
           r.retired_at === null
             ? null

@@ -6,7 +6,7 @@
 // its lease ends (the one case a receiver can see an event twice; it carries the event id to dedupe).
 import { randomUUID } from 'node:crypto';
 import type { NotificationEventKind } from '../config/types.ts';
-import type { Sql } from '../store/sql.ts';
+import { isoTime, isoTimeOrNull, type Sql } from '../store/sql.ts';
 import { type ApprovalEvent, eventOf } from './approval-events.ts';
 
 export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
@@ -45,24 +45,17 @@ export const OUTBOX_LIMITS = {
   retentionMs: 30 * 8.64e7,
 } as const;
 
-const iso = (v: unknown): string | null =>
-  v === null || v === undefined
-    ? null
-    : v instanceof Date
-      ? v.toISOString()
-      : new Date(String(v)).toISOString();
-
 function recordOf(r: Record<string, unknown>): DeliveryRecord {
   return {
     event_id: String(r['event_id']),
     sink: String(r['sink']),
     status: r['status'] as DeliveryStatus,
     attempts: Number(r['attempts']),
-    next_attempt_at: iso(r['next_attempt_at'])!,
+    next_attempt_at: isoTime(r['next_attempt_at']),
     last_error: (r['last_error'] as string | null) ?? null,
     last_status: r['last_status'] === null ? null : Number(r['last_status']),
-    created_at: iso(r['created_at'])!,
-    delivered_at: iso(r['delivered_at']),
+    created_at: isoTime(r['created_at']),
+    delivered_at: isoTimeOrNull(r['delivered_at']),
     kind: r['kind'] as NotificationEventKind,
     approval_id: String(r['approval_id']),
   };

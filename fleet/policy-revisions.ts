@@ -6,7 +6,7 @@
 // the Check path never touches the store. Whether a bundle may be served (its signature) is the
 // authz server's decision, not the store's: whoever can write these tables cannot forge a signature.
 import { ChaperoneError } from '../contracts/errors.ts';
-import type { Sql } from '../store/sql.ts';
+import { isoTime, jsonColumn, type Sql } from '../store/sql.ts';
 import { Mirror } from './mirror.ts';
 import type { SharedState } from './shared-state.ts';
 
@@ -52,9 +52,6 @@ export function parseRevisionId(text: string): number | null {
 
 export const revisionId = (n: number) => `r${n}`;
 
-const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : String(v));
-const json = <T>(v: unknown): T => (typeof v === 'string' ? JSON.parse(v) : v) as T;
-
 function revisionOf(row: Record<string, unknown>): PolicyRevision {
   const revision = Number(row['revision']);
   return {
@@ -62,13 +59,13 @@ function revisionOf(row: Record<string, unknown>): PolicyRevision {
     id: revisionId(revision),
     sha256: String(row['sha256']),
     sizeBytes: Number(row['size_bytes']),
-    entrypoints: json<string[]>(row['entrypoints']),
+    entrypoints: jsonColumn<string[]>(row['entrypoints']),
     signedBy: (row['signed_by'] as string | null) ?? null,
     manifestRevision: (row['manifest_rev'] as string | null) ?? null,
     source: String(row['source']),
     publishedBy: String(row['published_by']),
     note: (row['note'] as string | null) ?? null,
-    createdAt: iso(row['created_at']),
+    createdAt: isoTime(row['created_at']),
   };
 }
 
@@ -80,7 +77,7 @@ function activationOf(row: Record<string, unknown>): PolicyActivation {
     id: revisionId(revision),
     reason: row['reason'] === 'rollback' ? 'rollback' : 'publish',
     activatedBy: String(row['activated_by']),
-    activatedAt: iso(row['activated_at']),
+    activatedAt: isoTime(row['activated_at']),
   };
 }
 

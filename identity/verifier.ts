@@ -20,7 +20,7 @@ import { TokenCache } from './token-cache.ts';
 
 export type { Actor, Identity } from './claims.ts';
 
-import { ChaperoneError } from '../contracts/errors.ts';
+import { type AuthzErrorCode, ChaperoneError } from '../contracts/errors.ts';
 import type { IssuerConfig } from '../contracts/identity.ts';
 
 export type { IssuerConfig };
@@ -41,17 +41,14 @@ export interface IdentityOptions {
   cache?: { maxEntries?: number; ttlMs?: number };
 }
 
-export type IdentityErrorCode =
-  | 'ERR_TOKEN_MISSING'
-  | 'ERR_TOKEN_MALFORMED'
-  | 'ERR_TOKEN_EXPIRED'
-  | 'ERR_TOKEN_NOT_YET_VALID'
-  | 'ERR_TOKEN_SIGNATURE'
-  | 'ERR_TOKEN_ALG'
-  | 'ERR_TOKEN_ISSUER'
-  | 'ERR_TOKEN_AUDIENCE'
-  | 'ERR_TOKEN_CLAIMS'
-  | 'ERR_JWKS_UNAVAILABLE';
+/**
+ * Why a token did not verify: the token codes of the deny catalog (contracts/errors.ts), less
+ * revocation, which is checked after verification.
+ */
+export type IdentityErrorCode = Exclude<
+  Extract<AuthzErrorCode, `ERR_TOKEN_${string}` | 'ERR_JWKS_UNAVAILABLE'>,
+  'ERR_TOKEN_REVOKED'
+>;
 
 export type IdentityResult =
   | { ok: true; identity: Identity }

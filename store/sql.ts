@@ -33,6 +33,19 @@ export interface Sql {
 
 export const MIGRATIONS_DIR = join(PROJECT_ROOT, 'store', 'migrations');
 
+// Reading columns the same way from both engines: they agree on most types, but a driver may hand a
+// jsonb or timestamptz column over as text.
+
+/** A jsonb column: parsed already, or its JSON text. */
+export const jsonColumn = <T = unknown>(v: unknown): T => (typeof v === 'string' ? JSON.parse(v) : v) as T;
+
+/** A timestamptz column as an ISO 8601 string (a Date, or text a Date can read). */
+export const isoTime = (v: unknown): string => (v instanceof Date ? v : new Date(String(v))).toISOString();
+
+/** A nullable timestamptz column: null stays null. */
+export const isoTimeOrNull = (v: unknown): string | null =>
+  v === null || v === undefined ? null : isoTime(v);
+
 /** The store cannot be opened, migrated or written. Messages carry URLs only through redactUrl. */
 export class AuditStoreError extends ChaperoneError {
   constructor(message: string, options?: { cause?: unknown }) {

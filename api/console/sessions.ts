@@ -7,7 +7,7 @@
 // that results gets a new id — an id set before sign-in never becomes a session (fixation).
 import { createHash, randomBytes } from 'node:crypto';
 import type { Identity } from '../../contracts/identity.ts';
-import type { Sql } from '../../store/sql.ts';
+import { isoTime, jsonColumn, type Sql } from '../../store/sql.ts';
 import type { ConsoleSession, SessionAuth } from '../authenticate.ts';
 import { type CookieOptions, setCookie } from './cookies.ts';
 
@@ -38,7 +38,6 @@ const TOUCH_EVERY_MS = 60_000;
 
 const sha256 = (v: string) => createHash('sha256').update(v).digest('hex');
 const newId = () => randomBytes(32).toString('base64url');
-const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : new Date(String(v)).toISOString());
 
 export class SessionStore implements SessionAuth {
   readonly secure: boolean;
@@ -113,8 +112,8 @@ export class SessionStore implements SessionAuth {
       `DELETE FROM console_sessions WHERE id_sha256 = $1 AND kind = 'login' RETURNING data, expires_at`,
       [sha256(cookieValue)],
     );
-    if (!row || Date.parse(iso(row.expires_at)) < this.now()) return null;
-    return (typeof row.data === 'string' ? JSON.parse(row.data) : row.data) as LoginAttempt;
+    if (!row || Date.parse(isoTime(row.expires_at)) < this.now()) return null;
+    return jsonColumn<LoginAttempt>(row.data);
   }
 
   /** A new session for a verified person; returns its Set-Cookie headers (the sign-in cookie cleared). */
@@ -145,8 +144,8 @@ export class SessionStore implements SessionAuth {
     );
     if (!row) return null;
     const now = this.now();
-    const lastSeen = Date.parse(iso(row.last_seen));
-    const expiresAt = iso(row.expires_at);
+    const lastSeen = Date.parse(isoTime(row.last_seen));
+    const expiresAt = isoTime(row.expires_at);
     if (Date.parse(expiresAt) <= now || lastSeen + this.o.idleMs <= now) {
       await this.sql.query('DELETE FROM console_sessions WHERE id_sha256 = $1', [hash]);
       return null;
@@ -156,10 +155,7 @@ export class SessionStore implements SessionAuth {
         hash,
         new Date(now).toISOString(),
       ]);
-    const data = (typeof row.data === 'string' ? JSON.parse(row.data) : row.data) as {
-      csrf: string;
-      person: SessionPerson;
-    };
+    const data = jsonColumn<{ csrf: string; person: SessionPerson }>(row.data);
     return { csrf: data.csrf, expiresAt, identity: sessionIdentity(data.person, expiresAt) };
   }
 

@@ -9,12 +9,12 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { type Identity, type Person, personOf, samePerson } from '../../contracts/identity.ts';
-import type { AgentRegistry } from '../../fleet/agent-registry.ts';
+import type { AgentRegistry, AgentTokenRecord } from '../../fleet/agent-registry.ts';
 import { parseTtl } from '../../fleet/approval-store.ts';
 import type { FleetKeys } from '../../fleet/fleet-keys.ts';
 import { issSubId, SUBJECT_ID_CLAIM } from '../../identity/claims.ts';
 import { ApiError } from '../errors.ts';
-import type { ApiHandler, ApiRequest, Route } from '../route.ts';
+import type { ApiHandler, ApiRequest, Role, Route } from '../route.ts';
 import type { AdminAudit } from './approvals.ts';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -142,59 +142,90 @@ function inventory(d: AgentRouteDeps): ApiHandler {
   };
 }
 
+/** What to revoke: one token, every token of an agent name, or every agent of a user (of `issuer`). */
+export interface AgentRevocation {
+  tokenId?: string;
+  agent?: string;
+  user?: string;
+  issuer?: string;
+}
+
 /** Whose agents a revocation stops: a token's owner, or `user` of `issuer` (default: the caller's own). */
 async function revocationOwner(
-  d: AgentRouteDeps,
+  registry: AgentRegistry,
   me: Person,
-  what: { tokenId?: string; user?: string; issuer?: string },
+  what: AgentRevocation,
 ): Promise<Person | undefined> {
   if (what.tokenId) {
-    const row = (await d.registry.list({ tokenId: what.tokenId }))[0];
+    const row = (await registry.list({ tokenId: what.tokenId }))[0];
     return row ? { issuer: row.user_issuer, subject: row.user } : undefined;
   }
   return { issuer: what.issuer ?? me.issuer, subject: what.user ?? me.subject };
 }
 
+/**
+ * Revokes agent tokens for `me` and records it. People stop their own agents; an admin may stop
+ * anyone's (the kill switch). alice of another issuer is another person. The JSON API and the console
+ * (`via`) revoke through this one path.
+ */
+export async function revokeAgents(
+  registry: AgentRegistry,
+  audit: AdminAudit | undefined,
+  me: Person,
+  roles: ReadonlySet<Role>,
+  what: AgentRevocation,
+  via?: 'console',
+): Promise<AgentTokenRecord[]> {
+  const { tokenId, agent } = what;
+  if (!tokenId && !agent && !what.user)
+    throw new ApiError(400, 'invalid_request', 'give token_id, agent or user');
+  const owner = await revocationOwner(registry, me, what);
+  if (owner !== undefined && !samePerson(owner, me) && !roles.has('admin'))
+    throw new ApiError(403, 'forbidden', "only the admin role may revoke other people's agents");
+  const hit = await registry.revoke(me, {
+    ...(tokenId ? { tokenId } : {}),
+    ...(agent ? { agent } : {}),
+    ...(!tokenId && owner ? { user: owner } : {}),
+  });
+  const which = tokenId
+    ? `token ${tokenId}`
+    : agent
+      ? `agent ${agent} of ${owner!.subject} (${owner!.issuer})`
+      : `every agent of ${owner!.subject} (${owner!.issuer})`;
+  await audit?.({
+    ...me,
+    action: 'REVOKE_AGENTS',
+    reason: `revoked ${hit.length} agent token(s)${via ? ` in the ${via}` : ''}: ${which}`,
+    detail: {
+      token_id: tokenId ?? null,
+      agent: agent ?? null,
+      user: tokenId ? null : owner!.subject,
+      user_issuer: tokenId ? null : owner!.issuer,
+      revoked: hit.map((r) => r.token_id),
+      ...(via ? { via } : {}),
+    },
+  });
+  return hit;
+}
+
+/** The revocation a JSON body or a console form asks for (`token_id`, `agent`, `user`, `issuer`). */
+export function revocationAsked(req: ApiRequest): AgentRevocation {
+  const tokenId = field(req, 'token_id');
+  const agent = field(req, 'agent');
+  const user = field(req, 'user');
+  const issuer = field(req, 'issuer');
+  return {
+    ...(tokenId ? { tokenId } : {}),
+    ...(agent ? { agent } : {}),
+    ...(user ? { user } : {}),
+    ...(issuer ? { issuer } : {}),
+  };
+}
+
 function revoke(d: AgentRouteDeps): ApiHandler {
   return async (req) => {
     const me = personOf(req.caller!);
-    const tokenId = field(req, 'token_id');
-    const agent = field(req, 'agent');
-    const user = field(req, 'user');
-    const issuer = field(req, 'issuer');
-    if (!tokenId && !agent && !user)
-      throw new ApiError(400, 'invalid_request', 'give token_id, agent or user');
-    // People stop their own agents; an admin may stop anyone's (the kill switch). alice of another
-    // issuer is another person.
-    const owner = await revocationOwner(d, me, {
-      ...(tokenId ? { tokenId } : {}),
-      ...(user ? { user } : {}),
-      ...(issuer ? { issuer } : {}),
-    });
-    if (owner !== undefined && !samePerson(owner, me) && !req.roles.has('admin'))
-      throw new ApiError(403, 'forbidden', "only the admin role may revoke other users' agents");
-    const hit = await d.registry.revoke(me, {
-      ...(tokenId ? { tokenId } : {}),
-      ...(agent ? { agent } : {}),
-      ...(!tokenId && owner ? { user: owner } : {}),
-    });
-    const what = tokenId
-      ? `token ${tokenId}`
-      : agent
-        ? `agent ${agent} of ${owner!.subject} (${owner!.issuer})`
-        : `every agent of ${owner!.subject} (${owner!.issuer})`;
-    await d.audit?.({
-      ...me,
-      action: 'REVOKE_AGENTS',
-      reason: `revoked ${hit.length} agent token(s): ${what}`,
-      detail: {
-        token_id: tokenId ?? null,
-        agent: agent ?? null,
-        user: tokenId ? null : owner!.subject,
-        user_issuer: tokenId ? null : owner!.issuer,
-        revoked: hit.map((r) => r.token_id),
-      },
-    });
+    const hit = await revokeAgents(d.registry, d.audit, me, req.roles, revocationAsked(req));
     return {
       status: 200,
       body: { revoked: hit.map((r) => r.token_id), by: me.subject, by_issuer: me.issuer },

@@ -17,6 +17,16 @@ const STATUS_FOR: Record<ApprovalError['kind'], number> = {
   invalid: 400,
 };
 
+/** The store's refusal (unknown id, not a reviewer of it, one's own request, decided already) as the API's. */
+export async function orApprovalRefusal<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof ApprovalError) throw new ApiError(STATUS_FOR[err.kind], err.kind, err.message);
+    throw err;
+  }
+}
+
 const REVIEWER = { role: ['reviewer'] } as const;
 
 /** What a requester or reviewer may see: no fingerprint internals beyond the body hash. */
@@ -56,39 +66,61 @@ export type AdminAudit = (a: {
   detail?: unknown;
 }) => Promise<void>;
 
+export interface ApprovalDecision {
+  mode?: 'once' | 'window';
+  ttl?: string;
+  reason?: string;
+}
+
+/**
+ * Decides request `id` as reviewer `who` and records who decided what — part of the trail, next to the
+ * request and the retried decision. The JSON API and the console (`via`) decide through this one path.
+ */
+export async function decideApproval(
+  store: ApprovalStore,
+  audit: AdminAudit | undefined,
+  who: Identity,
+  id: string,
+  verdict: 'approve' | 'deny',
+  o: ApprovalDecision,
+  via?: 'console',
+): Promise<ApprovalRequest> {
+  const r = await orApprovalRefusal(
+    store.decide(id, { ...personOf(who), groups: who.groups }, verdict, {
+      ...(o.mode ? { mode: o.mode } : {}),
+      ...(o.ttl ? { ttl: o.ttl } : {}),
+      ...(o.reason ? { reason: o.reason } : {}),
+    }),
+  );
+  await audit?.({
+    ...personOf(who),
+    action: verdict === 'approve' ? 'APPROVE' : 'DENY_APPROVAL',
+    target: r.target,
+    reason: `${verdict === 'approve' ? 'approved' : 'denied'} ${r.method} ${r.path} for ${r.requester.subject} (approval ${r.id})${via ? ` in the ${via}` : ''}${o.reason ? `: ${o.reason}` : ''}`,
+    detail: {
+      approval_id: r.id,
+      requester: r.requester,
+      method: r.method,
+      path: r.path,
+      mode: r.mode,
+      expires_at: r.expires_at,
+      ...(via ? { via } : {}),
+    },
+  });
+  return r;
+}
+
 function decide(store: ApprovalStore, verdict: 'approve' | 'deny', audit?: AdminAudit): ApiHandler {
   return async (req) => {
-    const who = req.caller!;
     const id = bodyField(req, 'id');
     if (!id) throw new ApiError(400, 'missing_id', 'body must be JSON with "id"');
     const mode = bodyField(req, 'mode');
     if (mode !== undefined && mode !== 'once' && mode !== 'window')
       throw new ApiError(400, 'invalid_mode', 'mode is once or window');
     const ttl = bodyField(req, 'ttl');
-    let r: ApprovalRequest;
-    try {
-      r = await store.decide(id, { ...personOf(who), groups: who.groups }, verdict, {
-        ...(mode ? { mode } : {}),
-        ...(ttl ? { ttl } : {}),
-      });
-    } catch (err) {
-      if (err instanceof ApprovalError) throw new ApiError(STATUS_FOR[err.kind], err.kind, err.message);
-      throw err;
-    }
-    // Who approved what is part of the trail, next to the request and the retried decision.
-    await audit?.({
-      ...personOf(who),
-      action: verdict === 'approve' ? 'APPROVE' : 'DENY_APPROVAL',
-      target: r.target,
-      reason: `${verdict === 'approve' ? 'approved' : 'denied'} ${r.method} ${r.path} for ${r.requester.subject} (approval ${r.id})`,
-      detail: {
-        approval_id: r.id,
-        requester: r.requester,
-        method: r.method,
-        path: r.path,
-        mode: r.mode,
-        expires_at: r.expires_at,
-      },
+    const r = await decideApproval(store, audit, req.caller!, id, verdict, {
+      ...(mode ? { mode } : {}),
+      ...(ttl ? { ttl } : {}),
     });
     return { status: 200, body: view(r) };
   };

@@ -4,14 +4,19 @@
 // that rests on a one-time grant spends it, atomically across the fleet, or becomes ERR_APPROVAL_SPENT.
 // A grant is bound to who asks and what the request does (approval-action.ts), not to its envelope.
 import { createHash } from 'node:crypto';
-import { type ApprovalRequest, type ApprovalSpec, fingerprintOf } from '../../fleet/approval-store.ts';
+import {
+  type ApprovalRequest,
+  type ApprovalRequestParts,
+  type ApprovalSpec,
+  fingerprintOf,
+} from '../../fleet/approval-store.ts';
 import type { Identity } from '../../identity/verifier.ts';
 import type { PolicyInput } from '../input/policy-input.ts';
 import { mcpApprovalError } from '../protocols/mcp.ts';
 import { mapPolicyResult, serverDeny } from '../result-mapper.ts';
 import { approvalActionDigest } from './approval-action.ts';
 import type { CheckState, Decided, DecisionContext, HttpAttrs, Step } from './check-state.ts';
-import type { ApprovalRequestParts, CheckDeps } from './deps.ts';
+import type { CheckDeps } from './deps.ts';
 import type { Evaluation } from './evaluate.ts';
 
 /** One request's standing with the approval store; `grant` is what the policy was offered. */

@@ -3,8 +3,9 @@
 import type { Logger } from 'pino';
 import type { DecisionEvent, DecisionRecorder } from '../../contracts/decision.ts';
 import type { AuthzErrorCode } from '../../contracts/errors.ts';
-import type { ApprovalRequest, ApprovalSpec } from '../../fleet/approval-store.ts';
+import type { ApprovalRequest, ApprovalRequestParts, ApprovalSpec } from '../../fleet/approval-store.ts';
 import type { Identity, IdentityResult } from '../../identity/verifier.ts';
+
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { CheckTracer } from '../../telemetry/tracing.ts';
 import type { InjectedHeaders } from '../credentials/credential-store.ts';
@@ -39,21 +40,6 @@ export interface IdentityPort {
 export interface CredentialsPort {
   hasTarget(target: string | null): boolean;
   headersFor(target: string | null): InjectedHeaders;
-}
-
-/**
- * What a pending approval request records for its reviewers: who, as whom, where, what, with which raw
- * body. The grant matches by fingerprint (who + target + approval-action.ts), not by these fields.
- */
-export interface ApprovalRequestParts {
-  subject: string;
-  /** The issuer that vouches for `subject` (the person's own issuer, also behind an agent token). */
-  issuer: string;
-  actor: unknown;
-  target: string | null;
-  method: string;
-  path: string;
-  bodySha256: string | null;
 }
 
 /** The part of ApprovalStore the Check path uses. */

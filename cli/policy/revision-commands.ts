@@ -12,7 +12,13 @@ import {
   PolicyRevisionError,
   parseRevisionId,
 } from '../../fleet/policy-revisions.ts';
-import { preparePublish, type StoreOptions, storeUrlOf, withRevisions } from './publish.ts';
+import {
+  type PrepareOptions,
+  preparePublish,
+  type StoreOptions,
+  storeUrlOf,
+  withRevisions,
+} from './publish.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
@@ -40,13 +46,8 @@ function describeRevision(r: PolicyRevision, active: PolicyActivation | null): s
   }  ${(r.sizeBytes / 1024).toFixed(1)} KiB  by ${r.publishedBy}  from ${r.source}${r.note ? `  — ${r.note}` : ''}`;
 }
 
-interface PublishFlags {
-  entrypoint: string;
-  capabilities: string;
-  signingKey?: string;
-  signingAlg: string;
-  keyId: string;
-  scope?: string;
+/** `policy publish`'s flags: what preparePublish takes (the key as given), and where and how to publish. */
+interface PublishFlags extends Omit<PrepareOptions, 'input'> {
   note?: string;
   json: boolean;
   store?: string;

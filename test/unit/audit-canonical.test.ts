@@ -319,16 +319,14 @@ describe('chainTextAsStored (the insert fast path)', () => {
     expect(unchanged).toBe(true);
     // …and then the text is the reference's canonical text of the stored record,
     expect(linkHash('', fast.text)).toBe(referenceChainHash('', seq, s));
-    // and each JSON column holds the JSON value the long way stores (jsonb keeps no key order).
+    // and each JSON column holds what the long way stores: plain JSON data as its canonical text (the
+    // same JSON value, keys sorted, which jsonb does not keep; no second serialisation), anything else as
+    // JSON.stringify writes it. Compared as text, never read back with JSON.parse: Node 24's V8 decodes an
+    // escaped key such as "\n" as "\" once an earlier parse built a "\" key at the same place
+    // (nodejs/node#63785), which made this check fail one run in three, depending on the heap.
     for (const c of DECISION_JSON_COLUMNS) {
-      const want = JSON.stringify(s[c] ?? null);
-      expect(fast[c] === undefined ? undefined : JSON.parse(fast[c])).toEqual(
-        want === undefined ? undefined : JSON.parse(want),
-      );
-      // Plain JSON data goes as its canonical text (no second serialisation).
-      if ((c !== 'shadow' || s.shadow) && isPlain(s[c] ?? null)) {
-        expect(fast[c]).toBe(referenceCanonicalJson(s[c] ?? null));
-      }
+      const stored = s[c] ?? null;
+      expect(fast[c]).toBe(isPlain(stored) ? referenceCanonicalJson(stored) : JSON.stringify(stored));
     }
     return 'fast';
   };

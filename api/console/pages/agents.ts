@@ -3,8 +3,8 @@
 // revokes another person's — one token, every token of an agent name, or every agent of a user.
 import { type Person, personOf, samePerson } from '../../../contracts/identity.ts';
 import type { AgentTokenRecord } from '../../../fleet/agent-registry.ts';
-import { ApiError } from '../../errors.ts';
-import type { ApiHandler, ApiRequest } from '../../route.ts';
+import type { ApiHandler } from '../../route.ts';
+import { revocationAsked, revokeAgents } from '../../routes/agents.ts';
 import type { ConsoleDeps } from '../deps.ts';
 import { href, html, type SafeHtml } from '../html.ts';
 import { csrfField, page, redirect, type Viewer, viewerOf, when } from '../layout.ts';
@@ -27,7 +27,7 @@ function agentRow(a: AgentTokenRecord, v: Viewer, mayRevoke: boolean): SafeHtml 
   <td>${
     mayRevoke && live
       ? html`${revokeButton(v, { token_id: a.token_id }, 'Revoke token', `Revoke token ${a.token_id.slice(0, 8)} of ${a.agent}`)}
-    ${revokeButton(v, { agent: a.agent, user: a.user }, 'Revoke agent', `Revoke every token of agent ${a.agent} of ${a.user}`)}`
+    ${revokeButton(v, { agent: a.agent, user: a.user, issuer: a.user_issuer }, 'Revoke agent', `Revoke every token of agent ${a.agent} of ${a.user}`)}`
       : ''
   }</td>
 </tr>`;
@@ -45,7 +45,15 @@ export function agentsPage(d: ConsoleDeps): ApiHandler {
     );
     const mayRevoke = (a: AgentTokenRecord) =>
       samePerson({ issuer: a.user_issuer, subject: a.user }, me) || req.roles.has('admin');
-    const users = [...new Set(rows.map((r) => r.user))].sort();
+    // The kill switch names people (issuer and subject): alice of another issuer is someone else.
+    const people = new Map<string, Person>();
+    for (const r of req.roles.has('admin') ? rows : []) {
+      const p = { issuer: r.user_issuer, subject: r.user };
+      people.set(JSON.stringify([p.subject, p.issuer]), p);
+    }
+    if (!req.roles.has('admin')) people.set('', me);
+    const issuers = new Set([...people.values()].map((p) => p.issuer));
+    const named = (p: Person) => (issuers.size > 1 ? `${p.subject} (${p.issuer})` : p.subject);
     return page({
       title: 'Agents',
       viewer: v,
@@ -60,51 +68,25 @@ export function agentsPage(d: ConsoleDeps): ApiHandler {
 <tbody>${rows.map((a) => agentRow(a, v, mayRevoke(a)))}</tbody></table></div>
 <h2>Kill switch</h2>
 <p>Revoking every agent of a person stops each of their agent tokens on every authz server within a second.</p>
-${(req.roles.has('admin') ? users : [v.subject]).map((u) =>
-  revokeButton(v, { user: u }, `Revoke every agent of ${u}`, `Revoke every agent of ${u}`),
-)}`,
+${[...people.entries()]
+  .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  .map(([, p]) =>
+    revokeButton(
+      v,
+      { user: p.subject, issuer: p.issuer },
+      `Revoke every agent of ${named(p)}`,
+      `Revoke every agent of ${named(p)}`,
+    ),
+  )}`,
     });
   };
 }
 
-const field = (req: ApiRequest, name: string) => {
-  const v = (req.body as Record<string, unknown> | null)?.[name];
-  return typeof v === 'string' && v !== '' ? v : undefined;
-};
-
 export function revokeAgentsAction(d: ConsoleDeps): ApiHandler {
   return async (req) => {
-    const me = personOf(req.caller!);
-    const tokenId = field(req, 'token_id');
-    const agent = field(req, 'agent');
-    const user = field(req, 'user');
-    const issuer = field(req, 'issuer');
-    if (!tokenId && !agent && !user)
-      throw new ApiError(400, 'invalid_request', 'give a token, an agent or a user');
-    // Whose agents: a token's owner, or `user` of `issuer` (default: the caller's own issuer).
-    const row = tokenId ? (await d.agents.list({ tokenId }))[0] : undefined;
-    const owner: Person | undefined = tokenId
-      ? row && { issuer: row.user_issuer, subject: row.user }
-      : { issuer: issuer ?? me.issuer, subject: user ?? me.subject };
-    if (owner !== undefined && !samePerson(owner, me) && !req.roles.has('admin'))
-      throw new ApiError(403, 'forbidden', "only the admin role may revoke other people's agents");
-    const hit = await d.agents.revoke(me, {
-      ...(tokenId ? { tokenId } : {}),
-      ...(agent ? { agent } : {}),
-      ...(!tokenId && owner ? { user: owner } : {}),
-    });
-    await d.recordAdmin?.({
-      ...me,
-      action: 'REVOKE_AGENTS',
-      reason: `revoked ${hit.length} agent token(s) in the console: ${tokenId ? `token ${tokenId}` : agent ? `agent ${agent}` : `every agent of ${user}`}`,
-      detail: {
-        token_id: tokenId ?? null,
-        agent: agent ?? null,
-        user: user ?? null,
-        revoked: hit.map((r) => r.token_id),
-        via: 'console',
-      },
-    });
+    const asked = revocationAsked(req);
+    await revokeAgents(d.agents, d.recordAdmin, personOf(req.caller!), req.roles, asked, 'console');
+    const { user } = asked;
     return redirect(
       href('/console/agents', {
         user: req.roles.has('admin') || req.roles.has('auditor') ? (user ?? null) : null,

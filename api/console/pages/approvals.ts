@@ -8,11 +8,11 @@
 
 import type { StoredDecision } from '../../../audit/records.ts';
 import type { Identity } from '../../../contracts/identity.ts';
-import { personOf } from '../../../contracts/identity.ts';
-import { ApprovalError, type ApprovalRequest } from '../../../fleet/approval-store.ts';
+import type { ApprovalRequest } from '../../../fleet/approval-store.ts';
 import { ApiError } from '../../errors.ts';
 import type { ApiHandler, ApiRequest } from '../../route.ts';
-import { maySee } from '../../routes/approvals.ts';
+import { revokeApprovalGrant } from '../../routes/approval-grants.ts';
+import { decideApproval, maySee } from '../../routes/approvals.ts';
 import type { ConsoleDeps } from '../deps.ts';
 import { href, html, json, type SafeHtml } from '../html.ts';
 import { csrfField, page, redirect, type Viewer, viewerOf, when } from '../layout.ts';
@@ -28,14 +28,6 @@ const TABS = [
 ] as const;
 
 const WINDOWS = ['15m', '1h', '4h', '1d'];
-
-const STATUS_FOR: Record<ApprovalError['kind'], number> = {
-  not_found: 404,
-  forbidden: 403,
-  self_approval: 403,
-  not_pending: 409,
-  invalid: 400,
-};
 
 const agentOf = (r: ApprovalRequest) => {
   const a = r.requester.actor as { agent?: string; sub?: string } | null;
@@ -181,15 +173,6 @@ const field = (req: ApiRequest, name: string) => {
   return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
 };
 
-async function orRefusal<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (err) {
-    if (err instanceof ApprovalError) throw new ApiError(STATUS_FOR[err.kind], err.kind, err.message);
-    throw err;
-  }
-}
-
 export function decideAction(d: ConsoleDeps): ApiHandler {
   return async (req) => {
     const id = field(req, 'id') ?? '';
@@ -204,51 +187,35 @@ export function decideAction(d: ConsoleDeps): ApiHandler {
     if (ttl !== undefined && !WINDOWS.includes(ttl))
       throw new ApiError(400, 'invalid_ttl', `one of ${WINDOWS.join(', ')}`);
     if (verdict === 'deny' && !reason) throw new ApiError(400, 'missing_reason', 'a denial needs a reason');
-    const who = req.caller!;
-    const r = await orRefusal(
-      d.approvals.decide(id, { ...personOf(who), groups: who.groups }, verdict, {
+    const r = await decideApproval(
+      d.approvals,
+      d.recordAdmin,
+      req.caller!,
+      id,
+      verdict,
+      {
         ...(mode ? { mode } : {}),
         ...(ttl && mode === 'window' ? { ttl } : {}),
         ...(reason ? { reason } : {}),
-      }),
-    );
-    await d.recordAdmin?.({
-      ...personOf(who),
-      action: verdict === 'approve' ? 'APPROVE' : 'DENY_APPROVAL',
-      target: r.target,
-      reason: `${verdict === 'approve' ? 'approved' : 'denied'} ${r.method} ${r.path} for ${r.requester.subject} (approval ${r.id}) in the console${reason ? `: ${reason}` : ''}`,
-      detail: {
-        approval_id: r.id,
-        requester: r.requester,
-        method: r.method,
-        path: r.path,
-        mode: r.mode,
-        expires_at: r.expires_at,
-        via: 'console',
       },
-    });
+      'console',
+    );
     return redirect(href('/console/approval', { id: r.id }));
   };
 }
 
 export function revokeAction(d: ConsoleDeps): ApiHandler {
   return async (req) => {
-    const who = req.caller!;
     const reason = field(req, 'reason')?.slice(0, 500);
-    const r = await orRefusal(
-      d.approvals.revokeGrant(
-        field(req, 'id') ?? '',
-        { ...personOf(who), groups: who.groups, anyRequest: req.roles.has('admin') },
-        reason,
-      ),
+    const r = await revokeApprovalGrant(
+      d.approvals,
+      d.recordAdmin,
+      req.caller!,
+      req.roles,
+      field(req, 'id') ?? '',
+      reason,
+      'console',
     );
-    await d.recordAdmin?.({
-      ...personOf(who),
-      action: 'REVOKE_APPROVAL',
-      target: r.target,
-      reason: `revoked the grant for ${r.method} ${r.path} of ${r.requester.subject} (approval ${r.id}) in the console${reason ? `: ${reason}` : ''}`,
-      detail: { approval_id: r.id, via: 'console' },
-    });
     return redirect(href('/console/approval', { id: r.id }));
   };
 }
