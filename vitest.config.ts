@@ -1,11 +1,14 @@
 import { defineConfig } from 'vitest/config';
 
-// The suite runs on Node.js 24 only (`npm test` brings it through scripts/with-node.mjs where the
-// machine's Node is older): say so plainly instead of failing somewhere inside the runner.
+// The suite runs on the Node.js Chaperone runs on — 22 LTS or newer with a sound JSON.parse (`npm test`
+// brings it through scripts/with-node.mjs where the machine's is not): say so plainly instead of
+// failing somewhere inside the runner.
+import { jsonParseIsSound } from './scripts/runtime-check.mjs';
+
 const nodeMajor = Number(process.versions.node.split('.')[0]);
-if (nodeMajor < 24) {
+if (nodeMajor < 22 || !jsonParseIsSound()) {
   throw new Error(
-    `the test suite runs on Node.js 24; this is Node.js ${process.versions.node}. ` +
+    `the test suite runs on Node.js 22 LTS (a release whose JSON.parse is sound); this is Node.js ${process.versions.node}. ` +
       'Run it with `npm test` or `npm run vitest -- run <files>` (they use .tools/node where needed).',
   );
 }

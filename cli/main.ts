@@ -3,7 +3,15 @@
 // itself here. Every command ends the same way (cli/exit.ts, docs/cli.md): 0 ok, 1 failed, 2 usage or
 // environment, 3 not authenticated or not allowed.
 import { Command } from 'commander';
+import { unsoundRuntime } from '../lib/runtime-check.ts';
 import { EXIT } from './exit.ts';
+
+// Fail closed on a runtime whose JSON.parse misreads keys (lib/runtime-check.ts).
+const unsound = unsoundRuntime();
+if (unsound) {
+  process.stderr.write(`chaperone: ${unsound}\n`);
+  process.exit(EXIT.usage);
+}
 
 const program = new Command();
 program

