@@ -25,6 +25,9 @@ export const RESTART_ONLY: readonly RestartOnly[] = [
   { section: 'envoy.delta_xds', of: (c) => c.envoy.deltaXds },
   { section: 'telemetry', of: (c) => c.telemetry },
   { section: 'data_plane', of: (c) => c.dataPlane },
+  // The authz server reads its limits once (they reach the policy as input.usage.limits).
+  { section: 'rate_limits', of: (c) => (c.limits ?? []).filter((l) => l.kind === 'requests') },
+  { section: 'budgets', of: (c) => (c.limits ?? []).filter((l) => l.kind === 'tokens') },
 ];
 
 /** Config keys a reload applies (test/unit/reload-plan.test.ts checks every key is classified). */
@@ -62,7 +65,9 @@ export function reloadPlan(running: Config, next: Config): ReloadPlan {
     envoy: { ...next.envoy, adminAddress: running.envoy.adminAddress, deltaXds: running.envoy.deltaXds },
     telemetry: running.telemetry,
     dataPlane: running.dataPlane,
+    ...(running.limits ? { limits: running.limits } : {}),
   };
+  if (!running.limits) delete apply.limits;
   return { apply, restartNeeded };
 }
 

@@ -19,9 +19,9 @@ import {
   apiFetch,
   devGatewayYaml,
   devToken,
-  gatewaySockets,
   type GatewayProcess,
   gatewayPorts,
+  gatewaySockets,
   startGatewayProcess,
 } from '../support/gateway-process.ts';
 import {

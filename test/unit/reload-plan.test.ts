@@ -32,6 +32,7 @@ describe('reloadPlan', () => {
       'controlPlane',
       'telemetry',
       'dataPlane',
+      'limits',
     ]);
     expect(Object.keys(running).filter((k) => !classified.has(k))).toEqual([]);
     expect(RESTART_ONLY.map((s) => s.section)).toContain('identity');
