@@ -54,7 +54,7 @@ export class CheckPipeline {
       policyRevision: snapshot?.revision ?? 'none',
     };
     const trail: Trail = { identity: null, input: null, result: null, policyRevision: ctx.policyRevision };
-    const auth = await authenticate(deps, state.headers);
+    const auth = await authenticate(deps, state.headers, state.resource);
     trail.identity = auth.identity;
     const input = prepareInput(req, auth, deps, ctx);
     if (!input.ok) return this.finish(state, trail, input.deny);

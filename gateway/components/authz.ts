@@ -43,6 +43,7 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
         },
         sharedState: audit.state,
         identity: dataPathIdentity(config),
+        resourceAudiences: config.targets.flatMap((t) => (t.mcp ? [t.mcp.resource] : [])),
         logger: ctx.logger.child({ component: 'authz' }),
         revocation: agents,
         ...(options.shadowPolicy

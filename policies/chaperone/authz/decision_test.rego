@@ -53,7 +53,7 @@ test_unauthenticated_is_401_with_the_verifier_reason if {
 	d := authz.decision with input as r
 	not d.allowed
 	d.http_status == 401
-	d.headers["www-authenticate"] == "Bearer"
+	d.headers["www-authenticate"] == `Bearer error="invalid_token", error_description="token expired"`
 	d.body == {"error": "unauthenticated", "code": "ERR_TOKEN_EXPIRED", "reason": "token expired"}
 }
 
@@ -307,5 +307,170 @@ test_mcp_tool_argument_spellings_that_escape_the_directory if {
 	missing := authz.decision with input as mcp_req(alice, "read_file", {"Path": "/srv/public/a"})
 	not missing.allowed
 	ok := authz.decision with input as mcp_req(alice, "read_file", {"path": "/srv//public/a.txt"})
+	ok.allowed
+}
+
+mcp_list(identity, method) := object.union(req(identity, "POST", ["mcp"]), {
+	"route": {"id": "tools/0", "target": "tools", "checksum": "c"},
+	"protocol": {"name": "mcp", "method": method, "http_method": "POST"},
+})
+
+test_mcp_listing_shows_what_the_rules_let_the_caller_use if {
+	d := authz.decision with input as mcp_list(alice, "tools/list")
+	d.allowed
+
+	# read_file and list_files by the allow rule, delete_repo after an approval; nothing else.
+	d.mcp_visible.tools == ["delete_repo", "list_files", "read_file"]
+	d.mcp_visible.resources == ["*"]
+	d.mcp_visible.prompts == ["*"]
+}
+
+test_mcp_listing_on_the_event_stream_too if {
+	r := object.union(req(alice, "GET", ["mcp"]), {
+		"route": {"id": "tools/0", "target": "tools", "checksum": "c"},
+		"protocol": {"name": "mcp", "method": null, "http_method": "GET"},
+	})
+	d := authz.decision with input as r
+	d.allowed
+
+	# The rules that let this GET through decide (the approval rule names POST only).
+	d.mcp_visible.tools == ["list_files", "read_file"]
+}
+
+test_mcp_listing_unfiltered_when_a_rule_names_no_tools if {
+	targets := {"tools": {"rules": [{"name": "all", "groups": ["engineering"], "methods": ["POST"], "paths": ["/mcp"]}]}}
+	d := authz.decision with input as mcp_list(alice, "tools/list") with data.chaperone.targets as targets
+	d.allowed
+	not d.mcp_visible
+}
+
+test_mcp_calls_carry_no_listing_filter if {
+	d := authz.decision with input as mcp_req(alice, "read_file", {"path": "/srv/public/a.txt"})
+	d.allowed
+	not d.mcp_visible
+}
+
+mcp_targets := {"tools": {"rules": [{
+	"name": "docs",
+	"groups": ["engineering"],
+	"methods": ["POST"],
+	"paths": ["/mcp"],
+	"tools": ["search"],
+	"resources": ["file:///srv/docs/*", "memo://today"],
+	"prompts": ["summarise"],
+}]}}
+
+mcp_read(uri) := object.union(mcp_list(alice, "resources/read"), {"protocol": {"name": "mcp", "method": "resources/read", "uri": uri}})
+
+mcp_prompt(name) := object.union(mcp_list(alice, "prompts/get"), {"protocol": {"name": "mcp", "method": "prompts/get", "prompt": name}})
+
+test_mcp_resources_and_prompts_by_rule if {
+	reads := {"file:///srv/docs/a.md": true, "memo://today": true, "file:///etc/passwd": false, "memo://today/x": false}
+	every uri, allowed in reads {
+		d := authz.decision with input as mcp_read(uri) with data.chaperone.targets as mcp_targets
+		d.allowed == allowed
+	}
+	every name, allowed in {"summarise": true, "exfiltrate": false} {
+		d := authz.decision with input as mcp_prompt(name) with data.chaperone.targets as mcp_targets
+		d.allowed == allowed
+	}
+	l := authz.decision with input as mcp_list(alice, "resources/list") with data.chaperone.targets as mcp_targets
+	l.mcp_visible == {"tools": ["search"], "resources": ["file:///srv/docs/*", "memo://today"], "prompts": ["summarise"]}
+}
+
+mcp_unauth(error) := object.union(req(null, "POST", ["mcp"]), {
+	"route": {
+		"id": "tools/0", "target": "tools", "checksum": "c",
+		"resource": "https://gw.example.com/mcp",
+		"resource_metadata": "https://gw.example.com/.well-known/oauth-protected-resource/mcp",
+	},
+	"identity_error": error,
+})
+
+test_mcp_401_names_the_resource_metadata if {
+	d := authz.decision with input as mcp_unauth({"code": "ERR_TOKEN_MISSING", "reason": "missing token"})
+	d.http_status == 401
+	d.headers["www-authenticate"] == `Bearer resource_metadata="https://gw.example.com/.well-known/oauth-protected-resource/mcp"`
+}
+
+test_mcp_401_for_a_refused_token_is_invalid_token if {
+	reason := `the token was not issued for https://gw.example.com/mcp ("aud") é`
+	d := authz.decision with input as mcp_unauth({"code": "ERR_TOKEN_AUDIENCE", "reason": reason})
+	d.http_status == 401
+
+	# Quotes and characters a quoted-string cannot carry are dropped from the description.
+	d.headers["www-authenticate"] == concat("", [
+		`Bearer error="invalid_token", error_description="the token was not issued for https://gw.example.com/mcp (aud) ", `,
+		`resource_metadata="https://gw.example.com/.well-known/oauth-protected-resource/mcp"`,
+	])
+}
+
+usage(counts, limits) := {
+	"windows": {"minute": {"start": 0, "resets_in": 12}, "day": {"start": 0, "resets_in": 3600}},
+	"user": counts,
+	"agent": null,
+	"target": {"minute": {"requests": 0, "tokens": 0}, "day": {"requests": 0, "tokens": 0}},
+	"limits": limits,
+}
+
+token_budget := {"name": "daily-tokens", "per": "user", "kind": "tokens", "window": "day", "limit": 100}
+
+rate := {"name": "rpm", "per": "user", "kind": "requests", "window": "minute", "limit": 5}
+
+test_under_every_limit_is_allowed if {
+	counts := {"minute": {"requests": 4, "tokens": 50}, "day": {"requests": 4, "tokens": 99}}
+	r := object.union(req(alice, "GET", ["demo", "items"]), {"usage": usage(counts, [token_budget, rate])})
+	d := authz.decision with input as r
+	d.allowed
+}
+
+test_a_spent_budget_is_429_with_retry_after if {
+	counts := {"minute": {"requests": 1, "tokens": 40}, "day": {"requests": 3, "tokens": 120}}
+	r := object.union(req(alice, "GET", ["demo", "items"]), {"usage": usage(counts, [token_budget, rate])})
+	d := authz.decision with input as r
+	not d.allowed
+	d.http_status == 429
+	d.headers["retry-after"] == "3600"
+	d.body.error == "budget_exhausted"
+	d.body.limit == "daily-tokens"
+	d.body.retry_after == 3600
+	d.reason == "daily-tokens: 100 tokens per day for this user (alice)"
+}
+
+test_a_reached_rate_is_429_until_the_minute_ends if {
+	counts := {"minute": {"requests": 5, "tokens": 0}, "day": {"requests": 5, "tokens": 0}}
+	r := object.union(req(alice, "GET", ["demo", "items"]), {"usage": usage(counts, [token_budget, rate])})
+	d := authz.decision with input as r
+	d.http_status == 429
+	d.headers["retry-after"] == "12"
+	d.body.error == "rate_limited"
+}
+
+test_both_reached_waits_for_the_later_window if {
+	counts := {"minute": {"requests": 9, "tokens": 0}, "day": {"requests": 9, "tokens": 500}}
+	r := object.union(req(alice, "GET", ["demo", "items"]), {"usage": usage(counts, [token_budget, rate])})
+	d := authz.decision with input as r
+	d.headers["retry-after"] == "3600"
+}
+
+test_limits_do_not_turn_a_forbidden_request_into_429 if {
+	counts := {"minute": {"requests": 9, "tokens": 0}, "day": {"requests": 9, "tokens": 500}}
+	r := object.union(req(bob, "GET", ["demo", "items"]), {"usage": usage(counts, [token_budget, rate])})
+	d := authz.decision with input as r
+	d.http_status == 403
+}
+
+test_an_agent_limit_counts_the_agent_only if {
+	agent := object.union(alice, {"actor": {"sub": "agent:bot", "agent": "bot"}, "claims": {}})
+	per_agent := {"name": "bot-rpm", "per": "agent", "kind": "requests", "window": "minute", "limit": 2}
+	spent := {"minute": {"requests": 2, "tokens": 0}, "day": {"requests": 2, "tokens": 0}}
+	fresh := {"minute": {"requests": 0, "tokens": 0}, "day": {"requests": 0, "tokens": 0}}
+	u := object.union(usage(fresh, [per_agent]), {"agent": spent})
+	d := authz.decision with input as object.union(req(agent, "GET", ["demo", "items"]), {"usage": u})
+	d.http_status == 429
+	d.reason == "bot-rpm: 2 requests per minute for this agent (alice via bot)"
+
+	# The person without the agent is not counted by it.
+	ok := authz.decision with input as object.union(req(alice, "GET", ["demo", "items"]), {"usage": usage(fresh, [per_agent])})
 	ok.allowed
 }
