@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DecisionEvent, DecisionRecorder, ShadowOutcome } from '../contracts/decision.ts';
 import { describeThrown } from '../contracts/errors.ts';
+import type { UsageKey } from '../fleet/usage-counters.ts';
 import { applyApproval, evaluateWithGrant, openGate } from './pipeline/approval-gate.ts';
 import { authenticate } from './pipeline/authenticate.ts';
 import type { CheckState, Decided, DecisionContext, Trail } from './pipeline/check-state.ts';
@@ -15,14 +16,20 @@ import { prepareInput } from './pipeline/prepare-input.ts';
 import { decisionEvent, recordDecision } from './pipeline/record.ts';
 import { resolveRoute } from './pipeline/resolve-route.ts';
 import { countDecision, respond } from './pipeline/respond.ts';
+import { responseInstructions } from './pipeline/response-instructions.ts';
 import { shadowOutcome } from './pipeline/shadow.ts';
+import { addUsageToInput, TargetLimits, usageKeyOf } from './pipeline/usage.ts';
 import { type CheckResponseMessage, serverDeny } from './result-mapper.ts';
 
 export type { CheckDeps, CheckMetrics } from './pipeline/deps.ts';
 export type { DecisionEvent, DecisionRecorder, ShadowOutcome };
 
 export class CheckPipeline {
-  constructor(private readonly deps: CheckDeps) {}
+  private readonly limits: TargetLimits;
+
+  constructor(private readonly deps: CheckDeps) {
+    this.limits = new TargetLimits(deps.usage?.limits ?? []);
+  }
 
   /** `traceparent`: Envoy's, from the gRPC metadata (else the request's own header is used). */
   async check(req: unknown, traceparent?: string): Promise<CheckResponseMessage> {
@@ -60,6 +67,8 @@ export class CheckPipeline {
     if (!input.ok) return this.finish(state, trail, input.deny);
     trail.input = input.value;
     if (!snapshot) return this.finish(state, trail, serverDeny('ERR_POLICY_MISSING', ctx));
+    const usageKey = deps.usage ? usageKeyOf(auth.identity, state.target) : null;
+    if (deps.usage) addUsageToInput(input.value, deps.usage.counters, this.limits, usageKey);
 
     const gate = openGate(deps.approvals, auth.identity, state, input.value);
     const env = { ctx, headers: state.headers, logger: deps.logger };
@@ -70,16 +79,29 @@ export class CheckPipeline {
     const gated = await applyApproval(gate, evaluation, input.value, { ctx, requestHeaderNames });
     if (!gated.ok) return this.finish(state, trail, gated.deny);
     const injected = injectCredentials(deps, state, gated.value, env);
-    return this.finish(state, trail, injected.ok ? injected.value : injected.deny);
+    if (!injected.ok) return this.finish(state, trail, injected.deny);
+    const protocol = input.value.protocol;
+    const instructed = responseInstructions(
+      injected.value,
+      { result: evaluation.result, protocol, usageKey },
+      ctx,
+    );
+    return this.finish(state, trail, instructed.ok ? instructed.value : instructed.deny, usageKey);
   }
 
-  /** shadow → record → respond. */
-  private async finish(state: CheckState, trail: Trail, decided: Decided): Promise<CheckResponseMessage> {
+  /** shadow → record → respond; an allowed request counts toward its rate limits once recorded. */
+  private async finish(
+    state: CheckState,
+    trail: Trail,
+    decided: Decided,
+    usageKey: UsageKey | null = null,
+  ): Promise<CheckResponseMessage> {
     const event = decisionEvent(state, trail, decided.verdict);
     const shadow = shadowOutcome(this.deps, trail.input, decided.verdict);
     if (shadow) event.shadow = shadow;
     const answer = await recordDecision(this.deps, event, decided);
     event.verdict = answer.verdict;
+    if (usageKey && answer.verdict.decision === 'allow') this.deps.usage?.counters.countRequest(usageKey);
     const response = respond(this.deps, event, answer.response);
     state.trace?.end(event);
     return response;

@@ -19,6 +19,7 @@ import type { CheckTracer } from '../telemetry/tracing.ts';
 import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
 import type { ConfiguredAudiences } from './pipeline/resource-audience.ts';
+import type { UsageDeps } from './pipeline/usage.ts';
 import { openPolicySources, type PolicySources } from './policy/policy-sources.ts';
 import type { PolicySource, PolicyStore } from './policy/policy-store.ts';
 import { authzMethods, HealthStatus } from './transport/check-service.ts';
@@ -53,6 +54,8 @@ export interface AuthzServerOptions {
    */
   resourceAudiences?: string[];
   logger?: Logger;
+  /** Rate limits and token budgets: the fleet's counters and the configured limits (input.usage). */
+  usage?: UsageDeps;
   recorder?: DecisionRecorder;
   maxBodyBytes?: number;
   /** Upstream credentials per target name (`env:`/`file:` references, resolved here, never logged). */
@@ -267,6 +270,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     metrics,
     credentials,
     audiences: configuredAudiences(opts),
+    ...(opts.usage ? { usage: opts.usage } : {}),
     ...(opts.approvals ? { approvals: opts.approvals } : {}),
     ...(opts.revocation ? { revocation: opts.revocation } : {}),
     ...(shadow ? { shadow } : {}),

@@ -37,6 +37,7 @@ export type AuthzErrorCode =
   | 'ERR_MASKING_FAILED'
   | 'ERR_STREAM_NOT_MASKABLE'
   | 'ERR_RESPONSE_NOT_MASKABLE'
+  | 'ERR_LISTING_NOT_FILTERABLE'
   | 'ERR_INTERNAL';
 
 /** Failures outside a Check: start-up, configuration, the store, the CLI, the HTTP API. */
@@ -155,6 +156,13 @@ export const DENY_CATALOG: { readonly [C in AuthzErrorCode]: DenyRule } = {
     'deny',
     'the response cannot be masked as the policy declared',
     (why) => `the response cannot be masked as the policy declared: ${why}`,
+  ),
+  // An MCP listing the policy filters (mcp_visible) that cannot be read: never passed on unfiltered.
+  ERR_LISTING_NOT_FILTERABLE: server(
+    502,
+    'deny',
+    'the MCP listing cannot be filtered as the policy declared',
+    (why) => `the MCP listing cannot be filtered as the policy declared: ${why}`,
   ),
   ERR_INTERNAL: server(500, 'deny', 'internal error in the authorization server'),
 };

@@ -15,6 +15,7 @@ import type { ApprovalStore } from '../fleet/approval-store.ts';
 import type { SharedTargets } from '../fleet/config-revisions.ts';
 import type { FleetKeys } from '../fleet/fleet-keys.ts';
 import type { SharedState } from '../fleet/shared-state.ts';
+import type { UsageCounters } from '../fleet/usage-counters.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { CheckTracer } from '../telemetry/tracing.ts';
 import type { AdsServer } from '../xds/server/ads-server.ts';
@@ -106,6 +107,8 @@ export interface GatewayContext {
   audit?: AuditRuntime;
   approvals?: ApprovalStore;
   agents?: AgentRegistry;
+  /** Rate-limit and token-budget counters, shared through the store. */
+  usage?: UsageCounters;
   api?: HttpApi;
   authz?: AuthzServer;
   ads?: AdsServer;

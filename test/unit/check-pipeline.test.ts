@@ -375,7 +375,7 @@ describe('approval gate', () => {
     });
   });
 
-  it('an MCP tool call waiting for approval gets the JSON-RPC error body', async () => {
+  it('an MCP tool call waiting for approval is answered with URLElicitationRequiredError (HTTP 200)', async () => {
     const policy = policyOf(needsApprovalDecide);
     const { approvals } = approvalsOf({});
     const { pipeline } = pipelineWith({ policy, identity: VERIFIED(), approvals });
@@ -394,15 +394,24 @@ describe('approval gate', () => {
         contextExtensions: { route_id: 'tools/0', target: 'tools', protocol: 'mcp' },
       }),
     );
+    const message =
+      'approval required: deleting needs approval — a reviewer (security) must approve it; follow it at http://api.test/approvals/appr-new, then retry the call';
     expect(denied(res)).toEqual({
-      status: 403,
+      status: 200,
       body: {
         jsonrpc: '2.0',
         id: 7,
         error: {
-          code: -32001,
-          message: 'approval required: deleting needs approval',
-          data: { approval_id: 'appr-new', status_url: 'http://api.test/approvals/appr-new' },
+          code: -32042,
+          message,
+          data: {
+            elicitations: [
+              { mode: 'url', elicitationId: 'appr-new', url: 'http://api.test/approvals/appr-new', message },
+            ],
+            approval_id: 'appr-new',
+            status_url: 'http://api.test/approvals/appr-new',
+            reviewers: ['security'],
+          },
         },
       },
     });

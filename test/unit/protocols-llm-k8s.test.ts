@@ -45,12 +45,29 @@ describe('LLM APIs', () => {
       model: 'gpt-4o-mini',
       max_tokens: 512,
       stream: true,
+      // A streamed chat completion reports usage only when asked (stream_options.include_usage).
+      stream_usage: false,
       tools: ['search'],
       hosted_tools: [],
       mcp_servers: [],
       message_count: 2,
       prompt_chars: 13,
     });
+  });
+
+  it('knows which answers report their usage (token budgets count it)', () => {
+    const chat = (extra: object) =>
+      view('llm', 'POST', '/v1/chat/completions', { model: 'm', messages: [], ...extra }) as {
+        stream_usage?: boolean;
+      };
+    expect(chat({}).stream_usage).toBe(true);
+    expect(chat({ stream: true }).stream_usage).toBe(false);
+    expect(chat({ stream: true, stream_options: { include_usage: true } }).stream_usage).toBe(true);
+    expect(chat({ stream: true, stream_options: { include_usage: 'yes' } })).toMatchObject({
+      error: 'ERR_PROTOCOL_INVALID',
+    });
+    const anthropic = view('llm', 'POST', '/v1/messages', { model: 'm', messages: [], stream: true });
+    expect(anthropic).toMatchObject({ stream: true, stream_usage: true });
   });
 
   it('reads an OpenAI responses request and an Anthropic message', () => {

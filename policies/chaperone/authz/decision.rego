@@ -253,6 +253,9 @@ decision := unauthenticated if {
 } else := over_limit if {
 	count(exceeded) > 0
 	count(granting | needing_approval) > 0
+} else := usage_unreported if {
+	budgeted_stream_without_usage
+	count(granting | needing_approval) > 0
 } else := allow if {
 	count(granting) > 0
 } else := approval_required if {
@@ -432,3 +435,22 @@ over_limit := {
 	},
 	"reason": limit_reason,
 }
+
+# A token budget counts what the answer reports: a streamed chat completion reports its usage only when
+# asked (`stream_options.include_usage: true`), so on a budgeted target it must ask.
+budgeted_stream_without_usage if {
+	input.protocol.name == "llm"
+	input.protocol.stream == true
+	input.protocol.stream_usage == false
+	some limit in input.usage.limits
+	limit.kind == "tokens"
+}
+
+usage_unreported := {
+	"allowed": false,
+	"http_status": 400,
+	"body": {"error": "usage_required", "reason": usage_unreported_reason},
+	"reason": usage_unreported_reason,
+}
+
+usage_unreported_reason := "this target has a token budget: a streamed chat completion must set stream_options.include_usage to true"

@@ -474,3 +474,19 @@ test_an_agent_limit_counts_the_agent_only if {
 	ok := authz.decision with input as object.union(req(alice, "GET", ["demo", "items"]), {"usage": usage(fresh, [per_agent])})
 	ok.allowed
 }
+
+llm_stream(usage_flag) := object.union(req(alice, "GET", ["demo", "items"]), {
+	"usage": usage({"minute": {"requests": 0, "tokens": 0}, "day": {"requests": 0, "tokens": 0}}, [token_budget]),
+	"protocol": {"name": "llm", "stream": true, "stream_usage": usage_flag},
+})
+
+test_a_budgeted_stream_must_report_its_usage if {
+	fresh := {"minute": {"requests": 0, "tokens": 0}, "day": {"requests": 0, "tokens": 0}}
+	d := authz.decision with input as llm_stream(false)
+	d.http_status == 400
+	d.body.error == "usage_required"
+	ok := authz.decision with input as llm_stream(true)
+	ok.allowed
+	unbudgeted := authz.decision with input as object.union(llm_stream(false), {"usage": usage(fresh, [rate])})
+	unbudgeted.allowed
+}
