@@ -90,6 +90,8 @@ export interface UsageStatus {
   last_error: string | null;
   notices: number;
   resyncs: number;
+  /** Everyone's counts per target in the current windows, as this node holds them (fleet-wide). */
+  targets: Record<string, WindowCounts>;
 }
 
 /** Per agent of a person today (UTC), summed over targets: what `chaperone agents` shows. */
@@ -220,7 +222,17 @@ export class UsageCounters {
 
   status(): UsageStatus {
     let pending = 0;
-    for (const e of this.entries.values()) if (!isZero(e.pending) || !isZero(e.inflight)) pending++;
+    const targets: Record<string, WindowCounts> = {};
+    for (const e of this.entries.values()) {
+      if (!isZero(e.pending) || !isZero(e.inflight)) pending++;
+      if (e.row.scope === 'target' && !targets[e.row.target])
+        targets[e.row.target] = this.snapshot({
+          target: e.row.target,
+          issuer: '',
+          subject: '',
+          agent: null,
+        }).target;
+    }
     return {
       node: this.o.node,
       keys: this.entries.size,
@@ -231,6 +243,7 @@ export class UsageCounters {
       last_error: this.stats.lastError,
       notices: this.stats.notices,
       resyncs: this.stats.resyncs,
+      targets,
     };
   }
 

@@ -7,6 +7,7 @@
 // computer_use, mcp…; Anthropic server tools and mcp_servers) — are listed apart from function tools so
 // that a tool allow-list sees them. Duplicate and case-variant keys were refused by the strict reader.
 import type { ProtocolContext, ProtocolOutcome } from '../input/policy-input.ts';
+import { upstreamSegments } from './upstream-path.ts';
 
 export interface LlmView {
   name: 'llm';
@@ -200,7 +201,8 @@ function readRequest(body: Record<string, unknown>, view: LlmView): Read<LlmView
 }
 
 export function parseLlm(ctx: ProtocolContext): ProtocolOutcome {
-  const api = apiOf(ctx.parsedPath);
+  // The upstream's path decides the API: `/openai/` rewritten to `/v1/` is still chat completions.
+  const api = apiOf(upstreamSegments(ctx));
   const view: LlmView = {
     name: 'llm',
     provider: api === 'messages' ? 'anthropic' : api === 'other' ? 'unknown' : 'openai',

@@ -296,3 +296,33 @@ describe('Kubernetes API (kube-apiserver request info)', () => {
     expect(view('kubernetes', method, path)).toMatchObject({ name: 'kubernetes', ...expected });
   });
 });
+
+describe('LLM APIs behind a prefix rewrite', () => {
+  it('judges the path the upstream will see (/openai/ → /v1/)', () => {
+    const req = checkRequest({
+      method: 'POST',
+      path: '/openai/chat/completions',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [], stream: true }),
+      contextExtensions: {
+        route_id: 'llm/0',
+        target: 'llm',
+        protocol: 'llm',
+        path_prefix: '/openai/',
+        prefix_rewrite: '/v1/',
+      },
+    });
+    const r = buildInput(
+      req,
+      { identity, identityError: null },
+      { requireCompleteBody: true, protocol: protocolHook },
+    );
+    expect(r.ok && r.input.protocol).toMatchObject({
+      api: 'chat.completions',
+      provider: 'openai',
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_usage: false,
+    });
+  });
+});
