@@ -175,11 +175,16 @@ describe.skipIf(!DATABASE_URL)(
         const retryAfter = Number(over.headers.get('retry-after'));
         expect(retryAfter).toBeGreaterThan(0);
         expect(retryAfter).toBeLessThanOrEqual(86_400);
-        expect(await over.json()).toMatchObject({
-          error: 'budget_exhausted',
-          limit: 'daily-tokens',
-          retry_after: retryAfter,
-          reason: 'daily-tokens: 100 tokens per day for this user (alice)',
+        // In OpenAI's error shape, which OpenAI-compatible clients show.
+        expect(await over.json()).toEqual({
+          error: {
+            message: 'daily-tokens: 100 tokens per day for this user (alice)',
+            type: 'budget_exhausted',
+            code: 'budget_exhausted',
+            param: null,
+            limit: 'daily-tokens',
+            retry_after: retryAfter,
+          },
         });
       }
       expect(llm.requests).toHaveLength(3);

@@ -423,16 +423,34 @@ limit_scope_name := sprintf("%s via %s", [input.identity.subject, actor_name]) i
 	exceeded_limit.per == "target"
 } else := input.identity.subject
 
+limit_error := {"requests": "rate_limited", "tokens": "budget_exhausted"}[exceeded_limit.kind]
+
+# An LLM client shows the provider's own error shape: Anthropic's for its API, OpenAI's (which
+# OpenAI-compatible clients read: error.message, error.type) for the others.
+over_limit_body := {"type": "error", "error": {"type": "rate_limit_error", "message": limit_reason}} if {
+	input.protocol.name == "llm"
+	input.protocol.provider == "anthropic"
+} else := {"error": {
+	"message": limit_reason,
+	"type": limit_error,
+	"code": limit_error,
+	"param": null,
+	"limit": exceeded_limit.name,
+	"retry_after": retry_after,
+}} if {
+	input.protocol.name == "llm"
+} else := {
+	"error": limit_error,
+	"limit": exceeded_limit.name,
+	"reason": limit_reason,
+	"retry_after": retry_after,
+}
+
 over_limit := {
 	"allowed": false,
 	"http_status": 429,
 	"headers": {"retry-after": format_int(retry_after, 10)},
-	"body": {
-		"error": {"requests": "rate_limited", "tokens": "budget_exhausted"}[exceeded_limit.kind],
-		"limit": exceeded_limit.name,
-		"reason": limit_reason,
-		"retry_after": retry_after,
-	},
+	"body": over_limit_body,
 	"reason": limit_reason,
 }
 
