@@ -6,10 +6,11 @@
 // answered with a URL elicitation (MCP 2025-11-25, error -32042) pointing at the approval, and the
 // same call goes through once a reviewer approved it.
 //
-//   npm start                                   # chaperone up --dev (dev issuer, demo users)
-//   npx tsx examples/mcp-sdk/client.ts http://127.0.0.1:10000/mcp list_files
+//   ./chaperone up --dev --config chaperone.yaml   # an MCP target with `mcp.resource` (docs/agents.md)
+//   npx tsx examples/mcp-sdk/client.ts http://127.0.0.1:10000/mcp read_file '{"path":"/srv/public/a.txt"}'
 //
-// The login opens in your browser (or follow the printed URL); the dev issuer lets you pick a demo user.
+// Follow the printed URL to log in (the dev issuer lets you pick a demo user); test/e2e/mcp-authorization
+// runs this client through Envoy.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
