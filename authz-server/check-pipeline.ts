@@ -1,7 +1,9 @@
 // One Check, as a pipeline of named steps (each in authz-server/pipeline/, each answering a value or
-// a deny): resolveRoute → authenticate → buildInput → evaluate (with the approval gate) →
-// injectCredentials → shadow → record → respond. The pipeline never throws: any failure becomes a
-// deny with its own reason code (fail closed), distinct from a policy deny.
+// a deny): resolveRoute → authenticate (with the RFC 8707 resource check) → buildInput (with
+// input.usage) → evaluate (with the approval gate) → injectCredentials → responseInstructions (what
+// the response path must do) → shadow → record → respond (an allowed request is counted). The pipeline
+// never throws: any failure becomes a deny with its own reason code (fail closed), distinct from a
+// policy deny.
 import { randomUUID } from 'node:crypto';
 import type { DecisionEvent, DecisionRecorder, ShadowOutcome } from '../contracts/decision.ts';
 import { describeThrown } from '../contracts/errors.ts';
