@@ -76,7 +76,11 @@ export function filterListingMessage(
   return { message: changed ? { ...message, result } : message, hidden, changed };
 }
 
-/** A JSON response body (one JSON-RPC message) filtered; unparsable JSON cannot be filtered. */
+/**
+ * A JSON response body (one JSON-RPC message) filtered; unparsable JSON cannot be filtered. The body
+ * goes on as this parser read it (written anew): a client that reads duplicate keys another way (the
+ * first `id`, the first `result`) sees what was filtered, not the upstream's other reading.
+ */
 export function filterListingJson(
   body: string,
   filter: McpFilterInstruction,
@@ -89,7 +93,7 @@ export function filterListingJson(
   }
   if (Array.isArray(parsed)) throw new UnfilterableListingError('a JSON-RPC batch answer cannot be filtered');
   const out = filterListingMessage(parsed, filter);
-  return { body: out.changed ? JSON.stringify(out.message) : body, hidden: out.hidden };
+  return { body: JSON.stringify(out.message), hidden: out.hidden };
 }
 
 /** Merges what several messages hid. */

@@ -65,9 +65,11 @@ export class StreamedBody {
       // Not a JSON-RPC message (a keep-alive, a priming event): nothing to filter in it.
       return raw;
     }
+    if (Array.isArray(message)) throw new UnfilterableListingError('a JSON-RPC batch cannot be filtered');
     const out = filterListingMessage(message, filter);
     addHidden(hidden, out.hidden);
-    return out.changed ? withSseData(raw, JSON.stringify(out.message)) : raw;
+    // Written anew as parsed, like a JSON answer (mcp-listing.ts): no second reading of duplicate keys.
+    return withSseData(raw, JSON.stringify(out.message));
   }
 
   private copyJson(chunk: Uint8Array): void {

@@ -139,9 +139,20 @@ describe('MCP listings', () => {
     expect(() =>
       filterListingJson(JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: { a: 1 } } }), filter()),
     ).toThrow(/not an array/);
-    // Untouched bodies go on byte for byte.
-    const untouched = '{"jsonrpc":"2.0", "id":3, "result":{}}';
-    expect(filterListingJson(untouched, filter()).body).toBe(untouched);
+    // Passed on as parsed: a duplicate key cannot be read another way by the client.
+    const twice = '{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"drop_database"}]},"id":3}';
+    expect(JSON.parse(filterListingJson(twice, filter()).body)).toEqual({
+      jsonrpc: '2.0',
+      id: 3,
+      result: { tools: [] },
+    });
+    expect(filterListingJson(twice, filter()).body).not.toContain('drop_database');
+    expect(() =>
+      new StreamedBody({ sse: true, filter: filter(), meter: null, maxJsonBytes: 0 }).push(
+        bytes('data: [{"id":3}]\n\n'),
+        true,
+      ),
+    ).toThrow(/batch/);
   });
 
   it('rewrites a streamed listing event by event, across any chunk boundary', () => {
