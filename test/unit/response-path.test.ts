@@ -8,10 +8,13 @@ import {
   UnfilterableListingError,
   visibleMatch,
 } from '../../authz-server/masking/mcp-listing.ts';
+import { AUTHZ_NAMESPACE, planIsEmpty, responsePlanOf } from '../../authz-server/masking/response-plan.ts';
 import { parseSseEvent, SseSplitter, withSseData } from '../../authz-server/masking/sse.ts';
 import { StreamedBody } from '../../authz-server/masking/streamed-body.ts';
 import { UsageMeter } from '../../authz-server/masking/usage-meter.ts';
 import type { McpFilterInstruction } from '../../authz-server/pipeline/response-instructions.ts';
+import { RESPONSE_PROCESSING_KEYS } from '../../contracts/ext-authz.ts';
+import { toStruct } from '../../lib/proto-struct.ts';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
@@ -254,5 +257,33 @@ describe('LLM usage', () => {
     expect(body.push(bytes('data: {"usage":{"total_tokens":'), false)).toEqual({ body: null, hidden: null });
     expect(body.push(bytes('9}}\n\ndata: [DONE]\n\n'), true)).toEqual({ body: null, hidden: null });
     expect(body.finish()).toBe(9);
+  });
+});
+
+describe('the response plan (ext_authz dynamic metadata)', () => {
+  const plan = (md: Record<string, unknown>) =>
+    responsePlanOf({ filterMetadata: { [AUTHZ_NAMESPACE]: toStruct(md) } });
+
+  it('reads each instruction the contract names, and nothing without them', () => {
+    expect([...RESPONSE_PROCESSING_KEYS].sort()).toEqual(['masks', 'mcp_filter', 'usage']);
+    expect(planIsEmpty(plan({ decision_id: 'd' }))).toBe(true);
+    expect(planIsEmpty(responsePlanOf(undefined))).toBe(true);
+    expect(plan({ masks: { detectors: ['email'] } }).masks).toEqual({ detectors: ['email'] });
+    expect(plan({ mcp_filter: { method: 'tools/list', id: 3, visible: { tools: ['a'] } } }).filter).toEqual({
+      method: 'tools/list',
+      id: 3,
+      visible: { tools: ['a'] },
+    });
+    const usage = {
+      target: 'llm',
+      issuer: 'https://i',
+      subject: 'alice',
+      agent: null,
+      provider: 'openai',
+      api: 'responses',
+    };
+    expect(plan({ usage }).usage).toEqual(usage);
+    // Malformed instructions are not instructions.
+    expect(planIsEmpty(plan({ mcp_filter: { visible: 'all' }, usage: { target: 1 } }))).toBe(true);
   });
 });
