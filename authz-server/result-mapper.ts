@@ -120,6 +120,17 @@ const MASK_ON: HeaderValueOption = {
   appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD',
 };
 
+/**
+ * Routes this allowed response through the response processor (masking/), for work other than masks
+ * (an MCP listing filter, a usage meter): without MASK_HEADER Envoy's composite filter opens no
+ * ext_proc stream and the instruction in the metadata would be silently ignored.
+ */
+export function requestResponseProcessing(ok: NonNullable<CheckResponseMessage['okResponse']>): void {
+  if (!ok.headers.some((h) => h.header.key === MASK_HEADER)) ok.headers.push(MASK_ON);
+  const i = ok.headersToRemove.indexOf(MASK_HEADER);
+  if (i >= 0) ok.headersToRemove.splice(i, 1);
+}
+
 function metadata(ctx: MapContext, extra: unknown, verdict: Verdict, masks?: unknown): StructMessage {
   const base: Record<string, unknown> = isPlainObject(extra) ? { ...extra } : {};
   if (isPlainObject(masks)) base['masks'] = masks;

@@ -17,7 +17,9 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { CheckTracer } from '../telemetry/tracing.ts';
 import { type CheckDeps, type CheckMetrics, CheckPipeline, type DecisionRecorder } from './check-pipeline.ts';
 import { type CredentialSpec, CredentialStore } from './credentials/credential-store.ts';
+import type { ConfiguredAudiences } from './pipeline/resource-audience.ts';
 import { countDecision } from './pipeline/respond.ts';
+import type { UsageDeps } from './pipeline/usage.ts';
 import { openPolicySources, type PolicySources } from './policy/policy-sources.ts';
 import type { PolicySource, PolicyStore } from './policy/policy-store.ts';
 import type { CheckResponseMessage } from './result-mapper.ts';
@@ -48,7 +50,14 @@ export interface AuthzServerOptions {
   /** The fleet's shared store: the published policy revision is served (and followed) when there is one. */
   sharedState?: SharedState;
   identity?: IdentityOptions;
+  /**
+   * MCP targets' RFC 8707 resources (`targets[].mcp.resource`): tokens a person's issuer minted for one
+   * of them are verified too, and good on that target only (pipeline/resource-audience.ts).
+   */
+  resourceAudiences?: string[];
   logger?: Logger;
+  /** Rate limits and token budgets: the fleet's counters and the configured limits (input.usage). */
+  usage?: UsageDeps;
   recorder?: DecisionRecorder;
   maxBodyBytes?: number;
   /** Upstream credentials per target name (`env:`/`file:` references, resolved here, never logged). */
@@ -188,13 +197,30 @@ async function startIdentity(opts: AuthzServerOptions, logger: Logger): Promise<
     logger.warn('no identity issuer configured: every request reaches the policy unauthenticated');
     return null;
   }
-  const identity = new IdentityVerifier(opts.identity);
+  const resources = opts.resourceAudiences ?? [];
+  const identity = new IdentityVerifier({
+    ...opts.identity,
+    issuers: opts.identity.issuers.map((i) =>
+      i.agentIssuer || resources.length === 0
+        ? i
+        : { ...i, audiences: [...new Set([...i.audiences, ...resources])] },
+    ),
+  });
   // Prefetch discovery and keys so the first request does not pay for them; failure is not fatal
   // (the verifier retries later), but it is worth a warning.
   await identity
     .warmUp()
     .catch((err: unknown) => logger.warn({ err: String(err) }, 'identity warm-up failed'));
   return identity;
+}
+
+/** Each person-issuer's own configured audiences (before the MCP resources were added for verification). */
+function configuredAudiences(opts: AuthzServerOptions): ConfiguredAudiences {
+  return new Map(
+    (opts.identity?.issuers ?? [])
+      .filter((i) => !i.agentIssuer)
+      .map((i) => [i.issuer, new Set(i.audiences)] as const),
+  );
 }
 
 async function loadCredentials(credentials: CredentialStore, logger: Logger): Promise<void> {
@@ -298,6 +324,8 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     logger,
     metrics,
     credentials,
+    audiences: configuredAudiences(opts),
+    ...(opts.usage ? { usage: opts.usage } : {}),
     ...(opts.approvals ? { approvals: opts.approvals } : {}),
     ...(opts.revocation ? { revocation: opts.revocation } : {}),
     ...(shadow ? { shadow } : {}),

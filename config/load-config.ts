@@ -33,7 +33,9 @@ import type {
   PolicySource,
   TargetBody,
   TargetConfig,
+  TargetMcpConfig,
   TargetProtocol,
+  UsageLimitConfig,
 } from './types.ts';
 import { parseYamlSource, YamlSyntaxError } from './yaml-source.ts';
 
@@ -130,6 +132,7 @@ export function parseConfig(text: string, file: string | null = null): Config {
           format: c['format'] ?? CONFIG_DEFAULTS.credentialFormat,
         }),
       ),
+      ...mcpOf(t, i, raw, semantic),
     };
   });
   reportDuplicates(
@@ -146,6 +149,8 @@ export function parseConfig(text: string, file: string | null = null): Config {
       semantic,
     );
   }
+
+  const limits = usageLimitsOf(raw, targets, semantic);
 
   const identityRaw = raw['identity'] as Raw | undefined;
   const identity: IdentityConfig | null = identityRaw
@@ -291,6 +296,7 @@ export function parseConfig(text: string, file: string | null = null): Config {
         (raw['approvals'] as Raw | undefined)?.['pending_ttl'] ?? CONFIG_DEFAULTS.approvalPendingTtl,
       ),
     },
+    ...(limits.length > 0 ? { limits } : {}),
   };
   lineTables.set(config, source.lineOf);
   return config;
@@ -547,4 +553,77 @@ export function envoyDuration(text: string): string {
   const seconds = ns / 1_000_000_000n;
   const nanos = ns % 1_000_000_000n;
   return nanos === 0n ? `${seconds}s` : `${seconds}.${nanos.toString().padStart(9, '0').replace(/0+$/, '')}s`;
+}
+
+/**
+ * `targets[i].mcp`: only on an MCP target; the resource is an absolute http(s) URL without a fragment
+ * or query (RFC 8707), and someone must issue tokens for it (the identity issuers by default).
+ */
+function mcpOf(
+  t: Raw,
+  i: number,
+  raw: Raw,
+  out: { path: string; message: string }[],
+): { mcp?: TargetMcpConfig } {
+  const m = t['mcp'] as Raw | undefined;
+  if (!m) return {};
+  const at = `targets[${i}].mcp`;
+  if ((t['protocol'] ?? CONFIG_DEFAULTS.protocol) !== 'mcp')
+    out.push({ path: at, message: 'is only valid on a target with protocol: mcp' });
+  let resource = String(m['resource']);
+  try {
+    const url = new URL(resource);
+    if (url.username !== '' || url.password !== '')
+      out.push({ path: `${at}.resource`, message: 'must not carry user info' });
+    // The canonical form (MCP authorization spec): lowercase scheme and host, no trailing slash.
+    resource = `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '')}`;
+  } catch {
+    out.push({ path: `${at}.resource`, message: 'must be an http(s) URL' });
+  }
+  const issuers = ((raw['identity'] as Raw | undefined)?.['issuers'] ?? []) as Raw[];
+  const authorizationServers: string[] = m['authorization_servers'] ?? issuers.map((is) => is['issuer']);
+  if (authorizationServers.length === 0)
+    out.push({
+      path: `${at}.authorization_servers`,
+      message: 'must name an issuer (none is configured under identity.issuers)',
+    });
+  return { mcp: { resource, authorizationServers, scopes: m['scopes'] ?? [] } };
+}
+
+const LIMIT_WINDOWS = [
+  ['minute', 'per_minute'],
+  ['day', 'per_day'],
+] as const;
+
+/** `rate_limits:` and `budgets:`, one entry per window, each naming targets that exist. */
+function usageLimitsOf(
+  raw: Raw,
+  targets: TargetConfig[],
+  out: { path: string; message: string }[],
+): UsageLimitConfig[] {
+  const known = new Set(targets.map((t) => t.name));
+  const limits: UsageLimitConfig[] = [];
+  for (const [section, kind] of [
+    ['rate_limits', 'requests'],
+    ['budgets', 'tokens'],
+  ] as const) {
+    ((raw[section] ?? []) as Raw[]).forEach((entry, i) => {
+      const names = entry['targets'] as string[] | undefined;
+      for (const [j, n] of (names ?? []).entries())
+        if (!known.has(n)) out.push({ path: `${section}[${i}].targets[${j}]`, message: `names no target` });
+      for (const [window, suffix] of LIMIT_WINDOWS) {
+        const limit = entry[`${kind}_${suffix}`];
+        if (limit === undefined) continue;
+        limits.push({
+          name: entry['name'] ?? `${section}[${i}]`,
+          targets: names ?? null,
+          per: entry['per'] ?? 'user',
+          kind,
+          window,
+          limit,
+        });
+      }
+    });
+  }
+  return limits;
 }

@@ -28,6 +28,9 @@ export const RESTART_ONLY: readonly RestartOnly[] = [
   { section: 'console', of: (c) => c.console },
   { section: 'notifications', of: (c) => c.notifications },
   { section: 'approvals', of: (c) => c.approvals },
+  // The authz server reads its limits once (they reach the policy as input.usage.limits).
+  { section: 'rate_limits', of: (c) => (c.limits ?? []).filter((l) => l.kind === 'requests') },
+  { section: 'budgets', of: (c) => (c.limits ?? []).filter((l) => l.kind === 'tokens') },
 ];
 
 /** Config keys a reload applies (test/unit/reload-plan.test.ts checks every key is classified). */
@@ -68,7 +71,9 @@ export function reloadPlan(running: Config, next: Config): ReloadPlan {
     console: running.console,
     notifications: running.notifications,
     approvals: running.approvals,
+    ...(running.limits ? { limits: running.limits } : {}),
   };
+  if (!running.limits) delete apply.limits;
   return { apply, restartNeeded };
 }
 

@@ -57,6 +57,38 @@ export interface TargetConfig {
   /** `body` and `max_request_bytes`, with the protocol's default limit applied. */
   body: TargetBody;
   credentials: CredentialRefConfig[];
+  /**
+   * An MCP target's OAuth 2.0 Protected Resource Metadata (RFC 9728), published at the gateway so MCP
+   * clients discover where to log in. Absent: no metadata, no resource (audience) check.
+   */
+  mcp?: TargetMcpConfig;
+}
+
+/** `targets[].mcp`: how MCP clients find the authorization server for this target. */
+export interface TargetMcpConfig {
+  /** The target's canonical URL as MCP clients use it (RFC 8707 resource; tokens must name it in `aud`). */
+  resource: string;
+  /** Issuers that mint tokens for it (RFC 9728 `authorization_servers`); default every identity issuer. */
+  authorizationServers: string[];
+  /** RFC 9728 `scopes_supported` (what a client asks for when it logs in); empty: not published. */
+  scopes: string[];
+}
+
+/** Who a usage limit counts together: one person, one agent of one person, or everyone on a target. */
+export type UsageScope = 'user' | 'agent' | 'target';
+
+/**
+ * One limit of `rate_limits:` (requests) or `budgets:` (LLM tokens) for one window, flattened: a config
+ * entry with a minute and a day figure becomes two. Given to the policy in `input.usage.limits`.
+ */
+export interface UsageLimitConfig {
+  name: string;
+  /** Target names it applies to; null: every target. */
+  targets: string[] | null;
+  per: UsageScope;
+  kind: 'requests' | 'tokens';
+  window: 'minute' | 'day';
+  limit: number;
 }
 
 export type PolicySource = { kind: 'dir'; path: string } | { kind: 'bundle'; path: string };
@@ -213,6 +245,8 @@ export interface Config {
   notifications: NotificationsConfig;
   /** `pendingTtlMs`: a request nobody decided expires after this long. */
   approvals: { pendingTtlMs: number };
+  /** `rate_limits:` and `budgets:`, flattened (absent or empty: no limit is configured). */
+  limits?: UsageLimitConfig[];
 }
 
 /** `telemetry:` — the metrics listener (traces are configured by the OTEL_* environment variables). */

@@ -38,6 +38,7 @@ export type AuthzErrorCode =
   | 'ERR_STREAM_NOT_MASKABLE'
   | 'ERR_RESPONSE_NOT_MASKABLE'
   | 'ERR_OVERLOADED'
+  | 'ERR_LISTING_NOT_FILTERABLE'
   | 'ERR_INTERNAL';
 
 /** Failures outside a Check: start-up, configuration, the store, the CLI, the HTTP API. */
@@ -160,6 +161,13 @@ export const DENY_CATALOG: { readonly [C in AuthzErrorCode]: DenyRule } = {
   ),
   // Load shedding: answered at once, before any evaluation, instead of an ext_authz timeout later.
   ERR_OVERLOADED: server(503, 'deny', 'the gateway is over capacity; retry shortly'),
+  // An MCP listing the policy filters (mcp_visible) that cannot be read: never passed on unfiltered.
+  ERR_LISTING_NOT_FILTERABLE: server(
+    502,
+    'deny',
+    'the MCP listing cannot be filtered as the policy declared',
+    (why) => `the MCP listing cannot be filtered as the policy declared: ${why}`,
+  ),
   ERR_INTERNAL: server(500, 'deny', 'internal error in the authorization server'),
 };
 

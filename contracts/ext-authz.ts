@@ -40,6 +40,12 @@ export interface RouteContext {
   rewrite: { pathPrefix: string; prefixRewrite: string } | null;
   /** How Envoy hands the request body to the check on this route. */
   body: RouteBody;
+  /**
+   * An MCP target that publishes OAuth 2.0 Protected Resource Metadata (RFC 9728): its resource
+   * identifier (RFC 8707; the URL MCP clients connect to) and where the metadata is served. Tokens of
+   * people must name `resource` in `aud`; a 401 points to `metadataUrl`.
+   */
+  oauthResource?: { resource: string; metadataUrl: string } | null;
 }
 
 /**
@@ -59,6 +65,8 @@ const KEY = {
   prefixRewrite: 'prefix_rewrite',
   body: 'body',
   maxRequestBytes: 'max_request_bytes',
+  resource: 'resource',
+  resourceMetadata: 'resource_metadata',
 } as const;
 
 /** Translator side: the context_extensions map of a route. */
@@ -73,6 +81,9 @@ export function encodeRouteContext(r: RouteContext): Record<string, string> {
       : {}),
     [KEY.body]: r.body.mode,
     ...(r.body.mode === 'buffer' ? { [KEY.maxRequestBytes]: String(r.body.maxRequestBytes) } : {}),
+    ...(r.oauthResource
+      ? { [KEY.resource]: r.oauthResource.resource, [KEY.resourceMetadata]: r.oauthResource.metadataUrl }
+      : {}),
   };
 }
 
@@ -85,6 +96,8 @@ export interface DecodedRouteContext {
   rewrite: { pathPrefix: string; prefixRewrite: string } | null;
   /** null when the route does not say (a hand-written Envoy config): the server's own limit applies. */
   body: RouteBody | null;
+  /** The MCP target's RFC 8707 resource and its RFC 9728 metadata URL, when it publishes them. */
+  oauthResource: { resource: string; metadataUrl: string } | null;
 }
 
 /** `buffer` with a positive decimal limit, or `headers_only`; anything else is not a route's setting. */
@@ -110,5 +123,22 @@ export function decodeRouteContext(ext: unknown): DecodedRouteContext {
     protocol: str(KEY.protocol),
     rewrite: pathPrefix !== null && prefixRewrite !== null ? { pathPrefix, prefixRewrite } : null,
     body: decodeBody(str(KEY.body), str(KEY.maxRequestBytes)),
+    oauthResource: oauthResourceOf(str(KEY.resource), str(KEY.resourceMetadata)),
   };
 }
+
+/** Both keys or neither: a resource without its metadata URL (or the reverse) is not a route's setting. */
+function oauthResourceOf(
+  resource: string | null,
+  metadataUrl: string | null,
+): DecodedRouteContext['oauthResource'] {
+  return resource !== null && metadataUrl !== null ? { resource, metadataUrl } : null;
+}
+
+/**
+ * Dynamic metadata keys (under the ext_authz filter's namespace) that ask the ext_proc response
+ * processor to look at a response: `masks` (rewrite the body), `mcp_filter` (drop what the caller may
+ * not use from an MCP listing), `usage` (count the tokens an LLM upstream reports). A decision without
+ * any of them needs no response processing.
+ */
+export const RESPONSE_PROCESSING_KEYS = ['masks', 'mcp_filter', 'usage'] as const;

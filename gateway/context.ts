@@ -16,6 +16,7 @@ import type { SharedTargets } from '../fleet/config-revisions.ts';
 import type { FleetKeys } from '../fleet/fleet-keys.ts';
 import type { NotificationOutbox } from '../fleet/notifications-outbox.ts';
 import type { SharedState } from '../fleet/shared-state.ts';
+import type { UsageCounters } from '../fleet/usage-counters.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { CheckTracer } from '../telemetry/tracing.ts';
 import type { AdsServer } from '../xds/server/ads-server.ts';
@@ -109,6 +110,8 @@ export interface GatewayContext {
   agents?: AgentRegistry;
   /** Approval events and their notification deliveries (the console shows them). */
   outbox?: NotificationOutbox;
+  /** Rate-limit and token-budget counters, shared through the store. */
+  usage?: UsageCounters;
   api?: HttpApi;
   authz?: AuthzServer;
   ads?: AdsServer;

@@ -12,6 +12,7 @@ import { type Identity, type Person, personOf, samePerson } from '../../contract
 import type { AgentRegistry, AgentTokenRecord } from '../../fleet/agent-registry.ts';
 import { parseTtl } from '../../fleet/approval-store.ts';
 import type { FleetKeys } from '../../fleet/fleet-keys.ts';
+import type { AgentUsageToday } from '../../fleet/usage-counters.ts';
 import { issSubId, SUBJECT_ID_CLAIM } from '../../identity/claims.ts';
 import { ApiError } from '../errors.ts';
 import type { ApiHandler, ApiRequest, Role, Route } from '../route.ts';
@@ -31,6 +32,8 @@ export interface AgentRouteDeps {
   keys: Pick<FleetKeys, 'kid' | 'signingKey' | 'jwks' | 'rotate'>;
   registry: AgentRegistry;
   audit?: AdminAudit;
+  /** Each agent's use today (rate limits and token budgets), from the fleet's usage counters. */
+  usage?: { agentsToday(filter: { issuer?: string; subject?: string }): Promise<AgentUsageToday[]> };
 }
 
 function field(req: ApiRequest, name: string): string | undefined {
@@ -137,8 +140,23 @@ function inventoryFilter(req: ApiRequest): { issuer?: string; user?: string } {
 function inventory(d: AgentRouteDeps): ApiHandler {
   return async (req) => {
     const agent = req.url.searchParams.get('agent');
-    const rows = await d.registry.list({ ...inventoryFilter(req), ...(agent ? { agent } : {}) });
-    return { status: 200, body: { rows } };
+    const filter = inventoryFilter(req);
+    const rows = await d.registry.list({ ...filter, ...(agent ? { agent } : {}) });
+    if (!d.usage) return { status: 200, body: { rows } };
+    // Usage is counted per agent name of a person (all its tokens): each row shows its agent's day.
+    const today = new Map(
+      (
+        await d.usage.agentsToday({
+          ...(filter.issuer ? { issuer: filter.issuer } : {}),
+          ...(filter.user ? { subject: filter.user } : {}),
+        })
+      ).map((u) => [JSON.stringify([u.issuer, u.subject, u.agent]), u]),
+    );
+    const withToday = rows.map((r) => {
+      const u = today.get(JSON.stringify([r.user_issuer, r.user, r.agent]));
+      return { ...r, today: { requests: u?.requests ?? 0, tokens: u?.tokens ?? 0 } };
+    });
+    return { status: 200, body: { rows: withToday } };
   };
 }
 

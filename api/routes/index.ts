@@ -18,7 +18,7 @@ export interface ApiRouteDeps {
   /** The audit store's read side; without it the API has no /audit routes. */
   audit?: { trail: AuditTrail; entrypoint: string; verify?: () => Promise<unknown> };
   approvals: ApprovalStore;
-  agents: Pick<AgentRouteDeps, 'issuer' | 'keys' | 'maxTtlMs'> & { registry: AgentRegistry };
+  agents: Pick<AgentRouteDeps, 'issuer' | 'keys' | 'maxTtlMs' | 'usage'> & { registry: AgentRegistry };
   recordAdmin?: AdminAudit;
   /** Dev mode on a loopback API only. */
   dev?: DevTokenSource;

@@ -69,7 +69,14 @@ function malformed(reason: string): BuildInputResult {
 
 function routeOf(rc: DecodedRouteContext): RouteRef | null {
   if (rc.routeId === null && rc.target === null && rc.checksum === null) return null;
-  return { id: rc.routeId, target: rc.target, checksum: rc.checksum };
+  return {
+    id: rc.routeId,
+    target: rc.target,
+    checksum: rc.checksum,
+    ...(rc.oauthResource
+      ? { resource: rc.oauthResource.resource, resource_metadata: rc.oauthResource.metadataUrl }
+      : {}),
+  };
 }
 
 type Failure = Extract<BuildInputResult, { ok: false }>;

@@ -21,6 +21,10 @@ export interface RouteRef {
   target: string | null;
   /** Checksum of the config revision Envoy runs, to detect skew with the authz server. */
   checksum: string | null;
+  /** An MCP target's RFC 8707 resource (the URL its clients use), when it publishes RFC 9728 metadata. */
+  resource?: string;
+  /** Where that metadata is: what a 401 names in `WWW-Authenticate: Bearer resource_metadata="…"`. */
+  resource_metadata?: string;
 }
 
 export interface InputVersion {

@@ -130,10 +130,15 @@ async function requestApproval(
     {
       ...result,
       allowed: false,
-      http_status: 403,
-      // An MCP client gets a JSON-RPC error it can show (with the approval URL), not a bare 403.
+      // An MCP client gets the JSON-RPC answer it shows its user (mcp.ts), not a transport error.
+      http_status: mcp ? 200 : 403,
       body: mcp
-        ? mcpApprovalError(mcp.id, req.id, statusUrl, req.reason)
+        ? mcpApprovalError(mcp.id, {
+            id: req.id,
+            statusUrl,
+            reason: req.reason,
+            reviewers: req.reviewers,
+          })
         : {
             error: 'approval_required',
             approval_id: req.id,

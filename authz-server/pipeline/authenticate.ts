@@ -6,14 +6,16 @@ import type { Identity } from '../../identity/verifier.ts';
 import type { IdentityErrorInfo } from '../input/policy-input.ts';
 import type { RequestHeaders } from '../input/request-headers.ts';
 import type { CheckDeps } from './deps.ts';
+import { resourceAudienceProblem } from './resource-audience.ts';
 
 export type Authentication =
   | { identity: Identity; identityError: null }
   | { identity: null; identityError: IdentityErrorInfo };
 
 export async function authenticate(
-  deps: Pick<CheckDeps, 'identity' | 'revocation'>,
+  deps: Pick<CheckDeps, 'identity' | 'revocation' | 'audiences'>,
   headers: RequestHeaders,
+  routeResource: string | null = null,
 ): Promise<Authentication> {
   if (!deps.identity) {
     return {
@@ -27,5 +29,7 @@ export async function authenticate(
   // The kill switch: a revoked agent token is treated as no token at all.
   const revoked = deps.revocation?.revoked(verified.identity) ?? null;
   if (revoked) return { identity: null, identityError: { code: 'ERR_TOKEN_REVOKED', reason: revoked } };
+  const audience = resourceAudienceProblem(verified.identity, routeResource, deps.audiences);
+  if (audience) return { identity: null, identityError: { code: 'ERR_TOKEN_AUDIENCE', reason: audience } };
   return { identity: verified.identity, identityError: null };
 }

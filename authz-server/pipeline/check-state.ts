@@ -26,6 +26,8 @@ export interface CheckState {
   headers: RequestHeaders;
   routeId: string | null;
   target: string | null;
+  /** The MCP target's RFC 8707 resource, when its route publishes RFC 9728 metadata. */
+  resource: string | null;
   /** This Check's span when traces are on (its trace id is recorded with the decision). */
   trace?: CheckTrace;
 }

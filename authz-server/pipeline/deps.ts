@@ -10,6 +10,8 @@ import type { Metrics } from '../../telemetry/metrics.ts';
 import type { CheckTracer } from '../../telemetry/tracing.ts';
 import type { InjectedHeaders } from '../credentials/credential-store.ts';
 import type { EvalOutcome } from '../policy/policy-engine.ts';
+import type { ConfiguredAudiences } from './resource-audience.ts';
+import type { UsageDeps } from './usage.ts';
 
 export interface CheckMetrics {
   total: number;
@@ -75,6 +77,16 @@ export interface CheckDeps {
   telemetry?: Pick<Metrics, 'decided'>;
   /** A span per Check (telemetry/tracing.ts), when the OTEL_* environment turns traces on. */
   tracer?: CheckTracer;
+  /**
+   * Each person-issuer's configured audiences (RFC 8707 check, pipeline/resource-audience.ts): on an MCP
+   * target with a resource, a token must name the resource or one of these; elsewhere one of these.
+   */
+  audiences?: ConfiguredAudiences;
+  /**
+   * Rate limits and token budgets: the fleet's counters (memory reads only) and the configured limits,
+   * given to the policy as input.usage; absent: no input.usage, nothing counted.
+   */
+  usage?: UsageDeps;
   /** Human approval of requests the policy marks `approval`; without it such requests are plain denies. */
   approvals?: { store: ApprovalPort; statusUrl: (id: string) => string };
 }

@@ -22,5 +22,6 @@ export function resolveRoute(req: unknown): CheckState {
     headers: readRequestHeaders(http),
     routeId: route.routeId,
     target: route.target,
+    resource: route.oauthResource?.resource ?? null,
   };
 }

@@ -15,6 +15,7 @@
 // requires `create` for those upgrades too).
 import type { ProtocolContext, ProtocolOutcome } from '../input/policy-input.ts';
 import type { FormValues } from '../input/query.ts';
+import { upstreamSegments } from './upstream-path.ts';
 
 export interface KubernetesView {
   name: 'kubernetes';
@@ -50,16 +51,6 @@ const METHOD_VERBS: Record<string, string> = {
   PATCH: 'patch',
   DELETE: 'delete',
 };
-
-/** The path the API server will see: the client's path with the route's prefix rewrite applied. */
-function upstreamSegments(ctx: ProtocolContext): readonly string[] {
-  if (!ctx.rewrite) return ctx.parsedPath;
-  const { pathPrefix: prefix, prefixRewrite: rewrite } = ctx.rewrite;
-  const path = `/${ctx.parsedPath.join('/')}`;
-  if (!path.startsWith(prefix)) return ctx.parsedPath;
-  const rewritten = `${rewrite}${path.slice(prefix.length)}`.replace(/^\/+/, '');
-  return rewritten.split('/');
-}
 
 /** Go's `strings.Split(strings.Trim(path, "/"), "/")` on an already split path. */
 function trimmedParts(segs: readonly string[]): string[] {

@@ -7,6 +7,7 @@
 // computer_use, mcp…; Anthropic server tools and mcp_servers) — are listed apart from function tools so
 // that a tool allow-list sees them. Duplicate and case-variant keys were refused by the strict reader.
 import type { ProtocolContext, ProtocolOutcome } from '../input/policy-input.ts';
+import { upstreamSegments } from './upstream-path.ts';
 
 export interface LlmView {
   name: 'llm';
@@ -15,6 +16,12 @@ export interface LlmView {
   model: string | null;
   max_tokens: number | null;
   stream: boolean;
+  /**
+   * Whether the answer will report its token usage: always for a JSON answer, for Anthropic and the
+   * Responses API, and for a streamed chat completion only with `stream_options.include_usage: true`
+   * (token budgets count what the answer reports).
+   */
+  stream_usage: boolean;
   /** Names of the tools the client runs (function and custom tools). */
   tools: string[];
   /** Types of the tools the provider runs: `web_search_preview`, `mcp`, `web_search_20250305`, … */
@@ -172,6 +179,13 @@ function readRequest(body: Record<string, unknown>, view: LlmView): Read<LlmView
   if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
     return invalid('stream must be a boolean');
   view.stream = stream === true;
+  const options = body['stream_options'];
+  if (options !== undefined && options !== null && !isObject(options))
+    return invalid('stream_options must be an object');
+  const includeUsage = isObject(options) ? options['include_usage'] : undefined;
+  if (includeUsage !== undefined && includeUsage !== null && typeof includeUsage !== 'boolean')
+    return invalid('stream_options.include_usage must be a boolean');
+  view.stream_usage = !view.stream || view.api !== 'chat.completions' || includeUsage === true;
   const tools = readTools(body['tools'], view.api);
   if (!tools.ok) return invalid(tools.reason);
   view.tools = tools.tools;
@@ -187,7 +201,8 @@ function readRequest(body: Record<string, unknown>, view: LlmView): Read<LlmView
 }
 
 export function parseLlm(ctx: ProtocolContext): ProtocolOutcome {
-  const api = apiOf(ctx.parsedPath);
+  // The upstream's path decides the API: `/openai/` rewritten to `/v1/` is still chat completions.
+  const api = apiOf(upstreamSegments(ctx));
   const view: LlmView = {
     name: 'llm',
     provider: api === 'messages' ? 'anthropic' : api === 'other' ? 'unknown' : 'openai',
@@ -195,6 +210,7 @@ export function parseLlm(ctx: ProtocolContext): ProtocolOutcome {
     model: null,
     max_tokens: null,
     stream: false,
+    stream_usage: true,
     tools: [],
     hosted_tools: [],
     mcp_servers: [],

@@ -97,20 +97,34 @@ export function parseMcp(ctx: ProtocolContext): ProtocolOutcome {
   return { ok: true, value: view };
 }
 
-/** The JSON-RPC error an MCP client understands when a tool call waits for human approval. */
+/** URL_ELICITATION_REQUIRED (MCP 2025-11-25, client/elicitation): "retry once the user has been to this URL". */
+export const MCP_URL_ELICITATION_REQUIRED = -32042;
+
+/**
+ * The answer to an MCP request that waits for a human's approval, in the form MCP clients show their
+ * user: a JSON-RPC error (sent with HTTP 200, as MCP servers send errors, so the client reads it as the
+ * request's answer rather than a transport failure) of code -32042, URLElicitationRequiredError, whose
+ * one URL-mode elicitation points to the approval's status; clients that support URL elicitation show
+ * the URL and let the user retry, the others show the message, which names the URL too. `approval_id`
+ * and `status_url` stay in `data` for scripts. The retry (a new JSON-RPC id) passes once approved.
+ */
 export function mcpApprovalError(
   id: string | number | null,
-  approvalId: string,
-  statusUrl: string,
-  reason: string,
+  approval: { id: string; statusUrl: string; reason: string; reviewers: string[] },
 ): string {
+  const message = `approval required: ${approval.reason} — a reviewer (${approval.reviewers.join(', ')}) must approve it; follow it at ${approval.statusUrl}, then retry the call`;
   return JSON.stringify({
     jsonrpc: '2.0',
     id,
     error: {
-      code: -32001,
-      message: `approval required: ${reason}`,
-      data: { approval_id: approvalId, status_url: statusUrl },
+      code: MCP_URL_ELICITATION_REQUIRED,
+      message,
+      data: {
+        elicitations: [{ mode: 'url', elicitationId: approval.id, url: approval.statusUrl, message }],
+        approval_id: approval.id,
+        status_url: approval.statusUrl,
+        reviewers: approval.reviewers,
+      },
     },
   });
 }

@@ -19,11 +19,13 @@ interface AgentRow {
   targets_used: string[];
   revoked_at: string | null;
   revoked_by: string | null;
+  /** This agent name's use today (UTC), fleet-wide, all its tokens: rate limits and token budgets. */
+  today?: { requests: number; tokens: number };
 }
 
 function inventoryTable(rows: AgentRow[]): string {
   const head =
-    'AGENT            USER       ISSUED               LAST SEEN            REQ  DENY  TARGETS        STATE\n';
+    'AGENT            USER       ISSUED               LAST SEEN            REQ  DENY  TARGETS        TODAY REQ/TOKENS  STATE\n';
   return (
     head +
     rows
@@ -33,7 +35,7 @@ function inventoryTable(rows: AgentRow[]): string {
           : Date.parse(r.expires_at) < Date.now()
             ? 'expired'
             : 'active';
-        return `${r.agent.padEnd(16)} ${r.user.padEnd(10)} ${r.issued_at.slice(0, 19)}  ${(r.last_seen ?? '-').slice(0, 19).padEnd(19)}  ${String(r.requests).padStart(3)}  ${String(r.denied).padStart(4)}  ${(r.targets_used.join(',') || '-').padEnd(14)} ${state}\n`;
+        return `${r.agent.padEnd(16)} ${r.user.padEnd(10)} ${r.issued_at.slice(0, 19)}  ${(r.last_seen ?? '-').slice(0, 19).padEnd(19)}  ${String(r.requests).padStart(3)}  ${String(r.denied).padStart(4)}  ${(r.targets_used.join(',') || '-').padEnd(14)} ${(r.today ? `${r.today.requests}/${r.today.tokens}` : '-').padEnd(17)} ${state}\n`;
       })
       .join('')
   );

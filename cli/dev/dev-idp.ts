@@ -4,6 +4,12 @@
 // indicators (RFC 8707) so the access token is a JWT (RFC 9068) whose `aud` is the gateway. The one
 // shortcut is the login: a dev interaction accepts the user named in `login_hint` without a form.
 //
+// MCP clients log in here without hand configuration (the MCP authorization spec): they register
+// themselves (RFC 7591 dynamic client registration, open in dev), run authorization code + PKCE with
+// the MCP target's URL as the resource (RFC 8707: the access token's `aud` is that URL), and a person
+// picks a demo user on a one-click page (no passwords in dev mode). Any http(s) resource is accepted:
+// the gateway checks the audience.
+//
 // Two knobs tests need and a real IdP refuses are applied inside the provider, through its own JWT
 // customizer hook, so the token is still minted and signed by the provider with its key and kid:
 // a non-positive `ttlSec` (an already expired token: the provider only issues positive lifetimes)
@@ -158,6 +164,8 @@ export async function startDevIdp(o: DevIdpOptions): Promise<DevIdp> {
     },
     features: {
       devInteractions: { enabled: false },
+      // MCP clients (the SDK's auth(), Claude, VS Code, Cursor) register themselves: open in dev only.
+      registration: { enabled: true },
       resourceIndicators: {
         enabled: true,
         // The console asks for no resource: its access token is for the gateway's audience all the same.
@@ -165,10 +173,11 @@ export async function startDevIdp(o: DevIdpOptions): Promise<DevIdp> {
           client.clientId === CONSOLE_CLIENT_ID ? audienceResource : undefined,
         useGrantedResource: async () => true,
         async getResourceServerInfo(_ctx: unknown, resource: string) {
-          if (!resource.startsWith(AUDIENCE_RESOURCE_PREFIX)) throw new mod.errors.InvalidTarget();
+          const audience = audienceOfResource(resource);
+          if (audience === null) throw new mod.errors.InvalidTarget();
           return {
             scope: '',
-            audience: decodeURIComponent(resource.slice(AUDIENCE_RESOURCE_PREFIX.length)),
+            audience,
             accessTokenFormat: 'jwt',
             accessTokenTTL: DEFAULT_TTL_SEC,
             jwt: { sign: { alg: signingKeys[0]!.alg } },
@@ -229,13 +238,19 @@ export async function startDevIdp(o: DevIdpOptions): Promise<DevIdp> {
   // login_hint — there are no passwords in dev mode, and /dev/token hands out the same tokens.
   const devLogin = async (p: ProviderInstance, req: IncomingMessage, res: ServerResponse) => {
     const { params } = await p.interactionDetails(req, res);
-    const hint = typeof params['login_hint'] === 'string' ? params['login_hint'] : '';
+    const picked = req.method === 'POST' ? await pickedUser(req) : null;
+    const hint = picked ?? (typeof params['login_hint'] === 'string' ? params['login_hint'] : '');
+    if (hint === '' && req.method === 'GET') {
+      // A person at a browser (an MCP host's login): one click picks a demo user.
+      loginPage(res, req.url ?? '', [...users.values()], String(params['client_id']));
+      return;
+    }
     const flow =
       (typeof params['state'] === 'string' ? pendingLogins.get(params['state']) : undefined) ??
       (users.has(hint)
         ? ({ sub: hint, token: {} } as { sub: string; token: TokenOptions; grantId?: string })
         : undefined);
-    if (!flow || params['login_hint'] !== flow.sub || !users.has(flow.sub)) {
+    if (!flow || hint !== flow.sub || !users.has(flow.sub)) {
       await p.interactionFinished(req, res, {
         error: 'access_denied',
         error_description: 'unknown dev login',
@@ -243,7 +258,7 @@ export async function startDevIdp(o: DevIdpOptions): Promise<DevIdp> {
       return;
     }
     const grant = new p.Grant({ accountId: flow.sub, clientId: String(params['client_id']) });
-    grant.addOIDCScope(String(params['scope']));
+    if (typeof params['scope'] === 'string') grant.addOIDCScope(params['scope']);
     grant.addResourceScope(
       typeof params['resource'] === 'string' ? params['resource'] : audienceResource,
       '',
@@ -343,6 +358,55 @@ async function followToCallback(start: URL): Promise<URL> {
     url = next;
   }
   throw new Error('dev IdP login did not reach the client callback');
+}
+
+/**
+ * The audience of an access token for `resource` (RFC 8707): Chaperone's own `urn:` form names an
+ * audience; an http(s) URL (an MCP target) is its own audience. Anything else is not a resource here.
+ */
+function audienceOfResource(resource: string): string | null {
+  if (resource.startsWith(AUDIENCE_RESOURCE_PREFIX))
+    return decodeURIComponent(resource.slice(AUDIENCE_RESOURCE_PREFIX.length));
+  try {
+    const url = new URL(resource);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? resource : null;
+  } catch {
+    return null;
+  }
+}
+
+/** `user=<sub>` from the login page's form post. */
+async function pickedUser(req: IncomingMessage): Promise<string | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > 4096) return null;
+    chunks.push(chunk as Buffer);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8')).get('user');
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** The dev login: a button per demo user, posted back to the same interaction. */
+function loginPage(res: ServerResponse, action: string, users: DevUser[], clientId: string): void {
+  const buttons = users
+    .map(
+      (u) =>
+        `<button type="submit" name="user" value="${escapeHtml(u.sub)}">${escapeHtml(u.sub)} (${escapeHtml(u.groups.join(', '))})</button>`,
+    )
+    .join('\n');
+  res.statusCode = 200;
+  res.setHeader('content-type', 'text/html; charset=utf-8');
+  res.setHeader('cache-control', 'no-store');
+  res.end(`<!doctype html>
+<html><head><title>Chaperone dev sign-in</title></head>
+<body><h1>Chaperone dev issuer</h1>
+<p>${escapeHtml(clientId)} asks to act for you. Sign in as a demo user (dev mode: no passwords).</p>
+<form method="post" action="${escapeHtml(action)}">
+${buttons}
+</form></body></html>`);
 }
 
 function userClaims(user: DevUser): Record<string, unknown> {

@@ -43,6 +43,8 @@ export function authzComponent(): GatewayComponent<GatewayContext> {
         },
         sharedState: audit.state,
         identity: dataPathIdentity(config),
+        resourceAudiences: config.targets.flatMap((t) => (t.mcp ? [t.mcp.resource] : [])),
+        usage: { counters: need(ctx, 'usage'), limits: config.limits ?? [] },
         logger: ctx.logger.child({ component: 'authz' }),
         revocation: agents,
         ...(options.shadowPolicy

@@ -3,7 +3,11 @@
 // config file watch. Credentials follow the served targets without a restart.
 import * as grpc from '@grpc/grpc-js';
 import { addAccessLogService } from '../../audit/access-log-service.ts';
-import { addMaskProcessor, type MaskEvent } from '../../authz-server/masking/mask-processor.ts';
+import {
+  addMaskProcessor,
+  type ListingFilteredEvent,
+  type MaskEvent,
+} from '../../authz-server/masking/mask-processor.ts';
 import type { Config } from '../../config/types.ts';
 import { ChaperoneError } from '../../contracts/errors.ts';
 import { SharedTargets } from '../../fleet/config-revisions.ts';
@@ -30,6 +34,21 @@ function recordMasking(audit: AuditRuntime) {
     });
 }
 
+/** What a filtered MCP listing hid (names and URIs) joins the decision in the audit trail. */
+function recordFiltering(audit: AuditRuntime) {
+  return (f: ListingFilteredEvent) => {
+    const parts = Object.entries(f.hidden).map(
+      ([field, names]) => `${names.length} ${field} (${names.join(', ')})`,
+    );
+    void audit.recordAdmin?.({
+      subject: 'chaperone',
+      action: 'MCP_FILTER',
+      reason: `hid ${parts.join(', ')} from the MCP listing answered to decision ${f.decisionId ?? '?'}`,
+      detail: { decision_id: f.decisionId, method: f.method, hidden: f.hidden },
+    });
+  };
+}
+
 function grpcServices(ctx: GatewayContext, ads: AdsServer): grpc.Server {
   const audit = need(ctx, 'audit');
   const server = new grpc.Server();
@@ -38,6 +57,8 @@ function grpcServices(ctx: GatewayContext, ads: AdsServer): grpc.Server {
   addMaskProcessor(server, {
     logger: ctx.logger.child({ component: 'masking' }),
     onMasked: recordMasking(audit),
+    onFiltered: recordFiltering(audit),
+    ...(ctx.usage ? { usage: ctx.usage } : {}),
   });
   return server;
 }

@@ -133,6 +133,7 @@ export function httpApiComponent(): GatewayComponent<GatewayContext> {
           issuer: config.controlPlane.issuer,
           keys: audit.keys,
           registry: need(ctx, 'agents'),
+          usage: need(ctx, 'usage'),
           ...(config.identity ? { maxTtlMs: config.identity.agentTokenMaxTtlMs } : {}),
         },
         ...(audit.recordAdmin ? { recordAdmin: audit.recordAdmin } : {}),

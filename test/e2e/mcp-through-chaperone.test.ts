@@ -1,13 +1,15 @@
 // The official MCP TypeScript SDK, client and server, with Chaperone and Envoy in between: the policy
 // sees the MCP tool call (input.protocol) and allows or denies it by tool name and by argument; the
-// session plumbing (initialize, tools/list) passes; the denied calls never reach the server. An
-// approval-gated call, once a reviewer approves it, goes through on the client's own retry (a new
-// JSON-RPC id), exactly once.
+// session plumbing (initialize, tools/list) passes, the listing (a JSON answer) holding only the tools
+// the rules name; the denied calls never reach the server. An approval-gated call is answered with a
+// URL elicitation (JSON-RPC -32042) and, once a reviewer approves it, goes through on the client's own
+// retry (a new JSON-RPC id), exactly once.
 import { createServer, type Server } from 'node:http';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { UrlElicitationRequiredError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { runCli } from '../support/cli.ts';
@@ -37,6 +39,11 @@ function mcpServer(): McpServer {
       return { content: [{ type: 'text', text: `contents of ${path}` }] };
     },
   );
+  // On the server, not in any rule: never listed, never called.
+  server.registerTool('drop_database', { description: 'drop the database' }, async () => {
+    executed.push('drop_database');
+    return { content: [{ type: 'text', text: 'dropped' }] };
+  });
   server.registerTool(
     'delete_repo',
     { description: 'delete a repository', inputSchema: { name: z.string() } },
@@ -118,15 +125,17 @@ describe('MCP through Chaperone', () => {
       await expect(
         client.callTool({ name: 'read_file', arguments: { path: '/etc/passwd' } }),
       ).rejects.toThrow(/read_file is confined to \/srv\/public\//);
-      // An approval-gated tool call is answered as a JSON-RPC error carrying the approval URL.
+      // An approval-gated tool call is answered as a URL elicitation naming the approval's status URL.
       const gated = await client.callTool({ name: 'delete_repo', arguments: { name: 'prod' } }).then(
         () => null,
-        (e: Error) => e.message,
+        (e: unknown) => e as UrlElicitationRequiredError,
       );
-      expect(gated).toMatch(/"jsonrpc":"2.0"/);
-      expect(gated).toMatch(/"code":-32001/);
-      expect(gated).toMatch(/approval required: deleting a repository needs a security review/);
-      expect(gated).toMatch(/"status_url":"http:\/\/127\.0\.0\.1:\d+\/approvals\/status\?id=[0-9a-f-]{36}"/);
+      expect(gated).toBeInstanceOf(UrlElicitationRequiredError);
+      expect(gated?.code).toBe(-32042);
+      expect(gated?.message).toMatch(/approval required: deleting a repository needs a security review/);
+      expect(gated?.elicitations[0]?.url).toMatch(
+        /^http:\/\/127\.0\.0\.1:\d+\/approvals\/status\?id=[0-9a-f-]{36}$/,
+      );
       await expect(client.callTool({ name: 'drop_database', arguments: {} })).rejects.toThrow(
         /may not call the MCP tool drop_database/,
       );
@@ -167,16 +176,17 @@ describe('MCP through Chaperone', () => {
     const sent: { id?: unknown; method?: string }[] = [];
     const client = await connect('alice', sent);
     const call = () => client.callTool({ name: 'delete_repo', arguments: { name: 'legacy', force: true } });
-    const approvalOf = (message: string) => {
-      const m = /"approval_id":"([0-9a-f-]{36})"/.exec(message);
-      expect(m, message).not.toBeNull();
-      return m![1]!;
+    const approvalOf = (e: unknown) => {
+      expect(e).toBeInstanceOf(UrlElicitationRequiredError);
+      const id = (e as UrlElicitationRequiredError).elicitations[0]?.elicitationId;
+      expect(id).toMatch(/^[0-9a-f-]{36}$/);
+      return id!;
     };
     try {
       const first = approvalOf(
         await call().then(
-          () => '',
-          (e: Error) => e.message,
+          () => null,
+          (e: unknown) => e,
         ),
       );
       const carol = await tokenOf('carol');
@@ -193,8 +203,8 @@ describe('MCP through Chaperone', () => {
       // One-time grant: the next retry is a new request for approval, and nothing runs.
       const second = approvalOf(
         await call().then(
-          () => '',
-          (e: Error) => e.message,
+          () => null,
+          (e: unknown) => e,
         ),
       );
       expect(second).not.toBe(first);

@@ -10,9 +10,12 @@ import type { PolicyPort } from '../../authz-server/pipeline/deps.ts';
 import type { EvalOutcome } from '../../authz-server/policy/policy-engine.ts';
 import type { CheckResponseMessage } from '../../authz-server/result-mapper.ts';
 import type { DecisionEvent } from '../../contracts/decision.ts';
+import { MASK_HEADER } from '../../contracts/ext-authz.ts';
 import type { ApprovalRequest } from '../../fleet/approval-store.ts';
+import type { UsageKey, UsageSnapshot } from '../../fleet/usage-counters.ts';
 import type { Identity, IdentityResult } from '../../identity/verifier.ts';
 import { EXT_AUTHZ_PROTO, loadEnvoyProtos, lookup } from '../../lib/envoy-proto.ts';
+import { fromStruct } from '../../lib/proto-struct.ts';
 import { checkRequest, type RequestSpec } from '../support/authz-client.ts';
 
 const checkMethod = lookup<grpc.ServiceClientConstructor>(
@@ -375,7 +378,7 @@ describe('approval gate', () => {
     });
   });
 
-  it('an MCP tool call waiting for approval gets the JSON-RPC error body', async () => {
+  it('an MCP tool call waiting for approval is answered with URLElicitationRequiredError (HTTP 200)', async () => {
     const policy = policyOf(needsApprovalDecide);
     const { approvals } = approvalsOf({});
     const { pipeline } = pipelineWith({ policy, identity: VERIFIED(), approvals });
@@ -394,15 +397,24 @@ describe('approval gate', () => {
         contextExtensions: { route_id: 'tools/0', target: 'tools', protocol: 'mcp' },
       }),
     );
+    const message =
+      'approval required: deleting needs approval — a reviewer (security) must approve it; follow it at http://api.test/approvals/appr-new, then retry the call';
     expect(denied(res)).toEqual({
-      status: 403,
+      status: 200,
       body: {
         jsonrpc: '2.0',
         id: 7,
         error: {
-          code: -32001,
-          message: 'approval required: deleting needs approval',
-          data: { approval_id: 'appr-new', status_url: 'http://api.test/approvals/appr-new' },
+          code: -32042,
+          message,
+          data: {
+            elicitations: [
+              { mode: 'url', elicitationId: 'appr-new', url: 'http://api.test/approvals/appr-new', message },
+            ],
+            approval_id: 'appr-new',
+            status_url: 'http://api.test/approvals/appr-new',
+            reviewers: ['security'],
+          },
         },
       },
     });
@@ -474,6 +486,189 @@ describe('inject credentials', () => {
       body: { error: 'ERR_CREDENTIAL_UNAVAILABLE', reason: 'upstream credential is unavailable' },
     });
     expect(events[0]?.verdict).toMatchObject({ decision: 'error', reasonCode: 'ERR_CREDENTIAL_UNAVAILABLE' });
+  });
+});
+
+describe('resource audience (RFC 8707)', () => {
+  const RESOURCE = 'https://gw.example.test/mcp';
+  const person = (audience: string[]): Identity => ({
+    ...ALICE,
+    actor: null,
+    audience,
+  });
+  const toMcp = (withResource: boolean) =>
+    request({
+      headers: { authorization: 'Bearer t' },
+      contextExtensions: {
+        route_id: 'tools/0',
+        target: 'tools',
+        ...(withResource
+          ? {
+              resource: RESOURCE,
+              resource_metadata: 'https://gw.example.test/.well-known/oauth-protected-resource/mcp',
+            }
+          : {}),
+      },
+    });
+  const audiences = new Map([['https://idp.example.test', new Set(['chaperone'])]]);
+
+  it('a token for this resource or for the whole gateway passes; one for another resource does not', async () => {
+    const cases: [string[], boolean, boolean][] = [
+      [[RESOURCE], true, true],
+      [['chaperone'], true, true],
+      [['https://other.example.test/mcp'], true, false],
+      // A token minted for the MCP target only is refused at every other target.
+      [[RESOURCE], false, false],
+      [['chaperone'], false, true],
+    ];
+    for (const [aud, onMcp, passes] of cases) {
+      const policy = policyOf((i) => i.identity !== null);
+      const { pipeline } = pipelineWith({
+        policy,
+        identity: identityOf({ ok: true, identity: person(aud) }),
+        audiences,
+      });
+      await pipeline.check(toMcp(onMcp));
+      const seen = policy.inputs[0];
+      expect(seen.identity !== null, `${aud} on ${onMcp ? 'MCP' : 'another'} route`).toBe(passes);
+      if (!passes) expect(seen.identity_error.code).toBe('ERR_TOKEN_AUDIENCE');
+      if (onMcp) expect(seen.route).toMatchObject({ resource: RESOURCE });
+    }
+  });
+
+  it("an agent token (Chaperone's own issuer, acting for a person) is bounded by its targets, not aud", async () => {
+    const agent: Identity = { ...ALICE, issuer: 'http://chaperone.test', audience: ['chaperone'] };
+    const policy = policyOf((i) => i.identity !== null);
+    const { pipeline } = pipelineWith({
+      policy,
+      identity: identityOf({ ok: true, identity: agent }),
+      audiences,
+    });
+    expect((await pipeline.check(toMcp(true))).status.code).toBe(0);
+  });
+});
+
+describe('usage: input.usage, request counting, response instructions', () => {
+  const snapshot = (requests: number): UsageSnapshot => {
+    const c = { minute: { requests, tokens: 0 }, day: { requests, tokens: 0 } };
+    return {
+      windows: { minute: { start: 0, resets_in: 30 }, day: { start: 0, resets_in: 3600 } },
+      user: c,
+      agent: c,
+      target: c,
+    };
+  };
+  function counters() {
+    const counted: UsageKey[] = [];
+    return {
+      counted,
+      snapshot: () => snapshot(counted.length),
+      countRequest: (k: UsageKey) => void counted.push(k),
+    };
+  }
+  const limits = [
+    {
+      name: 'rpm',
+      targets: ['llm'],
+      per: 'user' as const,
+      kind: 'requests' as const,
+      window: 'minute' as const,
+      limit: 2,
+    },
+    {
+      name: 'other',
+      targets: ['crm'],
+      per: 'user' as const,
+      kind: 'requests' as const,
+      window: 'minute' as const,
+      limit: 1,
+    },
+  ];
+  const toLlm = (extra: Record<string, unknown> = {}) =>
+    request({
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { authorization: 'Bearer t', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [], ...extra }),
+      contextExtensions: { route_id: 'llm/0', target: 'llm', protocol: 'llm' },
+    });
+
+  it('the policy sees the counts and the limits of its target; allowed requests are counted once recorded', async () => {
+    const c = counters();
+    const policy = policyOf((i) => ({
+      allowed: i.usage.user.minute.requests < i.usage.limits[0].limit,
+      http_status: 429,
+    }));
+    const { pipeline } = pipelineWith({ policy, identity: VERIFIED(), usage: { counters: c, limits } });
+    expect((await pipeline.check(toLlm())).status.code).toBe(0);
+    expect((await pipeline.check(toLlm())).status.code).toBe(0);
+    expect(denied(await pipeline.check(toLlm())).status).toBe(429);
+    expect(c.counted).toEqual([
+      { target: 'llm', issuer: 'https://idp.example.test', subject: 'alice', agent: 'coder' },
+      { target: 'llm', issuer: 'https://idp.example.test', subject: 'alice', agent: 'coder' },
+    ]);
+    expect(policy.inputs[0].usage.limits).toEqual([
+      { name: 'rpm', per: 'user', kind: 'requests', window: 'minute', limit: 2 },
+    ]);
+    expect(policy.inputs[0].usage.windows.minute.resets_in).toBe(30);
+  });
+
+  it('an allowed LLM request tells the response path whom to charge, whatever the policy wrote', async () => {
+    const c = counters();
+    const policy = policyOf(() => ({
+      allowed: true,
+      dynamic_metadata: { usage: { target: 'llm', issuer: 'x', subject: 'mallory', agent: null } },
+    }));
+    const { pipeline } = pipelineWith({ policy, identity: VERIFIED(), usage: { counters: c, limits: [] } });
+    const res = await pipeline.check(toLlm());
+    expect(fromStruct(res.dynamicMetadata as never)['usage']).toEqual({
+      target: 'llm',
+      issuer: 'https://idp.example.test',
+      subject: 'alice',
+      agent: 'coder',
+      provider: 'openai',
+      api: 'chat.completions',
+    });
+    // The upstream answers unencoded, and Envoy runs the processor (it runs only where asked).
+    expect(res.okResponse?.headersToRemove).toContain('accept-encoding');
+    expect(res.okResponse?.headers.map((h) => h.header.key)).toContain(MASK_HEADER);
+    // Without usage counting, a policy-written `usage` key is dropped.
+    const plain = pipelineWith({ policy, identity: VERIFIED() });
+    const res2 = await plain.pipeline.check(toLlm());
+    expect(fromStruct(res2.dynamicMetadata as never)['usage']).toBeUndefined();
+  });
+
+  const mcpList = (method: string) =>
+    request({
+      method: 'POST',
+      path: '/mcp',
+      headers: { authorization: 'Bearer t', 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 5, method }),
+      contextExtensions: { route_id: 'tools/0', target: 'tools', protocol: 'mcp' },
+    });
+
+  it('mcp_visible becomes the mcp_filter instruction with the JSON-RPC method and id', async () => {
+    const policy = policyOf(() => ({ allowed: true, mcp_visible: { tools: ['read_file'] } }));
+    const { pipeline } = pipelineWith({ policy, identity: VERIFIED() });
+    const res = await pipeline.check(mcpList('tools/list'));
+    expect(fromStruct(res.dynamicMetadata as never)['mcp_filter']).toEqual({
+      method: 'tools/list',
+      id: 5,
+      visible: { tools: ['read_file'] },
+    });
+    expect(res.okResponse?.headersToRemove).toContain('accept-encoding');
+    // Without the processing header Envoy would pass the listing on unfiltered.
+    expect(res.okResponse?.headers.map((h) => h.header.key)).toContain(MASK_HEADER);
+    expect(res.okResponse?.headersToRemove).not.toContain(MASK_HEADER);
+  });
+
+  it('an ill-formed mcp_visible is a policy error, never an unfiltered listing', async () => {
+    for (const bad of ['read_file', { tools: 'read_file' }, { tools: [1] }, { widgets: ['x'] }]) {
+      const policy = policyOf(() => ({ allowed: true, mcp_visible: bad }));
+      const { pipeline } = pipelineWith({ policy, identity: VERIFIED() });
+      const res = await pipeline.check(mcpList('tools/list'));
+      expect(denied(res)).toMatchObject({ status: 403, body: { error: 'ERR_POLICY_RESULT_INVALID' } });
+    }
   });
 });
 

@@ -227,6 +227,48 @@ data_plane:
   });
 });
 
+describe('MCP resource metadata and usage limits', () => {
+  it('an MCP target publishes its canonical resource; the issuers are its authorization servers', () => {
+    const c = parseConfig(
+      'identity: {issuers: [{issuer: https://login.test, audiences: [chaperone]}]}\n' +
+        'targets:\n  - name: t\n    upstream: http://x:1\n    protocol: mcp\n    mcp: {resource: HTTPS://GW.Test/mcp/}\n',
+    );
+    expect(c.targets[0]?.mcp).toEqual({
+      resource: 'https://gw.test/mcp',
+      authorizationServers: ['https://login.test'],
+      scopes: [],
+    });
+    const noIssuer = configError(() =>
+      parseConfig(
+        'targets:\n  - name: t\n    upstream: http://x:1\n    protocol: mcp\n    mcp: {resource: https://g/}\n',
+      ),
+    );
+    expect(noIssuer.issues).toEqual([
+      {
+        path: 'targets[0].mcp.authorization_servers',
+        line: 5,
+        message: 'must name an issuer (none is configured under identity.issuers)',
+      },
+    ]);
+  });
+
+  it('flattens rate_limits and budgets to one limit per window, and refuses unknown targets', () => {
+    const c = parseConfig(
+      'targets:\n  - name: llm\n    upstream: http://x:1\n' +
+        'rate_limits:\n  - {per: agent, requests_per_minute: 60, requests_per_day: 1000}\n' +
+        'budgets:\n  - {name: daily, targets: [llm], tokens_per_day: 5000}\n',
+    );
+    expect(c.limits).toEqual([
+      { name: 'rate_limits[0]', targets: null, per: 'agent', kind: 'requests', window: 'minute', limit: 60 },
+      { name: 'rate_limits[0]', targets: null, per: 'agent', kind: 'requests', window: 'day', limit: 1000 },
+      { name: 'daily', targets: ['llm'], per: 'user', kind: 'tokens', window: 'day', limit: 5000 },
+    ]);
+    expect(parseConfig('targets: []\n').limits).toBeUndefined();
+    const unknown = configError(() => parseConfig('budgets:\n  - {targets: [gone], tokens_per_day: 1}\n'));
+    expect(unknown.issues).toEqual([{ path: 'budgets[0].targets[0]', line: 2, message: 'names no target' }]);
+  });
+});
+
 describe('request bodies per target', () => {
   const bodyOf = (target: string) =>
     parseConfig(`targets:\n  - {name: a, upstream: "http://x:1", ${target}}\n`).targets[0]!.body;
@@ -454,6 +496,30 @@ describe('parseConfig rejections: exact path, line and message', () => {
       'duplicate YAML key',
       'envoy: {}\nenvoy: {}\n',
       [{ path: '', line: 2, column: 1, message: 'YAML: duplicated mapping key' }],
+    ],
+    [
+      'mcp: only on MCP targets, a URL without query or fragment, someone to issue tokens',
+      'targets:\n  - name: a\n    upstream: http://x:1\n    mcp: {resource: https://g/a}\n' +
+        '  - name: b\n    upstream: http://x:1\n    protocol: mcp\n    mcp: {resource: "https://g/b?x=1"}\n' +
+        '  - name: c\n    upstream: http://x:1\n    protocol: mcp\n    mcp: {resource: https://g/c}\n',
+      [
+        {
+          path: 'targets[1].mcp.resource',
+          line: 8,
+          message: 'must be an http(s) URL without query or fragment',
+        },
+      ],
+    ],
+    [
+      'limits: a window is required, targets must exist, per is user, agent or target',
+      'targets:\n  - name: llm\n    upstream: http://x:1\nbudgets:\n  - {targets: [llm]}\n' +
+        'rate_limits:\n  - {targets: [nope], per: team, requests_per_minute: 0}\n',
+      [
+        { path: 'budgets[0]', line: 5, message: 'missing required key "tokens_per_minute"' },
+        { path: 'budgets[0]', line: 5, message: 'missing required key "tokens_per_day"' },
+        { path: 'rate_limits[0].per', line: 7, message: 'must be one of "user", "agent", "target"' },
+        { path: 'rate_limits[0].requests_per_minute', line: 7, message: 'must be >= 1' },
+      ],
     ],
   ];
   it.each(cases)('%s', (_name, text, expected) => {

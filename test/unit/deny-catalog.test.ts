@@ -21,7 +21,7 @@ describe('deny catalog', () => {
     });
   }
 
-  it('every public reason is short and fixed; only request codes, ERR_APPROVAL_SPENT and ERR_RESPONSE_NOT_MASKABLE show a detail', () => {
+  it('every public reason is short and fixed; only request codes, ERR_APPROVAL_SPENT, ERR_RESPONSE_NOT_MASKABLE and ERR_LISTING_NOT_FILTERABLE show a detail', () => {
     const showsDetail = Object.entries(DENY_CATALOG)
       .filter(([, rule]) => rule.decidedBy === 'server' && rule.publicDetail)
       .map(([code]) => code)
@@ -33,6 +33,7 @@ describe('deny catalog', () => {
         'ERR_BODY_TOO_LARGE',
         'ERR_BODY_TRUNCATED',
         'ERR_BODY_UNPARSABLE',
+        'ERR_LISTING_NOT_FILTERABLE',
         'ERR_PATH_NONCANONICAL',
         'ERR_PROTOCOL_AMBIGUOUS',
         'ERR_PROTOCOL_INVALID',

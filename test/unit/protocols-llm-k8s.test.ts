@@ -45,12 +45,29 @@ describe('LLM APIs', () => {
       model: 'gpt-4o-mini',
       max_tokens: 512,
       stream: true,
+      // A streamed chat completion reports usage only when asked (stream_options.include_usage).
+      stream_usage: false,
       tools: ['search'],
       hosted_tools: [],
       mcp_servers: [],
       message_count: 2,
       prompt_chars: 13,
     });
+  });
+
+  it('knows which answers report their usage (token budgets count it)', () => {
+    const chat = (extra: object) =>
+      view('llm', 'POST', '/v1/chat/completions', { model: 'm', messages: [], ...extra }) as {
+        stream_usage?: boolean;
+      };
+    expect(chat({}).stream_usage).toBe(true);
+    expect(chat({ stream: true }).stream_usage).toBe(false);
+    expect(chat({ stream: true, stream_options: { include_usage: true } }).stream_usage).toBe(true);
+    expect(chat({ stream: true, stream_options: { include_usage: 'yes' } })).toMatchObject({
+      error: 'ERR_PROTOCOL_INVALID',
+    });
+    const anthropic = view('llm', 'POST', '/v1/messages', { model: 'm', messages: [], stream: true });
+    expect(anthropic).toMatchObject({ stream: true, stream_usage: true });
   });
 
   it('reads an OpenAI responses request and an Anthropic message', () => {
@@ -277,5 +294,35 @@ describe('Kubernetes API (kube-apiserver request info)', () => {
     ['GET', '/apis/apps/v1', { is_resource_request: false }],
   ])('%s %s', (method, path, expected) => {
     expect(view('kubernetes', method, path)).toMatchObject({ name: 'kubernetes', ...expected });
+  });
+});
+
+describe('LLM APIs behind a prefix rewrite', () => {
+  it('judges the path the upstream will see (/openai/ → /v1/)', () => {
+    const req = checkRequest({
+      method: 'POST',
+      path: '/openai/chat/completions',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [], stream: true }),
+      contextExtensions: {
+        route_id: 'llm/0',
+        target: 'llm',
+        protocol: 'llm',
+        path_prefix: '/openai/',
+        prefix_rewrite: '/v1/',
+      },
+    });
+    const r = buildInput(
+      req,
+      { identity, identityError: null },
+      { requireCompleteBody: true, protocol: protocolHook },
+    );
+    expect(r.ok && r.input.protocol).toMatchObject({
+      api: 'chat.completions',
+      provider: 'openai',
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_usage: false,
+    });
   });
 });

@@ -35,6 +35,7 @@ describe('reloadPlan', () => {
       'console',
       'notifications',
       'approvals',
+      'limits',
     ]);
     expect(Object.keys(running).filter((k) => !classified.has(k))).toEqual([]);
     expect(RESTART_ONLY.map((s) => s.section)).toContain('identity');

@@ -222,10 +222,20 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
     for (const rc of resources.routes) {
       for (const vh of rc['virtual_hosts'] as any[]) {
         for (const route of vh.routes) {
+          // RFC 9728 metadata: answered by Envoy, public, never checked.
+          if (route.direct_response) {
+            expect(route.name).toMatch(/\/0\/oauth-protected-resource$/);
+            expect(route.match.path).toMatch(/^\/\.well-known\/oauth-protected-resource(\/|$)/);
+            expect(route.typed_per_filter_config['envoy.filters.http.ext_authz']).toMatchObject({
+              disabled: true,
+            });
+            continue;
+          }
           const settings = route.typed_per_filter_config['envoy.filters.http.ext_authz'].check_settings;
           const ext = settings.context_extensions;
           const rewrites = route.route?.prefix_rewrite !== undefined;
           const buffered = ext.body === 'buffer';
+          const oauth = ext.resource !== undefined;
           expect(Object.keys(ext).sort()).toEqual(
             [
               'body',
@@ -235,6 +245,7 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
               'target',
               ...(rewrites ? ['path_prefix', 'prefix_rewrite'] : []),
               ...(buffered ? ['max_request_bytes'] : []),
+              ...(oauth ? ['resource', 'resource_metadata'] : []),
             ].sort(),
           );
           expect(ext.route_id).toBe(route.name);

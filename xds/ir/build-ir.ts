@@ -11,7 +11,16 @@ import { parseDataPlaneAddress } from '../../lib/data-plane-address.ts';
 import { ROLE_URI } from '../../pki/certificate-authority.ts';
 import { XDS_CLUSTER } from '../bootstrap.ts';
 import { endpointOf, envoyTlsFiles } from '../translate/data-plane.ts';
-import type { Ir, IrCluster, IrListener, IrRoute, IrTarget, IrUpstreamTls, IrVirtualHost } from './types.ts';
+import type {
+  Ir,
+  IrCluster,
+  IrListener,
+  IrOauthResource,
+  IrRoute,
+  IrTarget,
+  IrUpstreamTls,
+  IrVirtualHost,
+} from './types.ts';
 
 export const AUTHZ_CLUSTER = 'chaperone_authz';
 /** Target clusters are prefixed so no target name can collide with Chaperone's own clusters. */
@@ -146,6 +155,34 @@ function upstreamTls(
   };
 }
 
+/** RFC 9728 section 3.1: the well-known segment goes between the host and the resource's path. */
+export const PROTECTED_RESOURCE_WELL_KNOWN = '/.well-known/oauth-protected-resource';
+
+/** Where an MCP target's metadata is served; null without `mcp` (a revision written before it, too). */
+function oauthResourceOf(t: TargetConfig, at: string, issue: Issue): IrOauthResource | null {
+  if (!t.mcp) return null;
+  let url: URL;
+  try {
+    url = new URL(t.mcp.resource);
+  } catch {
+    issue(`${at}.mcp.resource`, 'must be an http(s) URL');
+    return null;
+  }
+  const path = url.pathname === '/' ? '' : url.pathname;
+  if (path !== '' && nonCanonicalPath(path)) {
+    issue(`${at}.mcp.resource`, NON_CANONICAL);
+    return null;
+  }
+  const metadataPath = `${PROTECTED_RESOURCE_WELL_KNOWN}${path}`;
+  return {
+    resource: t.mcp.resource,
+    metadataPath,
+    metadataUrl: `${url.origin}${metadataPath}`,
+    authorizationServers: [...t.mcp.authorizationServers],
+    scopes: [...t.mcp.scopes],
+  };
+}
+
 interface TargetIr {
   cluster: IrCluster;
   target: IrTarget;
@@ -169,6 +206,7 @@ function targetIr(config: Config, t: TargetConfig, index: number, issue: Issue):
     connectTimeout: TARGET_CONNECT_TIMEOUT,
   };
   const credentials = t.credentials.map((c) => ({ header: c.header, ref: c.value, format: c.format }));
+  const oauthResource = oauthResourceOf(t, at, issue);
   const routeWithoutChecksum: Omit<IrRoute, 'checksum'> = {
     routeId: routeIdOf(t.name),
     target: t.name,
@@ -179,6 +217,7 @@ function targetIr(config: Config, t: TargetConfig, index: number, issue: Issue):
     hostRewrite: upstream.authority,
     body: t.body,
     cluster: cluster.name,
+    ...(oauthResource ? { oauthResource } : {}),
   };
   const route: IrRoute = {
     ...routeWithoutChecksum,
@@ -221,6 +260,7 @@ export function buildIr(config: Config): Ir {
   const built = config.targets.flatMap((t, i) => targetIr(config, t, i, issue) ?? []);
   const targetRoutes = built.map((b) => b.route);
   checkUnreachable(targetRoutes, issue);
+  checkSharedResources(targetRoutes, issue);
   checkListenerSockets(config, issue);
   if (issues.length > 0) throw new ConfigError(config.file, sortIssues(issues));
 
@@ -276,6 +316,19 @@ function checkUnreachable(routes: TargetRoute[], issue: Issue): void {
       }
       seen.set(key, r);
     }
+  }
+}
+
+/** Two MCP targets with one resource URL: a token for one would be good for the other. */
+function checkSharedResources(routes: TargetRoute[], issue: Issue): void {
+  const seen = new Map<string, TargetRoute>();
+  for (const r of [...routes].sort((a, b) => a.index - b.index)) {
+    const resource = r.route.oauthResource?.resource;
+    if (resource === undefined) continue;
+    const first = seen.get(resource);
+    if (first)
+      issue(`targets[${r.index}].mcp.resource`, `is already the resource of targets[${first.index}]`);
+    else seen.set(resource, r);
   }
 }
 

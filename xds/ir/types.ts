@@ -77,6 +77,20 @@ export interface IrRoute {
   cluster: string;
   /** Content hash of this route's IR, its cluster and its credential references. */
   checksum: string;
+  /** An MCP target's RFC 9728 metadata, served by Envoy itself (absent: none). */
+  oauthResource?: IrOauthResource;
+}
+
+/** OAuth 2.0 Protected Resource Metadata (RFC 9728) of an MCP target, and where it is served. */
+export interface IrOauthResource {
+  /** RFC 8707 resource identifier: the URL MCP clients connect to. */
+  resource: string;
+  /** `/.well-known/oauth-protected-resource` + the resource's path (RFC 9728 section 3.1). */
+  metadataPath: string;
+  /** The same on the resource's origin: what a 401's `WWW-Authenticate: Bearer resource_metadata=` names. */
+  metadataUrl: string;
+  authorizationServers: string[];
+  scopes: string[];
 }
 
 export interface IrVirtualHost {

@@ -4,7 +4,7 @@
 // (buffered up to the route's limit, or headers only); the same ext_authz check_settings make Envoy
 // buffer exactly that.
 import { encodeRouteContext } from '../../contracts/ext-authz.ts';
-import type { IrListener, IrRoute } from '../ir/types.ts';
+import type { IrListener, IrOauthResource, IrRoute } from '../ir/types.ts';
 import { EXT_AUTHZ_FILTER, EXT_AUTHZ_PER_ROUTE_TYPE } from './envoy-names.ts';
 import { checkSettingsBody, routeBodyMetadata } from './request-body.ts';
 
@@ -45,6 +45,9 @@ function envoyRoute(route: IrRoute): Record<string, unknown> {
                 ? { pathPrefix: route.match.pathPrefix, prefixRewrite: route.prefixRewrite }
                 : null,
             body: route.body,
+            oauthResource: route.oauthResource
+              ? { resource: route.oauthResource.resource, metadataUrl: route.oauthResource.metadataUrl }
+              : null,
           }),
           ...checkSettingsBody(route.body),
         },
@@ -53,13 +56,53 @@ function envoyRoute(route: IrRoute): Record<string, unknown> {
   };
 }
 
+/** The RFC 9728 document: public, so MCP clients (browser-based ones too) read it before any login. */
+export function protectedResourceMetadata(r: IrOauthResource): Record<string, unknown> {
+  return {
+    resource: r.resource,
+    authorization_servers: r.authorizationServers,
+    bearer_methods_supported: ['header'],
+    ...(r.scopes.length > 0 ? { scopes_supported: r.scopes } : {}),
+  };
+}
+
+/**
+ * Envoy answers the metadata itself (no upstream, no check: it is public by design, RFC 9728), at the
+ * exact well-known path, ahead of every target route of the virtual host.
+ */
+function metadataRoute(route: IrRoute & { oauthResource: IrOauthResource }): Record<string, unknown> {
+  const header = (key: string, value: string) => ({
+    header: { key, value },
+    append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+  });
+  return {
+    name: `${route.routeId}/oauth-protected-resource`,
+    match: { path: route.oauthResource.metadataPath },
+    direct_response: {
+      status: 200,
+      body: { inline_string: JSON.stringify(protectedResourceMetadata(route.oauthResource)) },
+    },
+    response_headers_to_add: [
+      header('content-type', 'application/json'),
+      header('cache-control', 'max-age=300'),
+      header('access-control-allow-origin', '*'),
+    ],
+    typed_per_filter_config: {
+      [EXT_AUTHZ_FILTER]: { '@type': EXT_AUTHZ_PER_ROUTE_TYPE, disabled: true },
+    },
+  };
+}
+
+const withMetadata = (r: IrRoute): r is IrRoute & { oauthResource: IrOauthResource } =>
+  r.oauthResource !== undefined;
+
 export function routeConfigurationResource(listener: IrListener): Record<string, unknown> {
   return {
     name: listener.routeConfigName,
     virtual_hosts: listener.virtualHosts.map((vh) => ({
       name: vh.name,
       domains: vh.domains,
-      routes: vh.routes.map(envoyRoute),
+      routes: [...vh.routes.filter(withMetadata).map(metadataRoute), ...vh.routes.map(envoyRoute)],
     })),
   };
 }

@@ -53,6 +53,8 @@ matching contains rule if {
 	method_matches(rule)
 	path_matches(rule)
 	tool_matches(rule)
+	resource_matches(rule)
+	prompt_matches(rule)
 }
 
 # --- MCP (input.protocol, when the route declares protocol: mcp) ---
@@ -75,6 +77,82 @@ tool_matches(rule) if {
 	some name in rule.tools
 	name in {"*", mcp_call.tool}
 }
+
+mcp_read := input.protocol if {
+	input.protocol.name == "mcp"
+	input.protocol.method == "resources/read"
+}
+
+mcp_prompt := input.protocol if {
+	input.protocol.name == "mcp"
+	input.protocol.method == "prompts/get"
+}
+
+# `resources` (URIs; a trailing `*` matches any URI starting with what precedes it) and `prompts`
+# (names, `*` for any) work like `tools`: absent, the rule does not look at them.
+resource_matches(rule) if not rule.resources
+
+resource_matches(rule) if {
+	rule.resources
+	not mcp_read
+}
+
+resource_matches(rule) if {
+	some pattern in rule.resources
+	uri_matches(pattern, mcp_read.uri)
+}
+
+prompt_matches(rule) if not rule.prompts
+
+prompt_matches(rule) if {
+	rule.prompts
+	not mcp_prompt
+}
+
+prompt_matches(rule) if {
+	some name in rule.prompts
+	name in {"*", mcp_prompt.prompt}
+}
+
+# The same two forms the response filter applies to listed items (authz-server/masking/mcp-listing.ts).
+uri_matches(pattern, uri) if pattern == uri
+
+uri_matches(pattern, uri) if {
+	endswith(pattern, "*")
+	startswith(uri, trim_suffix(pattern, "*"))
+}
+
+# --- MCP listings: what the caller may see (tools/list, resources/list, prompts/list, the GET stream) ---
+
+# The same rules that decide tools/call, resources/read and prompts/get decide what a listing shows:
+# every rule that lets this caller list (granting, or granting after an approval) contributes what it
+# names — ["*"] when it names nothing of that kind. Chaperone's response processor drops the rest from
+# the upstream's answer and records what it hid.
+mcp_listing if {
+	input.protocol.name == "mcp"
+	input.protocol.method in {"tools/list", "resources/list", "resources/templates/list", "prompts/list"}
+}
+
+# A GET opens the server's event stream, which carries a listing only when a stream is resumed.
+mcp_listing if {
+	input.protocol.name == "mcp"
+	input.protocol.http_method == "GET"
+}
+
+listing_rules := granting | needing_approval
+
+visible_of(kind) := sort({name |
+	some rule in listing_rules
+	some name in object.get(rule, kind, ["*"])
+})
+
+mcp_visible := {"tools": visible_of("tools"), "resources": visible_of("resources"), "prompts": visible_of("prompts")}
+
+mcp_visible_fields := {"mcp_visible": mcp_visible} if {
+	mcp_listing
+	some kind, names in mcp_visible
+	not "*" in names
+} else := {}
 
 # --- vetoes: [rule name, reason] for each matching rule a body or argument check refuses ---
 
@@ -172,6 +250,12 @@ decision := unauthenticated if {
 	not authenticated
 } else := agent_not_for_target if {
 	agent_target_restricted
+} else := over_limit if {
+	count(exceeded) > 0
+	count(granting | needing_approval) > 0
+} else := usage_unreported if {
+	budgeted_stream_without_usage
+	count(granting | needing_approval) > 0
 } else := allow if {
 	count(granting) > 0
 } else := approval_required if {
@@ -200,10 +284,30 @@ identity_problem := input.identity_error if is_object(input.identity_error)
 
 else := {"code": "ERR_TOKEN_MISSING", "reason": "missing token"}
 
+# RFC 6750 section 3 and RFC 9728 section 5.1: on an MCP target that publishes its metadata, the
+# challenge names it (MCP clients discover where to log in from it); a token that was sent but refused
+# is `invalid_token`, with the reason in characters a quoted-string may carry.
+challenge_params contains sprintf("resource_metadata=\"%s\"", [input.route.resource_metadata]) if {
+	is_string(input.route.resource_metadata)
+}
+
+challenge_params contains "error=\"invalid_token\"" if identity_problem.code != "ERR_TOKEN_MISSING"
+
+challenge_params contains sprintf("error_description=\"%s\"", [quotable(identity_problem.reason)]) if {
+	identity_problem.code != "ERR_TOKEN_MISSING"
+}
+
+quotable(text) := regex.replace(text, `[^\x20\x21\x23-\x5b\x5d-\x7e]`, "")
+
+# `resource_metadata` first: some clients read only the first parameter.
+www_authenticate := "Bearer" if {
+	count(challenge_params) == 0
+} else := concat(" ", ["Bearer", concat(", ", sort(challenge_params))])
+
 unauthenticated := {
 	"allowed": false,
 	"http_status": 401,
-	"headers": {"www-authenticate": "Bearer"},
+	"headers": {"www-authenticate": www_authenticate},
 	"body": {"error": "unauthenticated", "code": identity_problem.code, "reason": identity_problem.reason},
 	"reason": sprintf("unauthenticated: %s", [identity_problem.reason]),
 }
@@ -218,7 +322,7 @@ else := {}
 
 # The granting rule's response masks (JSON paths, detectors) go with the allow; Chaperone's ext_proc
 # server applies them to the response body.
-allow := object.union(allow_base, mask_fields)
+allow := object.union_n([allow_base, mask_fields, mcp_visible_fields])
 
 mask_fields := {"masks": rule.masks} if {
 	some rule in granting
@@ -291,3 +395,80 @@ forbidden := {
 	"body": {"error": "forbidden", "reason": forbidden_reason},
 	"reason": forbidden_reason,
 }
+
+# --- rate limits and token budgets (input.usage: counts of the current windows, and the limits) ---
+
+# A limit is reached when its scope's count in its window is at or over it. Counts are the fleet's
+# (every node sharing the store; a node adds others' counts within about a second); tokens are counted
+# from what the upstream reported, so the request that crosses a budget is allowed and the next refused.
+exceeded contains limit if {
+	some limit in input.usage.limits
+	used := input.usage[limit.per][limit.window][limit.kind]
+	used >= limit.limit
+}
+
+retry_after := max({input.usage.windows[l.window].resets_in | some l in exceeded})
+
+# The limit to name: the one that resets last (the wait the client must honour), then by name.
+exceeded_limit := sort([[0 - input.usage.windows[l.window].resets_in, l.name, l] | some l in exceeded])[0][2]
+
+limit_reason := sprintf("%s: %d %s per %s for this %s (%s)", [
+	exceeded_limit.name, exceeded_limit.limit, exceeded_limit.kind,
+	exceeded_limit.window, exceeded_limit.per, limit_scope_name,
+])
+
+limit_scope_name := sprintf("%s via %s", [input.identity.subject, actor_name]) if {
+	exceeded_limit.per == "agent"
+} else := target if {
+	exceeded_limit.per == "target"
+} else := input.identity.subject
+
+limit_error := {"requests": "rate_limited", "tokens": "budget_exhausted"}[exceeded_limit.kind]
+
+# An LLM client shows the provider's own error shape: Anthropic's for its API, OpenAI's (which
+# OpenAI-compatible clients read: error.message, error.type) for the others.
+over_limit_body := {"type": "error", "error": {"type": "rate_limit_error", "message": limit_reason}} if {
+	input.protocol.name == "llm"
+	input.protocol.provider == "anthropic"
+} else := {"error": {
+	"message": limit_reason,
+	"type": limit_error,
+	"code": limit_error,
+	"param": null,
+	"limit": exceeded_limit.name,
+	"retry_after": retry_after,
+}} if {
+	input.protocol.name == "llm"
+} else := {
+	"error": limit_error,
+	"limit": exceeded_limit.name,
+	"reason": limit_reason,
+	"retry_after": retry_after,
+}
+
+over_limit := {
+	"allowed": false,
+	"http_status": 429,
+	"headers": {"retry-after": format_int(retry_after, 10)},
+	"body": over_limit_body,
+	"reason": limit_reason,
+}
+
+# A token budget counts what the answer reports: a streamed chat completion reports its usage only when
+# asked (`stream_options.include_usage: true`), so on a budgeted target it must ask.
+budgeted_stream_without_usage if {
+	input.protocol.name == "llm"
+	input.protocol.stream == true
+	input.protocol.stream_usage == false
+	some limit in input.usage.limits
+	limit.kind == "tokens"
+}
+
+usage_unreported := {
+	"allowed": false,
+	"http_status": 400,
+	"body": {"error": "usage_required", "reason": usage_unreported_reason},
+	"reason": usage_unreported_reason,
+}
+
+usage_unreported_reason := "this target has a token budget: a streamed chat completion must set stream_options.include_usage to true"

@@ -53,7 +53,7 @@ test_unauthenticated_is_401_with_the_verifier_reason if {
 	d := authz.decision with input as r
 	not d.allowed
 	d.http_status == 401
-	d.headers["www-authenticate"] == "Bearer"
+	d.headers["www-authenticate"] == `Bearer error="invalid_token", error_description="token expired"`
 	d.body == {"error": "unauthenticated", "code": "ERR_TOKEN_EXPIRED", "reason": "token expired"}
 }
 
