@@ -178,6 +178,20 @@ export class CertificateAuthority {
     }
   }
 
+  /**
+   * The key identifier a leaf's authorityKeyIdentifier must repeat: the CA's own subjectKeyIdentifier when
+   * it has one. It is opaque (RFC 5280 4.2.1.2): Go 1.25+ (Helm's genCA, cert-manager) derives it from
+   * SHA-256, not from forge's SHA-1 (golang/go#71746), and OpenSSL refuses a chain whose identifiers differ.
+   */
+  private keyIdentifier(): string {
+    const ext = this.cert.getExtension('subjectKeyIdentifier') as
+      | { subjectKeyIdentifier?: string }
+      | undefined;
+    return ext?.subjectKeyIdentifier
+      ? forge.util.hexToBytes(ext.subjectKeyIdentifier)
+      : this.cert.generateSubjectKeyIdentifier().getBytes();
+  }
+
   /** A fresh key and a certificate for `role`, valid `validitySec` from now (backdated 5 min). */
   async issue(o: IssueOptions): Promise<IssuedCertificate> {
     const keyPem = await rsaKeyPem(2048);
@@ -204,7 +218,7 @@ export class CertificateAuthority {
         : { name: 'extKeyUsage', clientAuth: true },
       { name: 'subjectAltName', altNames },
       { name: 'subjectKeyIdentifier' },
-      { name: 'authorityKeyIdentifier', keyIdentifier: this.cert.generateSubjectKeyIdentifier().getBytes() },
+      { name: 'authorityKeyIdentifier', keyIdentifier: this.keyIdentifier() },
     ]);
     cert.sign(this.key, forge.md.sha256.create());
     return {

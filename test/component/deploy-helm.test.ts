@@ -3,44 +3,17 @@
 // kubeconform against the Kubernetes schemas (strict: unknown fields are errors) for the oldest and
 // newest Kubernetes the chart supports, the chaperone.yaml it renders accepted by Chaperone's own
 // config loader, and the security properties checked on the objects: agents reach only the egress
-// listener, the control-plane ports never leave the pod, credentials come from Secret references.
-import { execFile } from 'node:child_process';
+// listener, the control-plane ports never leave the pod, credentials come from Secret references, the
+// gateways and the authz replicas share one data-plane CA (test/component/deploy-authz-tls.test.ts starts
+// a replica from these objects and calls it over mutual TLS).
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import yaml from 'js-yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../config/load-config.ts';
-import { locateTool, PROJECT_ROOT, TOOLS_DIR } from '../../lib/tools.ts';
+import { locateTool, TOOLS_DIR } from '../../lib/tools.ts';
+import { byKindName, CHART, type K8sObject, renderChart, run } from '../support/helm.ts';
 
-const CHART = join(PROJECT_ROOT, 'deploy', 'helm', 'chaperone');
 const SCHEMAS = join(TOOLS_DIR, 'kubernetes-json-schema');
-
-/** A rendered Kubernetes object, checked field by field. */
-type K8sObject = Record<string, any>;
-
-function run(
-  cmd: string,
-  args: string[],
-  stdin?: string,
-): Promise<{ code: number; stdout: string; out: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      cmd,
-      args,
-      { maxBuffer: 16 * 1024 * 1024, timeout: 60_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, out: `${stdout}${stderr}` }),
-    );
-    if (stdin !== undefined) child.stdin?.end(stdin);
-  });
-}
-
-async function render(args: string[] = []): Promise<{ text: string; objects: K8sObject[] }> {
-  const res = await run(locateTool('helm'), ['template', 'demo', CHART, '--namespace', 'agents', ...args]);
-  expect(res.code, res.out).toBe(0);
-  const objects = yaml.loadAll(res.stdout).filter((o): o is K8sObject => o !== null && typeof o === 'object');
-  return { text: res.stdout, objects };
-}
 
 /** The Kubernetes versions whose schemas `npm run tools -- --test` installed (v1.29.0-standalone-strict → 1.29.0). */
 function kubernetesVersions(): string[] {
@@ -67,21 +40,19 @@ async function kubeconform(manifests: string, version: string) {
   );
 }
 
-const byKindName = (objects: K8sObject[], kind: string, name: string) => {
-  const found = objects.find((o) => o['kind'] === kind && o['metadata']?.['name'] === name);
-  if (!found) throw new Error(`no ${kind} ${name} in the rendering`);
-  return found;
-};
-
 const VALUE_SETS = [
   { name: 'minimal values (ci/minimal-values.yaml)', args: ['-f', join(CHART, 'ci', 'minimal-values.yaml')] },
   { name: 'a fleet (ci/fleet-values.yaml)', args: ['-f', join(CHART, 'ci', 'fleet-values.yaml')] },
+  {
+    name: "a fleet with the operator's data-plane CA",
+    args: ['-f', join(CHART, 'ci', 'fleet-values.yaml'), '--set', 'dataPlane.tls.existingSecret=fleet-ca'],
+  },
 ];
 
 describe('Helm chart', () => {
   const rendered = new Map<string, { text: string; objects: K8sObject[] }>();
   beforeAll(async () => {
-    for (const set of VALUE_SETS) rendered.set(set.name, await render(set.args));
+    for (const set of VALUE_SETS) rendered.set(set.name, await renderChart(set.args));
   });
 
   it('passes helm lint --strict', async () => {
@@ -150,8 +121,12 @@ describe('Helm chart', () => {
       expect(c['livenessProbe']['httpGet']['path']).toBe('/healthz');
       expect(c['readinessProbe']['httpGet']['path']).toBe('/readyz');
       expect(c['ports'].map((p: K8sObject) => p['containerPort']).sort()).toEqual([10000, 8181]);
-      // No Secret is rendered: credentials stay in Secrets the operator manages.
-      expect(objects.filter((o) => o['kind'] === 'Secret')).toEqual([]);
+      // The only Secret the chart may render is the data-plane CA it generates for authz replicas:
+      // credentials and the database URL stay in Secrets the operator manages.
+      const secrets = objects.filter((o) => o['kind'] === 'Secret').map((o) => o['metadata']['name']);
+      expect(secrets).toEqual(
+        set.name === 'a fleet (ci/fleet-values.yaml)' ? ['demo-chaperone-data-plane-ca'] : [],
+      );
       expect(text).not.toMatch(/postgres:\/\//);
       expect(byKindName(objects, 'PodDisruptionBudget', 'demo-chaperone-gateway')).toBeDefined();
     });
@@ -206,6 +181,43 @@ describe('Helm chart', () => {
       '127.0.0.1:9191',
       'demo-chaperone-authz.agents.svc.cluster.local:9191',
     ]);
+  });
+
+  it.each([
+    { set: 'minimal values (ci/minimal-values.yaml)', secret: null },
+    { set: 'a fleet (ci/fleet-values.yaml)', secret: 'demo-chaperone-data-plane-ca' },
+    { set: "a fleet with the operator's data-plane CA", secret: 'fleet-ca' },
+  ])('gives the gateways and the authz replicas one data-plane CA, with $set', ({ set, secret }) => {
+    const { objects } = rendered.get(set)!;
+    const podOf = (name: string) => byKindName(objects, 'Deployment', name)['spec']['template']['spec'];
+    const caVolume = (pod: K8sObject) =>
+      (pod['volumes'] as K8sObject[]).find((v) => v['name'] === 'data-plane-ca')?.['secret'];
+    const config = parseConfig(
+      byKindName(objects, 'ConfigMap', 'demo-chaperone')['data']['chaperone.yaml'] as string,
+      '/etc/chaperone/config/chaperone.yaml',
+    );
+    if (!secret) {
+      // One gateway, no replicas: its pod generates a CA of its own in its state volume.
+      expect(caVolume(podOf('demo-chaperone-gateway'))).toBeUndefined();
+      expect(config.dataPlane.tls.caCert).toBeNull();
+      return;
+    }
+    const gateway = podOf('demo-chaperone-gateway');
+    const authz = podOf('demo-chaperone-authz');
+    for (const pod of [gateway, authz]) {
+      expect(caVolume(pod)).toEqual({ secretName: secret, defaultMode: 0o400 });
+      expect(pod['containers'][0]['volumeMounts']).toContainEqual({
+        name: 'data-plane-ca',
+        mountPath: '/etc/chaperone/data-plane-ca',
+        readOnly: true,
+      });
+    }
+    const args = authz['containers'][0]['args'] as string[];
+    expect(args[args.indexOf('--tls-ca') + 1]).toBe(config.dataPlane.tls.caCert);
+    expect(args[args.indexOf('--tls-ca-key') + 1]).toBe(config.dataPlane.tls.caKey);
+    expect(config.dataPlane.tls.caCert).toBe('/etc/chaperone/data-plane-ca/tls.crt');
+    for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe'])
+      expect(authz['containers'][0][probe]).toMatchObject({ tcpSocket: { port: 'grpc' } });
   });
 
   it.each([

@@ -69,10 +69,14 @@ export interface AuthzClient {
   close(): void;
 }
 
-export function authzClient(address: string): AuthzClient {
+/** `credentials`: TLS (a client certificate) for a server on TCP; plaintext by default. */
+export function authzClient(
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+): AuthzClient {
   const root = loadEnvoyProtos([EXT_AUTHZ_PROTO]);
   const Ctor = lookup<grpc.ServiceClientConstructor>(root, 'envoy.service.auth.v3.Authorization');
-  const client = new Ctor(address, grpc.credentials.createInsecure());
+  const client = new Ctor(address, credentials);
   const checkRaw = (request: unknown, metadata: Record<string, string> = {}) =>
     new Promise<CheckResponse>((resolve, reject) => {
       const md = new grpc.Metadata();

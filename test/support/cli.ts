@@ -31,22 +31,29 @@ export interface AuthzServeProcess {
 
 /** `chaperone authz serve` on `addr` with the shipped policies, plus `args` (issuer, control plane…). */
 export function startAuthzServe(addr: string, args: string[]): AuthzServeProcess {
-  const child = spawn(
-    process.execPath,
-    [
-      CHAPERONE_BIN,
-      'authz',
-      'serve',
-      '--addr',
-      addr,
-      '--policy-dir',
-      join(PROJECT_ROOT, 'policies'),
-      '--log-level',
-      'warn',
-      ...args,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  return startAuthzCommand([
+    'authz',
+    'serve',
+    '--addr',
+    addr,
+    '--policy-dir',
+    join(PROJECT_ROOT, 'policies'),
+    '--log-level',
+    'warn',
+    ...args,
+  ]);
+}
+
+/** `chaperone …args` for a command line that starts an authz server (a deployment's, as written). */
+export function startAuthzCommand(
+  args: string[],
+  o: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): AuthzServeProcess {
+  const child = spawn(process.execPath, [CHAPERONE_BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(o.cwd ? { cwd: o.cwd } : {}),
+    ...(o.env ? { env: o.env } : {}),
+  });
   let out = '';
   child.stdout?.on('data', (b: Buffer) => {
     out += b.toString();

@@ -1,6 +1,7 @@
 // The data-plane CA (pki/): generated once with its key 0600 in a 0700 directory, reused after; issues
 // certificates whose role is fixed by EKU and a URI SAN; refuses an operator CA that is not a CA or
 // whose key does not match; renews certificates after two thirds of their lifetime.
+import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -85,6 +86,48 @@ describe('CertificateAuthority', () => {
       expect((err as ChaperoneError).code).toBe('ERR_DATA_PLANE_TLS');
       expect((err as Error).message).toMatch(a.why);
     }
+  });
+
+  it("names an operator CA by its own key identifier, whatever hash made it (Helm's genCA: SHA-256)", async () => {
+    // OpenSSL only builds a chain when the leaf's authorityKeyIdentifier is the CA's subjectKeyIdentifier.
+    const skid = '00112233445566778899aabbccddeeff00112233';
+    const res = await new Promise<{ err: Error | null; out: string }>((resolve) =>
+      execFile(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          join(dir, 'op-key.pem'),
+          '-out',
+          join(dir, 'op.pem'),
+          '-days',
+          '1',
+          '-subj',
+          '/CN=operator CA',
+          '-addext',
+          'basicConstraints=critical,CA:TRUE',
+          '-addext',
+          'keyUsage=critical,keyCertSign',
+          '-addext',
+          `subjectKeyIdentifier=${skid}`,
+        ],
+        (err, stdout, stderr) => resolve({ err, out: `${stdout}${stderr}` }),
+      ),
+    );
+    expect(res.err, res.out).toBeNull();
+    const operator = await CertificateAuthority.open({
+      dir,
+      caCert: join(dir, 'op.pem'),
+      caKey: join(dir, 'op-key.pem'),
+    });
+    const leaf = new X509Certificate(
+      (await operator.issue({ role: 'envoy', commonName: 'e', validitySec: 60 })).cert,
+    );
+    expect(leaf.checkIssued(new X509Certificate(operator.certPem))).toBe(true);
   });
 
   it('warns about an operator CA key others can read', async () => {

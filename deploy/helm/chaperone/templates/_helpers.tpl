@@ -71,6 +71,43 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The Secret holding the data-plane CA the gateways and the authz replicas share (values.yaml, dataPlane.tls):
+the operator's, the chart's when there are authz replicas, or "" (each gateway pod generates its own).
+*/}}
+{{- define "chaperone.dataPlaneCaSecret" -}}
+{{- if .Values.dataPlane.tls.existingSecret -}}
+{{- .Values.dataPlane.tls.existingSecret -}}
+{{- else if gt (int .Values.authz.replicas) 0 -}}
+{{- printf "%s-data-plane-ca" (include "chaperone.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the data-plane CA Secret is mounted, and its two files there. */}}
+{{- define "chaperone.dataPlaneCaDir" -}}/etc/chaperone/data-plane-ca{{- end -}}
+
+{{- define "chaperone.dataPlaneCaCert" -}}
+{{- printf "%s/%s" (include "chaperone.dataPlaneCaDir" .) (ternary .Values.dataPlane.tls.certKey "tls.crt" (not (empty .Values.dataPlane.tls.existingSecret))) -}}
+{{- end -}}
+
+{{- define "chaperone.dataPlaneCaKey" -}}
+{{- printf "%s/%s" (include "chaperone.dataPlaneCaDir" .) (ternary .Values.dataPlane.tls.keyKey "tls.key" (not (empty .Values.dataPlane.tls.existingSecret))) -}}
+{{- end -}}
+
+{{/* The data-plane CA Secret as a pod volume: files 0400 (256), the pod's fsGroup adds group read. */}}
+{{- define "chaperone.dataPlaneCaVolume" -}}
+- name: data-plane-ca
+  secret:
+    secretName: {{ include "chaperone.dataPlaneCaSecret" . }}
+    defaultMode: 256
+{{- end -}}
+
+{{- define "chaperone.dataPlaneCaMount" -}}
+- name: data-plane-ca
+  mountPath: {{ include "chaperone.dataPlaneCaDir" . }}
+  readOnly: true
+{{- end -}}
+
 {{/* chaperone.yaml: the user's config with the pod-dependent parts set by the chart. */}}
 {{- define "chaperone.config" -}}
 {{- $cfg := deepCopy (default dict .Values.config) -}}
@@ -90,6 +127,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $cfg "policy" $policy -}}
 {{- $store := ternary "env:DATABASE_URL" "embedded" (not (empty .Values.database.existingSecret)) -}}
 {{- $_ := set $cfg "audit" (dict "store" $store "spool_dir" "/var/lib/chaperone/spool") -}}
+{{- if include "chaperone.dataPlaneCaSecret" . -}}
+{{- $dataPlane := deepCopy (default dict $cfg.data_plane) -}}
+{{- $tls := deepCopy (default dict $dataPlane.tls) -}}
+{{- $_ := set $tls "ca_cert" (include "chaperone.dataPlaneCaCert" .) -}}
+{{- $_ := set $tls "ca_key" (include "chaperone.dataPlaneCaKey" .) -}}
+{{- $_ := set $dataPlane "tls" $tls -}}
+{{- $_ := set $cfg "data_plane" $dataPlane -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
