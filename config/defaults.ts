@@ -19,6 +19,14 @@ export const CONFIG_DEFAULTS = {
   xdsSocket: 'xds.sock',
   /** The authz server's Unix socket in the socket directory. */
   authzSocket: 'authz.sock',
+  /**
+   * Checks Envoy keeps outstanding to one authz address (`authz.max_outstanding`, the authz cluster's
+   * circuit breaker). A node answers ~2,000 Checks/s on two cores and Envoy gives a Check 0.5 s, so a
+   * queue of 256 is already ~130 ms of waiting: past it, a Check that Envoy queued anyway (Envoy's default
+   * bound is 1,024) would mostly time out after 0.5 s, while one refused at once is a 503 the client can
+   * retry right away.
+   */
+  authzMaxOutstanding: 256,
   /** Sockets live beside the spool, in the state directory: `<dirname(spool_dir)>/sockets`. */
   socketDirName: 'sockets',
   /** The data-plane CA and Envoy's certificate files: `<dirname(spool_dir)>/pki`. */
