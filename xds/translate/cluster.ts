@@ -44,7 +44,7 @@ function tlsTransportSocket(tls: IrUpstreamTls): Record<string, unknown> {
  * load. `track_remaining` publishes `circuit_breakers.default.remaining_rq` / `remaining_pending`, so an
  * operator sees how close the bound is before it refuses anything.
  */
-function circuitBreakers(b: IrCircuitBreakers): Record<string, unknown> {
+export function circuitBreakers(b: IrCircuitBreakers): Record<string, unknown> {
   return {
     thresholds: [
       {
