@@ -266,7 +266,10 @@ export function parseConfig(text: string, file: string | null = null): Config {
       spoolDir,
       ...(auditRaw['redact_headers'] ? { redactHeaders: auditRaw['redact_headers'] as string[] } : {}),
     },
-    authz: { addresses: authzAddresses },
+    authz: {
+      addresses: authzAddresses,
+      maxOutstanding: authzRaw['max_outstanding'] ?? CONFIG_DEFAULTS.authzMaxOutstanding,
+    },
     controlPlane: {
       xdsAddress,
       httpAddress: cpRaw['http_address'] ?? CONFIG_DEFAULTS.httpAddress,

@@ -1,7 +1,8 @@
-// What a config edit can change in a running gateway. Targets and listeners become Envoy resources and
-// authz-server credentials, which follow a reload; every other section was read once at start-up
-// (the authz server's issuers and policy source, the API's roles, the audit store, the addresses the
-// processes bind, Envoy's bootstrap, the metrics listener). An edit to one of those is reported — by
+// What a config edit can change in a running gateway. Targets, listeners and the authz cluster's circuit
+// breaker (`authz.max_outstanding`) become Envoy resources and authz-server credentials, which follow a
+// reload; every other section was read once at start-up (the authz server's issuers and policy source,
+// the API's roles, the audit store, the addresses the processes bind, Envoy's bootstrap, the metrics
+// listener). An edit to one of those is reported — by
 // section, with its line — and its running value stays in force until the next restart: publishing a new
 // authz address to Envoy while the authz server still listens on the old one would deny everything.
 import { configLineOf } from './load-config.ts';
@@ -19,7 +20,8 @@ export const RESTART_ONLY: readonly RestartOnly[] = [
   { section: 'access', of: (c) => c.access },
   { section: 'policy', of: (c) => c.policy },
   { section: 'audit', of: (c) => c.audit },
-  { section: 'authz', of: (c) => c.authz },
+  // The addresses only: `authz.max_outstanding` is Envoy's, and an xDS push applies it.
+  { section: 'authz', of: (c) => c.authz.addresses },
   { section: 'control_plane', of: (c) => c.controlPlane },
   { section: 'envoy.admin_port', of: (c) => c.envoy.adminAddress },
   { section: 'envoy.delta_xds', of: (c) => c.envoy.deltaXds },
@@ -33,8 +35,11 @@ export const RESTART_ONLY: readonly RestartOnly[] = [
   { section: 'budgets', of: (c) => (c.limits ?? []).filter((l) => l.kind === 'tokens') },
 ];
 
-/** Config keys a reload applies (test/unit/reload-plan.test.ts checks every key is classified). */
-export const HOT_KEYS: readonly (keyof Config)[] = ['file', 'listeners', 'targets', 'envoy'];
+/**
+ * Config keys a reload applies, wholly or in part (`envoy` and `authz` keep their restart-only parts as
+ * running; test/unit/reload-plan.test.ts checks every key is classified).
+ */
+export const HOT_KEYS: readonly (keyof Config)[] = ['file', 'listeners', 'targets', 'envoy', 'authz'];
 
 export interface RestartNeeded {
   section: string;
@@ -63,7 +68,7 @@ export function reloadPlan(running: Config, next: Config): ReloadPlan {
     access: running.access,
     policy: running.policy,
     audit: running.audit,
-    authz: running.authz,
+    authz: { ...next.authz, addresses: running.authz.addresses },
     controlPlane: running.controlPlane,
     envoy: { ...next.envoy, adminAddress: running.envoy.adminAddress, deltaXds: running.envoy.deltaXds },
     telemetry: running.telemetry,

@@ -229,8 +229,12 @@ export interface Config {
   decisionLogs?: DecisionLogsConfig | null;
   /** `redactHeaders`: `audit.redact_headers`, more header names kept out of the trail (absent: none). */
   audit: { store: AuditStoreConfig; spoolDir: string; redactHeaders?: string[] };
-  /** Each `unix:/abs/path` (default: `<socketDir>/authz.sock`) or `host:port` (mutual TLS). */
-  authz: { addresses: string[] };
+  /**
+   * `addresses`: each `unix:/abs/path` (default: `<socketDir>/authz.sock`) or `host:port` (mutual TLS).
+   * `maxOutstanding`: Checks Envoy keeps outstanding to each address (the authz cluster's circuit breaker,
+   * `maxOutstanding × addresses` in all); past it Envoy fails a Check at once instead of queueing it.
+   */
+  authz: { addresses: string[]; maxOutstanding: number };
   /**
    * `xdsAddress`: ADS, access logs and ext_proc, `unix:/abs/path` (default `<socketDir>/xds.sock`) or
    * `host:port` (mutual TLS). `issuer`: the agent-token issuer URL (the fleet's shared API URL; default

@@ -1,7 +1,9 @@
 // The Envoy of bench:gateway's first two sides (Envoy alone; Envoy + OPA-Envoy): one listener with the
 // HTTP connection manager settings `chaperone up` generates (xds/translate/listener.ts), a route to the
-// bench upstream and, for OPA-Envoy, the ext_authz filter with the same settings Chaperone uses. The
-// third side runs the Envoy `chaperone up` configures itself over xDS.
+// bench upstream and, for OPA-Envoy, the ext_authz filter with the same settings Chaperone uses and its
+// cluster with the same circuit breaker (xds/translate/cluster.ts). The third side runs the Envoy
+// `chaperone up` configures itself over xDS.
+import { circuitBreakers } from '../../xds/translate/cluster.ts';
 
 export const LISTENER_STAT_PREFIX = 'egress';
 
@@ -9,8 +11,13 @@ export interface BootstrapOptions {
   listenPort: number;
   adminPort: number;
   upstreamPort: number;
-  /** ext_authz gRPC server (OPA-Envoy) on 127.0.0.1, or null for Envoy alone. */
-  authzPort: number | null;
+  /**
+   * The ext_authz gRPC server: a port on 127.0.0.1 (OPA-Envoy), a Unix socket (`chaperone authz serve`,
+   * which listens on TCP only with mutual TLS), or null for Envoy alone.
+   */
+  authz: { port: number } | { pipe: string } | null;
+  /** Checks outstanding to the ext_authz cluster, as `authz.max_outstanding` bounds Chaperone's. */
+  authzMaxOutstanding: number;
 }
 
 const HCM =
@@ -31,11 +38,24 @@ function extAuthzFilter(): Record<string, unknown> {
   };
 }
 
-function cluster(name: string, port: number, http2: boolean): Record<string, unknown> {
+function cluster(
+  name: string,
+  at: { port: number } | { pipe: string },
+  http2: boolean,
+  maxOutstanding?: number,
+): Record<string, unknown> {
   return {
     name,
     type: 'STATIC',
     connect_timeout: '1s',
+    ...(maxOutstanding === undefined
+      ? {}
+      : {
+          circuit_breakers: circuitBreakers({
+            maxRequests: maxOutstanding,
+            maxPendingRequests: maxOutstanding,
+          }),
+        }),
     ...(http2
       ? {
           typed_extension_protocol_options: {
@@ -51,7 +71,14 @@ function cluster(name: string, port: number, http2: boolean): Record<string, unk
       endpoints: [
         {
           lb_endpoints: [
-            { endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } },
+            {
+              endpoint: {
+                address:
+                  'pipe' in at
+                    ? { pipe: { path: at.pipe } }
+                    : { socket_address: { address: '127.0.0.1', port_value: at.port } },
+              },
+            },
           ],
         },
       ],
@@ -93,7 +120,7 @@ export function benchBootstrap(o: BootstrapOptions): Record<string, unknown> {
                       ],
                     },
                     http_filters: [
-                      ...(o.authzPort === null ? [] : [extAuthzFilter()]),
+                      ...(o.authz === null ? [] : [extAuthzFilter()]),
                       {
                         name: 'envoy.filters.http.router',
                         typed_config: {
@@ -109,8 +136,8 @@ export function benchBootstrap(o: BootstrapOptions): Record<string, unknown> {
         },
       ],
       clusters: [
-        cluster('upstream', o.upstreamPort, false),
-        ...(o.authzPort === null ? [] : [cluster('ext_authz', o.authzPort, true)]),
+        cluster('upstream', { port: o.upstreamPort }, false),
+        ...(o.authz === null ? [] : [cluster('ext_authz', o.authz, true, o.authzMaxOutstanding)]),
       ],
     },
   };

@@ -12,7 +12,9 @@
 //        --quick (rates 500,1000, 3 s each, 1 s warm-up: a smoke run)  --profile (CPU profile of
 //        `chaperone up`)  --keep-going (run the higher rates after a side lost half its requests)
 //        --opa-policy shipped|direct (OPA-Envoy runs the shipped library, or the same decision as one
-//        hand-written rule)  --json <file> (default: a file in the temp dir, printed at the end)
+//        hand-written rule)  --authz-max-outstanding <n> (the authz cluster's circuit breaker on every
+//        side with an authz server; default Chaperone's, 1024 is Envoy's own default)
+//        --json <file> (default: a file in the temp dir, printed at the end)
 import { createReadStream } from 'node:fs';
 import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir, totalmem } from 'node:os';
@@ -20,6 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEV_DEFAULTS } from '../../cli/dev/dev-config.ts';
 import { type DevIdp, startDevIdp } from '../../cli/dev/dev-idp.ts';
+import { CONFIG_DEFAULTS } from '../../config/defaults.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 import {
   killAllNow,
@@ -52,6 +55,7 @@ interface Options {
   profile: boolean;
   keepGoing: boolean;
   opaPolicy: 'shipped' | 'direct';
+  authzMaxOutstanding: number;
   json: string;
 }
 
@@ -72,6 +76,15 @@ function opaPolicyOf(raw: string | undefined): 'shipped' | 'direct' {
   throw new UsageError(`--opa-policy takes shipped or direct, got "${raw}"`);
 }
 
+/** The schema's range of `authz.max_outstanding`. */
+function maxOutstandingOf(raw: string | undefined): number {
+  if (raw === undefined) return CONFIG_DEFAULTS.authzMaxOutstanding;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 16 || n > 4096)
+    throw new UsageError(`--authz-max-outstanding takes a whole number from 16 to 4096, got "${raw}"`);
+  return n;
+}
+
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
@@ -86,6 +99,7 @@ function parseOptions(argv: string[]): Options {
       profile: { type: 'boolean', default: false },
       'keep-going': { type: 'boolean', default: false },
       'opa-policy': { type: 'string' },
+      'authz-max-outstanding': { type: 'string' },
       json: { type: 'string' },
     },
     strict: true,
@@ -110,6 +124,7 @@ function parseOptions(argv: string[]): Options {
     profile: values.profile,
     keepGoing: values['keep-going'],
     opaPolicy: opaPolicyOf(values['opa-policy']),
+    authzMaxOutstanding: maxOutstandingOf(values['authz-max-outstanding']),
     json:
       values.json ??
       join(tmpdir(), `chaperone-bench-gateway-${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
@@ -483,6 +498,7 @@ async function main(): Promise<number> {
       upstreamPort,
       issuer: { issuer: idp.issuer, audience: DEV_DEFAULTS.audience, jwks: idp.jwks() },
       opaPolicy: opts.opaPolicy,
+      authzMaxOutstanding: opts.authzMaxOutstanding,
       tokens: {
         alice: await idp.tokenFor('alice', { ttlSec: 4 * 3600 }),
         bob: await idp.tokenFor('bob', { ttlSec: 4 * 3600 }),

@@ -44,6 +44,11 @@ export interface BenchContext {
    * wrapper (the same Rego); `direct` is the same decision for this route as one hand-written rule.
    */
   opaPolicy: 'shipped' | 'direct';
+  /**
+   * Checks Envoy keeps outstanding to the authz cluster: `authz.max_outstanding` of the Chaperone sides,
+   * and the same circuit breaker on the ext_authz cluster of the authz-only and OPA-Envoy sides.
+   */
+  authzMaxOutstanding: number;
 }
 
 export interface RunningSide {
@@ -86,9 +91,10 @@ export async function freePort(): Promise<number> {
   }
 }
 
-function tcpAccepts(port: number): Promise<boolean> {
+/** A port on 127.0.0.1, or a Unix socket path, accepts connections. */
+function tcpAccepts(at: number | string): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket = typeof at === 'number' ? connect({ host: '127.0.0.1', port: at }) : connect({ path: at });
     socket.once('connect', () => {
       socket.destroy();
       resolve(true);
@@ -97,13 +103,25 @@ function tcpAccepts(port: number): Promise<boolean> {
   });
 }
 
-async function startEnvoy(ctx: BenchContext, name: string, authzPort: number | null) {
+async function startEnvoy(
+  ctx: BenchContext,
+  name: string,
+  authz: { port: number } | { pipe: string } | null,
+) {
   const listenPort = await freePort();
   const adminPort = await freePort();
   const file = join(ctx.workDir, `${name}.envoy.json`);
   await writeFile(
     file,
-    JSON.stringify(benchBootstrap({ listenPort, adminPort, upstreamPort: ctx.upstreamPort, authzPort })),
+    JSON.stringify(
+      benchBootstrap({
+        listenPort,
+        adminPort,
+        upstreamPort: ctx.upstreamPort,
+        authz,
+        authzMaxOutstanding: ctx.authzMaxOutstanding,
+      }),
+    ),
   );
   const child = spawnChild(`${name} envoy`, locateTool('envoy'), [
     '-c',
@@ -201,7 +219,7 @@ export async function startOpaEnvoySide(ctx: BenchContext): Promise<RunningSide>
     async () => (await fetch(`http://127.0.0.1:${httpPort}/health?plugins`)).ok,
     { timeoutMs: 30_000, child: opa },
   );
-  const envoy = await startEnvoy(ctx, 'opa-envoy', grpcPort);
+  const envoy = await startEnvoy(ctx, 'opa-envoy', { port: grpcPort });
   return {
     name: 'opa-envoy',
     url: envoy.url,
@@ -213,7 +231,8 @@ export async function startOpaEnvoySide(ctx: BenchContext): Promise<RunningSide>
 }
 
 export async function startAuthzOnlySide(ctx: BenchContext): Promise<RunningSide> {
-  const port = await freePort();
+  // `authz serve` listens on TCP only with mutual TLS; a 0600 socket is how a node runs it.
+  const socket = join(ctx.workDir, 'authz-only.sock');
   const authz = spawnChild(
     'authz-only',
     process.execPath,
@@ -224,7 +243,7 @@ export async function startAuthzOnlySide(ctx: BenchContext): Promise<RunningSide
       'authz',
       'serve',
       '--addr',
-      `127.0.0.1:${port}`,
+      `unix:${socket}`,
       '--policy-dir',
       join(PROJECT_ROOT, 'policies'),
       '--entrypoint',
@@ -238,11 +257,11 @@ export async function startAuthzOnlySide(ctx: BenchContext): Promise<RunningSide
     ],
     { cwd: PROJECT_ROOT, env: { ...process.env, NODE_ENV: 'production' } },
   );
-  await waitUntil(`authz-only to listen on ${port}`, () => tcpAccepts(port), {
+  await waitUntil(`authz-only to listen on ${socket}`, () => tcpAccepts(socket), {
     timeoutMs: 120_000,
     child: authz,
   });
-  const envoy = await startEnvoy(ctx, 'authz-only', port);
+  const envoy = await startEnvoy(ctx, 'authz-only', { pipe: socket });
   return {
     name: 'authz-only',
     url: envoy.url,
@@ -252,9 +271,10 @@ export async function startAuthzOnlySide(ctx: BenchContext): Promise<RunningSide
   };
 }
 
-function chaperoneYaml(ctx: BenchContext, p: Record<'listener' | 'admin' | 'authz' | 'xds' | 'api', number>) {
+function chaperoneYaml(ctx: BenchContext, p: Record<'listener' | 'admin' | 'api', number>) {
   return `# bench:gateway (generated): the dev issuer, the bench upstream as target "demo", the shipped
-# policy library and the embedded audit store, as \`chaperone up --dev\` runs them.
+# policy library and the embedded audit store, as \`chaperone up --dev\` runs them; the authz server and
+# the control plane on their default Unix sockets in the state directory, as on one node.
 listeners:
   - name: egress
     address: 127.0.0.1
@@ -279,9 +299,8 @@ audit:
   store: embedded
   spool_dir: state/spool
 authz:
-  address: 127.0.0.1:${p.authz}
+  max_outstanding: ${ctx.authzMaxOutstanding}
 control_plane:
-  xds_address: 127.0.0.1:${p.xds}
   http_address: 127.0.0.1:${p.api}
 envoy:
   admin_port: ${p.admin}
@@ -293,8 +312,8 @@ export async function startChaperoneSide(
   name: 'chaperone' | 'chaperone-grpc-js',
   opts: SideOptions = {},
 ): Promise<RunningSide> {
-  const [listener, admin, authz, xds, api] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
-  const ports = { listener: listener!, admin: admin!, authz: authz!, xds: xds!, api: api! };
+  const [listener, admin, api] = await Promise.all(Array.from({ length: 3 }, () => freePort()));
+  const ports = { listener: listener!, admin: admin!, api: api! };
   const dir = join(ctx.workDir, name);
   await mkdir(dir, { recursive: true });
   const config = join(dir, 'chaperone.yaml');

@@ -1,7 +1,7 @@
 // The real Envoy accepts what the translator generates: each golden `.out.yaml` file (as committed,
 // checked against the translator by test/unit/translate-golden.test.ts) and the documented example
-// become a bootstrap with the resources inlined as static resources (RDS → inline route_config, EDS →
-// STATIC with the ClusterLoadAssignment inline, the control-plane cluster from our own bootstrap), and
+// become a bootstrap with the resources inlined as static resources (test/support/static-bootstrap.ts:
+// RDS → inline route_config, EDS → STATIC, the control-plane cluster from our own bootstrap), and
 // `envoy --mode validate` must exit 0. A broken resource is stopped by the strict proto check before
 // it could ever reach an Envoy; a control case shows Envoy's validation is not a rubber stamp.
 import { spawn } from 'node:child_process';
@@ -16,13 +16,13 @@ import { loadConfig } from '../../config/load-config.ts';
 import { writeEnvoyTlsFiles } from '../../gateway/data-plane-tls.ts';
 import { locateTool } from '../../lib/tools.ts';
 import { CertificateAuthority, ROLE_URI } from '../../pki/certificate-authority.ts';
-import { envoyBootstrap } from '../../xds/bootstrap.ts';
 import { buildIr } from '../../xds/ir/build-ir.ts';
 import type { IrDataPlaneTls } from '../../xds/ir/types.ts';
 import { type EnvoyResourcesJson, type SnapshotError, XdsSnapshot } from '../../xds/server/snapshot.ts';
 import { envoyTlsFiles } from '../../xds/translate/data-plane.ts';
 import { translate } from '../../xds/translate/translate.ts';
 import { GoldenDir } from '../support/golden.ts';
+import { staticBootstrap as toStaticBootstrap } from '../support/static-bootstrap.ts';
 
 let dir = '';
 let caFile = '';
@@ -59,42 +59,16 @@ afterAll(async () => {
 
 type Json = Record<string, any>;
 
-/** Resources as a static bootstrap: what Envoy would hold after ADS delivered them. */
+/** Resources as a static bootstrap, with the certificate files made above. */
 function staticBootstrap(resources: EnvoyResourcesJson): Json {
-  const bootstrap: Json = envoyBootstrap({
-    nodeId: 'validate',
-    xdsAddress: '127.0.0.1:18000',
+  return toStaticBootstrap(resources, {
     adminPort: 19901,
+    eachCluster: (copy) => {
+      const validation = copy['transport_socket']?.typed_config?.common_tls_context?.validation_context;
+      if (validation) validation.trusted_ca.filename = caFile;
+      useTestSdsFiles(copy['transport_socket']?.typed_config?.common_tls_context);
+    },
   });
-  delete bootstrap['dynamic_resources'];
-  const routes = new Map(resources.routes.map((r) => [r['name'], r]));
-  const assignments = new Map(resources.endpoints.map((e) => [e['cluster_name'], e]));
-  const listeners = resources.listeners.map((listener) => {
-    const copy: Json = structuredClone(listener);
-    const hcm = copy['filter_chains'][0].filters[0].typed_config;
-    const routeConfig = routes.get(hcm.rds.route_config_name);
-    expect(routeConfig, `route configuration ${hcm.rds.route_config_name}`).toBeDefined();
-    delete hcm.rds;
-    hcm.route_config = structuredClone(routeConfig);
-    return copy;
-  });
-  const clusters = resources.clusters.map((cluster) => {
-    const copy: Json = structuredClone(cluster);
-    if (copy['type'] === 'EDS') {
-      const assignment = assignments.get(copy['eds_cluster_config'].service_name);
-      expect(assignment, `ClusterLoadAssignment of ${copy['name']}`).toBeDefined();
-      delete copy['eds_cluster_config'];
-      copy['type'] = 'STATIC';
-      copy['load_assignment'] = structuredClone(assignment);
-    }
-    const validation = copy['transport_socket']?.typed_config?.common_tls_context?.validation_context;
-    if (validation) validation.trusted_ca.filename = caFile;
-    useTestSdsFiles(copy['transport_socket']?.typed_config?.common_tls_context);
-    return copy;
-  });
-  bootstrap['static_resources'].listeners = listeners;
-  bootstrap['static_resources'].clusters.push(...clusters);
-  return bootstrap;
 }
 
 let seq = 0;

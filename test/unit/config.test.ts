@@ -40,7 +40,8 @@ describe('parseConfig defaults', () => {
       },
       audit: { store: { kind: 'embedded' }, spoolDir: '/etc/chaperone/.chaperone/spool' },
       // The data plane is Unix sockets in the state directory: only the gateway's user can connect.
-      authz: { addresses: ['unix:/etc/chaperone/.chaperone/sockets/authz.sock'] },
+      // Envoy keeps at most 256 Checks outstanding to it and fails the next at once.
+      authz: { addresses: ['unix:/etc/chaperone/.chaperone/sockets/authz.sock'], maxOutstanding: 256 },
       controlPlane: {
         xdsAddress: 'unix:/etc/chaperone/.chaperone/sockets/xds.sock',
         httpAddress: '127.0.0.1:8181',
@@ -106,7 +107,7 @@ targets:
       - { header: x-key, value: "file:secrets/key" }
 policy: { bundle: build/bundle.tar.gz, entrypoint: envoy/authz/allow }
 audit: { store: "env:DATABASE_URL", spool_dir: /var/spool/chaperone }
-authz: { addresses: ["10.0.0.1:9191", "10.0.0.2:9191"] }
+authz: { addresses: ["10.0.0.1:9191", "10.0.0.2:9191"], max_outstanding: 100 }
 control_plane: { xds_address: "0.0.0.0:18000", http_address: "127.0.0.1:8282" }
 envoy: { admin_port: 9902, ca_file: /etc/pki/ca.pem }
 data_plane:
@@ -159,7 +160,7 @@ data_plane:
       store: { kind: 'postgres', connection: 'env:DATABASE_URL' },
       spoolDir: '/var/spool/chaperone',
     });
-    expect(c.authz.addresses).toEqual(['10.0.0.1:9191', '10.0.0.2:9191']);
+    expect(c.authz).toEqual({ addresses: ['10.0.0.1:9191', '10.0.0.2:9191'], maxOutstanding: 100 });
     expect(c.controlPlane).toEqual({
       xdsAddress: '0.0.0.0:18000',
       httpAddress: '127.0.0.1:8282',
@@ -420,6 +421,21 @@ describe('parseConfig rejections: exact path, line and message', () => {
       'bounds',
       'identity: {issuers: [{issuer: "https://i", audiences: [a]}], clock_tolerance: 61}\n',
       [{ path: 'identity.clock_tolerance', line: 1, message: 'must be <= 60' }],
+    ],
+    [
+      'the authz circuit breaker is a whole number in a sane range',
+      'authz:\n  max_outstanding: 8\n',
+      [{ path: 'authz.max_outstanding', line: 2, message: 'must be >= 16' }],
+    ],
+    [
+      'the authz circuit breaker has a ceiling',
+      'authz: {max_outstanding: 5000}\n',
+      [{ path: 'authz.max_outstanding', line: 1, message: 'must be <= 4096' }],
+    ],
+    [
+      'the authz circuit breaker is an integer',
+      'authz: {max_outstanding: 64.5}\n',
+      [{ path: 'authz.max_outstanding', line: 1, message: 'must be an integer' }],
     ],
     [
       'agent tokens live at most a day',
@@ -704,12 +720,16 @@ authz: {addresses: ["10.0.0.1:9191", "authz.svc:9191"]}
       tls: null,
       endpoints: [{ host: '10.1.2.3', port: 80 }],
     });
-    // TCP authz servers are reached with mutual TLS, from the files the control plane keeps.
+    // TCP authz servers are reached with mutual TLS, from the files the control plane keeps; Envoy keeps
+    // at most the default 256 Checks outstanding to each of the two.
     expect(byName['chaperone_authz']).toMatchObject({
       discovery: 'strict_dns',
       http2: true,
       dataPlaneTls: { serverUri: 'urn:chaperone:data-plane:server' },
+      circuitBreakers: { maxRequests: 512, maxPendingRequests: 512 },
     });
+    // Upstream targets keep Envoy's own bounds.
+    expect(byName['target/dns']!.circuitBreakers).toBeUndefined();
     const hostRewrites = ir.listeners[0]!.virtualHosts[0]!.routes.map((r) => [r.target, r.hostRewrite]);
     expect(hostRewrites).toEqual([
       ['dns', 'api.example.com:8443'],

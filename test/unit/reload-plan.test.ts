@@ -1,5 +1,6 @@
-// What a config edit changes in a running gateway: targets, listeners and Envoy's CA file are applied;
-// every other section waits for a restart, is named with its line, and keeps its running value.
+// What a config edit changes in a running gateway: targets, listeners, Envoy's CA file and the authz
+// cluster's circuit breaker are applied; every other section waits for a restart, is named with its
+// line, and keeps its running value.
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../config/load-config.ts';
 import { describeRestartNeeded, HOT_KEYS, RESTART_ONLY, reloadPlan } from '../../config/reload-plan.ts';
@@ -50,6 +51,24 @@ describe('reloadPlan', () => {
     expect(plan.restartNeeded).toEqual([]);
     expect(plan.apply.targets[0]?.name).toBe('b');
     expect(plan.apply.listeners[0]?.port).toBe(10001);
+  });
+
+  it("applies the authz cluster's circuit breaker (an xDS push) and keeps the running addresses", () => {
+    const edited = parseConfig(
+      base.replace('address: 127.0.0.1:9191', 'address: 127.0.0.1:9191\n  max_outstanding: 64'),
+      '/etc/chaperone/chaperone.yaml',
+    );
+    const plan = reloadPlan(running, edited);
+    expect(plan.restartNeeded).toEqual([]);
+    expect(plan.apply.authz).toEqual({ addresses: ['127.0.0.1:9191'], maxOutstanding: 64 });
+    // With an address edit in the same change, the bound applies and the address waits.
+    const both = parseConfig(
+      base.replace('address: 127.0.0.1:9191', 'address: 127.0.0.1:9192\n  max_outstanding: 64'),
+      '/etc/chaperone/chaperone.yaml',
+    );
+    const plan2 = reloadPlan(running, both);
+    expect(plan2.restartNeeded).toEqual([{ section: 'authz', line: 11 }]);
+    expect(plan2.apply.authz).toEqual({ addresses: ['127.0.0.1:9191'], maxOutstanding: 64 });
   });
 
   it('names restart-only edits with their line and keeps the running values', () => {

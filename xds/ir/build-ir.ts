@@ -238,11 +238,16 @@ function targetIr(config: Config, t: TargetConfig, index: number, issue: Issue):
 
 /**
  * The authz pool: Unix sockets (one node), or TCP addresses reached with mutual TLS (a fleet), whose
- * certificates Envoy reads from the files the control plane keeps under `data_plane.tls.dir`.
+ * certificates Envoy reads from the files the control plane keeps under `data_plane.tls.dir`. Its circuit
+ * breaker bounds the Checks Envoy keeps outstanding to `authz.max_outstanding` per address: past that a
+ * Check fails at once (ext_authz error → 503, fail closed) instead of waiting in Envoy's queue and the
+ * kernel's for an answer that would mostly come after Envoy's 0.5 s deadline (docs/performance.md).
+ * The same bound covers Checks waiting for a connection, so a reconnecting pool queues no more.
  */
 function authzCluster(config: Config): IrCluster {
   const endpoints = config.authz.addresses.map((a) => endpointOf(parseDataPlaneAddress(a)));
   const tcp = endpoints.some((e) => !('pipe' in e));
+  const bound = config.authz.maxOutstanding * endpoints.length;
   return {
     name: AUTHZ_CLUSTER,
     discovery: endpoints.every((e) => 'pipe' in e || isIP(e.host) !== 0) ? 'static' : 'strict_dns',
@@ -251,6 +256,7 @@ function authzCluster(config: Config): IrCluster {
     dataPlaneTls: tcp ? envoyTlsFiles(config.dataPlane.tls.dir, ROLE_URI.server) : null,
     http2: true,
     connectTimeout: AUTHZ_CONNECT_TIMEOUT,
+    circuitBreakers: { maxRequests: bound, maxPendingRequests: bound },
   };
 }
 

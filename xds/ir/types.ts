@@ -49,6 +49,22 @@ export interface IrCluster {
   /** Speak HTTP/2 (gRPC services) instead of HTTP/1.1. */
   http2: boolean;
   connectTimeout: string;
+  /**
+   * Bounds on what Envoy sends at once (the authz cluster's); absent: Envoy's defaults (1,024 requests,
+   * 1,024 pending). Absent rather than null on target clusters, so their routes' checksums stay as they were.
+   */
+  circuitBreakers?: IrCircuitBreakers;
+}
+
+/**
+ * The cluster's circuit breaker (priority DEFAULT, the only one Chaperone's traffic uses): a request past
+ * a bound is failed by Envoy at once, never queued. Over HTTP/2 every request is multiplexed on a ready
+ * connection, so `maxRequests` bounds what is outstanding and `maxPendingRequests` what waits while a
+ * connection is being made.
+ */
+export interface IrCircuitBreakers {
+  maxRequests: number;
+  maxPendingRequests: number;
 }
 
 export interface IrRouteMatch {

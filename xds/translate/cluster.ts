@@ -2,7 +2,7 @@
 // over ADS. Upstream TLS always verifies the chain (trusted CA) and the name (SAN = SNI host):
 // Envoy checks neither unless told to, and credentials are injected on these connections.
 import { isIP } from 'node:net';
-import type { IrCluster, IrEndpoint, IrUpstreamTls } from '../ir/types.ts';
+import type { IrCircuitBreakers, IrCluster, IrEndpoint, IrUpstreamTls } from '../ir/types.ts';
 import { dataPlaneTlsSocket, envoyAddress } from './data-plane.ts';
 import {
   ADS_CONFIG_SOURCE,
@@ -36,6 +36,26 @@ function tlsTransportSocket(tls: IrUpstreamTls): Record<string, unknown> {
     },
   };
   return { name: TLS_TRANSPORT_SOCKET, typed_config: context };
+}
+
+/**
+ * One threshold at DEFAULT priority (ext_authz and the router send everything there). No retries: a
+ * Check is never retried by the cluster, and a retry at the moment the bound is reached would only add
+ * load. `track_remaining` publishes `circuit_breakers.default.remaining_rq` / `remaining_pending`, so an
+ * operator sees how close the bound is before it refuses anything.
+ */
+export function circuitBreakers(b: IrCircuitBreakers): Record<string, unknown> {
+  return {
+    thresholds: [
+      {
+        priority: 'DEFAULT',
+        max_pending_requests: b.maxPendingRequests,
+        max_requests: b.maxRequests,
+        max_retries: 0,
+        track_remaining: true,
+      },
+    ],
+  };
 }
 
 function fail(cluster: IrCluster, path: string, message: string): never {
@@ -81,6 +101,7 @@ export function clusterResource(cluster: IrCluster): Record<string, unknown> {
       },
     };
   }
+  if (cluster.circuitBreakers) out['circuit_breakers'] = circuitBreakers(cluster.circuitBreakers);
   if (cluster.tls !== null && cluster.dataPlaneTls !== null)
     fail(cluster, 'tls', 'a cluster has upstream TLS or data-plane TLS, not both');
   if (cluster.tls !== null) out['transport_socket'] = tlsTransportSocket(cluster.tls);
