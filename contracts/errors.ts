@@ -38,6 +38,7 @@ export type AuthzErrorCode =
   | 'ERR_STREAM_NOT_MASKABLE'
   | 'ERR_RESPONSE_NOT_MASKABLE'
   | 'ERR_OVERLOADED'
+  | 'ERR_AUTHZ_UNAVAILABLE'
   | 'ERR_LISTING_NOT_FILTERABLE'
   | 'ERR_INTERNAL';
 
@@ -161,6 +162,10 @@ export const DENY_CATALOG: { readonly [C in AuthzErrorCode]: DenyRule } = {
   ),
   // Load shedding: answered at once, before any evaluation, instead of an ext_authz timeout later.
   ERR_OVERLOADED: server(503, 'deny', 'the gateway is over capacity; retry shortly'),
+  // Envoy's, never the server's: no answer from the authz server (over the authz cluster's circuit breaker,
+  // past the ext_authz deadline, unreachable). The connection manager's local reply carries it
+  // (xds/translate/local-replies.ts), so a client reads a code instead of an empty 503.
+  ERR_AUTHZ_UNAVAILABLE: server(503, 'error', 'no authorization decision could be made; retry shortly'),
   // An MCP listing the policy filters (mcp_visible) that cannot be read: never passed on unfiltered.
   ERR_LISTING_NOT_FILTERABLE: server(
     502,

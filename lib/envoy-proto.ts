@@ -80,6 +80,7 @@ export const XDS_RESOURCE_PROTOS = [
   'envoy/extensions/common/matching/v3/extension_matcher.proto',
   'envoy/type/matcher/v3/http_inputs.proto',
   'envoy/extensions/access_loggers/grpc/v3/als.proto',
+  'envoy/extensions/access_loggers/filters/cel/v3/cel.proto',
   'envoy/extensions/access_loggers/stream/v3/stream.proto',
   'envoy/extensions/transport_sockets/tls/v3/tls.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',

@@ -1,8 +1,8 @@
 // The authz cluster's circuit breaker (`authz.max_outstanding`) in a real Envoy 1.40 running exactly what
 // our translator generates (config → IR → resources, inlined as a static bootstrap): while the admitted
 // Checks are held on a slow disk, a burst beyond the bound comes back at once as Envoy's own 503 — an
-// ext_authz error, counted as a circuit-breaker overflow, never sent to the authz server — and the held
-// requests go through once the disk is released.
+// ext_authz error (ERR_AUTHZ_UNAVAILABLE), counted as a circuit-breaker overflow, never sent to the
+// authz server — and the held requests go through once the disk is released.
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,10 +131,14 @@ data_plane:
     diskWait = new Promise<void>((r) => {
       release = r;
     });
-    const answers: { status: number; body: string }[] = [];
+    const answers: { status: number; body: string; retryAfter: string | null }[] = [];
     const burst = Array.from({ length: BURST }, () =>
       fetch(`${base}/demo/items`).then(async (res) => {
-        answers.push({ status: res.status, body: await res.text() });
+        answers.push({
+          status: res.status,
+          body: await res.text(),
+          retryAfter: res.headers.get('retry-after'),
+        });
       }),
     );
     // The excess is answered while the admitted Checks are still held on the disk: Envoy did not wait
@@ -148,10 +152,15 @@ data_plane:
     release();
     await Promise.all(burst);
 
-    // Envoy's own 503 for an ext_authz error: no body, nothing from Chaperone (no decision was made).
+    // Envoy's own 503 for an ext_authz error, with the code its local reply gives it (no decision was
+    // made, so no decision id).
     const refused = answers.filter((a) => a.status === 503);
     expect(refused).toHaveLength(BURST - BOUND);
-    for (const a of refused) expect(a.body).toBe('');
+    for (const a of refused) {
+      expect(JSON.parse(a.body)).toMatchObject({ error: 'ERR_AUTHZ_UNAVAILABLE' });
+      expect(a.body).not.toContain('decision_id');
+      expect(a.retryAfter).toBe('1');
+    }
     expect(answers.filter((a) => a.status === 200)).toHaveLength(BOUND);
 
     const moved = (name: string, at = held) => (at[name] ?? 0) - (before[name] ?? 0);

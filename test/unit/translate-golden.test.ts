@@ -194,8 +194,14 @@ describe.each(outputs)('every output: %s', (_name, resources) => {
         // Whole bodies only: Envoy answers 413 above the limit, no check sees part of a body.
         with_request_body: { max_request_bytes: 65536, allow_partial_message: false, pack_as_bytes: true },
       });
-      // Envoy's own 413 (no decision) names the limit in JSON; the authz server's denies keep their body.
-      expect(hcm['local_reply_config'].mappers).toHaveLength(1);
+      // Envoy's own answers carry a Chaperone code in JSON: its 413 (no decision) names the limit, its 503
+      // for a missing decision says so; whatever the authz server answered keeps its body.
+      expect(
+        hcm['local_reply_config'].mappers.map(
+          (m: { body_format_override: { json_format: { error: string } } }) =>
+            m.body_format_override.json_format.error,
+        ),
+      ).toEqual(['ERR_BODY_TOO_LARGE', 'ERR_AUTHZ_UNAVAILABLE']);
       expect(hcm['access_log']).toEqual([
         expect.objectContaining({
           name: 'envoy.access_loggers.http_grpc',

@@ -35,7 +35,8 @@ import {
   ROUTER_TYPE,
   STRIP_MASK_HEADER_FILTER,
 } from './envoy-names.ts';
-import { bodyTooLargeReply, extAuthzTimeout, withRequestBody } from './request-body.ts';
+import { localReplyConfig } from './local-replies.ts';
+import { extAuthzTimeout, withRequestBody } from './request-body.ts';
 
 /** ext_authz settings that are policy of the product, not of a config file. */
 export const EXT_AUTHZ_SETTINGS = {
@@ -216,7 +217,7 @@ export function listenerResource(ir: Ir, listener: IrListener): Record<string, u
               // Virtual hosts list bare host names; the listener port must not defeat the match.
               strip_any_host_port: true,
               // A body over its route's limit is refused by Envoy before any check: say so, in JSON.
-              local_reply_config: bodyTooLargeReply(),
+              local_reply_config: localReplyConfig(),
               access_log: [accessLog(ir, listener)],
               http_filters: [
                 headerMutationFilter(),

@@ -1,12 +1,11 @@
 // How a request body reaches the check, in Envoy's terms: the ext_authz buffer settings of each route,
-// the route metadata that names its limit, and the connection manager's reply when a body is over it.
+// and the route metadata that names its limit (the reply when a body is over it: local-replies.ts).
 // With `buffer` Envoy holds the whole body before calling the authz server, without partial messages:
 // ext_authz raises the stream's buffer limit to `max_request_bytes` (so a limit above the listener's
 // per-connection buffer works) and answers 413 itself above it, before any check. No check, and so no
 // policy, ever sees part of a body. With `headers_only` the check runs on the headers and the body
 // streams to the upstream, never buffered.
 import type { IrListener, TargetBody } from '../ir/types.ts';
-import { EXT_AUTHZ_FILTER } from './envoy-names.ts';
 
 const MIB = 1024 * 1024;
 
@@ -48,53 +47,4 @@ export function checkSettingsBody(body: TargetBody): Record<string, unknown> {
 export function routeBodyMetadata(body: TargetBody): Record<string, unknown> | null {
   if (body.mode !== 'buffer') return null;
   return { filter_metadata: { [ROUTE_METADATA_NAMESPACE]: { max_request_bytes: body.maxRequestBytes } } };
-}
-
-/**
- * The connection manager's `local_reply_config`: Envoy's own 413 (a body over the route's limit, refused
- * before any check) gets a JSON body naming the limit, like the authz server's denies. Only replies
- * without a decision: a 413 the authz server sent carries its decision id in the ext_authz metadata and
- * keeps its own body.
- */
-export function bodyTooLargeReply(): Record<string, unknown> {
-  const limit = `%METADATA(ROUTE:${ROUTE_METADATA_NAMESPACE}:max_request_bytes)%`;
-  return {
-    mappers: [
-      {
-        filter: {
-          and_filter: {
-            filters: [
-              {
-                status_code_filter: {
-                  comparison: {
-                    op: 'EQ',
-                    value: { default_value: 413, runtime_key: 'chaperone.body_too_large' },
-                  },
-                },
-              },
-              {
-                metadata_filter: {
-                  matcher: {
-                    filter: EXT_AUTHZ_FILTER,
-                    path: [{ key: 'decision_id' }],
-                    value: { present_match: true },
-                    invert: true,
-                  },
-                  match_if_key_not_found: true,
-                },
-              },
-            ],
-          },
-        },
-        body_format_override: {
-          json_format: {
-            error: 'ERR_BODY_TOO_LARGE',
-            reason: `the request body is larger than this route accepts (max_request_bytes ${limit})`,
-            request_id: '%REQ(X-REQUEST-ID)%',
-          },
-          content_type: 'application/json',
-        },
-      },
-    ],
-  };
 }
