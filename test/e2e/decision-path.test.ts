@@ -384,6 +384,9 @@ describe('decision path: Envoy → authz server (Rego/WASM, OIDC) → upstream',
       const res = await send(req);
       expect(res.status, `${req.method ?? 'GET'} ${req.path} → ${res.status}`).toBe(503);
       expect(res.headers['x-chaperone-decision-id']).toBeUndefined();
+      // Envoy's own answer, with a code a client can act on (envoy/bootstrap-static.yaml local reply).
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'ERR_AUTHZ_UNAVAILABLE' });
+      expect(res.headers['retry-after']).toBe('1');
     }
     expect(upstream.requests).toEqual([]);
 
