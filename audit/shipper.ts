@@ -192,12 +192,20 @@ export class Shipper {
   /** Ships what is spooled now (retrying up to `timeoutMs`); for shutdown and tests. */
   async flush(timeoutMs = 10_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
+    // This call ships what is spooled now; a wake-up already scheduled would only start another run
+    // later, which could take what is appended after this returns as a short batch instead of letting
+    // the linger gather it. Appends made from here on schedule their own.
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     for (;;) {
       if (this.running) await this.running;
       this.running = this.runOnce().finally(() => (this.running = null));
       await this.running;
       if ((await this.spool.pendingBytes()) === 0) return true;
-      if (Date.now() > deadline) return false;
+      if (Date.now() > deadline) {
+        this.kick(this.backoffMs); // still spooled: the shipper goes on trying
+        return false;
+      }
       await new Promise((r) => setTimeout(r, Math.min(this.backoffMs || 50, 500)));
     }
   }
