@@ -3,20 +3,17 @@
 // Checks are held on a slow disk, a burst beyond the bound comes back at once as Envoy's own 503 — an
 // ext_authz error (ERR_AUTHZ_UNAVAILABLE), counted as a circuit-breaker overflow, never sent to the
 // authz server — and the held requests go through once the disk is released.
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SpoolRecorder } from '../../audit/recorder.ts';
-import { type AppendHandle, Spool } from '../../audit/spool.ts';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
-import { parseConfig } from '../../config/load-config.ts';
-import { AUTHZ_CLUSTER, buildIr } from '../../xds/ir/build-ir.ts';
-import { translate } from '../../xds/translate/translate.ts';
-import { type RunningEnvoy, startEnvoy } from '../support/envoy.ts';
-import { freePort } from '../support/ports.ts';
-import { staticBootstrap } from '../support/static-bootstrap.ts';
+import { AUTHZ_CLUSTER } from '../../xds/ir/build-ir.ts';
+import type { RunningEnvoy } from '../support/envoy.ts';
+import { openSlowDiskSpool, type SlowDiskSpool } from '../support/slow-disk.ts';
+import { startTranslatedEnvoy } from '../support/translated-envoy.ts';
 import { type EchoUpstream, startEchoUpstream } from '../support/upstream.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -29,30 +26,13 @@ describe('the authz circuit breaker through Envoy', () => {
   let upstream: EchoUpstream;
   let authz: AuthzServer;
   let envoy: RunningEnvoy;
-  let spool: Spool;
+  let disk: SlowDiskSpool;
   let base: string;
-  let release: () => void = () => undefined;
-  let diskWait: Promise<void> = Promise.resolve();
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'chaperone-breaker-'));
     await writeFile(join(dir, 'p.rego'), 'package t\n\ndecision := input.parsed_path[0] == "demo"\n');
-    spool = await Spool.open({
-      dir: join(dir, 'spool'),
-      // A disk whose fsyncs wait while the test holds it: admitted Checks stay outstanding.
-      openForAppend: async (path): Promise<AppendHandle> => {
-        const fh = await open(path, 'a', 0o600);
-        return {
-          write: ((...args: Parameters<typeof fh.write>) => fh.write(...args)) as AppendHandle['write'],
-          datasync: async () => {
-            await diskWait;
-            return fh.datasync();
-          },
-          truncate: (len) => fh.truncate(len),
-          close: () => fh.close(),
-        };
-      },
-    });
+    disk = await openSlowDiskSpool(join(dir, 'spool'));
     upstream = await startEchoUpstream();
     authz = await startAuthzServer({
       address: `unix:${join(dir, 'authz.sock')}`,
@@ -61,43 +41,24 @@ describe('the authz circuit breaker through Envoy', () => {
       maxLagMs: 0,
       policy: { dir, entrypoint: 't/decision' },
       logger: pino({ level: 'silent' }),
-      recorder: new SpoolRecorder(spool),
+      recorder: new SpoolRecorder(disk.spool),
     });
-    const listenPort = await freePort();
-    const adminPort = await freePort();
     // `max_request_bytes: 8 MiB` gives the route's Checks Envoy's longest deadline (4.5 s), so the held
     // ones outlast a slow machine instead of timing out before the test releases them.
-    const config = parseConfig(
-      `listeners: [{ name: egress, address: 127.0.0.1, port: ${listenPort} }]
-targets:
-  - name: demo
+    ({ envoy, base } = await startTranslatedEnvoy(dir, {
+      targets: `  - name: demo
     upstream: http://127.0.0.1:${upstream.port}
     match: { path_prefix: /demo }
-    max_request_bytes: 8388608
-authz:
-  address: unix:${join(dir, 'authz.sock')}
-  max_outstanding: ${BOUND}
-control_plane:
-  xds_address: unix:${join(dir, 'xds.sock')}
-data_plane:
-  socket_dir: ${dir}
-`,
-      join(dir, 'chaperone.yaml'),
-    );
-    const { resources } = translate(buildIr(config));
-    envoy = await startEnvoy({
-      bootstrapYaml: staticBootstrap(resources, { adminPort, xdsAddress: `unix:${join(dir, 'xds.sock')}` }),
-      adminPort,
-      listenPorts: [listenPort],
-    });
-    base = `http://127.0.0.1:${listenPort}`;
+    max_request_bytes: 8388608`,
+      authz: `  max_outstanding: ${BOUND}`,
+    }));
   }, 60_000);
 
   afterAll(async () => {
-    release();
+    disk?.release();
     await envoy?.close();
     await authz?.close();
-    await spool?.close();
+    await disk?.spool.close();
     await upstream?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -128,9 +89,7 @@ data_plane:
     expect((await fetch(`${base}/demo/items`)).status).toBe(200);
     const before = await stats();
     const decidedBefore = authz.metrics.total;
-    diskWait = new Promise<void>((r) => {
-      release = r;
-    });
+    disk.hold();
     const answers: { status: number; body: string; retryAfter: string | null }[] = [];
     const burst = Array.from({ length: BURST }, () =>
       fetch(`${base}/demo/items`).then(async (res) => {
@@ -149,7 +108,7 @@ data_plane:
     expect(answers).toHaveLength(BURST - BOUND);
     expect(authz.admission.stats()).toMatchObject({ inFlight: BOUND, shed: 0 });
     const held = await stats();
-    release();
+    disk.release();
     await Promise.all(burst);
 
     // Envoy's own 503 for an ext_authz error, with the code its local reply gives it (no decision was

@@ -2,20 +2,18 @@
 // to ask, the fail-closed 503 carries ERR_AUTHZ_UNAVAILABLE in JSON with `retry-after`; once the server
 // answers, every one of its answers keeps its own body — the shed ERR_OVERLOADED (no decision id) and a
 // 503 ERR_CREDENTIAL_UNAVAILABLE decision alike — and an upstream's failure keeps Envoy's text.
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SpoolRecorder } from '../../audit/recorder.ts';
-import { type AppendHandle, Spool } from '../../audit/spool.ts';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
-import { parseConfig } from '../../config/load-config.ts';
-import { AUTHZ_CLUSTER, buildIr } from '../../xds/ir/build-ir.ts';
-import { translate } from '../../xds/translate/translate.ts';
-import { type RunningEnvoy, startEnvoy } from '../support/envoy.ts';
+import { AUTHZ_CLUSTER } from '../../xds/ir/build-ir.ts';
+import type { RunningEnvoy } from '../support/envoy.ts';
 import { freePort } from '../support/ports.ts';
-import { staticBootstrap } from '../support/static-bootstrap.ts';
+import { openSlowDiskSpool, type SlowDiskSpool } from '../support/slow-disk.ts';
+import { startTranslatedEnvoy } from '../support/translated-envoy.ts';
 import { type EchoUpstream, startEchoUpstream } from '../support/upstream.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -30,10 +28,9 @@ describe("Envoy's own answers carry a Chaperone code; the authz server's keep th
   let upstream: EchoUpstream;
   let authz: AuthzServer | undefined;
   let envoy: RunningEnvoy;
-  let spool: Spool;
+  let disk: SlowDiskSpool;
   let base: string;
-  let release: () => void = () => undefined;
-  let diskWait: Promise<void> = Promise.resolve();
+  let authzAddress: string;
 
   const get = async (path: string): Promise<Answer> => {
     const res = await fetch(`${base}${path}`);
@@ -61,30 +58,11 @@ decision := {"allowed": false, "http_status": 503, "body": "closed by policy"} i
 decision := {"allowed": false, "http_status": 413, "body": "too much by policy"} if input.parsed_path[1] == "much"
 `,
     );
-    spool = await Spool.open({
-      dir: join(dir, 'spool'),
-      // A disk whose fsyncs wait while the test holds it: an admitted allow stays in flight.
-      openForAppend: async (path): Promise<AppendHandle> => {
-        const fh = await open(path, 'a', 0o600);
-        return {
-          write: ((...args: Parameters<typeof fh.write>) => fh.write(...args)) as AppendHandle['write'],
-          datasync: async () => {
-            await diskWait;
-            return fh.datasync();
-          },
-          truncate: (len) => fh.truncate(len),
-          close: () => fh.close(),
-        };
-      },
-    });
+    disk = await openSlowDiskSpool(join(dir, 'spool'));
     upstream = await startEchoUpstream();
     const closedPort = await freePort();
-    const listenPort = await freePort();
-    const adminPort = await freePort();
-    const config = parseConfig(
-      `listeners: [{ name: egress, address: 127.0.0.1, port: ${listenPort} }]
-targets:
-  - name: demo
+    ({ envoy, base, authzAddress } = await startTranslatedEnvoy(dir, {
+      targets: `  - name: demo
     upstream: http://127.0.0.1:${upstream.port}
     match: { path_prefix: /demo }
   - name: down
@@ -94,30 +72,15 @@ targets:
     upstream: http://127.0.0.1:${upstream.port}
     match: { path_prefix: /keyed }
     credentials:
-      - { header: authorization, value: "env:CHAPERONE_TEST_UNSET_SECRET", format: "Bearer {}" }
-authz:
-  address: unix:${join(dir, 'authz.sock')}
-control_plane:
-  xds_address: unix:${join(dir, 'xds.sock')}
-data_plane:
-  socket_dir: ${dir}
-`,
-      join(dir, 'chaperone.yaml'),
-    );
-    const { resources } = translate(buildIr(config));
-    envoy = await startEnvoy({
-      bootstrapYaml: staticBootstrap(resources, { adminPort, xdsAddress: `unix:${join(dir, 'xds.sock')}` }),
-      adminPort,
-      listenPorts: [listenPort],
-    });
-    base = `http://127.0.0.1:${listenPort}`;
+      - { header: authorization, value: "env:CHAPERONE_TEST_UNSET_SECRET", format: "Bearer {}" }`,
+    }));
   }, 60_000);
 
   afterAll(async () => {
-    release();
+    disk?.release();
     await envoy?.close();
     await authz?.close();
-    await spool?.close();
+    await disk?.spool.close();
     await upstream?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -142,13 +105,13 @@ data_plane:
 
   it("keeps every answer of the authz server and an upstream's failure as they were", async () => {
     authz = await startAuthzServer({
-      address: `unix:${join(dir, 'authz.sock')}`,
+      address: authzAddress,
       maxInFlight: 1,
       maxLagMs: 0,
       policy: { dir, entrypoint: 't/decision' },
       credentials: { keyed: [{ header: 'authorization', value: 'env:CHAPERONE_TEST_UNSET_SECRET' }] },
       logger: pino({ level: 'silent' }),
-      recorder: new SpoolRecorder(spool),
+      recorder: new SpoolRecorder(disk.spool),
     });
     await waitFor(async () => (await get('/demo/items')).status === 200, {
       what: 'Envoy reaching the authz server',
@@ -179,13 +142,11 @@ data_plane:
     expect(down.headers.get('retry-after')).toBeNull();
 
     // Shed by the server (no decision id, but its reason code in the metadata): its own body.
-    diskWait = new Promise<void>((r) => {
-      release = r;
-    });
+    disk.hold();
     const held = get('/demo/held');
     await waitFor(() => authz!.admission.stats().inFlight === 1, { what: 'the held allow' });
     const shed = await get('/demo/shed');
-    release();
+    disk.release();
     expect(shed.status).toBe(503);
     expect(JSON.parse(shed.text)).toEqual({
       error: 'ERR_OVERLOADED',

@@ -2,17 +2,17 @@
 // back at once as 503 with the ERR_OVERLOADED body and `retry-after` — Envoy counts them as ext_authz
 // denies, not errors or timeouts — while the admitted requests (held on a slow disk in their durable
 // append) go through once it catches up; the next requests are served normally.
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SpoolRecorder } from '../../audit/recorder.ts';
-import { type AppendHandle, Spool } from '../../audit/spool.ts';
 import { type AuthzServer, startAuthzServer } from '../../authz-server/server.ts';
 import { PROJECT_ROOT } from '../../lib/tools.ts';
 import { type RunningEnvoy, renderTemplate, startEnvoy } from '../support/envoy.ts';
 import { freePort } from '../support/ports.ts';
+import { openSlowDiskSpool, type SlowDiskSpool } from '../support/slow-disk.ts';
 import { type EchoUpstream, startEchoUpstream } from '../support/upstream.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -24,30 +24,13 @@ describe.each(['grpc-js', 'http2'] as const)('overload through Envoy (%s transpo
   let upstream: EchoUpstream;
   let authz: AuthzServer;
   let envoy: RunningEnvoy;
-  let spool: Spool;
+  let disk: SlowDiskSpool;
   let base: string;
-  let release: () => void = () => undefined;
-  let diskWait: Promise<void> = Promise.resolve();
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'chaperone-overload-envoy-'));
     await writeFile(join(dir, 'p.rego'), 'package t\n\ndecision := input.parsed_path[0] == "demo"\n');
-    spool = await Spool.open({
-      dir: join(dir, 'spool'),
-      // A disk whose fsyncs wait while the test holds it.
-      openForAppend: async (path): Promise<AppendHandle> => {
-        const fh = await open(path, 'a', 0o600);
-        return {
-          write: ((...args: Parameters<typeof fh.write>) => fh.write(...args)) as AppendHandle['write'],
-          datasync: async () => {
-            await diskWait;
-            return fh.datasync();
-          },
-          truncate: (len) => fh.truncate(len),
-          close: () => fh.close(),
-        };
-      },
-    });
+    disk = await openSlowDiskSpool(join(dir, 'spool'));
     upstream = await startEchoUpstream();
     authz = await startAuthzServer({
       address: '127.0.0.1:0',
@@ -56,7 +39,7 @@ describe.each(['grpc-js', 'http2'] as const)('overload through Envoy (%s transpo
       maxLagMs: 0, // the in-flight bound alone: a busy test machine must not shed by lag
       policy: { dir, entrypoint: 't/decision' },
       logger: pino({ level: 'silent' }),
-      recorder: new SpoolRecorder(spool),
+      recorder: new SpoolRecorder(disk.spool),
     });
     const listenPort = await freePort();
     const adminPort = await freePort();
@@ -75,10 +58,10 @@ describe.each(['grpc-js', 'http2'] as const)('overload through Envoy (%s transpo
   }, 60_000);
 
   afterAll(async () => {
-    release();
+    disk?.release();
     await envoy?.close();
     await authz?.close();
-    await spool?.close();
+    await disk?.spool.close();
     await upstream?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -92,9 +75,7 @@ describe.each(['grpc-js', 'http2'] as const)('overload through Envoy (%s transpo
   it('sheds the excess at once with 503 ERR_OVERLOADED and serves the rest', async () => {
     expect((await fetch(`${base}/demo/items`)).status).toBe(200);
     const denied = await counter('ext_authz.denied');
-    diskWait = new Promise<void>((r) => {
-      release = r;
-    });
+    disk.hold();
     const answers: { status: number; body: string; retryAfter: string | null }[] = [];
     const burst = Array.from({ length: BURST }, () =>
       fetch(`${base}/demo/items`).then(async (res) => {
@@ -107,7 +88,7 @@ describe.each(['grpc-js', 'http2'] as const)('overload through Envoy (%s transpo
     );
     // The excess is answered while the admitted requests are still held on the disk.
     await waitFor(() => answers.length >= BURST - MAX_IN_FLIGHT, { what: 'the shed requests' });
-    release();
+    disk.release();
     await Promise.all(burst);
     const shed = answers.filter((a) => a.status === 503);
     expect(shed).toHaveLength(BURST - MAX_IN_FLIGHT);
