@@ -2,9 +2,9 @@
 // breaker (`authz.max_outstanding`) become Envoy resources and authz-server credentials, which follow a
 // reload; every other section was read once at start-up (the authz server's issuers and policy source,
 // the API's roles, the audit store, the addresses the processes bind, Envoy's bootstrap, the metrics
-// listener). An edit to one of those is reported — by
-// section, with its line — and its running value stays in force until the next restart: publishing a new
-// authz address to Envoy while the authz server still listens on the old one would deny everything.
+// listener). An edit to one of those is reported — by section, with its line — and its running value
+// stays in force until the next restart: publishing a new authz address to Envoy while the authz server
+// still listens on the old one would deny everything.
 import { configLineOf } from './load-config.ts';
 import type { Config } from './types.ts';
 
