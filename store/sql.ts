@@ -14,6 +14,12 @@ import { securePrivateDir } from './state-dir.ts';
 
 export interface Sql {
   readonly engine: 'postgres' | 'pglite';
+  /**
+   * The database executes on the caller's thread (PGlite in-process): a statement blocks the event loop
+   * while it runs, so one statement per batch beats several. Otherwise a statement costs the caller
+   * only the encoding of its parameters.
+   */
+  readonly sharesThread: boolean;
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
   /** Runs `fn` in one transaction (serialised per connection). */
   transaction<T>(fn: (tx: Pick<Sql, 'query'>) => Promise<T>): Promise<T>;
@@ -113,6 +119,7 @@ export async function openPostgres(url: string): Promise<Sql> {
   pool.on('error', () => undefined);
   return {
     engine: 'postgres',
+    sharesThread: false,
     listen: (channel, onNotice, onResync) => listenPostgres(url, channel, onNotice, onResync),
     query: async (text, params) => (await pool.query(text, params as unknown[])).rows,
     exec: async (text) => {
@@ -187,6 +194,7 @@ async function pgliteHere(dataDir: string | null): Promise<Sql> {
   await db.waitReady;
   return {
     engine: 'pglite',
+    sharesThread: true,
     // One in-process database: nothing to reconnect, so no resync.
     listen: (channel, onNotice) => db.listen(channel, onNotice).then((off) => () => off()),
     query: async (text, params) => (await db.query(text, params as unknown[])).rows as never[],
@@ -263,6 +271,7 @@ async function pgliteThread(dataDir: string | null): Promise<Sql> {
     call<T[]>({ op: 'query', text, params, tx });
   return {
     engine: 'pglite',
+    sharesThread: false,
     listen: async (channel, onNotice) => {
       const sub = await call<number>({ op: 'listen', channel });
       notices.set(sub, onNotice);

@@ -191,6 +191,7 @@ function listeningSql() {
   const channel: { notice?: (payload: string) => void; resync?: () => void } = {};
   const sql = {
     engine: 'postgres',
+    sharesThread: false,
     listen: async (_name: string, onNotice: (payload: string) => void, onResync: () => void) => {
       channel.notice = onNotice;
       channel.resync = onResync;
